@@ -1,0 +1,1 @@
+//! target-app: the sample service.
