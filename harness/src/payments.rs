@@ -1,0 +1,1 @@
+//! The payments dependency the lab serves to the target.
