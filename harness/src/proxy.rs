@@ -1,1 +1,794 @@
-//! The TCP fault proxy.
+//! The TCP fault proxy: sits between the target and one of its dependencies (the database, the
+//! payments service) and injects network faults into the bytes flowing through it, with no
+//! privileges and no kernel modules.
+//!
+//! # Model
+//!
+//! - A [`ProxyFault`] holds only its parameters (`latency`, `bytes_per_sec`, ...). Which
+//!   connections it applies to lives in a wrapper, [`FaultSpec`], as a `fraction`.
+//! - At most one fault is active at a time. [`Proxy::set_fault`] replaces it and
+//!   [`Proxy::clear_fault`] deletes it: a reverted proxy holds no fault at all, not a fault with
+//!   probability zero.
+//! - Faults apply to the connections already open as well as to new ones: every connection watches
+//!   the current fault (a `tokio::sync::watch`) and reacts at once, so a stalled connection resumes
+//!   the moment the stall is cleared and a `down` fault cuts it immediately.
+//! - Which connections a fraction picks is drawn per connection from a generator seeded by the
+//!   proxy's seed and the connection's number (accept order), so the same seed picks the same
+//!   connections whatever the task scheduling. A connection's draw is fixed, so a fraction of 0.5
+//!   picks a subset of what 0.7 picks, and setting the same fault twice picks the same set.
+//! - With no fault active the proxy is lossless: every byte is copied in both directions and a
+//!   half-close (one side shutting down its writes) is propagated while the other direction keeps
+//!   flowing. Faults never drop bytes either, except `down` and `reset`, whose point is to.
+
+use std::future::pending;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+#[cfg(test)]
+mod tests;
+
+/// Size of each direction's copy buffer. 64 KiB matches the default loopback socket buffers
+/// closely enough that one read usually drains what the peer wrote; smaller buffers (8 KiB, as
+/// in `tokio::io::copy`) cost measurably more system calls on bulk transfers.
+const BUF_SIZE: usize = 64 * 1024;
+
+/// A network fault, holding only its parameters. Serde-tagged by `kind` so a scenario can write
+/// `{ kind = "latency", latency = "200ms", jitter = "50ms" }`.
+///
+/// Deserialization goes through [`RawFault`], which rejects parameters that do not belong to the
+/// kind (`latency` on a `stall`): serde's `deny_unknown_fields` does not reach unit variants of an
+/// internally tagged enum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "RawFault")]
+pub enum ProxyFault {
+    /// Every chunk, in each direction, is held `latency ± jitter` (uniform) before it is written.
+    Latency {
+        #[serde(with = "crate::duration_serde")]
+        latency: Duration,
+        #[serde(default, with = "crate::duration_serde")]
+        jitter: Duration,
+    },
+    /// Connections are accepted but nothing is forwarded: open connections stop copying (bytes
+    /// wait in the kernel buffers) and new ones are not connected upstream. A black hole.
+    Stall,
+    /// Refuse new connections (the proxy stops listening, so clients get `ECONNREFUSED`; with a
+    /// fraction below 1, the picked connections are closed right after accept) and close the
+    /// open ones.
+    Down,
+    /// Reset connections: open ones and new ones are closed with `SO_LINGER` 0, so the peers see
+    /// `ECONNRESET`.
+    Reset,
+    /// Limit each direction of each connection to `bytes_per_sec`.
+    Bandwidth { bytes_per_sec: u64 },
+}
+
+impl ProxyFault {
+    /// Applies this fault to a `fraction` of connections (0..=1).
+    pub fn on_fraction(self, fraction: f64) -> FaultSpec {
+        FaultSpec {
+            fault: self,
+            fraction,
+        }
+    }
+
+    /// The fault in a few words, for events and reports: `latency 200ms ± 50ms`.
+    pub fn describe(&self) -> String {
+        match self {
+            ProxyFault::Latency { latency, jitter } if jitter.is_zero() => {
+                format!("latency {}", humantime::format_duration(*latency))
+            }
+            ProxyFault::Latency { latency, jitter } => format!(
+                "latency {} ± {}",
+                humantime::format_duration(*latency),
+                humantime::format_duration(*jitter)
+            ),
+            ProxyFault::Stall => "stall".to_string(),
+            ProxyFault::Down => "down".to_string(),
+            ProxyFault::Reset => "reset".to_string(),
+            ProxyFault::Bandwidth { bytes_per_sec } => format!("bandwidth {bytes_per_sec} B/s"),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ProxyError> {
+        match self {
+            ProxyFault::Bandwidth { bytes_per_sec: 0 } => Err(ProxyError::InvalidFault(
+                "bandwidth must be at least 1 byte per second (use `stall` to stop traffic)".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A fault and the fraction of connections it applies to: Toxiproxy's "toxicity", kept out of
+/// the fault itself. Deserializes from the fault's own table plus an optional `fraction`
+/// (default 1): `{ kind = "stall", fraction = 0.5 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawFault")]
+pub struct FaultSpec {
+    #[serde(flatten)]
+    pub fault: ProxyFault,
+    pub fraction: f64,
+}
+
+/// Every key a fault table may hold, before it is checked against its kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    kind: FaultKind,
+    #[serde(default, with = "crate::duration_serde::option")]
+    latency: Option<Duration>,
+    #[serde(default, with = "crate::duration_serde::option")]
+    jitter: Option<Duration>,
+    bytes_per_sec: Option<u64>,
+    fraction: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FaultKind {
+    Latency,
+    Stall,
+    Down,
+    Reset,
+    Bandwidth,
+}
+
+impl TryFrom<RawFault> for FaultSpec {
+    type Error = String;
+
+    fn try_from(raw: RawFault) -> Result<Self, String> {
+        let misplaced = |key: &str| format!("`{key}` does not apply to a {:?} fault", raw.kind);
+        let fault = match raw.kind {
+            FaultKind::Latency => {
+                if raw.bytes_per_sec.is_some() {
+                    return Err(misplaced("bytes_per_sec"));
+                }
+                ProxyFault::Latency {
+                    latency: raw
+                        .latency
+                        .ok_or("a latency fault needs `latency`, e.g. \"200ms\"")?,
+                    jitter: raw.jitter.unwrap_or_default(),
+                }
+            }
+            FaultKind::Bandwidth => {
+                if raw.latency.is_some() || raw.jitter.is_some() {
+                    return Err(misplaced("latency` / `jitter"));
+                }
+                ProxyFault::Bandwidth {
+                    bytes_per_sec: raw
+                        .bytes_per_sec
+                        .ok_or("a bandwidth fault needs `bytes_per_sec`")?,
+                }
+            }
+            kind => {
+                if raw.latency.is_some() || raw.jitter.is_some() {
+                    return Err(misplaced("latency` / `jitter"));
+                }
+                if raw.bytes_per_sec.is_some() {
+                    return Err(misplaced("bytes_per_sec"));
+                }
+                match kind {
+                    FaultKind::Stall => ProxyFault::Stall,
+                    FaultKind::Down => ProxyFault::Down,
+                    _ => ProxyFault::Reset,
+                }
+            }
+        };
+        let spec = fault.on_fraction(raw.fraction.unwrap_or(1.0));
+        spec.validate().map_err(|e| e.to_string())?;
+        Ok(spec)
+    }
+}
+
+impl TryFrom<RawFault> for ProxyFault {
+    type Error = String;
+
+    fn try_from(raw: RawFault) -> Result<Self, String> {
+        if raw.fraction.is_some() {
+            return Err("`fraction` belongs to the fault's spec, not to the fault".into());
+        }
+        FaultSpec::try_from(raw).map(|spec| spec.fault)
+    }
+}
+
+impl From<ProxyFault> for FaultSpec {
+    fn from(fault: ProxyFault) -> Self {
+        fault.on_fraction(1.0)
+    }
+}
+
+impl FaultSpec {
+    /// Whether this spec applies to connection number `connection` (0-based, in accept order) of
+    /// a proxy started with `seed`. The proxy decides with exactly this function.
+    pub fn affects(&self, seed: u64, connection: u64) -> bool {
+        ConnRng::new(seed, connection).draw < self.fraction
+    }
+
+    /// The spec in a few words: `stall (50% of connections)`.
+    pub fn describe(&self) -> String {
+        if self.fraction >= 1.0 {
+            self.fault.describe()
+        } else {
+            format!(
+                "{} ({}% of connections)",
+                self.fault.describe(),
+                self.fraction * 100.0
+            )
+        }
+    }
+
+    fn validate(&self) -> Result<(), ProxyError> {
+        if !(0.0..=1.0).contains(&self.fraction) {
+            return Err(ProxyError::InvalidFault(format!(
+                "fraction must be between 0 and 1, got {}",
+                self.fraction
+            )));
+        }
+        self.fault.validate()
+    }
+
+    /// The fault as it applies to a connection whose draw is `draw`.
+    fn for_draw(spec: &Option<FaultSpec>, draw: f64) -> Option<&ProxyFault> {
+        spec.as_ref()
+            .filter(|s| draw < s.fraction)
+            .map(|s| &s.fault)
+    }
+
+    /// Down with every connection affected: the proxy stops listening altogether.
+    fn refuses_all(spec: &Option<FaultSpec>) -> bool {
+        matches!(spec, Some(FaultSpec { fault: ProxyFault::Down, fraction }) if *fraction >= 1.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid proxy fault: {0}")]
+    InvalidFault(String),
+}
+
+/// Counters since the proxy started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ProxyStats {
+    /// Connections accepted, including those a fault closed at once.
+    pub accepted: u64,
+    /// Connections open now.
+    pub active: u64,
+    /// Bytes forwarded from clients to the upstream.
+    pub bytes_up: u64,
+    /// Bytes forwarded from the upstream to clients.
+    pub bytes_down: u64,
+}
+
+/// A running proxy. Dropping it stops accepting and closes its connections (in the background);
+/// [`Proxy::stop`] does the same and waits until every connection is closed.
+pub struct Proxy {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept_task: Option<JoinHandle<()>>,
+    /// Yields `None` once every connection task (each holds a sender) has ended: the
+    /// mini-redis shutdown pattern, which needs no task tracker.
+    all_closed: Option<mpsc::Receiver<()>>,
+}
+
+struct Shared {
+    upstream: SocketAddr,
+    seed: u64,
+    fault: watch::Sender<Option<FaultSpec>>,
+    cancel: CancellationToken,
+    accepted: AtomicU64,
+    active: AtomicU64,
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
+}
+
+impl Proxy {
+    /// Listens on `listen` (port 0 picks a free port; see [`Proxy::local_addr`]) and forwards
+    /// every connection to `upstream`. `seed` drives every random choice (fractions, jitter).
+    pub async fn start(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        seed: u64,
+    ) -> Result<Proxy, ProxyError> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| ProxyError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| ProxyError::Bind {
+            addr: listen,
+            source,
+        })?;
+        let shared = Arc::new(Shared {
+            upstream,
+            seed,
+            fault: watch::Sender::new(None),
+            cancel: CancellationToken::new(),
+            accepted: AtomicU64::new(0),
+            active: AtomicU64::new(0),
+            bytes_up: AtomicU64::new(0),
+            bytes_down: AtomicU64::new(0),
+        });
+        let (closed_tx, closed_rx) = mpsc::channel(1);
+        let accept_task = tokio::spawn(accept_loop(
+            listener,
+            local_addr,
+            Arc::clone(&shared),
+            closed_tx,
+        ));
+        Ok(Proxy {
+            local_addr,
+            shared,
+            accept_task: Some(accept_task),
+            all_closed: Some(closed_rx),
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn upstream(&self) -> SocketAddr {
+        self.shared.upstream
+    }
+
+    /// Makes `fault` the active fault (replacing any other), for new and open connections alike.
+    pub fn set_fault(&self, fault: impl Into<FaultSpec>) -> Result<(), ProxyError> {
+        let spec = fault.into();
+        spec.validate()?;
+        self.shared.fault.send_replace(Some(spec));
+        Ok(())
+    }
+
+    /// Deletes the active fault: every connection goes back to plain copying at once.
+    pub fn clear_fault(&self) {
+        self.shared.fault.send_replace(None);
+    }
+
+    pub fn active_fault(&self) -> Option<FaultSpec> {
+        self.shared.fault.borrow().clone()
+    }
+
+    pub fn stats(&self) -> ProxyStats {
+        let s = &self.shared;
+        ProxyStats {
+            accepted: s.accepted.load(Ordering::Relaxed),
+            active: s.active.load(Ordering::Relaxed),
+            bytes_up: s.bytes_up.load(Ordering::Relaxed),
+            bytes_down: s.bytes_down.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops listening, closes every connection, and returns once they are all closed.
+    pub async fn stop(mut self) {
+        self.shared.cancel.cancel();
+        if let Some(task) = self.accept_task.take() {
+            let _ = task.await;
+        }
+        if let Some(mut closed) = self.all_closed.take() {
+            let _ = closed.recv().await;
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shared.cancel.cancel();
+    }
+}
+
+async fn accept_loop(
+    mut listener: TcpListener,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    closed: mpsc::Sender<()>,
+) {
+    let mut faults = shared.fault.subscribe();
+    let mut next_connection: u64 = 0;
+    loop {
+        let spec = faults.borrow_and_update().clone();
+        if FaultSpec::refuses_all(&spec) {
+            // Stop listening so that clients get a real `ECONNREFUSED`, which is what a database
+            // that is down gives them. Accepting and closing at once (the fallback for a
+            // fraction) gives a different error ("server closed the connection unexpectedly").
+            drop(listener);
+            match refuse_until_revert(addr, &shared, &mut faults).await {
+                Some(l) => listener = l,
+                None => return,
+            }
+            continue;
+        }
+        tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => return,
+            changed = faults.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning; the error clears when
+                        // connections close.
+                        tracing::warn!(error = %e, %addr, "proxy accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let number = next_connection;
+                next_connection += 1;
+                shared.accepted.fetch_add(1, Ordering::Relaxed);
+                let rng = ConnRng::new(shared.seed, number);
+                match FaultSpec::for_draw(&spec, rng.draw) {
+                    Some(ProxyFault::Down) => drop(stream),
+                    Some(ProxyFault::Reset) => reset(&stream),
+                    _ => {
+                        tokio::spawn(serve(stream, rng, Arc::clone(&shared), closed.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// While the proxy refuses everything, holds the port with a bound socket that does not listen
+/// (the kernel answers a SYN to it with RST, i.e. "connection refused") so that nobody else can
+/// take the port, and listens again once the fault changes. `None` when the proxy stopped.
+async fn refuse_until_revert(
+    addr: SocketAddr,
+    shared: &Shared,
+    faults: &mut watch::Receiver<Option<FaultSpec>>,
+) -> Option<TcpListener> {
+    let placeholder = bound_socket(addr);
+    if let Err(e) = &placeholder {
+        tracing::warn!(error = %e, %addr, "proxy could not hold its port while down");
+    }
+    loop {
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return None,
+            changed = faults.changed() => {
+                if changed.is_err() {
+                    return None;
+                }
+                if !FaultSpec::refuses_all(&faults.borrow_and_update()) {
+                    break;
+                }
+            }
+        }
+    }
+    // SO_REUSEADDR on both sockets lets the new listener bind while the placeholder still holds
+    // the port, so there is no moment at which the port is free.
+    loop {
+        match bound_socket(addr).and_then(|s| s.listen(1024)) {
+            Ok(listener) => return Some(listener),
+            Err(e) => {
+                tracing::warn!(error = %e, %addr, "proxy cannot listen again; retrying");
+                tokio::select! {
+                    _ = shared.cancel.cancelled() => return None,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+    }
+}
+
+fn bound_socket(addr: SocketAddr) -> io::Result<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
+/// Closes `stream` with an RST rather than a FIN when it is dropped.
+fn reset(stream: &TcpStream) {
+    if let Err(e) = stream.set_zero_linger() {
+        tracing::debug!(error = %e, "cannot set SO_LINGER 0");
+    }
+}
+
+/// The random draws of one connection: seeded by the proxy's seed with the connection number as
+/// the ChaCha stream, so the draws do not depend on which connections came before or on timing.
+struct ConnRng {
+    /// Compared with a fault's fraction: the connection is affected when `draw < fraction`.
+    draw: f64,
+    up: ChaCha8Rng,
+    down: ChaCha8Rng,
+}
+
+impl ConnRng {
+    fn new(seed: u64, connection: u64) -> ConnRng {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(connection);
+        let draw = rng.random::<f64>();
+        let up = ChaCha8Rng::from_rng(&mut rng);
+        let down = ChaCha8Rng::from_rng(&mut rng);
+        ConnRng { draw, up, down }
+    }
+}
+
+/// Keeps `active` right on every exit path of a connection task.
+struct ActiveGuard<'a>(&'a AtomicU64);
+
+impl<'a> ActiveGuard<'a> {
+    fn new(active: &'a AtomicU64) -> Self {
+        active.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(active)
+    }
+}
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How a connection should be cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// FIN both sides.
+    Close,
+    /// RST both sides.
+    Reset,
+}
+
+/// Resolves when the active fault says this connection must be cut.
+async fn cut_signal(mut faults: watch::Receiver<Option<FaultSpec>>, draw: f64) -> Cut {
+    loop {
+        match FaultSpec::for_draw(&faults.borrow_and_update(), draw) {
+            Some(ProxyFault::Down) => return Cut::Close,
+            Some(ProxyFault::Reset) => return Cut::Reset,
+            _ => {}
+        }
+        if faults.changed().await.is_err() {
+            pending::<()>().await;
+        }
+    }
+}
+
+/// Resolves once this connection is not stalled.
+async fn unstalled(mut faults: watch::Receiver<Option<FaultSpec>>, draw: f64) {
+    while matches!(
+        FaultSpec::for_draw(&faults.borrow_and_update(), draw),
+        Some(ProxyFault::Stall)
+    ) {
+        if faults.changed().await.is_err() {
+            pending::<()>().await;
+        }
+    }
+}
+
+async fn serve(
+    mut client: TcpStream,
+    rng: ConnRng,
+    shared: Arc<Shared>,
+    _closed: mpsc::Sender<()>,
+) {
+    let _active = ActiveGuard::new(&shared.active);
+    let mut cut = pin!(cut_signal(shared.fault.subscribe(), rng.draw));
+
+    // A stalled connection does not reach the upstream at all, as behind a black-holed network:
+    // connecting at once would hold a server connection slot (PostgreSQL's max_connections)
+    // that the real fault would not.
+    let connect = async {
+        unstalled(shared.fault.subscribe(), rng.draw).await;
+        TcpStream::connect(shared.upstream).await
+    };
+    let mut upstream = tokio::select! {
+        biased;
+        _ = shared.cancel.cancelled() => return,
+        how = &mut cut => {
+            if how == Cut::Reset {
+                reset(&client);
+            }
+            return;
+        }
+        connected = connect => match connected {
+            Ok(upstream) => upstream,
+            Err(e) => {
+                // A reset is the nearest a proxy can come to the client's own "connection
+                // refused"; a FIN would look like a server that accepted and then hung up.
+                tracing::debug!(error = %e, upstream = %shared.upstream, "proxy cannot reach upstream");
+                reset(&client);
+                return;
+            }
+        }
+    };
+    // Both sides carry small request/response exchanges (PostgreSQL, HTTP): Nagle's algorithm
+    // with delayed ACKs would add up to 40 ms per round trip.
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+
+    let end = {
+        let (client_read, client_write) = client.split();
+        let (upstream_read, upstream_write) = upstream.split();
+        let mut up = Direction::new(&shared, rng.draw, rng.up, &shared.bytes_up);
+        let mut down = Direction::new(&shared, rng.draw, rng.down, &shared.bytes_down);
+        let mut up_done = false;
+        let mut down_done = false;
+        let mut up_copy = pin!(up.copy(client_read, upstream_write));
+        let mut down_copy = pin!(down.copy(upstream_read, client_write));
+        // Both directions run in this one task (as `tokio::io::copy_bidirectional` does): no
+        // cross-task wakeups, and a cut drops both copies at the same point.
+        loop {
+            tokio::select! {
+                biased;
+                _ = shared.cancel.cancelled() => break Some(Cut::Close),
+                how = &mut cut => break Some(how),
+                r = &mut up_copy, if !up_done => match r {
+                    Ok(()) => up_done = true,
+                    Err(e) => break Some(cut_for(&e)),
+                },
+                r = &mut down_copy, if !down_done => match r {
+                    Ok(()) => down_done = true,
+                    Err(e) => break Some(cut_for(&e)),
+                },
+            }
+            if up_done && down_done {
+                break None;
+            }
+        }
+    };
+    if end == Some(Cut::Reset) {
+        reset(&client);
+        reset(&upstream);
+    }
+}
+
+/// When one side fails, the other is closed the same way: a reset is passed on as a reset.
+fn cut_for(e: &io::Error) -> Cut {
+    tracing::debug!(error = %e, "proxied connection failed");
+    match e.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => Cut::Reset,
+        _ => Cut::Close,
+    }
+}
+
+/// One direction of one connection: copies chunks and applies the active fault to each.
+struct Direction<'a> {
+    faults: watch::Receiver<Option<FaultSpec>>,
+    draw: f64,
+    /// The fault as it applies to this connection; refreshed when the watch has changed.
+    current: Option<ProxyFault>,
+    rng: ChaCha8Rng,
+    /// Bandwidth: the earliest time the next chunk may be written.
+    next_send: Instant,
+    bytes: &'a AtomicU64,
+}
+
+impl<'a> Direction<'a> {
+    fn new(shared: &Shared, draw: f64, rng: ChaCha8Rng, bytes: &'a AtomicU64) -> Self {
+        let mut faults = shared.fault.subscribe();
+        let current = FaultSpec::for_draw(&faults.borrow_and_update(), draw).cloned();
+        Direction {
+            faults,
+            draw,
+            current,
+            rng,
+            next_send: Instant::now(),
+            bytes,
+        }
+    }
+
+    /// A version check (one atomic load) per chunk keeps the no-fault path as cheap as a plain
+    /// copy loop; waiting on `changed()` in a `select!` around every read was the alternative.
+    fn refresh(&mut self) {
+        if self.faults.has_changed().unwrap_or(false) {
+            self.current =
+                FaultSpec::for_draw(&self.faults.borrow_and_update(), self.draw).cloned();
+        }
+    }
+
+    async fn wait_for_change(&mut self) {
+        if self.faults.changed().await.is_err() {
+            // The proxy is gone; the connection task is being cancelled.
+            pending::<()>().await;
+        }
+        self.current = FaultSpec::for_draw(&self.faults.borrow_and_update(), self.draw).cloned();
+    }
+
+    async fn copy(&mut self, mut from: ReadHalf<'_>, mut to: WriteHalf<'_>) -> io::Result<()> {
+        let mut buf = vec![0u8; BUF_SIZE];
+        loop {
+            self.refresh();
+            let limit = match &self.current {
+                None | Some(ProxyFault::Latency { .. }) => BUF_SIZE,
+                // A stalled direction reads nothing, so bytes stay in kernel buffers and the
+                // sender eventually blocks, as it would behind a black hole. Down and reset are
+                // handled by the connection task, which drops this copy.
+                Some(ProxyFault::Stall | ProxyFault::Down | ProxyFault::Reset) => {
+                    self.wait_for_change().await;
+                    continue;
+                }
+                // Chunks of about 1/20 s of the allowed rate, so that pacing is smooth instead of
+                // one 64 KiB burst followed by a long silence.
+                Some(ProxyFault::Bandwidth { bytes_per_sec }) => {
+                    (*bytes_per_sec / 20).clamp(1, BUF_SIZE as u64) as usize
+                }
+            };
+            let n = from.read(&mut buf[..limit]).await?;
+            if n == 0 {
+                // Half-close: pass the FIN on and let the other direction carry on.
+                return match to.shutdown().await {
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+                    other => other,
+                };
+            }
+            self.hold(n, Instant::now()).await;
+            to.write_all(&buf[..n]).await?;
+            self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until the chunk of `n` bytes read at `read_at` may be written under the current
+    /// fault. A change of fault is taken into account at once: clearing it releases the chunk.
+    async fn hold(&mut self, n: usize, read_at: Instant) {
+        // Jitter is drawn once per chunk, not again when the fault changes mid-wait.
+        let mut latency: Option<Duration> = None;
+        loop {
+            self.refresh();
+            let until = match &self.current {
+                None => return,
+                Some(ProxyFault::Latency {
+                    latency: base,
+                    jitter,
+                }) => {
+                    let (base, jitter) = (*base, *jitter);
+                    read_at + *latency.get_or_insert_with(|| self.jittered(base, jitter))
+                }
+                Some(ProxyFault::Bandwidth { .. }) => self.next_send,
+                Some(ProxyFault::Stall | ProxyFault::Down | ProxyFault::Reset) => {
+                    self.wait_for_change().await;
+                    continue;
+                }
+            };
+            if until > Instant::now() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => {}
+                    _ = self.faults.changed() => continue,
+                }
+            }
+            if let Some(ProxyFault::Bandwidth { bytes_per_sec }) = &self.current {
+                let cost = Duration::from_secs_f64(n as f64 / *bytes_per_sec as f64);
+                self.next_send = self.next_send.max(Instant::now()) + cost;
+            }
+            return;
+        }
+    }
+
+    fn jittered(&mut self, latency: Duration, jitter: Duration) -> Duration {
+        if jitter.is_zero() {
+            return latency;
+        }
+        let j = jitter.as_secs_f64();
+        let offset = self.rng.random_range(-j..=j);
+        Duration::from_secs_f64((latency.as_secs_f64() + offset).max(0.0))
+    }
+}
