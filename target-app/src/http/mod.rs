@@ -1,0 +1,201 @@
+//! The public listener: the router, and the middleware every request goes through.
+//!
+//! Outermost first:
+//! 1. request id: the client's `x-request-id`, or a new UUID; echoed on every response;
+//! 2. [`observe`]: metrics for every response, and the one log line for every 4xx/5xx;
+//! 3. `catch-panic`: a handler panic becomes a 500 instead of a dropped connection;
+//! 4. `timeouts`: the request deadline;
+//! 5. the routes of each feature; the shop routes (not the health probes, which must answer
+//!    precisely when the service is busy) are behind `load-shed`.
+
+pub mod health;
+pub mod orders;
+pub mod products;
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::{BoxError, Router};
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::AppState;
+use crate::error::{AppError, ShedReason};
+use crate::panics;
+use crate::protections::Protection;
+
+/// The public application. The protections decide which layers exist at all, so that with one
+/// off, its code is not merely skipped but absent.
+pub fn app(state: Arc<AppState>) -> Router {
+    let on = |p| state.protections.on(p);
+
+    let mut shop = products::router().merge(orders::router());
+    if on(Protection::LoadShed) {
+        // tower's limit + load-shed: at the limit, a request is refused at once instead of
+        // queueing. The limit is global across routes, hence the Global layer.
+        let limit = state.tunables.get().concurrency_limit;
+        shop = shop
+            .layer(
+                ServiceBuilder::new()
+                    .layer(HandleErrorLayer::new(|_: BoxError| async {
+                        AppError::Overloaded(ShedReason::Concurrency)
+                    }))
+                    .layer(LoadShedLayer::new())
+                    .layer(GlobalConcurrencyLimitLayer::new(limit)),
+            )
+            .layer(from_fn_with_state(state.clone(), shed_on_memory));
+    }
+
+    let mut app = shop.merge(health::router());
+    if on(Protection::Timeouts) {
+        app = app.layer(from_fn_with_state(state.clone(), deadline));
+    }
+    if on(Protection::CatchPanic) {
+        app = app.layer(CatchPanicLayer::custom(panic_response));
+    }
+    app.layer(from_fn_with_state(state.clone(), observe))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Counts every response, and logs every failed one exactly once, with its request id and
+/// internal cause. This is also where `safe-errors` off swaps in the leaky body.
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        // Not the raw path: one label value per URL a scanner tries would blow up the series.
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+
+    let mut response = next.run(request).await;
+    if response.status().as_u16() >= 400 && response.extensions().get::<Arc<AppError>>().is_none() {
+        response = problem_from_rejection(response).await;
+    }
+
+    let status = response.status();
+    let m = &state.metrics;
+    m.http_requests
+        .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+        .inc();
+    m.http_duration
+        .with_label_values(&[route.as_str(), method.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+
+    let Some(error) = response.extensions().get::<Arc<AppError>>().cloned() else {
+        return response;
+    };
+    match &*error {
+        AppError::Panic(_) => m.panics.with_label_values(&["handler"]).inc(),
+        AppError::Overloaded(reason) => m.load_shed.with_label_values(&[reason.label()]).inc(),
+        _ => {}
+    }
+    let backtrace = match &*error {
+        AppError::Panic(report) => Some(report.backtrace.to_string()),
+        _ => None,
+    };
+    let cause = error.chain();
+    if status.is_server_error() {
+        tracing::error!(%request_id, status = status.as_u16(), %route, %method, error = %cause, backtrace, "request failed");
+    } else {
+        tracing::warn!(%request_id, status = status.as_u16(), %route, %method, error = %cause, "request failed");
+    }
+
+    if !state.protections.on(Protection::SafeErrors) {
+        let mut leaky = error.response(true);
+        leaky.extensions_mut().insert(error);
+        return leaky;
+    }
+    response
+}
+
+/// axum answers a few errors itself, as text/plain or with no body: an unknown route, a wrong
+/// method, a body that is not the expected JSON. They become problem+json here, so the
+/// contract holds for every 4xx/5xx. JSON answers (problem+json, /readyz's health+json) pass.
+async fn problem_from_rejection(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("json"));
+    if is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = match String::from_utf8_lossy(&text).trim() {
+        "" => parts
+            .status
+            .canonical_reason()
+            .unwrap_or("request rejected")
+            .to_owned(),
+        text => text.to_owned(),
+    };
+    AppError::Rejected {
+        status: parts.status,
+        message,
+    }
+    .into_response()
+}
+
+/// The request deadline. tower-http's `TimeoutLayer` is not used because it answers 408
+/// Request Timeout, which blames the client; here the server was too slow, so: 503.
+async fn deadline(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    let limit = state.tunables.get().request_deadline;
+    tokio::time::timeout(limit, next.run(request))
+        .await
+        .map_err(|_| AppError::Deadline(limit))
+}
+
+/// Sheds shop requests while resident memory is above `max_rss_bytes`: a request refused now
+/// is better than the whole process killed by the OOM killer a little later.
+async fn shed_on_memory(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    let limit = state.tunables.get().max_rss_bytes;
+    if resident_memory_bytes().is_some_and(|rss| rss > limit) {
+        return Err(AppError::Overloaded(ShedReason::Memory));
+    }
+    Ok(next.run(request).await)
+}
+
+/// `VmRSS` of this process. Read per request: it is a few microseconds, and a sampled value
+/// would lag behind exactly the spike it is meant to catch.
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// `catch-panic`: the panic becomes an ordinary `AppError`, logged by [`observe`].
+fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response<Body> {
+    AppError::Panic(panics::report(&*payload)).into_response()
+}
