@@ -3,6 +3,15 @@
 //!
 //! # Layout
 //!
+//! - [`cli`]: the command line (`run`, `list`, `validate`, `recover`) and exit codes.
+//! - [`scenario`]: scenario files, parsed then validated, with file:line:column errors.
+//! - [`run`]: one scenario end to end: lab, phases, load, faults, checks.
+//! - [`lab`]: the database, proxies, payments stub and target process of one run.
+//! - [`target`]: the target process and its admin API client.
+//! - [`faults`]: one type per fault kind, with `inject` and `revert`.
+//! - [`journal`]: the on-disk fault journal and `recover`.
+//! - [`checks`]: what "responds correctly" means, evaluated on a recording.
+//! - [`report`]: terminal summary, JSON journal, JUnit XML.
 //! - [`record`]: what a run records (requests, probes, metrics, logs, events); checks and reports
 //!   read only this.
 //! - [`proxy`]: the TCP fault proxy placed in front of the database and each dependency.
@@ -11,8 +20,19 @@
 //! - [`monitoring`]: real Prometheus and Alertmanager for the lab, and the webhook that records
 //!   alert notifications.
 
+pub mod checks;
+pub mod cli;
+pub mod duration_serde;
+pub mod faults;
+pub mod journal;
+pub mod lab;
 pub mod load;
+mod load_plan;
 pub mod monitoring;
 pub mod payments;
 pub mod proxy;
 pub mod record;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod target;

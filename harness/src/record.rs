@@ -73,7 +73,10 @@ pub enum Outcome {
         body: Option<String>,
     },
     /// No HTTP response: connection refused or reset, or the client's own deadline passed.
-    Error { kind: TransportError, message: String },
+    Error {
+        kind: TransportError,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -169,6 +172,99 @@ pub enum EventKind {
     Note,
 }
 
+/// Everything recorded in one scenario run. Checks and reports read only this.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Recording {
+    pub requests: Vec<RequestRecord>,
+    pub probes: Vec<ProbeRecord>,
+    pub metrics: Vec<MetricsSample>,
+    pub logs: Vec<LogRecord>,
+    pub events: Vec<Event>,
+    /// When each phase started and ended (ms from the start of the run).
+    pub phases: BTreeMap<Phase, (f64, f64)>,
+}
+
+impl Recording {
+    /// The phase a moment belongs to; moments before steady count as steady, after recovery as
+    /// recovery.
+    pub fn phase_at(&self, at_ms: f64) -> Phase {
+        for (p, (start, end)) in &self.phases {
+            if at_ms >= *start && at_ms < *end {
+                return *p;
+            }
+        }
+        match self.phases.get(&Phase::Steady) {
+            Some((start, _)) if at_ms < *start => Phase::Steady,
+            _ => Phase::Recovery,
+        }
+    }
+
+    pub fn requests_in(&self, phase: Phase) -> impl Iterator<Item = &RequestRecord> {
+        self.requests
+            .iter()
+            .filter(move |r| self.phase_at(r.at_ms) == phase)
+    }
+
+    /// The log lines carrying `request_id`.
+    pub fn logs_for(&self, request_id: &str) -> Vec<&LogRecord> {
+        self.logs
+            .iter()
+            .filter(|l| l.field("request_id") == Some(request_id))
+            .collect()
+    }
+}
+
+/// A thread-safe collector the lab's tasks write into while a run is under way.
+#[derive(Debug)]
+pub struct Recorder {
+    pub start: std::time::Instant,
+    inner: std::sync::Mutex<Recording>,
+}
+
+impl Recorder {
+    pub fn new(start: std::time::Instant) -> Self {
+        Self {
+            start,
+            inner: std::sync::Mutex::new(Recording::default()),
+        }
+    }
+
+    /// Milliseconds since the start of the run.
+    pub fn now_ms(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() * 1000.0
+    }
+
+    pub fn with<R>(&self, f: impl FnOnce(&mut Recording) -> R) -> R {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    pub fn event(&self, kind: EventKind, detail: impl Into<String>) {
+        let at_ms = self.now_ms();
+        let detail = detail.into();
+        self.with(|r| {
+            r.events.push(Event {
+                at_ms,
+                kind,
+                detail,
+            })
+        });
+    }
+
+    pub fn log_line(&self, line: String) {
+        let at_ms = self.now_ms();
+        let json = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .filter(|v| v.is_object());
+        self.with(|r| r.logs.push(LogRecord { at_ms, json, line }));
+    }
+
+    /// A copy of everything so far.
+    pub fn snapshot(&self) -> Recording {
+        self.with(|r| r.clone())
+    }
+}
+
 /// Parses Prometheus text exposition into `series -> value`. Comments and malformed lines are
 /// skipped; a series key is the metric name followed by its labels sorted by name.
 pub fn parse_prometheus_text(text: &str) -> BTreeMap<String, f64> {
@@ -185,7 +281,10 @@ pub fn parse_prometheus_text(text: &str) -> BTreeMap<String, f64> {
                     let name = &line[..open];
                     let mut labels: Vec<&str> = split_labels(&line[open + 1..close]);
                     labels.sort_unstable();
-                    (format!("{name}{{{}}}", labels.join(",")), &line[close + 1..])
+                    (
+                        format!("{name}{{{}}}", labels.join(",")),
+                        &line[close + 1..],
+                    )
                 }
                 None => continue,
             },

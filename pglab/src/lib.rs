@@ -32,7 +32,9 @@ pub enum Error {
         "PostgreSQL server binaries not found (looked in $PGLAB_BIN_DIR, /usr/lib/postgresql/*/bin and PATH); install the `postgresql` package or set PGLAB_BIN_DIR"
     )]
     NoBinaries,
-    #[error("running as root and there is no `postgres` user to run the server as; create one (`useradd postgres`)")]
+    #[error(
+        "running as root and there is no `postgres` user to run the server as; create one (`useradd postgres`)"
+    )]
     NoPostgresUser,
     #[error("{what}: {source}")]
     Io {
@@ -129,11 +131,10 @@ fn as_user(cmd: &mut Command, user: &Option<nix::unistd::User>) {
 
 fn chown_to(path: &Path, user: &Option<nix::unistd::User>) -> Result<(), Error> {
     if let Some(u) = user {
-        nix::unistd::chown(path, Some(u.uid), Some(u.gid))
-            .map_err(|e| Error::Io {
-                what: format!("chown {}", path.display()),
-                source: e.into(),
-            })?;
+        nix::unistd::chown(path, Some(u.uid), Some(u.gid)).map_err(|e| Error::Io {
+            what: format!("chown {}", path.display()),
+            source: e.into(),
+        })?;
     }
     Ok(())
 }
@@ -186,7 +187,15 @@ fn template(bin: &Path, user: &Option<nix::unistd::User>) -> Result<PathBuf, Err
     initdb
         .arg("-D")
         .arg(&data)
-        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"])
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ])
         .stdin(Stdio::null());
     as_user(&mut initdb, user);
     run(&mut initdb)?;
@@ -375,6 +384,20 @@ pub async fn drop_database(admin_url: &str, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// `url` with its `host:port` replaced by `hostport` (user, database and query kept).
+pub fn replace_host_port(url: &str, hostport: &str) -> String {
+    let scheme_end = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let userinfo = authority.rfind('@').map(|i| &authority[..=i]).unwrap_or("");
+    format!(
+        "{}{userinfo}{hostport}{}",
+        &url[..scheme_end],
+        &rest[authority_end..]
+    )
+}
+
 /// Quotes an SQL identifier.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -426,6 +449,18 @@ mod tests {
     }
 
     #[test]
+    fn replace_host_port_keeps_user_and_database() {
+        assert_eq!(
+            replace_host_port("postgres://u:p@h:5/db?x=1", "127.0.0.1:9"),
+            "postgres://u:p@127.0.0.1:9/db?x=1"
+        );
+        assert_eq!(
+            replace_host_port("postgres://h:5/db", "a:1"),
+            "postgres://a:1/db"
+        );
+    }
+
+    #[test]
     fn quote_ident_doubles_quotes() {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
     }
@@ -435,7 +470,10 @@ mod tests {
         let cluster = PgCluster::start().await.unwrap();
         let url = cluster.create_database("shop").await.unwrap();
         let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-        let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut conn).await.unwrap();
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
         assert_eq!(one, 1);
         conn.close().await.unwrap();
         let root = cluster.root().to_path_buf();

@@ -93,7 +93,11 @@ mod tests {
         cmd.arg("30");
         let mut child = spawn_tied(cmd, Signal::SIGTERM).unwrap();
         assert!(child.try_wait().unwrap().is_none());
-        stop_child(&mut child, Signal::SIGTERM, std::time::Duration::from_secs(5));
+        stop_child(
+            &mut child,
+            Signal::SIGTERM,
+            std::time::Duration::from_secs(5),
+        );
         assert!(child.try_wait().unwrap().is_some());
     }
 }

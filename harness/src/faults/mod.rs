@@ -1,0 +1,184 @@
+//! Faults: each kind is one type holding only its parameters, with `inject` and `revert` as its
+//! verbs. [`Fault`] is the closed set of kinds; adding a kind means adding a file and a variant.
+//!
+//! A fault acts on the running lab through [`FaultContext`], and is written to the fault journal
+//! before it is injected (see [`crate::journal`]).
+
+mod failpoint;
+mod network;
+
+pub use failpoint::Failpoint;
+pub use network::{Network, NetworkFault, ProxyTarget};
+
+use serde::{Deserialize, Serialize};
+
+use crate::lab::Lab;
+
+/// Every kind of fault a scenario can name, tagged by `kind` in files and journals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Fault {
+    /// A failpoint in the target, set through its admin API.
+    Failpoint(Failpoint),
+    /// A network fault in the proxy in front of the database or a dependency.
+    Network(Network),
+}
+
+/// The kinds, for messages.
+pub const KINDS: &[&str] = &["failpoint", "network"];
+
+/// Why a fault table in a scenario is not a fault. `key` names the offending key, so the
+/// scenario parser can point at it.
+#[derive(Debug)]
+pub struct FaultSpecError {
+    pub key: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// A fault that could not be injected or reverted.
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    #[error("{0}")]
+    Failed(String),
+    /// The machine does not allow this fault's mechanism; the scenario is skipped, not faked.
+    #[error("unsupported here: {0}")]
+    Unsupported(String),
+}
+
+impl Fault {
+    /// Builds a fault from a scenario's fault table (`kind` plus the kind's parameters).
+    pub fn from_table(table: toml::Table) -> Result<Fault, FaultSpecError> {
+        let kind = match table.get("kind") {
+            Some(toml::Value::String(k)) => k.clone(),
+            Some(_) => {
+                return Err(FaultSpecError {
+                    key: Some("kind".into()),
+                    message: "`kind` must be a string".into(),
+                    hint: Some(format!("one of: {}", KINDS.join(", "))),
+                });
+            }
+            None => {
+                return Err(FaultSpecError {
+                    key: None,
+                    message: "this fault has no `kind`".into(),
+                    hint: Some(format!("add kind = one of: {}", KINDS.join(", "))),
+                });
+            }
+        };
+        if !KINDS.contains(&kind.as_str()) {
+            return Err(FaultSpecError {
+                key: Some("kind".into()),
+                message: format!("unknown fault kind `{kind}`"),
+                hint: Some(format!("the fault kinds are: {}", KINDS.join(", "))),
+            });
+        }
+        let fault: Fault = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                let message = e.message().to_string();
+                // serde names the field in backticks: point at it.
+                let key = message
+                    .split('`')
+                    .nth(1)
+                    .map(str::to_string)
+                    .filter(|k| !k.contains(' '));
+                FaultSpecError {
+                    key,
+                    message: format!("in a `{kind}` fault: {message}"),
+                    hint: Some(hint_for(&kind)),
+                }
+            })?;
+        fault.validate().map_err(|(key, message)| FaultSpecError {
+            key: Some(key.to_string()),
+            message,
+            hint: Some(hint_for(&kind)),
+        })?;
+        Ok(fault)
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        match self {
+            Fault::Failpoint(f) => f.validate(),
+            Fault::Network(f) => f.validate(),
+        }
+    }
+
+    /// A short human description: `failpoint get_product = 20%panic`.
+    pub fn describe(&self) -> String {
+        match self {
+            Fault::Failpoint(f) => f.describe(),
+            Fault::Network(f) => f.describe(),
+        }
+    }
+
+    pub async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
+        match self {
+            Fault::Failpoint(f) => f.inject(lab).await,
+            Fault::Network(f) => f.inject(lab).await,
+        }
+    }
+
+    /// Undoes what this fault left behind after the run that injected it was killed. Returns
+    /// what it did, for `fivehundred recover`.
+    pub async fn revert_orphan(&self) -> Result<String, FaultError> {
+        match self {
+            // Both live inside processes the lab owns (the target, the proxies in the
+            // controller): they died with the run.
+            Fault::Failpoint(_) | Fault::Network(_) => {
+                Ok("nothing to undo: it lived in processes that ended with the run".into())
+            }
+        }
+    }
+
+    /// Undoes the fault and verifies it is gone.
+    pub async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
+        match self {
+            Fault::Failpoint(f) => f.revert(lab).await,
+            Fault::Network(f) => f.revert(lab).await,
+        }
+    }
+}
+
+fn hint_for(kind: &str) -> String {
+    match kind {
+        "failpoint" => "a failpoint fault takes name = \"<failpoint>\" and action = \"panic\" | \"return\" | \"20%panic\" | \"sleep(200)\"".into(),
+        "network" => "a network fault takes target = \"database\" | \"payments\", fault = \"latency\" | \"stall\" | \"down\" | \"reset\" | \"bandwidth\", and latency, jitter, bytes_per_sec, fraction as needed".into(),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(s: &str) -> toml::Table {
+        toml::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn an_unknown_kind_names_the_known_ones() {
+        let e = Fault::from_table(table("kind = \"meteor\"")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("kind"));
+        assert!(e.hint.unwrap().contains("failpoint"));
+    }
+
+    #[test]
+    fn an_unknown_parameter_names_the_key() {
+        let e = Fault::from_table(table(
+            "kind = \"failpoint\"\nname = \"get_product\"\naction = \"panic\"\nactoin = 1",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("actoin"));
+    }
+
+    #[test]
+    fn faults_round_trip_through_the_journal_format() {
+        let f = Fault::from_table(table(
+            "kind = \"network\"\ntarget = \"database\"\nfault = \"latency\"\nlatency = \"300ms\"",
+        ))
+        .unwrap();
+        let json = serde_json::to_string(&f).unwrap();
+        assert_eq!(serde_json::from_str::<Fault>(&json).unwrap(), f);
+    }
+}

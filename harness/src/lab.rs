@@ -1,0 +1,278 @@
+//! The lab: everything one run needs, owned by the harness and torn down by it, whatever the exit
+//! path. A database (an ephemeral cluster, or a fresh database on an existing server), a fault
+//! proxy in front of it, the payments dependency behind its own proxy, and the target process.
+//!
+//! Labs share nothing: each has its own ports, directory and database, so several run at once.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::faults::{FaultError, ProxyTarget};
+use crate::journal::{Journal, Resource};
+use crate::payments::PaymentsStub;
+use crate::proxy::Proxy;
+use crate::record::{EventKind, Recorder};
+use crate::target::{TargetAdmin, TargetEnv, TargetProcess, TargetSpec};
+
+/// The lab could not be set up; the message says what to do. Exit code 3.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LabError(pub String);
+
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    pub target: TargetSpec,
+    /// An existing server to make a fresh database on, instead of an ephemeral cluster.
+    pub database_url: Option<String>,
+    pub seed: u64,
+}
+
+enum Database {
+    Ephemeral(pglab::PgCluster),
+    Existing { admin_url: String, name: String },
+}
+
+/// A running lab.
+pub struct Lab {
+    pub run_dir: PathBuf,
+    pub data_dir: PathBuf,
+    db: Database,
+    /// Direct URL of the run's database, bypassing the proxy (for the harness's own queries).
+    pub database_url: String,
+    db_proxy: Proxy,
+    pub payments: PaymentsStub,
+    payments_proxy: Proxy,
+    spec: TargetSpec,
+    env: TargetEnv,
+    target: Mutex<Option<TargetProcess>>,
+    admin: TargetAdmin,
+    pub base_url: String,
+    pub recorder: Arc<Recorder>,
+}
+
+impl std::fmt::Debug for Lab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lab")
+            .field("run_dir", &self.run_dir)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lab {
+    /// Starts every piece, recording each resource in the journal before it exists, so a killed
+    /// run can be cleaned up by `fivehundred recover`.
+    pub async fn start(
+        opts: &LabOptions,
+        run_dir: PathBuf,
+        journal: &Journal,
+        recorder: Arc<Recorder>,
+    ) -> Result<Lab, LabError> {
+        let data_dir = run_dir.join("data");
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| LabError(format!("cannot create {}: {e}", data_dir.display())))?;
+
+        let db_name = format!("fivehundred_{}", uuid::Uuid::new_v4().simple());
+        let (db, database_url, upstream_port) = match &opts.database_url {
+            None => {
+                let cluster = pglab::PgCluster::start()
+                    .await
+                    .map_err(|e| LabError(format!("cannot start an ephemeral PostgreSQL: {e}")))?;
+                journal.resource(Resource::Process {
+                    pid: cluster.pid().unwrap_or(0),
+                    what: "postgres".into(),
+                    start_time: None,
+                });
+                journal.resource(Resource::Dir {
+                    path: cluster.root().to_path_buf(),
+                });
+                let url = cluster
+                    .create_database(&db_name)
+                    .await
+                    .map_err(|e| LabError(format!("cannot create the run's database: {e}")))?;
+                let port = cluster.port();
+                (Database::Ephemeral(cluster), url, port)
+            }
+            Some(admin_url) => {
+                journal.resource(Resource::Database {
+                    admin_url: admin_url.clone(),
+                    name: db_name.clone(),
+                });
+                let url = pglab::create_database(admin_url, &db_name)
+                    .await
+                    .map_err(|e| {
+                        LabError(format!(
+                            "cannot create a database on --database-url: {e}; check the URL and that the user may CREATE DATABASE"
+                        ))
+                    })?;
+                let port = url_port(admin_url).ok_or_else(|| {
+                    LabError(
+                        "--database-url must name a host and port (postgres://user@host:port/db)"
+                            .into(),
+                    )
+                })?;
+                (
+                    Database::Existing {
+                        admin_url: admin_url.clone(),
+                        name: db_name.clone(),
+                    },
+                    url,
+                    port,
+                )
+            }
+        };
+        let upstream_host = url_host(&database_url).unwrap_or_else(|| "127.0.0.1".into());
+        let upstream = tokio::net::lookup_host((upstream_host.as_str(), upstream_port))
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| LabError(format!("cannot resolve the database host {upstream_host}")))?;
+        let db_proxy = Proxy::start("127.0.0.1:0".parse().expect("addr"), upstream, opts.seed)
+            .await
+            .map_err(|e| LabError(format!("cannot start the database proxy: {e}")))?;
+        let proxied_url =
+            pglab::replace_host_port(&database_url, &db_proxy.local_addr().to_string());
+
+        let payments = PaymentsStub::start(opts.seed)
+            .await
+            .map_err(|e| LabError(format!("cannot start the payments stub: {e}")))?;
+        let payments_proxy = Proxy::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            payments.addr(),
+            opts.seed ^ 0x5041_594d,
+        )
+        .await
+        .map_err(|e| LabError(format!("cannot start the payments proxy: {e}")))?;
+
+        let admin_token = uuid::Uuid::new_v4().simple().to_string();
+        let env = TargetEnv {
+            database_url: proxied_url,
+            payments_url: format!("http://{}", payments_proxy.local_addr()),
+            data_dir: data_dir.clone(),
+            admin_token: admin_token.clone(),
+            config: None,
+        };
+        let target = TargetProcess::start(&opts.target, &env, &recorder, Duration::from_secs(30))
+            .await
+            .map_err(LabError)?;
+        journal.resource(Resource::Process {
+            pid: target.pid(),
+            what: "target".into(),
+            start_time: None,
+        });
+        let admin = TargetAdmin::new(target.admin, &admin_token);
+        let base_url = target.base_url();
+        Ok(Lab {
+            run_dir,
+            data_dir,
+            db,
+            database_url,
+            db_proxy,
+            payments,
+            payments_proxy,
+            spec: opts.target.clone(),
+            env,
+            target: Mutex::new(Some(target)),
+            admin,
+            base_url,
+            recorder,
+        })
+    }
+
+    pub fn proxy(&self, which: ProxyTarget) -> &Proxy {
+        match which {
+            ProxyTarget::Database => &self.db_proxy,
+            ProxyTarget::Payments => &self.payments_proxy,
+        }
+    }
+
+    /// The PostgreSQL postmaster's pid, when the lab runs its own cluster.
+    pub fn postgres_pid(&self) -> Option<u32> {
+        match &self.db {
+            Database::Ephemeral(c) => c.pid(),
+            Database::Existing { .. } => None,
+        }
+    }
+
+    pub fn target_admin(&self) -> Result<&TargetAdmin, FaultError> {
+        Ok(&self.admin)
+    }
+
+    /// The target's pid while it runs.
+    pub fn target_pid(&self) -> Option<u32> {
+        let mut guard = self.target.lock().ok()?;
+        let t = guard.as_mut()?;
+        t.exited().is_none().then(|| t.pid())
+    }
+
+    /// Whether the target process has exited (and how), without waiting.
+    pub fn target_exit(&self) -> Option<String> {
+        let mut guard = self.target.lock().ok()?;
+        guard.as_mut().and_then(|t| t.exited())
+    }
+
+    /// The target's spec and environment, for faults that restart it.
+    pub fn target_setup(&self) -> (&TargetSpec, &TargetEnv) {
+        (&self.spec, &self.env)
+    }
+
+    /// Stops everything and removes the run's database. Safe to call more than once.
+    pub async fn stop(&mut self) {
+        let target = self.target.lock().ok().and_then(|mut t| t.take());
+        if let Some(mut t) = target {
+            tokio::task::block_in_place(|| t.stop());
+            self.recorder
+                .event(EventKind::TargetExit, "target stopped by the lab");
+        }
+        // The proxies and the payments stub stop when the lab is dropped.
+        if let Database::Existing { admin_url, name } = &self.db {
+            let _ = pglab::drop_database(admin_url, name).await;
+        }
+        if let Database::Ephemeral(_) = &self.db {
+            // Dropping the cluster stops the server and removes its files.
+            let db = std::mem::replace(
+                &mut self.db,
+                Database::Existing {
+                    admin_url: String::new(),
+                    name: String::new(),
+                },
+            );
+            tokio::task::block_in_place(|| drop(db));
+        }
+    }
+}
+
+fn url_port(url: &str) -> Option<u16> {
+    let after = url.split("://").nth(1)?;
+    let hostport = after.split('/').next()?.rsplit('@').next()?;
+    hostport.rsplit_once(':')?.1.parse().ok()
+}
+
+fn url_host(url: &str) -> Option<String> {
+    let after = url.split("://").nth(1)?;
+    let hostport = after.split('/').next()?.rsplit('@').next()?;
+    Some(
+        hostport
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(hostport)
+            .trim_matches(['[', ']'])
+            .to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_yield_host_and_port() {
+        assert_eq!(url_port("postgres://u:p@db.example:6543/x"), Some(6543));
+        assert_eq!(
+            url_host("postgres://u:p@db.example:6543/x").as_deref(),
+            Some("db.example")
+        );
+        assert_eq!(url_port("postgres://u@h/x"), None);
+    }
+}

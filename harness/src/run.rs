@@ -1,0 +1,404 @@
+//! One scenario, end to end: start a lab, drive load through the steady, fault and recovery
+//! phases, inject and revert the faults on schedule, sample the target throughout, evaluate the
+//! checks, and tear everything down whatever happens.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::checks::{self, CheckResult, Verdict};
+use crate::faults::FaultError;
+use crate::journal::{Journal, Resource};
+use crate::lab::{Lab, LabError, LabOptions};
+use crate::record::{
+    EventKind, MetricsSample, Phase, ProbeRecord, Recorder, parse_prometheus_text,
+};
+use crate::report::ScenarioReport;
+use crate::scenario::Scenario;
+
+/// Live counters for progress display.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+    phase: std::sync::Mutex<String>,
+}
+
+impl Progress {
+    pub fn phase(&self) -> String {
+        self.phase.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn set_phase(&self, p: impl Into<String>) {
+        if let Ok(mut g) = self.phase.lock() {
+            *g = p.into();
+        }
+    }
+}
+
+/// Why a scenario stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The lab could not be set up: exit code 3.
+    #[error(transparent)]
+    Lab(#[from] LabError),
+}
+
+/// Runs one scenario. Lab failures are errors; everything else, including a fault that cannot
+/// be injected here, ends in a report.
+pub async fn run_scenario(
+    scenario: &Scenario,
+    opts: &LabOptions,
+    progress: Arc<Progress>,
+    cancel: CancellationToken,
+) -> Result<ScenarioReport, RunError> {
+    let began = Instant::now();
+    let journal = Journal::create(&format!("scenario {}", scenario.name)).map_err(|e| {
+        LabError(format!(
+            "cannot write the fault journal in {}: {e}",
+            crate::journal::state_dir().display()
+        ))
+    })?;
+    let run_dir = tempfile::Builder::new()
+        .prefix(&format!("fivehundred-{}-", scenario.name))
+        .tempdir()
+        .map_err(|e| LabError(format!("cannot create a run directory: {e}")))?
+        .keep();
+    journal.resource(Resource::Dir {
+        path: run_dir.clone(),
+    });
+    progress.set_phase("starting the lab");
+    let recorder = Arc::new(Recorder::new(Instant::now()));
+    let lab = Lab::start(opts, run_dir.clone(), &journal, recorder.clone()).await;
+    let mut lab = match lab {
+        Ok(lab) => lab,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&run_dir);
+            journal.finish();
+            return Err(e.into());
+        }
+    };
+    let result = drive(scenario, &lab, &journal, &progress, &cancel, opts.seed).await;
+    // Data integrity is read from the database before the lab goes.
+    let mut checks = result.checks;
+    let recording = recorder.snapshot();
+    if result.completed {
+        checks.extend(checks::evaluate(scenario, &recording));
+        checks.push(checks::data_integrity(&lab.database_url, scenario, &recording).await);
+    }
+    progress.set_phase("tearing down");
+    lab.stop().await;
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&run_dir);
+    journal.finish();
+    let recording = recorder.snapshot();
+    Ok(ScenarioReport::from_checks(
+        scenario,
+        checks,
+        recording,
+        began.elapsed().as_secs_f64(),
+        result.note,
+    ))
+}
+
+struct Driven {
+    checks: Vec<CheckResult>,
+    completed: bool,
+    note: Option<String>,
+}
+
+/// The phases. Every fault injected here is reverted here, on every path out.
+async fn drive(
+    scenario: &Scenario,
+    lab: &Lab,
+    journal: &Journal,
+    progress: &Arc<Progress>,
+    cancel: &CancellationToken,
+    seed: u64,
+) -> Driven {
+    let rec = lab.recorder.clone();
+    let stop_sampling = CancellationToken::new();
+    let samplers = start_samplers(lab, stop_sampling.clone());
+
+    // Load runs through every phase, open loop, on its own schedule.
+    let t0 = rec.now_ms();
+    let load_cancel = cancel.child_token();
+    let load = crate::load_plan::start(
+        scenario,
+        lab,
+        seed,
+        rec.clone(),
+        progress.clone(),
+        load_cancel.clone(),
+    );
+
+    let mut driven = Driven {
+        checks: Vec::new(),
+        completed: false,
+        note: None,
+    };
+    let phases = scenario.phases;
+    rec.with(|r| r.phases.insert(Phase::Steady, (t0, t0 + ms(phases.steady))));
+    rec.event(EventKind::PhaseStart, "steady");
+    progress.set_phase("steady");
+    if sleep_or_cancel(phases.steady, cancel).await {
+        driven.note = Some("interrupted during the steady phase".into());
+        finish(load, load_cancel, stop_sampling, samplers).await;
+        return driven;
+    }
+
+    // The hypothesis must hold before anything is broken.
+    let snapshot = rec.snapshot();
+    let steady_reqs: Vec<_> = snapshot.requests_in(Phase::Steady).collect();
+    let steady = checks::status(
+        &snapshot,
+        Phase::Steady,
+        &steady_reqs,
+        &scenario.expect.steady,
+    );
+    if steady.verdict == Verdict::Fail {
+        driven.note = Some(format!(
+            "steady state did not hold, so no fault was injected: {}",
+            steady.summary
+        ));
+        driven.checks.push(steady);
+        finish(load, load_cancel, stop_sampling, samplers).await;
+        return driven;
+    }
+
+    // Fault phase: inject on schedule, revert on schedule (or at once on cancel/error).
+    let fault_start = rec.now_ms();
+    rec.event(EventKind::PhaseStart, "fault");
+    progress.set_phase("fault");
+    let mut schedule: Vec<(Duration, bool, usize)> = Vec::new();
+    for (i, f) in scenario.faults.iter().enumerate() {
+        schedule.push((f.start, true, i));
+        schedule.push((f.start + f.duration, false, i));
+    }
+    schedule.sort_by_key(|(at, inject, _)| (*at, !*inject));
+    let phase_began = Instant::now();
+    let mut active: Vec<(usize, u64)> = Vec::new();
+    let mut interrupted = false;
+    for (at, inject, i) in schedule {
+        let wait = at.saturating_sub(phase_began.elapsed());
+        if !interrupted && sleep_or_cancel(wait, cancel).await {
+            interrupted = true;
+        }
+        let fault = &scenario.faults[i].fault;
+        if inject {
+            if interrupted || driven.note.is_some() {
+                continue;
+            }
+            let id = match journal.inject(fault) {
+                Ok(id) => id,
+                Err(e) => {
+                    driven.note = Some(format!(
+                        "cannot journal the fault, so it was not injected: {e}"
+                    ));
+                    continue;
+                }
+            };
+            rec.event(EventKind::Inject, fault.describe());
+            match fault.inject(lab).await {
+                Ok(()) => active.push((i, id)),
+                Err(e) => {
+                    // A half-done injection is reverted like a done one.
+                    let _ = fault.revert(lab).await;
+                    journal.reverted(id);
+                    rec.event(
+                        EventKind::Revert,
+                        format!("{} (after a failed injection)", fault.describe()),
+                    );
+                    driven.note = Some(match e {
+                        FaultError::Unsupported(why) => format!("skipped: {why}"),
+                        FaultError::Failed(why) => {
+                            format!("the fault could not be injected: {why}")
+                        }
+                    });
+                }
+            }
+        } else if let Some(pos) = active.iter().position(|(j, _)| *j == i) {
+            let (_, id) = active.remove(pos);
+            revert(fault, lab, journal, id, &mut driven).await;
+        }
+    }
+    // Anything still active (interrupted or failed) is reverted now.
+    for (i, id) in active.drain(..).rev() {
+        revert(&scenario.faults[i].fault, lab, journal, id, &mut driven).await;
+    }
+    let fault_end = rec.now_ms();
+    rec.with(|r| {
+        r.phases.insert(Phase::Steady, (t0, fault_start));
+        r.phases.insert(Phase::Fault, (fault_start, fault_end));
+    });
+    if interrupted {
+        driven.note = Some("interrupted; every fault was reverted".into());
+        finish(load, load_cancel, stop_sampling, samplers).await;
+        return driven;
+    }
+    if driven.note.is_some() {
+        finish(load, load_cancel, stop_sampling, samplers).await;
+        return driven;
+    }
+
+    // Recovery.
+    rec.with(|r| {
+        r.phases.insert(
+            Phase::Recovery,
+            (fault_end, fault_end + ms(phases.recovery)),
+        )
+    });
+    rec.event(EventKind::PhaseStart, "recovery");
+    progress.set_phase("recovery");
+    if sleep_or_cancel(phases.recovery, cancel).await {
+        driven.note = Some("interrupted during recovery".into());
+        finish(load, load_cancel, stop_sampling, samplers).await;
+        return driven;
+    }
+    load_cancel.cancel();
+    // Let in-flight requests finish (bounded by the client timeout).
+    let _ = tokio::time::timeout(scenario.load.timeout + Duration::from_secs(2), load).await;
+    // One last sample so the recovery phase ends with fresh health and metrics.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_sampling.cancel();
+    for s in samplers {
+        let _ = s.await;
+    }
+    if let Some(status) = lab.target_exit() {
+        rec.event(EventKind::TargetExit, format!("target exited: {status}"));
+    }
+    driven.completed = true;
+    driven
+}
+
+async fn revert(
+    fault: &crate::faults::Fault,
+    lab: &Lab,
+    journal: &Journal,
+    id: u64,
+    driven: &mut Driven,
+) {
+    // A revert is retried: it is the one step that must not be skipped.
+    let mut last = None;
+    for attempt in 0..3 {
+        match fault.revert(lab).await {
+            Ok(()) => {
+                journal.reverted(id);
+                lab.recorder.event(EventKind::Revert, fault.describe());
+                return;
+            }
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+    }
+    let why = last.map(|e| e.to_string()).unwrap_or_default();
+    lab.recorder.event(
+        EventKind::Note,
+        format!("revert failed: {}: {why}", fault.describe()),
+    );
+    driven.note = Some(format!(
+        "could not revert {}: {why}; the journal keeps it for `fivehundred recover`",
+        fault.describe()
+    ));
+}
+
+async fn finish(
+    load: tokio::task::JoinHandle<()>,
+    load_cancel: CancellationToken,
+    stop_sampling: CancellationToken,
+    samplers: Vec<tokio::task::JoinHandle<()>>,
+) {
+    load_cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), load).await;
+    stop_sampling.cancel();
+    for s in samplers {
+        let _ = s.await;
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Sleeps; returns true if cancelled first.
+async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = cancel.cancelled() => true,
+    }
+}
+
+/// Health probes every 250 ms, metrics every 500 ms, and a watch on the target process.
+fn start_samplers(lab: &Lab, stop: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("a plain HTTP client builds");
+    let mut tasks = Vec::new();
+    for endpoint in ["livez", "readyz"] {
+        let (client, stop, rec) = (client.clone(), stop.clone(), lab.recorder.clone());
+        let url = format!("{}/{endpoint}", lab.base_url);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => break,
+                }
+                let at_ms = rec.now_ms();
+                let (status, body) = match client.get(&url).send().await {
+                    Ok(r) => {
+                        let s = r.status().as_u16();
+                        (Some(s), r.text().await.ok())
+                    }
+                    Err(_) => (None, None),
+                };
+                rec.with(|r| {
+                    r.probes.push(ProbeRecord {
+                        at_ms,
+                        endpoint: endpoint.into(),
+                        status,
+                        body,
+                    })
+                });
+            }
+        }));
+    }
+    let admin = lab.target_admin().ok().cloned();
+    if let Some(admin) = admin {
+        let (stop, rec) = (stop.clone(), lab.recorder.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => break,
+                }
+                let at_ms = rec.now_ms();
+                if let Ok(text) = admin.metrics().await {
+                    let values = parse_prometheus_text(&text)
+                        .into_iter()
+                        .filter(|(k, _)| !k.contains("_bucket{"))
+                        .collect();
+                    rec.with(|r| r.metrics.push(MetricsSample { at_ms, values }));
+                }
+            }
+        }));
+    }
+    tasks
+}
+
+/// Directory of the built-in scenario catalogue: `./scenarios` when it exists (a checkout or a
+/// project that keeps its own), else the one this binary was built from.
+pub fn default_catalogue() -> PathBuf {
+    let local = PathBuf::from("scenarios");
+    if local.is_dir() {
+        return local;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}

@@ -1,0 +1,1033 @@
+//! Scenario files: TOML read into raw structs, then validated into typed values. Nothing runs on
+//! an unvalidated file, and every error points at file:line:column with a hint.
+//!
+//! The raw layer keeps `toml::Spanned` on every value a human types, so a bad duration or an
+//! impossible timing is reported where it was written. Fault tables are read as plain tables and
+//! handed to the fault kind named by their `kind`, so adding a fault kind touches `faults/` only.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::faults::Fault;
+use crate::load::{LoadPlan, MixEntry};
+use crate::record::Phase;
+
+/// A scenario file that could not be read or is invalid, located in its source.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    /// 1-based line and column, when the problem is at a place in the file.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+    pub hint: Option<String>,
+    /// The offending source line, shown under the message.
+    pub source_line: Option<String>,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let (Some(l), Some(c)) = (self.line, self.column) {
+            write!(f, ":{l}:{c}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let (Some(src), Some(l), Some(c)) = (&self.source_line, self.line, self.column) {
+            let gutter = l.to_string().len();
+            write!(
+                f,
+                "\n{:gutter$} |\n{l} | {src}\n{:gutter$} | {:>c$}",
+                "", "", "^"
+            )?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects the location of spans in one source text.
+#[derive(Debug)]
+pub struct Source<'a> {
+    pub file: &'a Path,
+    pub text: &'a str,
+}
+
+impl Source<'_> {
+    pub fn error(
+        &self,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> ScenarioError {
+        let (line, column, source_line) = match span {
+            Some(span) => {
+                let start = span.start.min(self.text.len());
+                let before = &self.text[..start];
+                let line = before.matches('\n').count() + 1;
+                let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+                let column = self.text[line_start..start].chars().count() + 1;
+                let line_text = self.text[line_start..]
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                (Some(line), Some(column), Some(line_text))
+            }
+            None => (None, None, None),
+        };
+        ScenarioError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+            hint,
+            source_line,
+        }
+    }
+
+    /// The span of `key = ...` inside the table that starts at `table_start` (a `[[fault]]`
+    /// header or an inline table), for errors reported by a fault's own deserializer, which sees
+    /// a plain table without positions.
+    pub fn key_span(&self, table_start: usize, key: &str) -> Option<Range<usize>> {
+        let rest = &self.text[table_start..];
+        let mut offset = table_start;
+        for (i, line) in rest.split_inclusive('\n').enumerate() {
+            let trimmed = line.trim_start();
+            if i > 0 && trimmed.starts_with('[') {
+                break;
+            }
+            let mut search = 0;
+            while let Some(pos) = line[search..].find(key) {
+                let at = search + pos;
+                let after = line[at + key.len()..].trim_start();
+                let before_ok = at == 0
+                    || !line[..at]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-');
+                if before_ok && after.starts_with('=') {
+                    return Some(offset + at..offset + at + key.len());
+                }
+                search = at + key.len();
+            }
+            offset += line.len();
+        }
+        None
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The raw layer: what a file says, with positions.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Spanned<String>,
+    title: String,
+    cause: String,
+    #[serde(default)]
+    protection: Option<Spanned<String>>,
+    #[serde(default)]
+    learn: Learn,
+    load: RawLoad,
+    phases: RawPhases,
+    #[serde(default)]
+    fault: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    expect: RawExpectations,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLoad {
+    rate: Spanned<f64>,
+    mix: Vec<Spanned<MixEntry>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPhases {
+    steady: Spanned<String>,
+    fault: Spanned<String>,
+    recovery: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpectations {
+    #[serde(default)]
+    steady: RawPhaseExpect,
+    #[serde(default)]
+    fault: RawPhaseExpect,
+    #[serde(default)]
+    recovery: RawPhaseExpect,
+    #[serde(default)]
+    data: DataExpect,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatusExpect {
+    #[serde(default)]
+    allow: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    forbid: Vec<Spanned<String>>,
+    #[serde(default)]
+    require: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPhaseExpect {
+    #[serde(default)]
+    allow: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    forbid: Vec<Spanned<String>>,
+    #[serde(default)]
+    require: Vec<Spanned<String>>,
+    #[serde(default)]
+    routes: BTreeMap<Spanned<String>, RawStatusExpect>,
+    #[serde(default)]
+    latency: Option<RawLatency>,
+    #[serde(default)]
+    readyz: Option<Spanned<String>>,
+    #[serde(default)]
+    livez: Option<Spanned<String>>,
+    #[serde(default)]
+    metrics: Vec<Spanned<RawMetric>>,
+    #[serde(default)]
+    recover_within: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLatency {
+    #[serde(default)]
+    p50: Option<Spanned<String>>,
+    #[serde(default)]
+    p99: Option<Spanned<String>>,
+    #[serde(default)]
+    max: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetric {
+    series: Spanned<String>,
+    #[serde(default)]
+    min_delta: Option<f64>,
+    #[serde(default)]
+    max_delta: Option<f64>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated layer.
+
+/// A validated scenario, ready to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub title: String,
+    /// The cause of HTTP 500 it reproduces, in the words of DESIGN.md's cause list.
+    pub cause: String,
+    /// The target-app protection this scenario exercises; with it off the scenario must fail.
+    pub protection: Option<String>,
+    pub learn: Learn,
+    pub load: LoadSpec,
+    pub phases: Phases,
+    pub faults: Vec<ScheduledFault>,
+    pub expect: Expectations,
+    /// Where it was read from.
+    pub file: PathBuf,
+}
+
+/// The learner's text: how this failure shows up and how to diagnose it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Learn {
+    #[serde(default)]
+    pub summary: String,
+    #[serde(default)]
+    pub client: String,
+    #[serde(default)]
+    pub logs: String,
+    #[serde(default)]
+    pub metric: String,
+    #[serde(default)]
+    pub alert: String,
+    #[serde(default)]
+    pub diagnose: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadSpec {
+    /// Requests per second, open loop.
+    pub rate: f64,
+    pub mix: Vec<MixEntry>,
+    /// How long the load generator waits for an answer before recording a timeout.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Phases {
+    #[serde(with = "humantime_serde_compat")]
+    pub steady: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub fault: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub recovery: Duration,
+}
+
+impl Phases {
+    pub fn total(&self) -> Duration {
+        self.steady + self.fault + self.recovery
+    }
+
+    pub fn get(&self, phase: Phase) -> Duration {
+        match phase {
+            Phase::Steady => self.steady,
+            Phase::Fault => self.fault,
+            Phase::Recovery => self.recovery,
+        }
+    }
+}
+
+/// A fault and when, within the fault phase, it is active.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScheduledFault {
+    pub fault: Fault,
+    /// Offset from the start of the fault phase.
+    #[serde(with = "humantime_serde_compat")]
+    pub start: Duration,
+    /// How long it stays; it is reverted at `start + duration` at the latest.
+    #[serde(with = "humantime_serde_compat")]
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Expectations {
+    pub steady: PhaseExpect,
+    pub fault: PhaseExpect,
+    pub recovery: PhaseExpect,
+    pub data: DataExpect,
+}
+
+impl Expectations {
+    pub fn phase(&self, phase: Phase) -> &PhaseExpect {
+        match phase {
+            Phase::Steady => &self.steady,
+            Phase::Fault => &self.fault,
+            Phase::Recovery => &self.recovery,
+        }
+    }
+}
+
+/// Status codes expected of a set of answers (a phase, or one route in a phase).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatusExpect {
+    /// Every answer must match one of these (when set).
+    pub allow: Option<Vec<StatusPattern>>,
+    /// No answer may match any of these.
+    pub forbid: Vec<StatusPattern>,
+    /// At least one answer must match each of these: proof the fault had an effect.
+    pub require: Vec<StatusPattern>,
+}
+
+impl StatusExpect {
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_none() && self.forbid.is_empty() && self.require.is_empty()
+    }
+}
+
+/// What must hold in one phase.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PhaseExpect {
+    /// For every answer in the phase.
+    pub status: StatusExpect,
+    /// For the answers to one route (`GET /products/{id}`), on top of `status`.
+    pub routes: BTreeMap<String, StatusExpect>,
+    pub latency: LatencyLimits,
+    pub readyz: Option<Health>,
+    pub livez: Option<Health>,
+    pub metrics: Vec<MetricExpect>,
+    /// Recovery phase only: errors must stop within this long of the revert.
+    #[serde(with = "humantime_serde_compat::option")]
+    pub recover_within: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct LatencyLimits {
+    #[serde(with = "humantime_serde_compat::option")]
+    pub p50: Option<Duration>,
+    #[serde(with = "humantime_serde_compat::option")]
+    pub p99: Option<Duration>,
+    #[serde(with = "humantime_serde_compat::option")]
+    pub max: Option<Duration>,
+}
+
+/// Expected state of a health endpoint in a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Steady and fault phases: every sample passes. Recovery: passes again by the end.
+    Pass,
+    /// At least one sample in the phase fails.
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricExpect {
+    /// `name` or `name{label="value",...}`; every series with that name and those labels counts.
+    pub series: String,
+    pub min_delta: Option<f64>,
+    pub max_delta: Option<f64>,
+}
+
+/// What must hold in the database after the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataExpect {
+    /// Every order acknowledged with 201 exists exactly once.
+    #[serde(default = "yes")]
+    pub acknowledged_orders: bool,
+    /// SQL queries returning one boolean each; every one must be true after the run.
+    #[serde(default = "default_invariants")]
+    pub invariants: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_invariants() -> Vec<String> {
+    vec![
+        "SELECT NOT EXISTS (SELECT 1 FROM products WHERE stock < 0)".into(),
+        "SELECT NOT EXISTS (SELECT idempotency_key FROM orders WHERE idempotency_key IS NOT NULL GROUP BY idempotency_key HAVING count(*) > 1)".into(),
+    ]
+}
+
+impl Default for DataExpect {
+    fn default() -> Self {
+        Self {
+            acknowledged_orders: true,
+            invariants: default_invariants(),
+        }
+    }
+}
+
+/// A status pattern: `500`, `5xx`, or `none` (no HTTP answer: refused, reset, timed out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusPattern {
+    Exact(u16),
+    Class(u16),
+    NoResponse,
+}
+
+impl StatusPattern {
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim().to_ascii_lowercase();
+        if s == "none" {
+            return Some(StatusPattern::NoResponse);
+        }
+        if let Some(d) = s.strip_suffix("xx")
+            && let Ok(c) = d.parse::<u16>()
+            && (1..=5).contains(&c)
+        {
+            return Some(StatusPattern::Class(c));
+        }
+        s.parse::<u16>()
+            .ok()
+            .filter(|c| (100..=599).contains(c))
+            .map(StatusPattern::Exact)
+    }
+
+    /// Whether an answer (`None` = no HTTP answer) matches.
+    pub fn matches(self, status: Option<u16>) -> bool {
+        match (self, status) {
+            (StatusPattern::NoResponse, None) => true,
+            (StatusPattern::Exact(e), Some(s)) => e == s,
+            (StatusPattern::Class(c), Some(s)) => s / 100 == c,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for StatusPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StatusPattern::Exact(s) => write!(f, "{s}"),
+            StatusPattern::Class(c) => write!(f, "{c}xx"),
+            StatusPattern::NoResponse => f.write_str("none"),
+        }
+    }
+}
+
+impl Serialize for StatusPattern {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Durations are written as `250ms`, `5s`, `2m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| e.to_string())
+}
+
+pub fn format_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// Serde helpers writing durations the way files spell them.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&super::format_duration(*d))
+    }
+
+    pub mod option {
+        use std::time::Duration;
+
+        pub fn serialize<S: serde::Serializer>(
+            d: &Option<Duration>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => s.collect_str(&super::super::format_duration(*d)),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading and validation.
+
+/// Reads and validates one scenario file.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: path.to_path_buf(),
+        line: None,
+        column: None,
+        message: format!("cannot read the file: {e}"),
+        hint: None,
+        source_line: None,
+    })?;
+    parse(path, &text)
+}
+
+/// Validates scenario text; `path` is used in messages.
+pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    let src = Source { file: path, text };
+    let raw: RawScenario = toml::from_str(text).map_err(|e| {
+        let message = e.message().to_string();
+        let hint = hint_for_toml_error(&message);
+        src.error(e.span(), message, hint)
+    })?;
+    validate(&src, raw)
+}
+
+fn hint_for_toml_error(message: &str) -> Option<String> {
+    if message.starts_with("unknown field") {
+        Some("check the spelling; the expected keys are listed above".into())
+    } else if message.starts_with("missing field") {
+        Some("every scenario needs name, title, cause, [load] and [phases]".into())
+    } else if message.contains("invalid type") {
+        Some("durations are strings such as \"5s\" or \"250ms\"; rates are numbers".into())
+    } else {
+        None
+    }
+}
+
+fn duration(src: &Source, value: &Spanned<String>) -> Result<Duration, ScenarioError> {
+    parse_duration(value.get_ref()).map_err(|e| {
+        src.error(
+            Some(value.span()),
+            format!("`{}` is not a duration: {e}", value.get_ref()),
+            Some("write durations like \"250ms\", \"5s\" or \"2m\"".into()),
+        )
+    })
+}
+
+fn statuses(src: &Source, values: &[Spanned<String>]) -> Result<Vec<StatusPattern>, ScenarioError> {
+    values
+        .iter()
+        .map(|v| {
+            StatusPattern::parse(v.get_ref()).ok_or_else(|| {
+                src.error(
+                    Some(v.span()),
+                    format!("`{}` is not a status pattern", v.get_ref()),
+                    Some("use an exact status (\"503\"), a class (\"5xx\"), or \"none\" for no answer at all".into()),
+                )
+            })
+        })
+        .collect()
+}
+
+fn status_expect(
+    src: &Source,
+    allow: &Option<Vec<Spanned<String>>>,
+    forbid: &[Spanned<String>],
+    require: &[Spanned<String>],
+) -> Result<StatusExpect, ScenarioError> {
+    Ok(StatusExpect {
+        allow: allow.as_ref().map(|a| statuses(src, a)).transpose()?,
+        forbid: statuses(src, forbid)?,
+        require: statuses(src, require)?,
+    })
+}
+
+fn health(src: &Source, v: &Option<Spanned<String>>) -> Result<Option<Health>, ScenarioError> {
+    match v {
+        None => Ok(None),
+        Some(v) => match v.get_ref().as_str() {
+            "pass" => Ok(Some(Health::Pass)),
+            "fail" => Ok(Some(Health::Fail)),
+            other => Err(src.error(
+                Some(v.span()),
+                format!("`{other}` is not a health expectation"),
+                Some("use \"pass\" or \"fail\"".into()),
+            )),
+        },
+    }
+}
+
+fn phase_expect(
+    src: &Source,
+    raw: RawPhaseExpect,
+    phase: Phase,
+    mix: &[MixEntry],
+) -> Result<PhaseExpect, ScenarioError> {
+    let status = status_expect(src, &raw.allow, &raw.forbid, &raw.require)?;
+    let mut routes = BTreeMap::new();
+    for (route, r) in &raw.routes {
+        if !mix.iter().any(|m| &m.request == route.get_ref()) {
+            let known: Vec<&str> = mix.iter().map(|m| m.request.as_str()).collect();
+            return Err(src.error(
+                Some(route.span()),
+                format!(
+                    "`{}` is not a request of this scenario's load",
+                    route.get_ref()
+                ),
+                Some(format!("the load sends: {}", known.join(", "))),
+            ));
+        }
+        routes.insert(
+            route.get_ref().clone(),
+            status_expect(src, &r.allow, &r.forbid, &r.require)?,
+        );
+    }
+    let latency = match raw.latency {
+        None => LatencyLimits::default(),
+        Some(l) => LatencyLimits {
+            p50: l.p50.as_ref().map(|d| duration(src, d)).transpose()?,
+            p99: l.p99.as_ref().map(|d| duration(src, d)).transpose()?,
+            max: l.max.as_ref().map(|d| duration(src, d)).transpose()?,
+        },
+    };
+    let mut metrics = Vec::new();
+    for m in raw.metrics {
+        let span = m.span();
+        let m = m.into_inner();
+        if m.min_delta.is_none() && m.max_delta.is_none() {
+            return Err(src.error(
+                Some(span),
+                format!(
+                    "metric expectation on `{}` says nothing",
+                    m.series.get_ref()
+                ),
+                Some("add min_delta or max_delta".into()),
+            ));
+        }
+        if crate::checks::parse_series_selector(m.series.get_ref()).is_none() {
+            return Err(src.error(
+                Some(m.series.span()),
+                format!("`{}` is not a series selector", m.series.get_ref()),
+                Some("write `name` or `name{label=\"value\"}`".into()),
+            ));
+        }
+        metrics.push(MetricExpect {
+            series: m.series.into_inner(),
+            min_delta: m.min_delta,
+            max_delta: m.max_delta,
+        });
+    }
+    let recover_within = match &raw.recover_within {
+        Some(d) if phase != Phase::Recovery => {
+            return Err(src.error(
+                Some(d.span()),
+                "recover_within only applies to the recovery phase",
+                Some("move it to [expect.recovery]".into()),
+            ));
+        }
+        Some(d) => Some(duration(src, d)?),
+        None => None,
+    };
+    Ok(PhaseExpect {
+        status,
+        routes,
+        latency,
+        readyz: health(src, &raw.readyz)?,
+        livez: health(src, &raw.livez)?,
+        metrics,
+        recover_within,
+    })
+}
+
+fn validate(src: &Source, raw: RawScenario) -> Result<Scenario, ScenarioError> {
+    let name = raw.name.get_ref();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(src.error(
+            Some(raw.name.span()),
+            format!("`{name}` is not a scenario name"),
+            Some("use lower-case letters, digits and dashes, like the file name".into()),
+        ));
+    }
+    if let Some(stem) = src.file.file_stem().and_then(|s| s.to_str())
+        && stem != name
+        && src.file.extension().is_some_and(|e| e == "toml")
+    {
+        return Err(src.error(
+            Some(raw.name.span()),
+            format!("the scenario is named `{name}` but its file is `{stem}.toml`"),
+            Some("name the file after the scenario so `fivehundred run NAME` finds it".into()),
+        ));
+    }
+    if let Some(p) = &raw.protection
+        && !crate::target::PROTECTIONS.contains(&p.get_ref().as_str())
+    {
+        return Err(src.error(
+            Some(p.span()),
+            format!("unknown protection `{}`", p.get_ref()),
+            Some(format!(
+                "target-app's protections are: {}",
+                crate::target::PROTECTIONS.join(", ")
+            )),
+        ));
+    }
+
+    // Load.
+    let rate = *raw.load.rate.get_ref();
+    if !(rate > 0.0 && rate <= 5000.0) {
+        return Err(src.error(
+            Some(raw.load.rate.span()),
+            format!("rate {rate} is out of range"),
+            Some("the rate is in requests per second, between 0 and 5000".into()),
+        ));
+    }
+    if raw.load.mix.is_empty() {
+        return Err(src.error(
+            Some(raw.load.rate.span()),
+            "the load has no requests",
+            Some("add mix = [{ weight = 1, request = \"GET /products\" }]".into()),
+        ));
+    }
+    let mut mix = Vec::new();
+    for m in &raw.load.mix {
+        if m.get_ref().weight == 0 {
+            return Err(src.error(
+                Some(m.span()),
+                "a request with weight 0 is never sent",
+                Some("remove it, or give it a positive weight".into()),
+            ));
+        }
+        // The load generator compiles each entry (request line, parameters, body); whatever
+        // it refuses is reported here, before anything runs.
+        let mut one = LoadPlan::new("http://127.0.0.1:1", rate, vec![m.get_ref().clone()]);
+        one.requests = Some(1);
+        if let Err(e) = one.preview(1) {
+            return Err(src.error(
+                Some(m.span()),
+                e.to_string(),
+                Some(format!(
+                    "target-app's requests are: {}",
+                    crate::load::TARGET_APP_ROUTES.join(", ")
+                )),
+            ));
+        }
+        mix.push(m.get_ref().clone());
+    }
+    let timeout = match &raw.load.timeout {
+        Some(t) => duration(src, t)?,
+        None => Duration::from_secs(5),
+    };
+
+    // Phases.
+    let steady = duration(src, &raw.phases.steady)?;
+    let fault_len = duration(src, &raw.phases.fault)?;
+    let recovery = duration(src, &raw.phases.recovery)?;
+    for (d, v) in [
+        (steady, &raw.phases.steady),
+        (fault_len, &raw.phases.fault),
+        (recovery, &raw.phases.recovery),
+    ] {
+        if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+            return Err(src.error(
+                Some(v.span()),
+                format!("phase length {} is out of range", v.get_ref()),
+                Some("each phase lasts between 1s and 1h".into()),
+            ));
+        }
+    }
+    let phases = Phases {
+        steady,
+        fault: fault_len,
+        recovery,
+    };
+
+    // Faults.
+    let mut faults = Vec::new();
+    for table in &raw.fault {
+        faults.push(scheduled_fault(src, table, fault_len)?);
+    }
+
+    // Expectations.
+    let expect = Expectations {
+        steady: phase_expect(src, raw.expect.steady, Phase::Steady, &mix)?,
+        fault: phase_expect(src, raw.expect.fault, Phase::Fault, &mix)?,
+        recovery: phase_expect(src, raw.expect.recovery, Phase::Recovery, &mix)?,
+        data: raw.expect.data,
+    };
+
+    Ok(Scenario {
+        name: raw.name.into_inner(),
+        title: raw.title,
+        cause: raw.cause,
+        protection: raw.protection.map(Spanned::into_inner),
+        learn: raw.learn,
+        load: LoadSpec { rate, mix, timeout },
+        phases,
+        faults,
+        expect,
+        file: src.file.to_path_buf(),
+    })
+}
+
+fn scheduled_fault(
+    src: &Source,
+    table: &Spanned<toml::Table>,
+    fault_len: Duration,
+) -> Result<ScheduledFault, ScenarioError> {
+    let at = table.span().start;
+    let mut t = table.get_ref().clone();
+    let timing = |t: &mut toml::Table, key: &str| -> Result<Option<Duration>, ScenarioError> {
+        match t.remove(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => parse_duration(&s).map(Some).map_err(|e| {
+                src.error(
+                    src.key_span(at, key),
+                    format!("`{s}` is not a duration: {e}"),
+                    Some("write durations like \"250ms\", \"5s\" or \"2m\"".into()),
+                )
+            }),
+            Some(_) => Err(src.error(
+                src.key_span(at, key),
+                format!("`{key}` must be a duration string such as \"2s\""),
+                None,
+            )),
+        }
+    };
+    let start = timing(&mut t, "start")?.unwrap_or(Duration::ZERO);
+    let duration = timing(&mut t, "duration")?.unwrap_or(fault_len.saturating_sub(start));
+    if start + duration > fault_len {
+        return Err(src.error(
+            src.key_span(at, "duration")
+                .or_else(|| src.key_span(at, "start"))
+                .or(Some(table.span())),
+            format!(
+                "the fault would run from {} to {}, past the end of the {} fault phase",
+                format_duration(start),
+                format_duration(start + duration),
+                format_duration(fault_len)
+            ),
+            Some("shorten it, start it earlier, or lengthen [phases] fault".into()),
+        ));
+    }
+    if duration.is_zero() {
+        return Err(src.error(
+            Some(table.span()),
+            "the fault would never be active",
+            Some("give it a positive duration".into()),
+        ));
+    }
+    let fault = Fault::from_table(t).map_err(|e| {
+        let span = e
+            .key
+            .as_deref()
+            .and_then(|k| src.key_span(at, k))
+            .or(Some(table.span()));
+        src.error(span, e.message, e.hint)
+    })?;
+    Ok(ScheduledFault {
+        fault,
+        start,
+        duration,
+    })
+}
+
+/// Finds scenario files: a name (looked up in the catalogue directory) or a path.
+pub fn resolve(spec: &str, catalogue: &Path) -> Result<PathBuf, String> {
+    let as_path = Path::new(spec);
+    if spec.ends_with(".toml") || spec.contains('/') {
+        return if as_path.exists() {
+            Ok(as_path.to_path_buf())
+        } else {
+            Err(format!("no scenario file at {spec}"))
+        };
+    }
+    let p = catalogue.join(format!("{spec}.toml"));
+    if p.exists() {
+        Ok(p)
+    } else {
+        let known = catalogue_files(catalogue)
+            .iter()
+            .filter_map(|p| p.file_stem()?.to_str().map(String::from))
+            .collect::<Vec<_>>();
+        Err(format!(
+            "unknown scenario `{spec}`; `fivehundred list` shows them ({})",
+            known.join(", ")
+        ))
+    }
+}
+
+/// Every `*.toml` in the catalogue directory, sorted.
+pub fn catalogue_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Counts of each phase's share of a duration map, for reports.
+pub fn phase_bounds(phases: &Phases) -> BTreeMap<Phase, (Duration, Duration)> {
+    let mut out = BTreeMap::new();
+    let mut t = Duration::ZERO;
+    for p in Phase::ALL {
+        out.insert(p, (t, t + phases.get(p)));
+        t += phases.get(p);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "demo"
+title = "A demo"
+cause = "handler panic"
+
+[load]
+rate = 20
+mix = [{ weight = 1, request = "GET /products" }]
+
+[phases]
+steady = "2s"
+fault = "3s"
+recovery = "2s"
+
+[[fault]]
+kind = "failpoint"
+name = "list_products"
+action = "panic"
+
+[expect.fault]
+allow = ["2xx", "500"]
+require = ["500"]
+"#;
+
+    fn err(text: &str) -> ScenarioError {
+        parse(Path::new("demo.toml"), text).unwrap_err()
+    }
+
+    #[test]
+    fn a_good_file_validates() {
+        let s = parse(Path::new("demo.toml"), GOOD).unwrap();
+        assert_eq!(s.faults.len(), 1);
+        assert_eq!(s.faults[0].duration, Duration::from_secs(3));
+        assert_eq!(
+            s.expect.fault.status.require,
+            vec![StatusPattern::Exact(500)]
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_reported_at_its_line_and_column() {
+        let e = err(&GOOD.replace("rate = 20", "rate = 20\nrat = 3"));
+        assert_eq!((e.line, e.column), (Some(8), Some(1)), "{e}");
+        assert!(e.message.contains("unknown field `rat`"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_duration_points_at_the_value() {
+        let e = err(&GOOD.replace("fault = \"3s\"", "fault = \"3 parsecs\""));
+        assert_eq!(e.line, Some(12), "{e}");
+        assert_eq!(e.column, Some(9), "{e}");
+        assert!(e.to_string().contains("hint"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_fault_kind_is_reported_at_the_kind_key() {
+        let e = err(&GOOD.replace("kind = \"failpoint\"", "kind = \"meteor\""));
+        assert_eq!(e.line, Some(16), "{e}");
+        assert!(e.message.contains("meteor"), "{e}");
+    }
+
+    #[test]
+    fn a_fault_longer_than_its_phase_is_an_impossible_timing() {
+        let e = err(&GOOD.replace(
+            "action = \"panic\"",
+            "action = \"panic\"\nstart = \"2s\"\nduration = \"2s\"",
+        ));
+        assert!(e.message.contains("past the end"), "{e}");
+        assert_eq!(e.line, Some(20), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_request_is_rejected_with_the_known_ones_as_hint() {
+        let e = err(&GOOD.replace("GET /products\"", "GET /users/{id}\""));
+        assert_eq!(e.line, Some(8), "{e}");
+        assert!(e.hint.unwrap().contains("POST /orders"));
+    }
+
+    #[test]
+    fn a_bad_status_pattern_is_rejected() {
+        let e = err(&GOOD.replace("require = [\"500\"]", "require = [\"5x\"]"));
+        assert_eq!(e.line, Some(22), "{e}");
+    }
+
+    #[test]
+    fn status_patterns_match() {
+        assert!(StatusPattern::parse("5xx").unwrap().matches(Some(503)));
+        assert!(!StatusPattern::parse("5xx").unwrap().matches(None));
+        assert!(StatusPattern::parse("none").unwrap().matches(None));
+        assert!(StatusPattern::parse("200").unwrap().matches(Some(200)));
+        assert!(StatusPattern::parse("600").is_none());
+    }
+
+    #[test]
+    fn the_file_name_must_match_the_scenario_name() {
+        let e = parse(Path::new("other.toml"), GOOD).unwrap_err();
+        assert!(e.message.contains("other.toml"));
+    }
+}

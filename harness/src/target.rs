@@ -1,0 +1,334 @@
+//! The target: the service under test, started as a child process that follows the target
+//! contract (ARCHITECTURE.md), its logs captured line by line, and a client for its admin API.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::record::{EventKind, Recorder};
+
+/// target-app's protections, in the order its `--help` lists them.
+pub const PROTECTIONS: &[&str] = &[
+    "catch-panic",
+    "safe-errors",
+    "timeouts",
+    "circuit-breaker",
+    "stale-cache",
+    "load-shed",
+    "validation",
+    "outbox",
+    "idempotency",
+    "schema-check",
+];
+
+/// How to start the target.
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    pub program: PathBuf,
+    /// Appended to the command line after the lab's own flags (`fivehundred run -- ARGS`).
+    pub extra_args: Vec<String>,
+}
+
+/// What the lab hands the target.
+#[derive(Debug, Clone)]
+pub struct TargetEnv {
+    pub database_url: String,
+    pub payments_url: String,
+    pub data_dir: PathBuf,
+    pub admin_token: String,
+    pub config: Option<PathBuf>,
+}
+
+/// A running target process.
+#[derive(Debug)]
+pub struct TargetProcess {
+    child: Child,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub started: Instant,
+}
+
+impl TargetProcess {
+    /// Starts the target on free loopback ports and waits until `/livez` answers 200.
+    pub async fn start(
+        spec: &TargetSpec,
+        env: &TargetEnv,
+        recorder: &Arc<Recorder>,
+        ready_within: Duration,
+    ) -> Result<TargetProcess, String> {
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse().expect("addr");
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse().expect("addr");
+        let mut cmd = Command::new(&spec.program);
+        cmd.arg("--database-url")
+            .arg(&env.database_url)
+            .arg("--payments-url")
+            .arg(&env.payments_url)
+            .arg("--data-dir")
+            .arg(&env.data_dir)
+            .arg("--listen")
+            .arg(listen.to_string())
+            .arg("--admin-listen")
+            .arg(admin.to_string())
+            // The token goes by environment so it never shows in `ps`.
+            .env("APP_ADMIN_TOKEN", &env.admin_token)
+            .env_remove("DATABASE_URL")
+            .env_remove("APP_PROTECTIONS")
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(c) = &env.config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.args(&spec.extra_args);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = pglab::proc::spawn_tied(cmd, Signal::SIGKILL).map_err(|e| {
+            format!(
+                "cannot start the target {}: {e}; build it with `cargo build -p target-app` or pass --target-bin",
+                spec.program.display()
+            )
+        })?;
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let recorder = recorder.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    match line {
+                        Ok(l) => recorder.log_line(l),
+                        Err(_) => break,
+                    }
+                }
+            });
+        }
+        recorder.event(
+            EventKind::TargetStart,
+            format!("target started (pid {})", child.id()),
+        );
+        let mut target = TargetProcess {
+            child,
+            listen,
+            admin,
+            started: Instant::now(),
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + ready_within;
+        loop {
+            if let Ok(Some(status)) = target.child.try_wait() {
+                let tail = recorder.with(|r| {
+                    r.logs
+                        .iter()
+                        .rev()
+                        .take(5)
+                        .map(|l| l.line.clone())
+                        .collect::<Vec<_>>()
+                });
+                let tail: Vec<_> = tail.into_iter().rev().collect();
+                return Err(format!(
+                    "the target exited during startup ({status}); its last output:\n  {}",
+                    tail.join("\n  ")
+                ));
+            }
+            let url = format!("http://{listen}/livez");
+            if let Ok(r) = client
+                .get(&url)
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return Ok(target);
+            }
+            if Instant::now() > deadline {
+                target.stop();
+                return Err(format!(
+                    "the target did not answer GET /livez within {}",
+                    humantime::format_duration(ready_within)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Some(exit status)` once the process has exited.
+    pub fn exited(&mut self) -> Option<String> {
+        self.child.try_wait().ok().flatten().map(|s| s.to_string())
+    }
+
+    /// SIGTERM, then SIGKILL after a grace period.
+    pub fn stop(&mut self) {
+        pglab::proc::stop_child(&mut self.child, Signal::SIGTERM, Duration::from_secs(5));
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+}
+
+impl Drop for TargetProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    pglab::free_port().map_err(|e| format!("no free loopback port: {e}"))
+}
+
+/// A client for the target's admin listener.
+#[derive(Debug, Clone)]
+pub struct TargetAdmin {
+    pub base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl TargetAdmin {
+    pub fn new(admin: SocketAddr, token: &str) -> Self {
+        Self {
+            base: format!("http://{admin}"),
+            token: token.to_string(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("a plain HTTP client builds"),
+        }
+    }
+
+    pub async fn set_failpoint(&self, name: &str, action: &str) -> Result<(), String> {
+        let r = self
+            .client
+            .put(format!("{}/failpoints/{name}", self.base))
+            .bearer_auth(&self.token)
+            .body(action.to_string())
+            .send()
+            .await
+            .map_err(|e| format!("admin API unreachable: {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!(
+                "setting failpoint {name}: the admin API answered {}: {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn clear_failpoint(&self, name: &str) -> Result<(), String> {
+        let r = self
+            .client
+            .delete(format!("{}/failpoints/{name}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| format!("admin API unreachable: {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!(
+                "clearing failpoint {name}: the admin API answered {}",
+                r.status()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The action a failpoint is set to, `None` when it is off.
+    pub async fn failpoint(&self, name: &str) -> Result<Option<String>, String> {
+        let r = self
+            .client
+            .get(format!("{}/failpoints", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| format!("admin API unreachable: {e}"))?;
+        let list: Vec<serde_json::Value> = r
+            .json()
+            .await
+            .map_err(|e| format!("admin API sent an unreadable failpoint list: {e}"))?;
+        Ok(list
+            .iter()
+            .find(|f| f.get("name").and_then(|n| n.as_str()) == Some(name))
+            .and_then(|f| f.get("action").and_then(|a| a.as_str()).map(String::from)))
+    }
+
+    pub async fn metrics(&self) -> Result<String, String> {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Finds the target-app binary: next to our own executable (where cargo puts every binary of
+/// the workspace), after making sure it is built and current when we run from a checkout.
+pub fn locate_target_app(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return if p.exists() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(format!("no target binary at {}", p.display()))
+        };
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = exe.parent().ok_or("no directory for our own executable")?;
+    // Test binaries live one level down, in target/<profile>/deps.
+    let dirs = [
+        dir.to_path_buf(),
+        dir.parent().map(Path::to_path_buf).unwrap_or_default(),
+    ];
+    // Under `cargo run`, build target-app first so a user never runs a stale or missing binary.
+    if let (Some(cargo), Some(manifest)) = (
+        std::env::var_os("CARGO"),
+        std::env::var_os("CARGO_MANIFEST_DIR"),
+    ) && exe.file_name().is_some_and(|n| n == "fivehundred")
+    {
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "target-app",
+            "--bin",
+            "target-app",
+        ])
+        .current_dir(manifest);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .status()
+            .map_err(|e| format!("cannot run cargo to build target-app: {e}"))?;
+        if !status.success() {
+            return Err("building target-app failed (see the cargo output above)".into());
+        }
+    }
+    dirs.iter()
+        .map(|d| d.join("target-app"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            "target-app is not built; run `cargo build -p target-app` (or use `cargo run -p fivehundred -- run`, which builds it), or pass --target-bin".into()
+        })
+}

@@ -1,0 +1,128 @@
+//! The `fivehundred` binary's command line: usage errors, validation, listing. These need no lab.
+
+use std::process::Command;
+
+fn fivehundred() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fivehundred"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn catalogue() -> String {
+    format!("{}/../scenarios", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn validate_accepts_every_scenario_in_the_catalogue() {
+    let files: Vec<_> = std::fs::read_dir(catalogue())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    assert!(files.len() >= 3, "the catalogue has scenarios");
+    let out = fivehundred().arg("validate").args(&files).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn validate_points_at_the_line_and_column_of_a_bad_duration_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db-down.toml");
+    let text = std::fs::read_to_string(format!("{}/db-down.toml", catalogue()))
+        .unwrap()
+        .replace("fault = \"8s\"", "fault = \"8 fortnights\"");
+    std::fs::write(&path, &text).unwrap();
+    let line = text.lines().position(|l| l.contains("fortnights")).unwrap() + 1;
+    let out = fivehundred().arg("validate").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("db-down.toml:{line}:9:")),
+        "points at line {line}, column 9: {err}"
+    );
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn validate_names_an_unknown_key_and_an_unknown_fault_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("handler-panic.toml");
+    let base = std::fs::read_to_string(format!("{}/handler-panic.toml", catalogue())).unwrap();
+    for (bad, wanted) in [
+        (
+            base.replace("rate = 40", "rate = 40\nrat = 1"),
+            "unknown field `rat`",
+        ),
+        (
+            base.replace("kind = \"failpoint\"", "kind = \"meteor\""),
+            "unknown fault kind `meteor`",
+        ),
+    ] {
+        std::fs::write(&path, &bad).unwrap();
+        let out = fivehundred().arg("validate").arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(wanted), "{err}");
+    }
+}
+
+#[test]
+fn run_with_an_unknown_scenario_is_a_usage_error_and_starts_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let out = fivehundred()
+        .args(["run", "no-such-scenario"])
+        .env("FIVEHUNDRED_STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario `no-such-scenario`"));
+    assert!(!state.path().join("journals").exists(), "no run began");
+}
+
+#[test]
+fn a_bad_flag_is_a_usage_error() {
+    let out = fivehundred().args(["run", "--sed", "3"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_missing_target_binary_is_a_lab_error_with_exit_code_3() {
+    let state = tempfile::tempdir().unwrap();
+    let out = fivehundred()
+        .args([
+            "run",
+            "handler-panic",
+            "--target-bin",
+            "/nonexistent/target-app",
+        ])
+        .env("FIVEHUNDRED_STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/target-app"));
+}
+
+#[test]
+fn list_shows_each_scenario_with_its_cause_and_protection() {
+    let out = fivehundred()
+        .args(["list", "--scenarios-dir", &catalogue()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for (name, cause, protection) in [
+        ("handler-panic", "handler panic", "catch-panic"),
+        ("db-latency", "database latency", "timeouts"),
+        ("db-down", "database down", "stale-cache"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} listed in:\n{text}"));
+        assert!(line.contains(cause) && line.contains(protection), "{line}");
+    }
+}

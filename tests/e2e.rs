@@ -1,0 +1,257 @@
+//! End to end: the real `fivehundred` binary runs the real scenarios against the real
+//! target-app and a real PostgreSQL, as a user would, and we read its exit code and reports.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// A built workspace binary: cargo puts them next to the `deps/` directory this test runs from.
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; `cargo nextest run --workspace` builds it",
+        path.display()
+    );
+    path
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `fivehundred ARGS` with its own state directory, against the built target-app.
+struct Run {
+    state: tempfile::TempDir,
+    reports: tempfile::TempDir,
+}
+
+impl Run {
+    fn new() -> Self {
+        Run {
+            state: tempfile::tempdir().unwrap(),
+            reports: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(binary("fivehundred"));
+        c.current_dir(root())
+            .args(args)
+            .env("FIVEHUNDRED_STATE_DIR", self.state.path())
+            .env("FIVEHUNDRED_TARGET_BIN", binary("target-app"))
+            .env_remove("CARGO")
+            .env_remove("CARGO_MANIFEST_DIR");
+        c
+    }
+
+    /// Runs scenarios with a fixed seed and a report directory; `target_args` go after `--`.
+    fn scenarios(&self, names: &[&str], target_args: &[&str]) -> (Output, serde_json::Value) {
+        let mut args = vec!["run"];
+        args.extend_from_slice(names);
+        let dir = self.reports.path().to_str().unwrap().to_string();
+        args.extend_from_slice(&["--seed", "7", "--report-dir", &dir]);
+        if !target_args.is_empty() {
+            args.push("--");
+            args.extend_from_slice(target_args);
+        }
+        let out = self.command(&args).output().unwrap();
+        let report = std::fs::read_to_string(self.reports.path().join("report.json"))
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap_or_else(|e| {
+                panic!(
+                    "no report.json ({e}); stdout:\n{}\nstderr:\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+        (out, report)
+    }
+}
+
+fn failed_checks(report: &serde_json::Value) -> Vec<String> {
+    report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["checks"].as_array().unwrap().iter())
+        .filter(|c| c["verdict"] == "fail")
+        .map(|c| {
+            let phase = c["phase"]
+                .as_str()
+                .map(|p| format!("[{p}]"))
+                .unwrap_or_default();
+            format!("{}{phase}", c["name"].as_str().unwrap())
+        })
+        .collect()
+}
+
+fn explain(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn passes_with_all_protections(scenario: &str) {
+    let run = Run::new();
+    let (out, report) = run.scenarios(&[scenario], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert!(failed_checks(&report).is_empty());
+    assert_eq!(report["seed"], 7);
+    let s = &report["scenarios"][0];
+    assert_eq!(s["verdict"], "pass");
+    // The timeline shows the injection and its revert, and requests were recorded in every phase.
+    let events: Vec<&str> = s["recording"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        events.contains(&"inject") && events.contains(&"revert"),
+        "{events:?}"
+    );
+    let junit = std::fs::read_to_string(run.reports.path().join("junit.xml")).unwrap();
+    assert!(junit.contains("<testsuite name=\"") && junit.contains(scenario));
+    assert!(!junit.contains("<failure"), "{junit}");
+}
+
+fn fails_on(scenario: &str, protection: &str, check: &str) {
+    let run = Run::new();
+    let without = format!("all,-{protection}");
+    let (out, report) = run.scenarios(&[scenario], &["--protections", &without]);
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let failed = failed_checks(&report);
+    assert!(
+        failed.iter().any(|c| c == check),
+        "with {protection} off, {scenario} should fail on {check}; failed: {failed:?}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(check),
+        "the summary names the failing check: {stdout}"
+    );
+}
+
+#[test]
+fn handler_panic_passes_with_every_protection_on() {
+    passes_with_all_protections("handler-panic");
+}
+
+#[test]
+fn handler_panic_fails_on_status_when_catch_panic_is_off() {
+    fails_on("handler-panic", "catch-panic", "status[fault]");
+}
+
+#[test]
+fn db_latency_passes_with_every_protection_on() {
+    passes_with_all_protections("db-latency");
+}
+
+#[test]
+fn db_latency_fails_on_latency_when_timeouts_are_off() {
+    fails_on("db-latency", "timeouts", "latency[fault]");
+}
+
+#[test]
+fn db_down_passes_with_every_protection_on() {
+    passes_with_all_protections("db-down");
+}
+
+#[test]
+fn db_down_fails_on_status_when_the_stale_cache_is_off() {
+    fails_on("db-down", "stale-cache", "status[fault]");
+}
+
+fn journal_files(state: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(state.join("journals"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie still has a /proc entry; it is not running.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.split(") ").nth(1).unwrap_or("").starts_with('Z'))
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_run_killed_with_sigkill_mid_fault_leaves_nothing_behind_after_recover() {
+    let run = Run::new();
+    let mut child = run
+        .command(&["run", "db-latency", "--seed", "3"])
+        .spawn()
+        .unwrap();
+    // Wait until the journal records the injection.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let journal = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the run never injected its fault"
+        );
+        if let Some(j) = journal_files(run.state.path()).into_iter().next()
+            && std::fs::read_to_string(&j)
+                .unwrap()
+                .contains("\"event\":\"inject\"")
+        {
+            break j;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&journal).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+
+    let entries: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let pids: Vec<i32> = entries
+        .iter()
+        .filter(|e| e["resource"]["kind"] == "process")
+        .map(|e| e["resource"]["pid"].as_i64().unwrap() as i32)
+        .collect();
+    let dirs: Vec<PathBuf> = entries
+        .iter()
+        .filter(|e| e["resource"]["kind"] == "dir")
+        .map(|e| PathBuf::from(e["resource"]["path"].as_str().unwrap()))
+        .collect();
+    assert!(
+        pids.len() >= 2,
+        "postgres and the target were journalled: {text}"
+    );
+    assert!(!dirs.is_empty(), "{text}");
+
+    let out = run.command(&["recover"]).output().unwrap();
+    assert!(out.status.success(), "{}", explain(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("recovered"), "{stdout}");
+
+    // Give the kernel a moment to reap what died with the controller.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for pid in &pids {
+        assert!(!alive(*pid), "process {pid} survived the killed run");
+    }
+    for d in &dirs {
+        assert!(!d.exists(), "{} was left behind", d.display());
+    }
+    assert!(
+        journal_files(run.state.path()).is_empty(),
+        "the journal is closed"
+    );
+    let again = run.command(&["recover"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"));
+}
