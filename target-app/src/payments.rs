@@ -124,15 +124,18 @@ async fn send(request: reqwest::RequestBuilder) -> Result<String, PaymentsError>
         }
     };
     let response = request.send().await.map_err(transport)?;
-    if response.status() != StatusCode::CREATED {
-        return Err(PaymentsError::Status(response.status()));
+    let status = response.status();
+    if !status.is_success() {
+        return Err(PaymentsError::Status(status));
     }
+    // A 2xx that is not the documented answer (a proxy's HTML page, another status) is a
+    // broken dependency too, just differently broken.
     let body = response.bytes().await.map_err(transport)?;
-    let charge: Charge =
-        serde_json::from_slice(&body).map_err(|e| PaymentsError::InvalidResponse(e.to_string()))?;
-    if charge.status != "captured" {
+    let charge: Charge = serde_json::from_slice(&body)
+        .map_err(|e| PaymentsError::InvalidResponse(format!("body is not a charge: {e}")))?;
+    if status != StatusCode::CREATED || charge.status != "captured" {
         return Err(PaymentsError::InvalidResponse(format!(
-            "charge status is {:?}, expected \"captured\"",
+            "{status} with charge status {:?}, expected 201 and \"captured\"",
             charge.status
         )));
     }
