@@ -1,1 +1,1168 @@
-//! The open-loop load generator.
+//! The open-loop load generator: sends requests at a fixed rate whatever the target does, and
+//! records every one of them as a [`RequestRecord`].
+//!
+//! # Open loop
+//!
+//! Request *i* is due at `start + i / rate` and is sent at that time even if every earlier request
+//! is still waiting for its answer: each request runs in its own task. A closed-loop generator
+//! (N workers, each sending its next request when the previous one is answered) slows down with
+//! the target and so hides exactly the latency a fault causes ("coordinated omission"). For the
+//! same reason latency is measured from the *due* time, not from when the request got on the
+//! wire. In-flight requests are capped ([`LoadPlan::max_in_flight`]); a request over the cap is
+//! recorded as a client error instead of waiting for room, which would close the loop again.
+//!
+//! # Requests
+//!
+//! A plan's mix is a weighted list of [`MixEntry`]s, each a request line such as
+//! `GET /products/{id}` with generators for its placeholders, an optional JSON body template and
+//! an optional `Idempotency-Key`. The four routes of target-app have built-in defaults, so a
+//! scenario can write just `{ weight = 8, request = "GET /products/{id}" }`. Every random choice
+//! comes from one ChaCha generator seeded by [`LoadPlan::seed`], drawn in sequence order before
+//! the request is due, so the same seed sends the same requests (one documented exception:
+//! `created_order`, which picks among the orders the target has acknowledged so far).
+//!
+//! # Client
+//!
+//! hyper's pooled HTTP/1.1 client with keep-alive. reqwest (built on it) was the alternative; it
+//! adds a redirect policy, decompression and a second body abstraction per request that the
+//! generator does not need, and the benchmarks compare this generator with wrk.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::record::{Outcome, RequestRecord, TransportError};
+
+#[cfg(test)]
+mod tests;
+
+/// Response bodies are kept up to this size (see [`Outcome::Response`]).
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// What to send, how fast, and for how long.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadPlan {
+    /// `http://127.0.0.1:<port>`: loopback only, anything else is refused.
+    pub base_url: String,
+    /// Requests per second.
+    pub rate: f64,
+    /// Stop scheduling after this long (requests due before it are sent).
+    #[serde(default, with = "crate::duration_serde::option")]
+    pub duration: Option<Duration>,
+    /// Stop after this many requests. At least one of `duration` and `requests` is required.
+    #[serde(default)]
+    pub requests: Option<u64>,
+    pub mix: Vec<MixEntry>,
+    /// How long a request may take, from its due time, before it is recorded as a timeout.
+    #[serde(default = "default_timeout", with = "crate::duration_serde")]
+    pub timeout: Duration,
+    #[serde(default)]
+    pub seed: u64,
+    /// Requests in flight beyond this are not sent but recorded as client errors.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: u64,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_max_in_flight() -> u64 {
+    10_000
+}
+
+impl LoadPlan {
+    /// A plan with the defaults: 5 s timeout, seed 0, 10 000 requests in flight at most, and no
+    /// bound yet (set `duration` or `requests`).
+    pub fn new(base_url: impl Into<String>, rate: f64, mix: Vec<MixEntry>) -> LoadPlan {
+        LoadPlan {
+            base_url: base_url.into(),
+            rate,
+            duration: None,
+            requests: None,
+            mix,
+            timeout: default_timeout(),
+            seed: 0,
+            max_in_flight: default_max_in_flight(),
+        }
+    }
+
+    /// The first `n` requests this plan sends, without sending anything: what `seq` 0..n will
+    /// be. (`created_order` placeholders show as random ids here.)
+    pub fn preview(&self, n: u64) -> Result<Vec<PlannedRequest>, LoadError> {
+        let plan = Compiled::new(self)?;
+        let mut sequence = Sequence::new(&plan);
+        let orders = CreatedOrders::default();
+        Ok((0..n)
+            .map(|seq| {
+                let r = sequence.next(seq, &plan, &orders);
+                PlannedRequest {
+                    seq,
+                    route: plan.entries[r.entry].line.clone(),
+                    method: plan.entries[r.entry].method.to_string(),
+                    headers: r.headers(),
+                    path: r.path,
+                    body: r.body,
+                }
+            })
+            .collect())
+    }
+}
+
+/// One entry of the mix: a request line with what fills it in.
+///
+/// In TOML: `{ weight = 8, request = "GET /products/{id}", params = { id = { uniform = [1, 20] } } }`.
+/// For target-app's routes (`GET /products`, `GET /products/{id}`, `POST /orders`,
+/// `GET /orders/{id}`) every field but `weight` and `request` has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixEntry {
+    pub weight: u32,
+    /// `METHOD /path`, with `{name}` placeholders in the path.
+    pub request: String,
+    /// A generator for each placeholder of the path and the body.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, Param>,
+    /// A JSON body template. Placeholders: the params, `{seq}` (the request's sequence number)
+    /// and `{uuid}` (a UUID drawn for the request, the same as its idempotency key). Other braces
+    /// are left alone, so JSON objects need no escaping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Send an `Idempotency-Key` header (the request's `{uuid}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<bool>,
+    /// How many times the same request (same path, body and key) is sent again, in the next
+    /// slots of the schedule: a client retrying, which idempotency must absorb.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retry_same_key: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl MixEntry {
+    /// `request` with its defaults.
+    pub fn new(weight: u32, request: impl Into<String>) -> MixEntry {
+        MixEntry {
+            weight,
+            request: request.into(),
+            params: BTreeMap::new(),
+            body: None,
+            idempotency_key: None,
+            retry_same_key: 0,
+        }
+    }
+}
+
+/// Fills a placeholder. In TOML: `{ uniform = [1, 20] }`, `{ one_of = ["a", "b"] }`,
+/// `{ value = "x" }`, or `"created_order"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Param {
+    /// An integer drawn uniformly from `[low, high]`, both included.
+    Uniform([i64; 2]),
+    OneOf(Vec<String>),
+    Value(String),
+    /// The id of an order the target acknowledged earlier in this run (the `id` of a 201 answer
+    /// to `POST /orders`), or a random UUID while there is none.
+    CreatedOrder,
+}
+
+/// The routes of target-app and what fills them in.
+pub const TARGET_APP_ROUTES: &[&str] = &[
+    "GET /products",
+    "GET /products/{id}",
+    "POST /orders",
+    "GET /orders/{id}",
+];
+
+/// target-app seeds this many products (ids 1..=20).
+const TARGET_APP_PRODUCTS: i64 = 20;
+
+const ORDER_BODY: &str =
+    r#"{"product_id": {product_id}, "quantity": 1, "customer_email": "user-{seq}@example.com"}"#;
+
+/// What a target-app route gets unless the mix entry says otherwise.
+struct RouteDefaults {
+    params: Vec<(&'static str, Param)>,
+    body: Option<&'static str>,
+    idempotency_key: bool,
+}
+
+fn target_app_defaults(line: &str) -> Option<RouteDefaults> {
+    let product = || Param::Uniform([1, TARGET_APP_PRODUCTS]);
+    let read = |params| RouteDefaults {
+        params,
+        body: None,
+        idempotency_key: false,
+    };
+    match line {
+        "GET /products" => Some(read(vec![])),
+        "GET /products/{id}" => Some(read(vec![("id", product())])),
+        "GET /orders/{id}" => Some(read(vec![("id", Param::CreatedOrder)])),
+        "POST /orders" => Some(RouteDefaults {
+            params: vec![("product_id", product())],
+            body: Some(ORDER_BODY),
+            idempotency_key: true,
+        }),
+        _ => None,
+    }
+}
+
+/// A request as the plan will send it (see [`LoadPlan::preview`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedRequest {
+    pub seq: u64,
+    pub route: String,
+    pub method: String,
+    pub path: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LoadError {
+    #[error("the load generator only talks to loopback addresses, not {0:?}")]
+    NotLoopback(String),
+    #[error("invalid base URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("invalid load plan: {0}")]
+    Invalid(String),
+    #[error("invalid request {request:?}: {reason}")]
+    BadRequest { request: String, reason: String },
+}
+
+/// Where records go. Called from many tasks at once, as each request ends; must not block.
+/// Implemented for closures and for unbounded channel senders.
+pub trait RecordSink: Send + Sync + 'static {
+    fn record(&self, record: RequestRecord);
+}
+
+impl<F: Fn(RequestRecord) + Send + Sync + 'static> RecordSink for F {
+    fn record(&self, record: RequestRecord) {
+        self(record)
+    }
+}
+
+impl RecordSink for mpsc::UnboundedSender<RequestRecord> {
+    fn record(&self, record: RequestRecord) {
+        // The receiver gone means nobody wants records any more; the load stops on its own.
+        let _ = self.send(record);
+    }
+}
+
+/// Live counters of a running load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    /// Requests whose due time has come (including those over the in-flight cap).
+    pub sent: u64,
+    /// Requests finished and recorded.
+    pub completed: u64,
+    /// Answers with status 4xx.
+    pub client_errors: u64,
+    /// Answers with status 5xx.
+    pub server_errors: u64,
+    /// No answer: connect, closed, timeout, other.
+    pub transport_errors: u64,
+    /// Not sent because [`LoadPlan::max_in_flight`] requests were in flight (also counted in
+    /// `transport_errors`).
+    pub over_cap: u64,
+    pub in_flight: u64,
+}
+
+impl Progress {
+    /// 5xx answers and requests without an answer.
+    pub fn errors(&self) -> u64 {
+        self.server_errors + self.transport_errors
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    completed: AtomicU64,
+    client_errors: AtomicU64,
+    server_errors: AtomicU64,
+    transport_errors: AtomicU64,
+    over_cap: AtomicU64,
+    in_flight: AtomicU64,
+    /// How late a request task started, after its due time: the generator's own delay.
+    max_lag_us: AtomicU64,
+    total_lag_us: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> Progress {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Progress {
+            sent: get(&self.sent),
+            completed: get(&self.completed),
+            client_errors: get(&self.client_errors),
+            server_errors: get(&self.server_errors),
+            transport_errors: get(&self.transport_errors),
+            over_cap: get(&self.over_cap),
+            in_flight: get(&self.in_flight),
+        }
+    }
+}
+
+/// How a load ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadOutcome {
+    pub progress: Progress,
+    /// From the first due time to the last send.
+    pub send_span: Duration,
+    /// Sends per second over `send_span` (intervals between sends; the plan's rate when every
+    /// request went out on time).
+    pub achieved_rate: f64,
+    /// The latest any request started after its due time.
+    pub max_send_lag: Duration,
+    pub mean_send_lag: Duration,
+    /// Stopped by the cancellation token before the plan's bound.
+    pub cancelled: bool,
+}
+
+/// A running load. Dropping it does not stop the load; cancel the token for that.
+pub struct LoadHandle {
+    counters: Arc<Counters>,
+    cancel: CancellationToken,
+    task: JoinHandle<LoadOutcome>,
+}
+
+impl LoadHandle {
+    pub fn progress(&self) -> Progress {
+        self.counters.snapshot()
+    }
+
+    /// Stops scheduling; requests in flight still finish (within the plan's timeout) and are
+    /// recorded.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits until every request is recorded.
+    pub async fn wait(self) -> LoadOutcome {
+        match self.task.await {
+            Ok(outcome) => outcome,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+}
+
+/// Starts sending `plan`, recording each request into `sink` with `at_ms` counted from
+/// `run_start`. Cancelling `cancel` stops scheduling early. Must be called inside a tokio
+/// runtime.
+pub fn start(
+    plan: &LoadPlan,
+    run_start: std::time::Instant,
+    sink: impl RecordSink,
+    cancel: CancellationToken,
+) -> Result<LoadHandle, LoadError> {
+    let compiled = Compiled::new(plan)?;
+    let counters = Arc::new(Counters::default());
+    let engine = Arc::new(Engine {
+        client: client(),
+        sink: Box::new(sink),
+        counters: Arc::clone(&counters),
+        orders: CreatedOrders::default(),
+        run_start: Instant::from_std(run_start),
+        plan: compiled,
+    });
+    let task = tokio::spawn(schedule(engine, cancel.clone()));
+    Ok(LoadHandle {
+        counters,
+        cancel,
+        task,
+    })
+}
+
+/// [`start`] and wait.
+pub async fn run(
+    plan: &LoadPlan,
+    run_start: std::time::Instant,
+    sink: impl RecordSink,
+    cancel: CancellationToken,
+) -> Result<LoadOutcome, LoadError> {
+    Ok(start(plan, run_start, sink, cancel)?.wait().await)
+}
+
+/// What [`run_summary`] reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadSummary {
+    pub outcome: LoadOutcome,
+    /// Answers by status.
+    pub statuses: BTreeMap<u16, u64>,
+    /// Requests without an answer, by kind (`connect`, `closed`, `timeout`, `other`).
+    pub transport_errors: BTreeMap<String, u64>,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Runs `plan` and keeps only counts and a latency histogram, not the records: for benchmarks
+/// and quick checks, flat in memory however long the run.
+pub async fn run_summary(plan: &LoadPlan) -> Result<LoadSummary, LoadError> {
+    struct Tally {
+        statuses: BTreeMap<u16, u64>,
+        transport_errors: BTreeMap<String, u64>,
+        latency_us: hdrhistogram::Histogram<u64>,
+    }
+    let tally = Arc::new(Mutex::new(Tally {
+        statuses: BTreeMap::new(),
+        transport_errors: BTreeMap::new(),
+        // 1 µs to 1 hour at 3 significant digits.
+        latency_us: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+            .expect("valid histogram bounds"),
+    }));
+    let sink_tally = Arc::clone(&tally);
+    let sink = move |r: RequestRecord| {
+        let mut t = sink_tally.lock().unwrap();
+        match &r.outcome {
+            Outcome::Response { status, .. } => *t.statuses.entry(*status).or_default() += 1,
+            Outcome::Error { kind, .. } => {
+                *t.transport_errors
+                    .entry(transport_error_name(*kind).to_string())
+                    .or_default() += 1
+            }
+        }
+        t.latency_us
+            .saturating_record(((r.latency_ms * 1000.0) as u64).max(1));
+    };
+    let outcome = run(
+        plan,
+        std::time::Instant::now(),
+        sink,
+        CancellationToken::new(),
+    )
+    .await?;
+    let t = tally.lock().unwrap();
+    let ms = |q: f64| t.latency_us.value_at_quantile(q) as f64 / 1000.0;
+    Ok(LoadSummary {
+        outcome,
+        statuses: t.statuses.clone(),
+        transport_errors: t.transport_errors.clone(),
+        p50_ms: ms(0.5),
+        p90_ms: ms(0.9),
+        p99_ms: ms(0.99),
+        max_ms: t.latency_us.max() as f64 / 1000.0,
+    })
+}
+
+fn transport_error_name(kind: TransportError) -> &'static str {
+    match kind {
+        TransportError::Connect => "connect",
+        TransportError::Closed => "closed",
+        TransportError::Timeout => "timeout",
+        TransportError::Other => "other",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plan, checked and compiled.
+
+struct Compiled {
+    scheme: Scheme,
+    authority: Authority,
+    /// A path prefix from the base URL (usually empty).
+    prefix: String,
+    rate: f64,
+    duration: Option<Duration>,
+    requests: Option<u64>,
+    timeout: Duration,
+    seed: u64,
+    max_in_flight: u64,
+    entries: Vec<Entry>,
+    /// Cumulative weights, for a weighted draw with one random number.
+    cumulative: Vec<u64>,
+    /// Whether any entry uses `created_order`, so answers to `POST /orders` must be read.
+    tracks_orders: bool,
+}
+
+struct Entry {
+    /// The request line as written: the record's `route`.
+    line: String,
+    method: Method,
+    path: Vec<Piece>,
+    body: Option<Vec<Piece>>,
+    /// In name order: the order values are drawn in.
+    params: Vec<(String, Param)>,
+    idempotency_key: bool,
+    retry_same_key: u32,
+    /// Whether the body of a 2xx answer is kept (writes).
+    keep_success_body: bool,
+    /// `POST /orders`: its 201 answers carry order ids for `created_order`.
+    creates_orders: bool,
+}
+
+enum Piece {
+    Text(String),
+    /// An index into the entry's `params`.
+    Param(usize),
+    Seq,
+    Uuid,
+}
+
+impl Compiled {
+    fn new(plan: &LoadPlan) -> Result<Compiled, LoadError> {
+        let (scheme, authority, prefix) = parse_base_url(&plan.base_url)?;
+        if !(plan.rate.is_finite() && plan.rate > 0.0) {
+            return Err(LoadError::Invalid(format!(
+                "the rate must be a positive number of requests per second, got {}",
+                plan.rate
+            )));
+        }
+        if plan.duration.is_none() && plan.requests.is_none() {
+            return Err(LoadError::Invalid(
+                "a load needs a bound: set `duration`, `requests`, or both".into(),
+            ));
+        }
+        if plan.timeout.is_zero() {
+            return Err(LoadError::Invalid("the timeout must be positive".into()));
+        }
+        if plan.max_in_flight == 0 {
+            return Err(LoadError::Invalid(
+                "max_in_flight must be at least 1".into(),
+            ));
+        }
+        if plan.mix.is_empty() {
+            return Err(LoadError::Invalid("the mix has no requests".into()));
+        }
+        let mut entries = Vec::new();
+        let mut cumulative = Vec::new();
+        let mut total = 0u64;
+        for m in &plan.mix {
+            if m.weight == 0 {
+                return Err(LoadError::BadRequest {
+                    request: m.request.clone(),
+                    reason: "a weight of 0 is never sent; remove the entry instead".into(),
+                });
+            }
+            total += u64::from(m.weight);
+            cumulative.push(total);
+            entries.push(Entry::new(m)?);
+        }
+        let tracks_orders = entries
+            .iter()
+            .any(|e| e.params.iter().any(|(_, p)| *p == Param::CreatedOrder));
+        Ok(Compiled {
+            scheme,
+            authority,
+            prefix,
+            rate: plan.rate,
+            duration: plan.duration,
+            requests: plan.requests,
+            timeout: plan.timeout,
+            seed: plan.seed,
+            max_in_flight: plan.max_in_flight,
+            entries,
+            cumulative,
+            tracks_orders,
+        })
+    }
+}
+
+fn parse_base_url(url: &str) -> Result<(Scheme, Authority, String), LoadError> {
+    let bad = |reason: &str| LoadError::BadUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let uri: Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+    if uri.scheme() != Some(&Scheme::HTTP) {
+        return Err(bad("only http:// is supported"));
+    }
+    let authority = uri.authority().cloned().ok_or_else(|| bad("no host"))?;
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return Err(LoadError::NotLoopback(url.to_string()));
+    }
+    if uri.query().is_some() {
+        return Err(bad("a base URL has no query"));
+    }
+    let prefix = uri.path().trim_end_matches('/').to_string();
+    Ok((Scheme::HTTP, authority, prefix))
+}
+
+impl Entry {
+    fn new(m: &MixEntry) -> Result<Entry, LoadError> {
+        let bad = |reason: String| LoadError::BadRequest {
+            request: m.request.clone(),
+            reason,
+        };
+        let line = m.request.split_whitespace().collect::<Vec<_>>().join(" ");
+        let (method, route) = line
+            .split_once(' ')
+            .ok_or_else(|| bad("write it as `METHOD /path`".into()))?;
+        let method: Method = method
+            .parse()
+            .map_err(|_| bad(format!("`{method}` is not an HTTP method")))?;
+        if !route.starts_with('/') {
+            return Err(bad("the path must start with `/`".into()));
+        }
+
+        let defaults = target_app_defaults(&line);
+        let mut params: BTreeMap<String, Param> = defaults
+            .iter()
+            .flat_map(|d| &d.params)
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        params.extend(m.params.clone());
+        let body = m
+            .body
+            .clone()
+            .or_else(|| defaults.as_ref()?.body.map(str::to_string));
+        let idempotency_key = m
+            .idempotency_key
+            .unwrap_or_else(|| defaults.as_ref().is_some_and(|d| d.idempotency_key));
+
+        for (name, p) in &params {
+            match p {
+                Param::Uniform([low, high]) if low > high => {
+                    return Err(bad(format!(
+                        "`{name}`: uniform range [{low}, {high}] is empty"
+                    )));
+                }
+                Param::OneOf(values) if values.is_empty() => {
+                    return Err(bad(format!("`{name}`: one_of needs at least one value")));
+                }
+                _ => {}
+            }
+        }
+        let params: Vec<(String, Param)> = params.into_iter().collect();
+        let path = pieces(route, &params, true).map_err(bad)?;
+        let body = body
+            .as_deref()
+            .map(|b| pieces(b, &params, false))
+            .transpose()
+            .map_err(bad)?;
+        let is_write = method != Method::GET && method != Method::HEAD;
+        Ok(Entry {
+            creates_orders: method == Method::POST && route == "/orders",
+            line,
+            method,
+            path,
+            body,
+            params,
+            idempotency_key,
+            retry_same_key: m.retry_same_key,
+            keep_success_body: is_write,
+        })
+    }
+}
+
+/// Splits a template into text and placeholders. In a path every `{...}` is a placeholder; in a
+/// body only `{identifier}` is, so that JSON braces stay text.
+fn param_index(params: &[(String, Param)], name: &str) -> Result<usize, String> {
+    params.iter().position(|(n, _)| n == name).ok_or_else(|| {
+        format!("`{{{name}}}` has no generator; add e.g. params = {{ {name} = {{ uniform = [1, 20] }} }}")
+    })
+}
+
+fn pieces(template: &str, params: &[(String, Param)], strict: bool) -> Result<Vec<Piece>, String> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let name = after.find('}').map(|close| &after[..close]);
+        let is_ident = |n: &str| {
+            !n.is_empty()
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !n.starts_with(|c: char| c.is_ascii_digit())
+        };
+        match name {
+            Some(name) if is_ident(name) => {
+                text.push_str(&rest[..open]);
+                if !text.is_empty() {
+                    out.push(Piece::Text(std::mem::take(&mut text)));
+                }
+                out.push(match name {
+                    "seq" => Piece::Seq,
+                    "uuid" => Piece::Uuid,
+                    _ => Piece::Param(param_index(params, name)?),
+                });
+                rest = &after[name.len() + 1..];
+            }
+            _ if strict => return Err(format!("bad placeholder in `{template}`")),
+            _ => {
+                text.push_str(&rest[..=open]);
+                rest = after;
+            }
+        }
+    }
+    text.push_str(rest);
+    if !text.is_empty() {
+        out.push(Piece::Text(text));
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The request sequence.
+
+/// One request, drawn and filled in.
+struct Drawn {
+    entry: usize,
+    path: String,
+    body: Option<String>,
+    key: Option<String>,
+}
+
+impl Drawn {
+    fn headers(&self) -> BTreeMap<String, String> {
+        let mut h = BTreeMap::new();
+        if self.body.is_some() {
+            h.insert("content-type".to_string(), "application/json".to_string());
+        }
+        if let Some(key) = &self.key {
+            h.insert("idempotency-key".to_string(), key.clone());
+        }
+        h
+    }
+}
+
+/// Draws requests in sequence order from one seeded generator.
+struct Sequence {
+    rng: ChaCha8Rng,
+    /// A request to send again (`retry_same_key`) and how many more times.
+    repeat: Option<(Drawn, u32)>,
+}
+
+impl Sequence {
+    fn new(plan: &Compiled) -> Sequence {
+        Sequence {
+            rng: ChaCha8Rng::seed_from_u64(plan.seed),
+            repeat: None,
+        }
+    }
+
+    fn next(&mut self, seq: u64, plan: &Compiled, orders: &CreatedOrders) -> Drawn {
+        if let Some((drawn, left)) = self.repeat.take() {
+            if left > 1 {
+                self.repeat = Some((drawn.clone_request(), left - 1));
+            }
+            return drawn;
+        }
+        let total = *plan.cumulative.last().expect("the mix is not empty");
+        let pick = self.rng.random_range(0..total);
+        let entry_index = plan.cumulative.partition_point(|&c| c <= pick);
+        let entry = &plan.entries[entry_index];
+        let values: Vec<String> = entry
+            .params
+            .iter()
+            .map(|(_, p)| match p {
+                Param::Uniform([low, high]) => self.rng.random_range(*low..=*high).to_string(),
+                Param::OneOf(values) => values[self.rng.random_range(0..values.len())].clone(),
+                Param::Value(v) => v.clone(),
+                Param::CreatedOrder => {
+                    let draw: u128 = self.rng.random();
+                    orders.pick(draw as u64).unwrap_or_else(|| {
+                        uuid::Builder::from_random_bytes(draw.to_le_bytes())
+                            .into_uuid()
+                            .to_string()
+                    })
+                }
+            })
+            .collect();
+        let uuid = uuid::Builder::from_random_bytes(self.rng.random()).into_uuid();
+        let fill = |pieces: &[Piece]| {
+            let mut s = String::new();
+            for p in pieces {
+                match p {
+                    Piece::Text(t) => s.push_str(t),
+                    Piece::Param(i) => s.push_str(&values[*i]),
+                    Piece::Seq => s.push_str(&seq.to_string()),
+                    Piece::Uuid => s.push_str(&uuid.to_string()),
+                }
+            }
+            s
+        };
+        let drawn = Drawn {
+            entry: entry_index,
+            path: fill(&entry.path),
+            body: entry.body.as_deref().map(fill),
+            key: entry.idempotency_key.then(|| uuid.to_string()),
+        };
+        if entry.retry_same_key > 0 {
+            self.repeat = Some((drawn.clone_request(), entry.retry_same_key));
+        }
+        drawn
+    }
+}
+
+impl Drawn {
+    fn clone_request(&self) -> Drawn {
+        Drawn {
+            entry: self.entry,
+            path: self.path.clone(),
+            body: self.body.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
+/// Order ids from 201 answers to `POST /orders`, for `created_order`. Bounded: the most recent
+/// ones are enough to read back.
+#[derive(Default)]
+struct CreatedOrders(Mutex<Vec<String>>);
+
+const CREATED_ORDERS_KEPT: usize = 10_000;
+
+impl CreatedOrders {
+    fn pick(&self, draw: u64) -> Option<String> {
+        let ids = self.0.lock().unwrap();
+        (!ids.is_empty()).then(|| ids[(draw % ids.len() as u64) as usize].clone())
+    }
+
+    fn add(&self, body: &str) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+            return;
+        };
+        if let Some(id) = v.get("id").and_then(|id| id.as_str()) {
+            let mut ids = self.0.lock().unwrap();
+            if ids.len() >= CREATED_ORDERS_KEPT {
+                ids.remove(0);
+            }
+            ids.push(id.to_string());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending.
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    // Small requests and answers: Nagle's algorithm would hold them back.
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        // Open loop means as many connections as requests in flight; keep them all for reuse.
+        .pool_max_idle_per_host(usize::MAX)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector)
+}
+
+struct Engine {
+    client: HttpClient,
+    sink: Box<dyn RecordSink>,
+    counters: Arc<Counters>,
+    orders: CreatedOrders,
+    run_start: Instant,
+    plan: Compiled,
+}
+
+async fn schedule(engine: Arc<Engine>, cancel: CancellationToken) -> LoadOutcome {
+    let plan = &engine.plan;
+    let mut sequence = Sequence::new(plan);
+    // Each request task holds a sender; `recv` yields `None` when the last one is done.
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let start = Instant::now();
+    let mut last_send = start;
+    let mut cancelled = false;
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(start));
+    let mut seq: u64 = 0;
+    loop {
+        if plan.requests.is_some_and(|max| seq >= max) {
+            break;
+        }
+        let offset = Duration::from_secs_f64(seq as f64 / plan.rate);
+        if plan.duration.is_some_and(|d| offset >= d) {
+            break;
+        }
+        let due = start + offset;
+        // Drawn before its due time, so that filling it in does not delay it.
+        let drawn = sequence.next(seq, plan, &engine.orders);
+        if due > Instant::now() {
+            timer.as_mut().reset(due);
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    cancelled = true;
+                    break;
+                }
+                _ = timer.as_mut() => {}
+            }
+        } else if cancel.is_cancelled() {
+            cancelled = true;
+            break;
+        }
+        last_send = Instant::now();
+        engine.counters.sent.fetch_add(1, Ordering::Relaxed);
+        if engine.counters.in_flight.load(Ordering::Relaxed) >= plan.max_in_flight {
+            engine.counters.over_cap.fetch_add(1, Ordering::Relaxed);
+            let message = format!(
+                "not sent: {} requests already in flight (the generator's cap)",
+                plan.max_in_flight
+            );
+            engine.finish(
+                seq,
+                due,
+                &drawn,
+                Outcome::Error {
+                    kind: TransportError::Other,
+                    message,
+                },
+            );
+        } else {
+            engine.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(send(Arc::clone(&engine), seq, due, drawn, done_tx.clone()));
+        }
+        seq += 1;
+    }
+    drop(done_tx);
+    let _ = done_rx.recv().await;
+
+    let c = &engine.counters;
+    let progress = c.snapshot();
+    let send_span = last_send.saturating_duration_since(start);
+    let achieved_rate = if progress.sent > 1 && !send_span.is_zero() {
+        (progress.sent - 1) as f64 / send_span.as_secs_f64()
+    } else {
+        0.0
+    };
+    let sent_tasks = (progress.sent - progress.over_cap).max(1);
+    LoadOutcome {
+        progress,
+        send_span,
+        achieved_rate,
+        max_send_lag: Duration::from_micros(c.max_lag_us.load(Ordering::Relaxed)),
+        mean_send_lag: Duration::from_micros(c.total_lag_us.load(Ordering::Relaxed) / sent_tasks),
+        cancelled,
+    }
+}
+
+async fn send(engine: Arc<Engine>, seq: u64, due: Instant, drawn: Drawn, _done: mpsc::Sender<()>) {
+    let lag = Instant::now().saturating_duration_since(due).as_micros() as u64;
+    engine.counters.max_lag_us.fetch_max(lag, Ordering::Relaxed);
+    engine
+        .counters
+        .total_lag_us
+        .fetch_add(lag, Ordering::Relaxed);
+
+    let plan = &engine.plan;
+    let entry = &plan.entries[drawn.entry];
+    let outcome = match build_request(plan, entry, &drawn) {
+        Ok(request) => {
+            let exchange = exchange(&engine.client, request, entry);
+            match tokio::time::timeout_at(due + plan.timeout, exchange).await {
+                Ok(outcome) => outcome,
+                Err(_) => Outcome::Error {
+                    kind: TransportError::Timeout,
+                    message: format!(
+                        "no answer within {}",
+                        humantime::format_duration(plan.timeout)
+                    ),
+                },
+            }
+        }
+        Err(message) => Outcome::Error {
+            kind: TransportError::Other,
+            message,
+        },
+    };
+    if let (
+        true,
+        Outcome::Response {
+            status: 201,
+            body: Some(body),
+            ..
+        },
+    ) = (entry.creates_orders && plan.tracks_orders, &outcome)
+    {
+        engine.orders.add(body);
+    }
+    engine.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+    engine.finish(seq, due, &drawn, outcome);
+}
+
+fn build_request(
+    plan: &Compiled,
+    entry: &Entry,
+    drawn: &Drawn,
+) -> Result<Request<Full<Bytes>>, String> {
+    let path = if plan.prefix.is_empty() {
+        PathAndQuery::try_from(drawn.path.as_str())
+    } else {
+        PathAndQuery::try_from(format!("{}{}", plan.prefix, drawn.path))
+    }
+    .map_err(|e| format!("invalid path {:?}: {e}", drawn.path))?;
+    let uri = Uri::builder()
+        .scheme(plan.scheme.clone())
+        .authority(plan.authority.clone())
+        .path_and_query(path)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut request = Request::builder().method(entry.method.clone()).uri(uri);
+    if drawn.body.is_some() {
+        request = request.header(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    if let Some(key) = &drawn.key {
+        request = request.header("idempotency-key", key.as_str());
+    }
+    let body = drawn.body.clone().map(Bytes::from).unwrap_or_default();
+    request.body(Full::new(body)).map_err(|e| e.to_string())
+}
+
+/// Sends the request and reads the whole answer.
+async fn exchange(client: &HttpClient, request: Request<Full<Bytes>>, entry: &Entry) -> Outcome {
+    let response = match client.request(request).await {
+        Ok(r) => r,
+        Err(e) => {
+            let kind = if e.is_connect() {
+                TransportError::Connect
+            } else {
+                classify(&e)
+            };
+            return Outcome::Error {
+                kind,
+                message: error_chain(&e),
+            };
+        }
+    };
+    let status = response.status().as_u16();
+    let mut headers = BTreeMap::new();
+    for (name, value) in response.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        headers
+            .entry(name.as_str().to_string())
+            .and_modify(|v: &mut String| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
+    let keep = status >= 400 || ((200..300).contains(&status) && entry.keep_success_body);
+    let mut kept = Vec::new();
+    let mut body = response.into_body();
+    // Read to the end even when the body is not kept: latency runs to the end of the answer.
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                let room = BODY_LIMIT - kept.len();
+                if let Some(data) = frame.data_ref().filter(|_| keep && room > 0) {
+                    kept.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+            Err(e) => {
+                return Outcome::Error {
+                    kind: classify(&e),
+                    message: format!("answer {status} cut short: {}", error_chain(&e)),
+                };
+            }
+        }
+    }
+    Outcome::Response {
+        status,
+        headers,
+        body: keep.then(|| String::from_utf8_lossy(&kept).into_owned()),
+    }
+}
+
+/// Classifies a failure by what is found along its source chain.
+fn classify(e: &(dyn std::error::Error + 'static)) -> TransportError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_timeout() {
+                return TransportError::Timeout;
+            }
+            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                return TransportError::Closed;
+            }
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            match io.kind() {
+                ConnectionRefused => return TransportError::Connect,
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected => {
+                    return TransportError::Closed;
+                }
+                TimedOut => return TransportError::Timeout,
+                _ => {}
+            }
+        }
+        source = err.source();
+    }
+    TransportError::Other
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = s.source();
+    }
+    message
+}
+
+impl Engine {
+    fn finish(&self, seq: u64, due: Instant, drawn: &Drawn, outcome: Outcome) {
+        let c = &self.counters;
+        match &outcome {
+            Outcome::Response { status, .. } if *status >= 500 => {
+                c.server_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Response { status, .. } if *status >= 400 => {
+                c.client_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Response { .. } => {}
+            Outcome::Error { .. } => {
+                c.transport_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let entry = &self.plan.entries[drawn.entry];
+        let record = RequestRecord {
+            seq,
+            at_ms: millis(due.saturating_duration_since(self.run_start)),
+            route: entry.line.clone(),
+            method: entry.method.to_string(),
+            path: drawn.path.clone(),
+            request_headers: drawn.headers(),
+            request_body: drawn.body.clone(),
+            latency_ms: millis(due.elapsed()),
+            outcome,
+        };
+        self.sink.record(record);
+        c.completed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
