@@ -4,10 +4,7 @@
 //! is. The failpoint API only exists with `--admin-token`: without a token its routes are not
 //! even registered (404). Each call needs `Authorization: Bearer <token>`, compared in constant
 //! time so that response timing does not reveal how much of a guess was right.
-//!
-//! Actions are the `fail` crate's grammar: `panic`, `return` (the handler answers an internal
-//! error), `5%return`, `sleep(200)`, `off`, ... Note that `sleep` blocks the worker thread, as a
-//! slow synchronous call inside a handler would; the request deadline cannot interrupt it.
+//! The failpoints themselves and their action grammar: [`crate::failpoints`].
 
 use std::sync::Arc;
 
@@ -18,18 +15,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use subtle::ConstantTimeEq;
 
-use crate::AppState;
 use crate::error::AppError;
-
-/// Every failpoint compiled into the service.
-pub const FAILPOINTS: [&str; 6] = [
-    "list_products",
-    "get_product",
-    "create_order",
-    "get_order",
-    "receipt_worker",
-    "payments_charge",
-];
+use crate::{AppState, failpoints};
 
 pub fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new().route("/metrics", get(metrics));
@@ -75,7 +62,7 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
 }
 
 fn known(name: &str) -> Result<&'static str, AppError> {
-    FAILPOINTS
+    failpoints::ALL
         .into_iter()
         .find(|f| *f == name)
         .ok_or(AppError::NotFound("failpoint"))
@@ -84,7 +71,7 @@ fn known(name: &str) -> Result<&'static str, AppError> {
 /// `[{"name", "action"}]` for every failpoint, `action` null when off.
 fn entries() -> Vec<serde_json::Value> {
     let active = fail::list();
-    FAILPOINTS
+    failpoints::ALL
         .into_iter()
         .map(|name| {
             let action = active

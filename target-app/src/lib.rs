@@ -13,7 +13,7 @@
 //! - [`http`]: the public router and its middleware (request id, the one error log line,
 //!   catch-panic, deadline, load shedding); one module per feature: `products`, `orders`,
 //!   `health`.
-//! - [`admin`]: the admin listener: `/metrics` and the failpoint API.
+//! - [`admin`]: the admin listener: `/metrics` and the API that sets [`failpoints`].
 //! - [`metrics`]: every metric the service exports.
 //! - The dependencies and what protects against their failure: [`db`] (pool, timeouts,
 //!   migrations, error kinds, schema check), [`breaker`] (circuit breaker), [`cache`] (the
@@ -30,6 +30,7 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod failpoints;
 pub mod http;
 pub mod metrics;
 pub mod outbox;

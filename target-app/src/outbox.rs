@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::error::AppError;
-use crate::{AppState, db, panics};
+use crate::{AppState, db, failpoints, panics};
 
 /// Queues the receipt of `order_id`, inside the caller's transaction.
 pub async fn enqueue(
@@ -126,9 +126,7 @@ async fn worker(state: &AppState, shutdown: &CancellationToken) {
 /// Writes what is queued, oldest first; stops at the first failure, since the next receipt
 /// would almost surely meet the same full or read-only disk.
 async fn drain(state: &AppState) -> Result<(), AppError> {
-    fail::fail_point!("receipt_worker", |_| Err(AppError::Injected(
-        "receipt_worker"
-    )));
+    failpoints::check("receipt_worker")?;
     let batch: Vec<(i64, Uuid, Value, i32)> = db::call(state, async {
         Ok(sqlx::query_as(
             "SELECT id, order_id, payload, attempts FROM outbox ORDER BY id LIMIT 100",

@@ -9,10 +9,10 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::breaker::{self, Breaker};
 use crate::error::AppError;
 use crate::protections::Protection;
+use crate::{AppState, failpoints};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentsError {
@@ -77,9 +77,7 @@ pub async fn charge(
     order_id: Uuid,
     amount_cents: i64,
 ) -> Result<String, AppError> {
-    fail::fail_point!("payments_charge", |_| Err(AppError::Injected(
-        "payments_charge"
-    )));
+    failpoints::check("payments_charge")?;
     let payments = &state.payments;
     let tunables = state.tunables.get();
     let settings = breaker::Settings::from(&*tunables);

@@ -1158,6 +1158,38 @@ async fn the_failpoint_api_needs_the_bearer_token() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_sleep_failpoint_slows_its_route_without_freezing_the_rest_of_the_service() {
+    let (bin, _db, _payments, _dir) = binary_with_failpoints("all").await;
+    set_failpoint(&bin, "list_products", "sleep(1500)").await;
+    // More sleepers than the runtime has worker threads.
+    let sleepers: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(client().get(format!("{}/products", bin.url)).send()))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let livez = client()
+        .get(format!("{}/livez", bin.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(livez.status(), 200);
+    let metrics = client()
+        .get(format!("{}/metrics", bin.admin_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    for sleeper in sleepers {
+        assert_eq!(sleeper.await.unwrap().unwrap().status(), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn without_a_token_the_failpoint_api_does_not_exist() {
     let app = spawn_app("all").await;
     let response = app

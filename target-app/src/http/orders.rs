@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::error::AppError;
 use crate::protections::Protection;
-use crate::{AppState, db, outbox, payments};
+use crate::{AppState, db, failpoints, outbox, payments};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -108,7 +108,7 @@ async fn create(
     headers: HeaderMap,
     Json(new): Json<NewOrder>,
 ) -> Result<Response, AppError> {
-    fail::fail_point!("create_order", |_| Err(AppError::Injected("create_order")));
+    failpoints::check("create_order")?;
     let validation = state.protections.on(Protection::Validation);
     if validation {
         new.validate()?;
@@ -251,7 +251,7 @@ async fn show(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Order>, AppError> {
-    fail::fail_point!("get_order", |_| Err(AppError::Injected("get_order")));
+    failpoints::check("get_order")?;
     // As for products: with `validation` off a malformed id fails in the database (`::uuid`).
     if state.protections.on(Protection::Validation) && Uuid::parse_str(&id).is_err() {
         return Err(AppError::BadRequest("an order id is a UUID"));

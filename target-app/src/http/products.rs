@@ -17,7 +17,7 @@ use tower_http::request_id::RequestId;
 use crate::cache::Cache;
 use crate::error::AppError;
 use crate::protections::Protection;
-use crate::{AppState, db};
+use crate::{AppState, db, failpoints};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -37,9 +37,7 @@ async fn list(
     State(state): State<Arc<AppState>>,
     Extension(request_id): Extension<RequestId>,
 ) -> Result<Response, AppError> {
-    fail::fail_point!("list_products", |_| Err(AppError::Injected(
-        "list_products"
-    )));
+    failpoints::check("list_products")?;
     let load = async {
         let products =
             sqlx::query_as("SELECT id, name, price_cents, stock FROM products ORDER BY id")
@@ -56,7 +54,7 @@ async fn show(
     Extension(request_id): Extension<RequestId>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    fail::fail_point!("get_product", |_| Err(AppError::Injected("get_product")));
+    failpoints::check("get_product")?;
     // With `validation` off the id goes to the database as text and is cast there
     // (`$1::bigint`): that is where an unhardened service finds out "abc" is not a number,
     // with a 500.
