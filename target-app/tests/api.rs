@@ -345,6 +345,19 @@ async fn a_hung_payments_service_answers_503_within_the_payments_timeout_with_ti
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_payments_answer_that_is_not_a_charge_answers_503_and_places_nothing() {
+    let app = spawn_app("all").await;
+    app.payments.set(Payments::Garbage);
+    assert_problem(app.post_order(&order_body(1), None).await, 503).await;
+    assert_eq!(
+        app.metric(r#"app_payments_errors_total{kind="invalid_response"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(app.db.count("SELECT count(*) FROM orders").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_slow_request_answers_503_at_the_request_deadline_with_timeouts_on() {
     let app = spawn_app_with(Setup {
         config: "request_deadline = \"300ms\"\npayments_timeout = \"10s\"",

@@ -2,7 +2,7 @@
 //!
 //! Outermost first:
 //! 1. request id: the client's `x-request-id`, or a new UUID; echoed on every response;
-//! 2. [`observe`]: metrics for every response, and the one log line for every 4xx/5xx;
+//! 2. `observe`: metrics for every response, and the one log line for every 4xx/5xx;
 //! 3. `catch-panic`: a handler panic becomes a 500 instead of a dropped connection;
 //! 4. `timeouts`: the request deadline;
 //! 5. the routes of each feature; the shop routes (not the health probes, which must answer
@@ -195,7 +195,7 @@ fn resident_memory_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// `catch-panic`: the panic becomes an ordinary `AppError`, logged by [`observe`].
+/// `catch-panic`: the panic becomes an ordinary `AppError`, logged by `observe`.
 fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response<Body> {
     AppError::Panic(panics::report(&*payload)).into_response()
 }

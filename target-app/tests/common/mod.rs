@@ -79,6 +79,8 @@ impl Database {
 pub enum Payments {
     Capture,
     Fail,
+    /// 200 with an HTML page, as a misrouted proxy would answer.
+    Garbage,
     Hang,
     Slow(Duration),
 }
@@ -113,6 +115,10 @@ impl PaymentsStub {
                         Payments::Capture => {}
                         Payments::Fail => {
                             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                        }
+                        Payments::Garbage => {
+                            return (StatusCode::OK, "<html>502 Bad Gateway</html>")
+                                .into_response();
                         }
                         Payments::Hang => std::future::pending::<()>().await,
                         Payments::Slow(d) => tokio::time::sleep(d).await,
