@@ -762,6 +762,72 @@ async fn a_full_disk_fails_an_order_that_was_committed_with_outbox_off() {
     drop(app);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permission_flip_on_the_receipts_directory_is_counted_as_eacces_and_retried_with_outbox_on()
+ {
+    use std::os::unix::fs::PermissionsExt;
+    // Permissions do not bind root, so the service runs as `nobody` here.
+    let Ok(Some(nobody)) = nix::unistd::User::from_name("nobody") else {
+        eprintln!("SKIPPED: no `nobody` user to run the service unprivileged");
+        return;
+    };
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: running the service as another user needs root");
+        return;
+    }
+    let db = Database::start().await;
+    let payments = PaymentsStub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    nix::unistd::chown(&data, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    let mut args = binary_args(&db, &payments, &data);
+    let config = dir.path().join("app.toml");
+    std::fs::write(&config, "outbox_retry_interval = \"100ms\"").unwrap();
+    args.push(format!("--config={}", config.display()));
+    let bin = Binary::spawn_as(&args, Some((nobody.uid.as_raw(), nobody.gid.as_raw()))).await;
+
+    let receipts = data.join("receipts");
+    std::fs::set_permissions(&receipts, std::fs::Permissions::from_mode(0o500)).unwrap();
+    let response = client()
+        .post(format!("{}/orders", bin.url))
+        .json(&order_body(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        201,
+        "the order does not depend on the disk"
+    );
+    let order: Value = response.json().await.unwrap();
+    let metrics = || async {
+        let text = client()
+            .get(format!("{}/metrics", bin.admin_url))
+            .send()
+            .await
+            .unwrap();
+        text.text().await.unwrap()
+    };
+    eventually(Duration::from_secs(5), "EACCES is counted", || async {
+        metric_value(
+            &metrics().await,
+            r#"app_disk_write_errors_total{errno="EACCES"}"#,
+        ) >= 1.0
+    })
+    .await;
+
+    std::fs::set_permissions(&receipts, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let receipt = receipts.join(format!("{}.json", order["id"].as_str().unwrap()));
+    eventually(
+        Duration::from_secs(5),
+        "the receipt is written once permitted",
+        || async { receipt.exists() },
+    )
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // idempotency
 

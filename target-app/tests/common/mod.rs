@@ -334,7 +334,13 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_target-app");
 impl Binary {
     /// Starts the binary with `args` and waits for its `listening` line.
     pub async fn spawn(args: &[String]) -> Binary {
-        let mut bin = Binary::start(args);
+        Binary::spawn_as(args, None).await
+    }
+
+    /// As [`Binary::spawn`], running as `user` (uid, gid) when given: file permissions only
+    /// bind a process that is not root.
+    pub async fn spawn_as(args: &[String], user: Option<(u32, u32)>) -> Binary {
+        let mut bin = Binary::start_as(args, user);
         let line = bin
             .wait_for_log(Duration::from_secs(20), |l| l["message"] == "listening")
             .await;
@@ -345,7 +351,15 @@ impl Binary {
 
     /// Starts the binary without waiting for anything.
     pub fn start(args: &[String]) -> Binary {
+        Binary::start_as(args, None)
+    }
+
+    fn start_as(args: &[String], user: Option<(u32, u32)>) -> Binary {
         let mut command = Command::new(BINARY);
+        if let Some((uid, gid)) = user {
+            use std::os::unix::process::CommandExt;
+            command.uid(uid).gid(gid);
+        }
         command
             .args(args)
             .env_remove("RUST_LOG")
