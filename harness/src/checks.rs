@@ -216,7 +216,7 @@ pub fn status(
         for p in &e.require {
             if !rs.iter().any(|r| p.matches(r.status())) {
                 problems.push(format!(
-                    "{label}: no {p} answer at all, so the fault had no visible effect ({})",
+                    "{label}: expected at least one {p} answer, saw none ({})",
                     count_statuses(rs.iter().map(|r| r.status()))
                 ));
             }
@@ -1076,7 +1076,7 @@ mod tests {
         e.status.require = vec![StatusPattern::Class(5)];
         let c = status(&r, Phase::Fault, &refs(&r), &e);
         assert_eq!(c.verdict, Verdict::Fail);
-        assert!(c.summary.contains("no visible effect"));
+        assert!(c.summary.contains("saw none"));
     }
 
     #[test]
