@@ -46,6 +46,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -182,6 +183,9 @@ impl App {
             admin_listener,
         } = self;
         let stop = CancellationToken::new();
+        // Registered before `listening` is logged: whoever sends SIGHUP as soon as it sees that
+        // line must not kill the process with the signal's default action.
+        let hangups = signal(SignalKind::hangup())?;
         tracing::info!(
             listen = %listener.local_addr()?,
             admin_listen = %admin_listener.local_addr()?,
@@ -197,7 +201,7 @@ impl App {
             state.clone(),
             stop.clone(),
         ));
-        tasks.spawn(reload_on_sighup(state.clone(), stop.clone()));
+        tasks.spawn(reload_on_sighup(state.clone(), hangups, stop.clone()));
         {
             let stop = stop.clone();
             tokio::spawn(async move {
@@ -228,15 +232,7 @@ impl App {
 }
 
 /// Re-reads the config file on every SIGHUP (see [`config::reload`]).
-async fn reload_on_sighup(state: Arc<AppState>, stop: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGHUP; config reload is off");
-            return;
-        }
-    };
+async fn reload_on_sighup(state: Arc<AppState>, mut hangups: Signal, stop: CancellationToken) {
     loop {
         tokio::select! {
             Some(()) = hangups.recv() => { let _ = config::reload(&state); }

@@ -15,7 +15,8 @@ async fn main() -> ExitCode {
     target_app::init_logging();
     let result = async {
         let config = Config::from_args(args)?;
-        App::build(config).await?.run(terminated()).await?;
+        let shutdown = terminated()?;
+        App::build(config).await?.run(shutdown).await?;
         anyhow::Ok(())
     }
     .await;
@@ -28,13 +29,17 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Resolves on SIGTERM (an orchestrator stopping us) or SIGINT (Ctrl-C).
-async fn terminated() {
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    tracing::info!("shutdown signal received, draining");
+/// A future that resolves on SIGTERM (an orchestrator stopping us) or SIGINT (Ctrl-C). The
+/// handlers are installed now, not when the future is first polled, so a signal that arrives
+/// during startup is not met by its default action (dying with a signal instead of exit 0).
+fn terminated() -> std::io::Result<impl Future<Output = ()>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutdown signal received, draining");
+    })
 }

@@ -712,7 +712,12 @@ async fn a_full_disk_delays_receipts_but_never_fails_an_order_with_outbox_on() {
             >= 1.0
     })
     .await;
-    assert_eq!(app.metric("app_outbox_backlog").await, 1.0);
+    eventually(
+        Duration::from_secs(5),
+        "the backlog shows the waiting receipt",
+        || async { app.metric("app_outbox_backlog").await == 1.0 },
+    )
+    .await;
     assert_eq!(
         app.get("/readyz").await.status(),
         503,

@@ -325,6 +325,8 @@ where
 pub struct Binary {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The threads reading stdout and stderr; they end at EOF, once the process is gone.
+    readers: Vec<std::thread::JoinHandle<()>>,
     pub url: String,
     pub admin_url: String,
 }
@@ -368,23 +370,25 @@ impl Binary {
             .stderr(Stdio::piped());
         let mut child = pglab::proc::spawn_tied(command, Signal::SIGKILL).unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let lines = lines.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in std::io::BufReader::new(stream)
                     .lines()
                     .map_while(Result::ok)
                 {
                     lines.lock().unwrap().push(line);
                 }
-            });
+            }));
         }
         Binary {
             child,
             lines,
+            readers,
             url: String::new(),
             admin_url: String::new(),
         }
@@ -429,6 +433,10 @@ impl Binary {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // Everything it wrote is read before anyone looks at the output.
+                for reader in self.readers.drain(..) {
+                    reader.join().unwrap();
+                }
                 return status.code();
             }
             assert!(
