@@ -62,7 +62,11 @@ pub async fn readiness(state: &AppState) -> (bool, Value) {
     );
     let payments = check_payments(state);
 
-    state.metrics.schema_ok.set(i64::from(schema.is_ok()));
+    // With the database unreachable the schema is unknown, not wrong: keep the last verdict, or
+    // a database outage would also page as a schema mismatch.
+    if database.is_ok() {
+        state.metrics.schema_ok.set(i64::from(schema.is_ok()));
+    }
     let checks = [
         ("database", database),
         ("schema", schema),
