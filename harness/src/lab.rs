@@ -13,6 +13,7 @@ use crate::journal::{Journal, Resource};
 use crate::payments::PaymentsStub;
 use crate::proxy::Proxy;
 use crate::record::{EventKind, Recorder};
+use crate::monitoring::{Monitoring, MonitoringOptions};
 use crate::target::{TargetAdmin, TargetEnv, TargetProcess, TargetSpec};
 
 /// The lab could not be set up; the message says what to do. Exit code 3.
@@ -26,6 +27,19 @@ pub struct LabOptions {
     /// An existing server to make a fresh database on, instead of an ephemeral cluster.
     pub database_url: Option<String>,
     pub seed: u64,
+}
+
+/// The production alert rules the lab's Prometheus runs (on a faster clock):
+/// `$FIVEHUNDRED_ALERT_RULES`, else target-app's, next to the scenario catalogue.
+pub fn alert_rules_file() -> PathBuf {
+    if let Some(p) = std::env::var_os("FIVEHUNDRED_ALERT_RULES") {
+        return PathBuf::from(p);
+    }
+    let local = PathBuf::from("target-app/alerts/rules.yml");
+    if local.is_file() {
+        return local;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target-app/alerts/rules.yml")
 }
 
 enum Database {
@@ -49,6 +63,7 @@ pub struct Lab {
     admin: TargetAdmin,
     pub base_url: String,
     pub recorder: Arc<Recorder>,
+    monitoring: Mutex<Option<Monitoring>>,
 }
 
 impl std::fmt::Debug for Lab {
@@ -163,6 +178,25 @@ impl Lab {
         });
         let admin = TargetAdmin::new(target.admin, &admin_token);
         let base_url = target.base_url();
+        // Real Prometheus and Alertmanager, running the target's own rules on the lab's clock.
+        // Without them the alert checks cannot be honest, so a missing stack stops the run.
+        let monitoring = Monitoring::start(MonitoringOptions::new(
+            run_dir.clone(),
+            target.admin.to_string(),
+            alert_rules_file(),
+            recorder.start,
+        ))
+        .await
+        .map_err(|e| LabError(format!("cannot start the lab's monitoring: {e}")))?;
+        let production: std::collections::BTreeMap<String, f64> = monitoring
+            .alert_names()
+            .into_iter()
+            .filter_map(|a| {
+                let d = monitoring.production_detection_time(&a)?;
+                Some((a, d.as_secs_f64()))
+            })
+            .collect();
+        recorder.with(|r| r.production_detection_s = production);
         Ok(Lab {
             run_dir,
             data_dir,
@@ -177,6 +211,7 @@ impl Lab {
             admin,
             base_url,
             recorder,
+            monitoring: Mutex::new(Some(monitoring)),
         })
     }
 
@@ -217,8 +252,38 @@ impl Lab {
         (&self.spec, &self.env)
     }
 
+    /// Copies the alert notifications received so far into the recording, each also as an
+    /// event on the timeline. Idempotent: only new notifications are added.
+    pub fn collect_alerts(&self) {
+        let notes = match self.monitoring.lock() {
+            Ok(g) => g.as_ref().map(|m| m.notifications()).unwrap_or_default(),
+            Err(_) => return,
+        };
+        self.recorder.with(|r| {
+            for n in notes.into_iter().skip(r.alerts.len()) {
+                let (kind, verb) = match n.status {
+                    crate::monitoring::AlertStatus::Firing => (EventKind::AlertFiring, "firing"),
+                    crate::monitoring::AlertStatus::Resolved => {
+                        (EventKind::AlertResolved, "resolved")
+                    }
+                };
+                r.events.push(crate::record::Event {
+                    at_ms: n.at_ms,
+                    kind,
+                    detail: format!("{} {verb}", n.alert),
+                });
+                r.alerts.push(n);
+            }
+        });
+    }
+
     /// Stops everything and removes the run's database. Safe to call more than once.
     pub async fn stop(&mut self) {
+        self.collect_alerts();
+        let monitoring = self.monitoring.lock().ok().and_then(|mut m| m.take());
+        if let Some(m) = monitoring {
+            tokio::task::block_in_place(|| drop(m.stop()));
+        }
         let target = self.target.lock().ok().and_then(|mut t| t.take());
         if let Some(mut t) = target {
             tokio::task::block_in_place(|| t.stop());

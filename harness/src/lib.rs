@@ -24,6 +24,7 @@ pub mod checks;
 pub mod cli;
 pub mod duration_serde;
 pub mod faults;
+pub mod install;
 pub mod journal;
 pub mod lab;
 pub mod load;

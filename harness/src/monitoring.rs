@@ -94,6 +94,11 @@ impl Binaries {
     /// Looks on PATH (and `/usr/bin`, `/usr/local/bin`, where the packages put them, in case PATH
     /// is minimal). Names everything missing at once.
     pub fn find() -> Result<Self, MonitoringError> {
+        // Installs the packages where this machine allows it; otherwise the error below names
+        // what is missing and how to install it.
+        if let Err(e) = crate::install::ensure(crate::install::MONITORING) {
+            tracing::debug!("{e}");
+        }
         let prometheus = find_binary(&["prometheus"]);
         let alertmanager = find_binary(&["prometheus-alertmanager", "alertmanager"]);
         let promtool = find_binary(&["promtool"]);
@@ -122,6 +127,9 @@ impl Binaries {
 
 /// `promtool` alone, for checking and testing rules without running the servers.
 pub fn find_promtool() -> Result<PathBuf, MonitoringError> {
+    if let Err(e) = crate::install::ensure(crate::install::MONITORING) {
+        tracing::debug!("{e}");
+    }
     find_binary(&["promtool"]).ok_or_else(|| MonitoringError::Missing {
         missing: "promtool".into(),
     })

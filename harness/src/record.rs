@@ -182,6 +182,13 @@ pub struct Recording {
     pub events: Vec<Event>,
     /// When each phase started and ended (ms from the start of the run).
     pub phases: BTreeMap<Phase, (f64, f64)>,
+    /// Every notification Alertmanager sent the lab's webhook.
+    #[serde(default)]
+    pub alerts: Vec<crate::monitoring::AlertNotification>,
+    /// For each alert rule, how long it takes to fire in production (its `for` plus its
+    /// shortest window), in seconds: the lab runs the same rules on a faster clock.
+    #[serde(default)]
+    pub production_detection_s: BTreeMap<String, f64>,
 }
 
 impl Recording {

@@ -84,6 +84,7 @@ pub async fn run_scenario(
     let result = drive(scenario, &lab, &journal, &progress, &cancel, opts.seed).await;
     // Data integrity is read from the database before the lab goes.
     let mut checks = result.checks;
+    lab.collect_alerts();
     let recording = recorder.snapshot();
     if result.completed {
         checks.extend(checks::evaluate(scenario, &recording));
@@ -270,8 +271,53 @@ async fn drive(
     if let Some(status) = lab.target_exit() {
         rec.event(EventKind::TargetExit, format!("target exited: {status}"));
     }
+    wait_for_resolutions(scenario, lab, fault_end, cancel, progress).await;
     driven.completed = true;
     driven
+}
+
+/// Alerts resolve some time after the errors stop (their windows must empty). Keep the lab's
+/// monitoring up until every expected alert that fired has resolved, or its deadline passed.
+async fn wait_for_resolutions(
+    scenario: &Scenario,
+    lab: &Lab,
+    revert_ms: f64,
+    cancel: &CancellationToken,
+    progress: &Progress,
+) {
+    use crate::monitoring::AlertStatus;
+    let Some(longest) = scenario
+        .alerts
+        .expect
+        .iter()
+        .filter_map(|a| a.resolves_within)
+        .max()
+    else {
+        return;
+    };
+    progress.set_phase("waiting for alerts to resolve");
+    let deadline = revert_ms + ms(longest) + 1000.0;
+    loop {
+        lab.collect_alerts();
+        let pending = lab.recorder.with(|r| {
+            scenario.alerts.expect.iter().any(|a| {
+                let fired = r
+                    .alerts
+                    .iter()
+                    .any(|n| n.alert == a.name && n.status == AlertStatus::Firing);
+                let resolved = r.alerts.iter().any(|n| {
+                    n.alert == a.name && n.status == AlertStatus::Resolved && n.at_ms >= revert_ms
+                });
+                a.resolves_within.is_some() && fired && !resolved
+            })
+        });
+        if !pending || lab.recorder.now_ms() > deadline {
+            return;
+        }
+        if sleep_or_cancel(Duration::from_millis(250), cancel).await {
+            return;
+        }
+    }
 }
 
 async fn revert(
@@ -349,7 +395,6 @@ fn start_samplers(lab: &Lab, stop: CancellationToken) -> Vec<tokio::task::JoinHa
                     _ = tick.tick() => {}
                     _ = stop.cancelled() => break,
                 }
-                let at_ms = rec.now_ms();
                 let (status, body) = match client.get(&url).send().await {
                     Ok(r) => {
                         let s = r.status().as_u16();
@@ -357,6 +402,9 @@ fn start_samplers(lab: &Lab, stop: CancellationToken) -> Vec<tokio::task::JoinHa
                     }
                     Err(_) => (None, None),
                 };
+                // Stamped when the answer arrived: it tells the state at that moment, and a
+                // probe sent just before an injection must not count against steady state.
+                let at_ms = rec.now_ms();
                 rec.with(|r| {
                     r.probes.push(ProbeRecord {
                         at_ms,

@@ -143,6 +143,26 @@ struct RawScenario {
     fault: Vec<Spanned<toml::Table>>,
     #[serde(default)]
     expect: RawExpectations,
+    #[serde(default)]
+    alerts: RawAlerts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    #[serde(default)]
+    expect: Vec<Spanned<RawAlertExpect>>,
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertExpect {
+    name: Spanned<String>,
+    fires_within: Spanned<String>,
+    #[serde(default)]
+    resolves_within: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -247,6 +267,7 @@ pub struct Scenario {
     pub phases: Phases,
     pub faults: Vec<ScheduledFault>,
     pub expect: Expectations,
+    pub alerts: AlertExpectations,
     /// Where it was read from.
     pub file: PathBuf,
 }
@@ -300,6 +321,26 @@ impl Phases {
             Phase::Recovery => self.recovery,
         }
     }
+}
+
+/// The alerts a scenario expects from the lab's real Prometheus and Alertmanager.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AlertExpectations {
+    /// Each must be notified within its deadline of the first injection, and resolved within
+    /// its deadline of the last revert.
+    pub expect: Vec<AlertExpect>,
+    /// Alerts that may also fire during the fault (symptoms next to the cause). Any other alert
+    /// firing fails the `quiet` check.
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertExpect {
+    pub name: String,
+    #[serde(with = "humantime_serde_compat")]
+    pub fires_within: Duration,
+    #[serde(with = "humantime_serde_compat::option")]
+    pub resolves_within: Option<Duration>,
 }
 
 /// A fault and when, within the fault phase, it is active.
@@ -803,6 +844,8 @@ fn validate(src: &Source, raw: RawScenario) -> Result<Scenario, ScenarioError> {
         data: raw.expect.data,
     };
 
+    let alerts = alert_expectations(src, raw.alerts)?;
+
     Ok(Scenario {
         name: raw.name.into_inner(),
         title: raw.title,
@@ -813,8 +856,43 @@ fn validate(src: &Source, raw: RawScenario) -> Result<Scenario, ScenarioError> {
         phases,
         faults,
         expect,
+        alerts,
         file: src.file.to_path_buf(),
     })
+}
+
+/// Alert names are checked against the rules the lab will run, so a typo is caught before
+/// anything runs instead of showing up as an alert that "never fired".
+fn alert_expectations(src: &Source, raw: RawAlerts) -> Result<AlertExpectations, ScenarioError> {
+    let known: Option<Vec<String>> = std::fs::read_to_string(crate::lab::alert_rules_file())
+        .ok()
+        .and_then(|text| crate::monitoring::rule_timings(&text).ok())
+        .map(|t| t.into_iter().map(|t| t.alert).collect());
+    let check = |name: &Spanned<String>| -> Result<(), ScenarioError> {
+        match &known {
+            Some(k) if !k.contains(name.get_ref()) => Err(src.error(
+                Some(name.span()),
+                format!("no alert rule is named `{}`", name.get_ref()),
+                Some(format!("the rules define: {}", k.join(", "))),
+            )),
+            _ => Ok(()),
+        }
+    };
+    let mut out = AlertExpectations::default();
+    for e in raw.expect {
+        let e = e.into_inner();
+        check(&e.name)?;
+        out.expect.push(AlertExpect {
+            name: e.name.get_ref().clone(),
+            fires_within: duration(src, &e.fires_within)?,
+            resolves_within: e.resolves_within.as_ref().map(|d| duration(src, d)).transpose()?,
+        });
+    }
+    for a in raw.allow {
+        check(&a)?;
+        out.allow.push(a.into_inner());
+    }
+    Ok(out)
 }
 
 fn scheduled_fault(
