@@ -42,7 +42,7 @@ pub fn alert_rules_file() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target-app/alerts/rules.yml")
 }
 
-enum Database {
+pub(crate) enum Database {
     Ephemeral(pglab::PgCluster),
     Existing { admin_url: String, name: String },
 }
@@ -51,16 +51,16 @@ enum Database {
 pub struct Lab {
     pub run_dir: PathBuf,
     pub data_dir: PathBuf,
-    db: Database,
+    pub(crate) db: Database,
     /// Direct URL of the run's database, bypassing the proxy (for the harness's own queries).
     pub database_url: String,
-    db_proxy: Proxy,
+    pub(crate) db_proxy: Proxy,
     pub payments: PaymentsStub,
-    payments_proxy: Proxy,
-    spec: TargetSpec,
-    env: TargetEnv,
-    target: Mutex<Option<TargetProcess>>,
-    admin: TargetAdmin,
+    pub(crate) payments_proxy: Proxy,
+    pub(crate) spec: TargetSpec,
+    pub(crate) env: TargetEnv,
+    pub(crate) target: Mutex<Option<TargetProcess>>,
+    pub(crate) admin: TargetAdmin,
     pub base_url: String,
     pub recorder: Arc<Recorder>,
     monitoring: Mutex<Option<Monitoring>>,

@@ -56,6 +56,17 @@ pub async fn run_scenario(
     cancel: CancellationToken,
 ) -> Result<ScenarioReport, RunError> {
     let began = Instant::now();
+    for f in &scenario.faults {
+        if let Err(why) = f.fault.check_supported() {
+            return Ok(ScenarioReport::from_checks(
+                scenario,
+                Vec::new(),
+                Default::default(),
+                0.0,
+                Some(format!("skipped: {} needs {why}", f.fault.describe())),
+            ));
+        }
+    }
     let journal = Journal::create(&format!("scenario {}", scenario.name)).map_err(|e| {
         LabError(format!(
             "cannot write the fault journal in {}: {e}",

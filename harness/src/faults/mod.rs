@@ -104,6 +104,15 @@ impl Fault {
         }
     }
 
+    /// Whether this machine allows the fault's mechanism, checked before the lab starts. `Err`
+    /// names what is missing and how to get it; the scenario is then skipped (and counted), never
+    /// faked.
+    pub fn check_supported(&self) -> Result<(), String> {
+        match self {
+            Fault::Failpoint(_) | Fault::Network(_) => Ok(()),
+        }
+    }
+
     /// A short human description: `failpoint get_product = 20%panic`.
     pub fn describe(&self) -> String {
         match self {
