@@ -169,7 +169,11 @@ use crate::scenario::{AlertExpect, AlertExpectations};
 /// When the first fault was injected and the last one reverted (ms from the start of the run).
 fn fault_window(rec: &Recording) -> Option<(f64, f64)> {
     use crate::record::EventKind;
-    let inject = rec.events.iter().find(|e| e.kind == EventKind::Inject)?.at_ms;
+    let inject = rec
+        .events
+        .iter()
+        .find(|e| e.kind == EventKind::Inject)?
+        .at_ms;
     let revert = rec
         .events
         .iter()
@@ -359,14 +363,24 @@ pub fn quiet(rec: &Recording, alerts: &AlertExpectations) -> Vec<CheckResult> {
     };
     let mut out = Vec::new();
     out.push(if steady.is_empty() {
-        pass("quiet", Phase::Steady, "no alert fired before the fault".into())
+        pass(
+            "quiet",
+            Phase::Steady,
+            "no alert fired before the fault".into(),
+        )
     } else {
         fail(
             "quiet",
             Phase::Steady,
             format!("{} fired before any fault: a false alarm", names(&steady)),
         )
-        .with(steady.iter().take(MAX_EXAMPLES).map(|n| alert_evidence(n)).collect())
+        .with(
+            steady
+                .iter()
+                .take(MAX_EXAMPLES)
+                .map(|n| alert_evidence(n))
+                .collect(),
+        )
     });
     out.push(if unexpected.is_empty() {
         pass(
@@ -383,7 +397,13 @@ pub fn quiet(rec: &Recording, alerts: &AlertExpectations) -> Vec<CheckResult> {
                 names(&unexpected)
             ),
         )
-        .with(unexpected.iter().take(MAX_EXAMPLES).map(|n| alert_evidence(n)).collect())
+        .with(
+            unexpected
+                .iter()
+                .take(MAX_EXAMPLES)
+                .map(|n| alert_evidence(n))
+                .collect(),
+        )
     });
     out
 }
@@ -1623,26 +1643,34 @@ mod tests {
         let c = fires(&r, &a);
         assert_eq!(c.verdict, Verdict::Fail);
         assert!(c.summary.contains("never fired"), "{}", c.summary);
-        r.alerts.push(note(9000.0, "DatabaseUnavailable", AlertStatus::Firing));
+        r.alerts
+            .push(note(9000.0, "DatabaseUnavailable", AlertStatus::Firing));
         let c = fires(&r, &a);
         assert_eq!(c.verdict, Verdict::Fail);
         assert!(c.summary.contains("late"), "{}", c.summary);
         r.alerts[0].at_ms = 4000.0;
-        r.production_detection_s.insert("DatabaseUnavailable".into(), 360.0);
+        r.production_detection_s
+            .insert("DatabaseUnavailable".into(), 360.0);
         let c = fires(&r, &a);
         assert_eq!(c.verdict, Verdict::Pass, "{}", c.summary);
-        assert!(c.summary.contains("3.0s after") && c.summary.contains("6m"), "{}", c.summary);
+        assert!(
+            c.summary.contains("3.0s after") && c.summary.contains("6m"),
+            "{}",
+            c.summary
+        );
     }
 
     #[test]
     fn resolves_fails_when_the_alert_is_still_firing_or_resolves_late() {
         let mut r = with_fault_events(rec(vec![]));
-        r.alerts.push(note(3000.0, "DatabaseUnavailable", AlertStatus::Firing));
+        r.alerts
+            .push(note(3000.0, "DatabaseUnavailable", AlertStatus::Firing));
         let a = expect_alert(5, 10);
         let c = resolves(&r, &a);
         assert_eq!(c.verdict, Verdict::Fail);
         assert!(c.summary.contains("still firing"), "{}", c.summary);
-        r.alerts.push(note(20000.0, "DatabaseUnavailable", AlertStatus::Resolved));
+        r.alerts
+            .push(note(20000.0, "DatabaseUnavailable", AlertStatus::Resolved));
         assert_eq!(resolves(&r, &a).verdict, Verdict::Fail);
         r.alerts[1].at_ms = 8000.0;
         assert_eq!(resolves(&r, &a).verdict, Verdict::Pass);
@@ -1655,14 +1683,22 @@ mod tests {
             allow: vec!["CircuitOpen".into()],
         };
         let mut r = with_fault_events(rec(vec![]));
-        r.alerts.push(note(3000.0, "DatabaseUnavailable", AlertStatus::Firing));
-        r.alerts.push(note(3000.0, "CircuitOpen", AlertStatus::Firing));
-        assert!(quiet(&r, &expectations).iter().all(|c| c.verdict == Verdict::Pass));
-        r.alerts.push(note(500.0, "HighErrorRate", AlertStatus::Firing));
+        r.alerts
+            .push(note(3000.0, "DatabaseUnavailable", AlertStatus::Firing));
+        r.alerts
+            .push(note(3000.0, "CircuitOpen", AlertStatus::Firing));
+        assert!(
+            quiet(&r, &expectations)
+                .iter()
+                .all(|c| c.verdict == Verdict::Pass)
+        );
+        r.alerts
+            .push(note(500.0, "HighErrorRate", AlertStatus::Firing));
         let c = quiet(&r, &expectations);
         assert_eq!(c[0].verdict, Verdict::Fail, "steady alarm");
         r.alerts.remove(2);
-        r.alerts.push(note(3500.0, "HandlerPanics", AlertStatus::Firing));
+        r.alerts
+            .push(note(3500.0, "HandlerPanics", AlertStatus::Firing));
         let c = quiet(&r, &expectations);
         assert_eq!((c[0].verdict, c[1].verdict), (Verdict::Pass, Verdict::Fail));
         assert!(c[1].summary.contains("HandlerPanics"));

@@ -142,7 +142,10 @@ mod tests {
             aliases: &[],
             package: "no-such-package",
         };
-        assert!(missing(&[sh, nothing]).is_empty(), "found directly or by alias");
+        assert!(
+            missing(&[sh, nothing]).is_empty(),
+            "found directly or by alias"
+        );
         assert_eq!(missing(&[absent]), vec!["no-such-package"]);
     }
 }

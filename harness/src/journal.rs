@@ -242,15 +242,14 @@ async fn recover_one(path: &Path, entries: &[Entry]) -> Recovered {
                     start_time,
                 },
         } = e
+            && same_process_alive(*pid, *start_time)
         {
-            if same_process_alive(*pid, *start_time) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(*pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                rec.actions
-                    .push(format!("killed leftover {what} (pid {pid})"));
-            }
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            rec.actions
+                .push(format!("killed leftover {what} (pid {pid})"));
         }
     }
     for e in entries.iter().rev() {

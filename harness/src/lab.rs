@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use crate::faults::{FaultError, ProxyTarget};
 use crate::journal::{Journal, Resource};
+use crate::monitoring::{Monitoring, MonitoringOptions};
 use crate::payments::PaymentsStub;
 use crate::proxy::Proxy;
 use crate::record::{EventKind, Recorder};
-use crate::monitoring::{Monitoring, MonitoringOptions};
 use crate::target::{TargetAdmin, TargetEnv, TargetProcess, TargetSpec};
 
 /// The lab could not be set up; the message says what to do. Exit code 3.

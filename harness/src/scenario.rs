@@ -5,6 +5,10 @@
 //! impossible timing is reported where it was written. Fault tables are read as plain tables and
 //! handed to the fault kind named by their `kind`, so adding a fault kind touches `faults/` only.
 
+// A `ScenarioError` carries the source line it points at, which makes it large; it is built once
+// per invalid file and never on a hot path, so boxing it would only cost readability.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
@@ -885,7 +889,11 @@ fn alert_expectations(src: &Source, raw: RawAlerts) -> Result<AlertExpectations,
         out.expect.push(AlertExpect {
             name: e.name.get_ref().clone(),
             fires_within: duration(src, &e.fires_within)?,
-            resolves_within: e.resolves_within.as_ref().map(|d| duration(src, d)).transpose()?,
+            resolves_within: e
+                .resolves_within
+                .as_ref()
+                .map(|d| duration(src, d))
+                .transpose()?,
         });
     }
     for a in raw.allow {
