@@ -206,10 +206,25 @@ impl Recording {
         }
     }
 
+    /// The phase a request belongs to: the fault phase if any part of its life (from its send
+    /// time to its answer) overlapped the fault window, since it was exposed to the fault;
+    /// otherwise the phase it was sent in. A request sent a moment before the injection and
+    /// failed by it is not a steady-state failure, and a request that hung through the fault
+    /// and was answered after the revert still counts against the fault.
+    pub fn request_phase(&self, r: &RequestRecord) -> Phase {
+        if let Some((start, end)) = self.phases.get(&Phase::Fault)
+            && r.at_ms < *end
+            && r.at_ms + r.latency_ms > *start
+        {
+            return Phase::Fault;
+        }
+        self.phase_at(r.at_ms)
+    }
+
     pub fn requests_in(&self, phase: Phase) -> impl Iterator<Item = &RequestRecord> {
         self.requests
             .iter()
-            .filter(move |r| self.phase_at(r.at_ms) == phase)
+            .filter(move |r| self.request_phase(r) == phase)
     }
 
     /// The log lines carrying `request_id`.
@@ -339,6 +354,40 @@ fn split_labels(s: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_exposed_to_the_fault_belongs_to_the_fault_phase() {
+        let mut rec = Recording::default();
+        rec.phases.insert(Phase::Steady, (0.0, 1000.0));
+        rec.phases.insert(Phase::Fault, (1000.0, 2000.0));
+        rec.phases.insert(Phase::Recovery, (2000.0, 3000.0));
+        let req = |at_ms: f64, latency_ms: f64| RequestRecord {
+            seq: 0,
+            at_ms,
+            route: "GET /products".into(),
+            method: "GET".into(),
+            path: "/products".into(),
+            request_headers: BTreeMap::new(),
+            request_body: None,
+            latency_ms,
+            outcome: Outcome::Error {
+                kind: TransportError::Timeout,
+                message: String::new(),
+            },
+        };
+        assert_eq!(rec.request_phase(&req(500.0, 10.0)), Phase::Steady);
+        assert_eq!(
+            rec.request_phase(&req(995.0, 10.0)),
+            Phase::Fault,
+            "answered after the injection"
+        );
+        assert_eq!(
+            rec.request_phase(&req(1500.0, 5000.0)),
+            Phase::Fault,
+            "hung past the revert"
+        );
+        assert_eq!(rec.request_phase(&req(2001.0, 10.0)), Phase::Recovery);
+    }
 
     #[test]
     fn prometheus_text_keys_have_sorted_labels() {
