@@ -1,6 +1,7 @@
 //! End to end: the real `fivehundred` binary runs the real scenarios against the real
 //! target-app and a real PostgreSQL, as a user would, and we read its exit code and reports.
 
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -254,4 +255,23 @@ fn a_run_killed_with_sigkill_mid_fault_leaves_nothing_behind_after_recover() {
     );
     let again = run.command(&["recover"]).output().unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"));
+}
+
+#[test]
+fn a_missing_monitoring_stack_stops_the_run_with_exit_code_3_naming_it() {
+    let run = Run::new();
+    let empty = tempfile::tempdir().unwrap();
+    let out = run
+        .command(&["run", "handler-panic", "--seed", "1"])
+        .env("FIVEHUNDRED_MONITORING_BIN_DIR", empty.path())
+        .env("FIVEHUNDRED_NO_INSTALL", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", explain(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("prometheus") && err.contains("apt-get install"),
+        "names what to install: {err}"
+    );
+    assert!(journal_files(run.state.path()).is_empty(), "nothing left behind");
 }

@@ -9,10 +9,12 @@
 //! - [`webhook`]: the webhook and the [`AlertNotification`] records.
 //! - this file: finding the binaries, writing their configuration, running them.
 //!
-//! Both servers come from Debian's packages (`prometheus`, `prometheus-alertmanager`). They are
-//! not installed at run time: a missing binary is a [`MonitoringError::Missing`] naming the
-//! command to run, which the `fivehundred` binary maps to exit code 3, so a missing monitoring
-//! stack can never turn alert checks into passes.
+//! Both servers come from Debian's packages (`prometheus`, `prometheus-alertmanager`), installed
+//! on first use where the machine allows it ([`crate::install`]). Otherwise a missing binary is a
+//! [`MonitoringError::Missing`] naming the command to run, which the `fivehundred` binary maps to
+//! exit code 3, so a missing monitoring stack can never turn alert checks into passes.
+//! `FIVEHUNDRED_MONITORING_BIN_DIR` points at other builds of the three binaries; only that
+//! directory is searched then, and nothing is installed.
 
 pub mod rules;
 pub mod webhook;
@@ -135,12 +137,20 @@ pub fn find_promtool() -> Result<PathBuf, MonitoringError> {
     })
 }
 
+/// Where to look for the monitoring binaries instead of PATH.
+pub const BIN_DIR_ENV: &str = "FIVEHUNDRED_MONITORING_BIN_DIR";
+
 fn find_binary(names: &[&str]) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
-        .chain(["/usr/bin".into(), "/usr/local/bin".into()])
-        .collect();
+    let dirs: Vec<PathBuf> = match std::env::var_os(BIN_DIR_ENV) {
+        Some(dir) => vec![PathBuf::from(dir)],
+        None => {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            std::env::split_paths(&path)
+                .chain(["/usr/bin".into(), "/usr/local/bin".into()])
+                .collect()
+        }
+    };
     names.iter().find_map(|name| {
         dirs.iter().map(|d| d.join(name)).find(|p| {
             p.metadata()
