@@ -36,6 +36,13 @@ pub const MONITORING: &[Need] = &[
     },
 ];
 
+/// Headless Chromium, for the browser tests of the HTML report and the game-day dashboard.
+pub const CHROMIUM: &[Need] = &[Need {
+    binary: "chromium",
+    aliases: &[],
+    package: "chromium",
+}];
+
 fn on_path(name: &str) -> bool {
     std::env::var_os("PATH")
         .iter()
