@@ -19,6 +19,8 @@
 //! - With no fault active the proxy is lossless: every byte is copied in both directions and a
 //!   half-close (one side shutting down its writes) is propagated while the other direction keeps
 //!   flowing. Faults never drop bytes either, except `down` and `reset`, whose point is to.
+//! - On Linux the bytes go socket to pipe to socket with `splice(2)` and never enter the proxy's
+//!   memory (see `proxy/carrier.rs`); a chunk held by a fault waits in the pipe.
 
 use std::future::pending;
 use std::io;
@@ -31,7 +33,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -39,13 +41,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod carrier;
 #[cfg(test)]
 mod tests;
 
-/// Size of each direction's copy buffer. 64 KiB matches the default loopback socket buffers
-/// closely enough that one read usually drains what the peer wrote; smaller buffers (8 KiB, as
-/// in `tokio::io::copy`) cost measurably more system calls on bulk transfers.
-const BUF_SIZE: usize = 64 * 1024;
+use carrier::Carrier;
 
 /// A network fault, holding only its parameters. Serde-tagged by `kind` so a scenario can write
 /// `{ kind = "latency", latency = "200ms", jitter = "50ms" }`.
@@ -715,11 +715,11 @@ impl<'a> Direction<'a> {
     }
 
     async fn copy(&mut self, mut from: ReadHalf<'_>, mut to: WriteHalf<'_>) -> io::Result<()> {
-        let mut buf = vec![0u8; BUF_SIZE];
+        let mut carrier = Carrier::new();
         loop {
             self.refresh();
             let limit = match &self.current {
-                None | Some(ProxyFault::Latency { .. }) => BUF_SIZE,
+                None | Some(ProxyFault::Latency { .. }) => carrier.capacity(),
                 // A stalled direction reads nothing, so bytes stay in kernel buffers and the
                 // sender eventually blocks, as it would behind a black hole. Down and reset are
                 // handled by the connection task, which drops this copy.
@@ -730,10 +730,10 @@ impl<'a> Direction<'a> {
                 // Chunks of about 1/20 s of the allowed rate, so that pacing is smooth instead of
                 // one 64 KiB burst followed by a long silence.
                 Some(ProxyFault::Bandwidth { bytes_per_sec }) => {
-                    (*bytes_per_sec / 20).clamp(1, BUF_SIZE as u64) as usize
+                    usize::try_from(*bytes_per_sec / 20).unwrap_or(usize::MAX)
                 }
             };
-            let n = from.read(&mut buf[..limit]).await?;
+            let n = carrier.fill(&mut from, limit).await?;
             if n == 0 {
                 // Half-close: pass the FIN on and let the other direction carry on.
                 return match to.shutdown().await {
@@ -742,7 +742,7 @@ impl<'a> Direction<'a> {
                 };
             }
             self.hold(n, Instant::now()).await;
-            to.write_all(&buf[..n]).await?;
+            carrier.drain(&mut to, n).await?;
             self.bytes.fetch_add(n as u64, Ordering::Relaxed);
         }
     }

@@ -480,3 +480,53 @@ async fn impossible_faults_are_refused() {
     );
     assert_eq!(proxy.active_fault(), None);
 }
+
+/// Moves everything from one socket to another through `carrier`, as a proxy direction does.
+async fn carry(mut carrier: carrier::Carrier) -> bool {
+    let (mut writer, mut from) = socket_pair().await;
+    let (mut to, mut reader) = socket_pair().await;
+    let mut data = vec![0u8; 3 * 1024 * 1024 + 17];
+    ChaCha8Rng::seed_from_u64(9).fill_bytes(&mut data);
+    let sent = data.clone();
+    let write = tokio::spawn(async move {
+        writer.write_all(&sent).await.unwrap();
+        writer.shutdown().await.unwrap();
+    });
+    let read = tokio::spawn(async move {
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).await.unwrap();
+        got
+    });
+    let (mut from_read, _) = from.split();
+    let (_, mut to_write) = to.split();
+    loop {
+        let n = carrier.fill(&mut from_read, usize::MAX).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        carrier.drain(&mut to_write, n).await.unwrap();
+    }
+    to_write.shutdown().await.unwrap();
+    write.await.unwrap();
+    read.await.unwrap() == data
+}
+
+async fn socket_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind(loopback()).await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap());
+    let (client, accepted) = tokio::join!(client, listener.accept());
+    (client.unwrap(), accepted.unwrap().0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_carriers_pass_bytes_on_unchanged() {
+    timeout(LIMIT, async {
+        assert!(carry(carrier::Carrier::new()).await, "the default carrier");
+        assert!(
+            carry(carrier::Carrier::buffer()).await,
+            "the buffer carrier"
+        );
+    })
+    .await
+    .unwrap();
+}
