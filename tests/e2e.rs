@@ -275,3 +275,49 @@ fn a_missing_monitoring_stack_stops_the_run_with_exit_code_3_naming_it() {
     );
     assert!(journal_files(run.state.path()).is_empty(), "nothing left behind");
 }
+
+#[test]
+fn sigterm_mid_fault_reverts_every_fault_and_tears_the_lab_down() {
+    let run = Run::new();
+    let child = run
+        .command(&["run", "db-down", "--seed", "5"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let journal = loop {
+        assert!(Instant::now() < deadline, "the run never injected its fault");
+        if let Some(j) = journal_files(run.state.path()).into_iter().next()
+            && std::fs::read_to_string(&j).unwrap().contains("\"event\":\"inject\"")
+        {
+            break j;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&journal).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", explain(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("every injected fault was reverted"), "{err}");
+    // The journal recorded the revert before the run closed it, and the run cleaned up itself.
+    assert!(journal_files(run.state.path()).is_empty(), "journal closed");
+    for line in text.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        if e["resource"]["kind"] == "process" {
+            let pid = e["resource"]["pid"].as_i64().unwrap() as i32;
+            assert!(!alive(pid), "process {pid} outlived the run");
+        }
+        if e["resource"]["kind"] == "dir" {
+            let dir = e["resource"]["path"].as_str().unwrap();
+            assert!(!Path::new(dir).exists(), "{dir} left behind");
+        }
+    }
+    let again = run.command(&["recover"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"));
+}
