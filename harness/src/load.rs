@@ -27,7 +27,7 @@
 //! adds a redirect policy, decompression and a second body abstraction per request that the
 //! generator does not need, and the benchmarks compare this generator with wrk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -830,7 +830,7 @@ impl Drawn {
 /// Order ids from 201 answers to `POST /orders`, for `created_order`. Bounded: the most recent
 /// ones are enough to read back.
 #[derive(Default)]
-struct CreatedOrders(Mutex<Vec<String>>);
+struct CreatedOrders(Mutex<VecDeque<String>>);
 
 const CREATED_ORDERS_KEPT: usize = 10_000;
 
@@ -847,9 +847,9 @@ impl CreatedOrders {
         if let Some(id) = v.get("id").and_then(|id| id.as_str()) {
             let mut ids = self.0.lock().unwrap();
             if ids.len() >= CREATED_ORDERS_KEPT {
-                ids.remove(0);
+                ids.pop_front();
             }
-            ids.push(id.to_string());
+            ids.push_back(id.to_string());
         }
     }
 }

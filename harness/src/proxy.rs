@@ -57,6 +57,11 @@ use carrier::Carrier;
 #[serde(tag = "kind", rename_all = "snake_case", try_from = "RawFault")]
 pub enum ProxyFault {
     /// Every chunk, in each direction, is held `latency ± jitter` (uniform) before it is written.
+    ///
+    /// Chunks are held one after another (the next is read once this one is written), so a
+    /// request or an answer gets one `latency` per direction and a bulk stream slows to one chunk
+    /// per `latency`. Toxiproxy instead keeps reading while chunks wait, which needs a queue of
+    /// unbounded size; database and HTTP exchanges look the same either way.
     Latency {
         #[serde(with = "crate::duration_serde")]
         latency: Duration,
