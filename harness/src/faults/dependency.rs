@@ -1,0 +1,186 @@
+//! A failing dependency: the payments API the lab serves to the target answers with errors,
+//! garbage, slowly, or not at all. The failure is in the dependency itself (an HTTP answer the
+//! target must judge), where a `network` fault on the payments proxy breaks the path to it.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::FaultError;
+use crate::lab::Lab;
+use crate::payments::PaymentsBehaviour;
+
+/// Which dependency misbehaves. Only the payments API is served by the lab today; the field
+/// exists so that a scenario says what it breaks, and a second dependency is a new variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DependencyTarget {
+    Payments,
+}
+
+/// How the dependency answers while the fault is active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Behaviour {
+    /// Every call answers `status` (4xx or 5xx) with a problem body.
+    Error,
+    /// `200` with a body that is not JSON: a gateway's HTML page labelled as JSON.
+    Garbage,
+    /// Calls succeed after `delay`.
+    Slow,
+    /// Calls are accepted and never answered.
+    Hang,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dependency {
+    pub target: DependencyTarget,
+    pub behaviour: Behaviour,
+    /// For `error`: the status every call answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// For `slow`: how long each call takes.
+    #[serde(
+        default,
+        with = "crate::duration_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub delay: Option<Duration>,
+}
+
+impl Dependency {
+    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+        match (self.behaviour, self.status, self.delay) {
+            (Behaviour::Error, None, _) => Err((
+                "behaviour",
+                "an `error` dependency needs the `status` it answers, e.g. status = 503".into(),
+            )),
+            (Behaviour::Error, Some(s), _) if !(400..=599).contains(&s) => Err((
+                "status",
+                format!("status {s} is not an error; use a 4xx or 5xx status"),
+            )),
+            (Behaviour::Slow, _, None) => Err((
+                "behaviour",
+                "a `slow` dependency needs the `delay` of each answer, e.g. delay = \"3s\"".into(),
+            )),
+            (Behaviour::Slow, _, Some(d)) if d.is_zero() || d > Duration::from_secs(600) => {
+                Err(("delay", "delay must be between 1ms and 10m".into()))
+            }
+            (b, Some(_), _) if b != Behaviour::Error => Err((
+                "status",
+                "status only applies to behaviour = \"error\"".into(),
+            )),
+            (b, _, Some(_)) if b != Behaviour::Slow => {
+                Err(("delay", "delay only applies to behaviour = \"slow\"".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The payments stub's own form of this fault.
+    pub fn payments_behaviour(&self) -> PaymentsBehaviour {
+        match self.behaviour {
+            Behaviour::Error => PaymentsBehaviour::Error {
+                status: self.status.unwrap_or(503),
+            },
+            Behaviour::Garbage => PaymentsBehaviour::Garbage,
+            Behaviour::Slow => PaymentsBehaviour::Slow {
+                delay: self.delay.unwrap_or(Duration::from_secs(1)),
+            },
+            Behaviour::Hang => PaymentsBehaviour::Hang,
+        }
+    }
+
+    pub(super) fn describe(&self) -> String {
+        format!("payments API {}", self.payments_behaviour().describe())
+    }
+
+    pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
+        let wanted = self.payments_behaviour();
+        lab.payments
+            .set_behaviour(wanted.clone())
+            .map_err(|e| FaultError::Failed(e.to_string()))?;
+        if lab.payments.behaviour() != wanted {
+            return Err(FaultError::Failed(
+                "the payments stub did not take the new behaviour".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Back to healthy, if the stub still answers the way this fault set it. A scenario may
+    /// chain behaviours (errors, then a hang): the next one is injected as this one ends, and
+    /// this revert must not undo it. Calls hanging now are answered by the new behaviour (the
+    /// stub wakes them), so nothing stays stuck behind the revert.
+    pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
+        let mine = self.payments_behaviour();
+        if lab.payments.behaviour() == mine {
+            lab.payments
+                .set_behaviour(PaymentsBehaviour::Healthy)
+                .map_err(|e| FaultError::Failed(e.to_string()))?;
+        }
+        let now = lab.payments.behaviour();
+        if now == mine {
+            return Err(FaultError::Failed(format!(
+                "the payments stub still {} after the revert",
+                now.describe()
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dep(behaviour: Behaviour, status: Option<u16>, delay: Option<Duration>) -> Dependency {
+        Dependency {
+            target: DependencyTarget::Payments,
+            behaviour,
+            status,
+            delay,
+        }
+    }
+
+    #[test]
+    fn each_behaviour_takes_only_its_own_parameter() {
+        assert!(dep(Behaviour::Error, Some(503), None).validate().is_ok());
+        assert!(dep(Behaviour::Hang, None, None).validate().is_ok());
+        assert!(
+            dep(Behaviour::Slow, None, Some(Duration::from_secs(3)))
+                .validate()
+                .is_ok()
+        );
+        assert_eq!(
+            dep(Behaviour::Error, None, None).validate().unwrap_err().0,
+            "behaviour"
+        );
+        assert_eq!(
+            dep(Behaviour::Error, Some(200), None)
+                .validate()
+                .unwrap_err()
+                .0,
+            "status"
+        );
+        assert_eq!(
+            dep(Behaviour::Slow, None, None).validate().unwrap_err().0,
+            "behaviour"
+        );
+        assert_eq!(
+            dep(Behaviour::Garbage, Some(500), None)
+                .validate()
+                .unwrap_err()
+                .0,
+            "status"
+        );
+        assert_eq!(
+            dep(Behaviour::Hang, None, Some(Duration::from_secs(1)))
+                .validate()
+                .unwrap_err()
+                .0,
+            "delay"
+        );
+    }
+}
