@@ -1,6 +1,9 @@
-//! The command line: `run`, `list`, `validate`, `recover`. Parses, dispatches, and maps results
-//! to exit codes (0 all checks passed, 1 a check failed, 2 bad usage or scenario, 3 the lab could
-//! not be set up).
+//! The command line: `run`, `explain`, `list`, `validate`, `recover`. Parses, dispatches, and
+//! maps results to exit codes (0 all checks passed, 1 a check failed, 2 bad usage or scenario, 3
+//! the lab could not be set up).
+//!
+//! Output: results on stdout (plain when it is not a terminal or `NO_COLOR` is set, JSON with
+//! `--json`), progress and diagnostics on stderr.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -37,11 +40,17 @@ pub struct Cli {
 pub enum Command {
     /// Run scenarios (all of the catalogue when none is named) against the target.
     Run(RunArgs),
+    /// Explain one failure mode: how it shows up, then run it with the target's protections on
+    /// and with the scenario's protection off, side by side, and how to diagnose it.
+    Explain(ExplainArgs),
     /// List the scenarios in the catalogue, with the cause each reproduces.
     List {
         /// Directory of scenario files [default: ./scenarios, else the built-in catalogue].
         #[arg(long)]
         scenarios_dir: Option<PathBuf>,
+        /// Print the catalogue as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Check scenario files without running anything.
     Validate {
@@ -60,9 +69,12 @@ pub struct RunArgs {
     /// Seed for every random choice (load sequence, fault draws). Printed in every report.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Write report.json and junit.xml here.
+    /// Write report.json, junit.xml and report.html here.
     #[arg(long)]
     pub report_dir: Option<PathBuf>,
+    /// Print the whole report as JSON on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
     /// Count a skipped scenario (a fault this machine cannot inject) as a failure.
     #[arg(long)]
     pub strict: bool,
@@ -84,11 +96,40 @@ pub struct RunArgs {
     pub target_args: Vec<String>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// A scenario name (from the catalogue) or a path to a scenario file.
+    pub scenario: String,
+    /// Print the explanation only; run nothing.
+    #[arg(long)]
+    pub no_run: bool,
+    /// Seed for both runs, so they send the same requests [default: random, printed].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write each run's reports under DIR/protected and DIR/unprotected [default: a new
+    /// directory under the system's temporary directory, printed at the end].
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    /// Use an existing PostgreSQL server instead of an ephemeral cluster.
+    #[arg(long, env = "FIVEHUNDRED_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The target binary [default: target-app, built if needed].
+    #[arg(long, env = "FIVEHUNDRED_TARGET_BIN")]
+    pub target_bin: Option<PathBuf>,
+    /// Directory of scenario files [default: ./scenarios, else the built-in catalogue].
+    #[arg(long)]
+    pub scenarios_dir: Option<PathBuf>,
+}
+
 /// Runs the command line; returns the process exit code.
 pub async fn main(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => run(args).await,
-        Command::List { scenarios_dir } => list(scenarios_dir.unwrap_or_else(default_catalogue)),
+        Command::Explain(args) => explain(args).await,
+        Command::List {
+            scenarios_dir,
+            json,
+        } => list(scenarios_dir.unwrap_or_else(default_catalogue), json),
         Command::Validate { files } => validate(&files),
         Command::Recover => recover().await,
     }
@@ -129,10 +170,34 @@ fn load_all(specs: &[String], catalogue: &Path) -> Result<Vec<Scenario>, i32> {
     if bad { Err(EXIT_USAGE) } else { Ok(out) }
 }
 
-fn list(catalogue: PathBuf) -> i32 {
+fn list(catalogue: PathBuf, json: bool) -> i32 {
     let Ok(scenarios) = load_all(&[], &catalogue) else {
         return EXIT_USAGE;
     };
+    if json {
+        let entries: Vec<serde_json::Value> = scenarios
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "name": s.name,
+                    "title": s.title,
+                    "cause": s.cause,
+                    "protection": s.protection,
+                    "file": s.file.display().to_string(),
+                })
+            })
+            .collect();
+        return match serde_json::to_string_pretty(&entries) {
+            Ok(text) => {
+                println!("{text}");
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_USAGE
+            }
+        };
+    }
     let w = scenarios.iter().map(|s| s.name.len()).max().unwrap_or(0);
     let cw = scenarios.iter().map(|s| s.cause.len()).max().unwrap_or(0);
     println!(
@@ -201,29 +266,16 @@ async fn run(args: RunArgs) -> i32 {
         Err(code) => return code,
     };
     let seed = args.seed.unwrap_or_else(rand::random::<u64>);
-    // What a killed earlier run left behind is cleaned before this one starts.
-    for r in crate::journal::recover().await {
-        eprintln!(
-            "recovered what an earlier run left behind ({}): {}",
-            r.journal.display(),
-            r.actions.join("; ")
-        );
-    }
-    let program =
-        match tokio::task::block_in_place(|| locate_target_app(args.target_bin.as_deref())) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return EXIT_LAB;
-            }
-        };
-    let opts = LabOptions {
-        target: TargetSpec {
-            program,
-            extra_args: args.target_args.clone(),
-        },
-        database_url: args.database_url.clone(),
+    let opts = match lab_options(
+        args.target_bin.as_deref(),
+        args.database_url.clone(),
+        args.target_args.clone(),
         seed,
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(code) => return code,
     };
     let command = reproduce_command(&args, seed);
     eprintln!(
@@ -238,21 +290,21 @@ async fn run(args: RunArgs) -> i32 {
 
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
-    let interactive = std::io::stderr().is_terminal();
+    let bars = Bars::new();
     let started_at = chrono::Utc::now().to_rfc3339();
     let sem = Arc::new(tokio::sync::Semaphore::new(args.jobs as usize));
     let mut handles = Vec::new();
     for s in scenarios {
-        let (opts, cancel, sem) = (opts.clone(), cancel.clone(), sem.clone());
+        let (opts, cancel, sem, bars) = (opts.clone(), cancel.clone(), sem.clone(), bars.clone());
         handles.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.ok();
             if cancel.is_cancelled() {
                 return None;
             }
             let progress = Arc::new(Progress::default());
-            let ticker = spawn_progress(s.name.clone(), progress.clone(), interactive);
+            let view = bars.start(&s.name, s.phases.total(), progress.clone());
             let r = run_scenario(&s, &opts, progress, cancel).await;
-            ticker.abort();
+            view.finish().await;
             Some(r)
         }));
     }
@@ -261,7 +313,7 @@ async fn run(args: RunArgs) -> i32 {
     for h in handles {
         match h.await {
             Ok(Some(Ok(r))) => {
-                eprintln!(
+                bars.println(format!(
                     "  {} {}",
                     r.name,
                     match r.verdict {
@@ -269,7 +321,7 @@ async fn run(args: RunArgs) -> i32 {
                         crate::checks::Verdict::Fail => "FAILED",
                         crate::checks::Verdict::Skip => "skipped",
                     }
-                );
+                ));
                 reports.push(r);
             }
             Ok(Some(Err(RunError::Lab(e)))) => {
@@ -291,9 +343,18 @@ async fn run(args: RunArgs) -> i32 {
         strict: args.strict,
         scenarios: reports,
     };
-    let _ = report.print_summary(&mut std::io::stdout(), std::io::stdout().is_terminal());
+    if args.json {
+        match serde_json::to_string(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("error: cannot print the report as JSON: {e}"),
+        }
+    } else {
+        let _ = report.print_summary(&mut std::io::stdout(), colour(&std::io::stdout()));
+    }
     if let Some(dir) = &args.report_dir {
         match report.write(dir) {
+            // With --json, stdout is for the JSON alone.
+            Ok(()) if args.json => eprintln!("report: {}", dir.display()),
             Ok(()) => println!("report: {}", dir.display()),
             Err(e) => eprintln!("error: cannot write the report to {}: {e}", dir.display()),
         }
@@ -342,40 +403,305 @@ fn spawn_signal_handler(cancel: CancellationToken) {
     });
 }
 
-/// Shows which scenario, which phase, requests and errors so far: a spinner on a terminal,
-/// a line every five seconds otherwise (CI logs).
-fn spawn_progress(
-    name: String,
-    progress: Arc<Progress>,
+/// Colour on a stream: only when it is a terminal and `NO_COLOR` (no-color.org) is not set.
+pub fn colour(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Everything a lab needs that does not depend on the scenario: the target program located (or
+/// built), the database choice, the seed. Cleans up what a killed earlier run left behind first.
+/// Shared by `run` and `explain`; the error is an exit code, its message already printed.
+async fn lab_options(
+    target_bin: Option<&Path>,
+    database_url: Option<String>,
+    target_args: Vec<String>,
+    seed: u64,
+) -> Result<LabOptions, i32> {
+    for r in crate::journal::recover().await {
+        eprintln!(
+            "recovered what an earlier run left behind ({}): {}",
+            r.journal.display(),
+            r.actions.join("; ")
+        );
+    }
+    let program = match tokio::task::block_in_place(|| locate_target_app(target_bin)) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(EXIT_LAB);
+        }
+    };
+    Ok(LabOptions {
+        target: TargetSpec {
+            program,
+            extra_args: target_args,
+        },
+        database_url,
+        seed,
+    })
+}
+
+async fn explain(args: ExplainArgs) -> i32 {
+    let catalogue = args.scenarios_dir.clone().unwrap_or_else(default_catalogue);
+    let scenario = match load_all(std::slice::from_ref(&args.scenario), &catalogue) {
+        Ok(mut s) => s.remove(0),
+        Err(code) => return code,
+    };
+    let stdout = std::io::stdout();
+    let style = crate::explain::Style {
+        colour: colour(&stdout),
+        width: stdout.is_terminal().then(terminal_width),
+    };
+    print!("{}", crate::explain::intro(&scenario, style));
+    if args.no_run {
+        return EXIT_OK;
+    }
+    let seed = args.seed.unwrap_or_else(rand::random::<u64>);
+    let opts = match lab_options(
+        args.target_bin.as_deref(),
+        args.database_url.clone(),
+        Vec::new(),
+        seed,
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let report_dir = match &args.report_dir {
+        Some(d) => d.clone(),
+        None => match tempfile::Builder::new()
+            .prefix(&format!("fivehundred-explain-{}-", scenario.name))
+            .tempdir()
+        {
+            Ok(d) => d.keep(),
+            Err(e) => {
+                eprintln!("error: cannot create a report directory: {e}");
+                return EXIT_LAB;
+            }
+        },
+    };
+    let variants = crate::explain::variants(&scenario);
+    eprintln!(
+        "\nfivehundred: running {} {} time(s), seed {seed}: {}",
+        scenario.name,
+        variants.len(),
+        variants
+            .iter()
+            .map(|(_, p)| format!("--protections {p}"))
+            .collect::<Vec<_>>()
+            .join(", then ")
+    );
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone());
+    let bars = Bars::new();
+    let total = scenario.phases.total();
+    let name = scenario.name.clone();
+    let runs = crate::explain::run_variants(
+        &scenario,
+        &opts,
+        &report_dir,
+        cancel.clone(),
+        |label, progress| bars.start(&format!("{name} ({label})"), total, progress),
+    )
+    .await;
+    let runs = match runs {
+        Ok(r) => r,
+        Err(RunError::Lab(e)) => {
+            eprintln!("error: the lab could not be set up: {e}");
+            return EXIT_LAB;
+        }
+    };
+    if cancel.is_cancelled() {
+        eprintln!("interrupted: every injected fault was reverted");
+        return 130;
+    }
+    print!("{}", crate::explain::comparison(&runs, style));
+    if let Some(note) = crate::explain::contrast_note(&runs) {
+        println!("\n{note}");
+    }
+    print!("{}", crate::explain::diagnosis(&scenario, &runs, style));
+    println!("\nreports: {}", report_dir.display());
+    EXIT_OK
+}
+
+/// The terminal's width in columns: `COLUMNS` when set, else what `stty` reports for the
+/// controlling terminal, else 100. Asking `stty` avoids an ioctl (unsafe code, which the
+/// workspace denies) and a new dependency for one number.
+fn terminal_width() -> usize {
+    if let Some(c) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        return c;
+    }
+    std::fs::File::open("/dev/tty")
+        .ok()
+        .and_then(|tty| {
+            std::process::Command::new("stty")
+                .arg("size")
+                .stdin(tty)
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()
+        })
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+        })
+        .filter(|c: &usize| *c > 0)
+        .unwrap_or(100)
+}
+
+/// Progress display for scenarios under way: a bar per scenario on a terminal (several at once
+/// with `--jobs`), a line per phase change or every five seconds otherwise (CI logs).
+#[derive(Clone)]
+pub struct Bars {
+    multi: indicatif::MultiProgress,
     interactive: bool,
-) -> tokio::task::JoinHandle<()> {
-    use std::sync::atomic::Ordering;
-    tokio::spawn(async move {
-        let bar = interactive.then(|| {
-            let b = indicatif::ProgressBar::new_spinner();
-            b.enable_steady_tick(Duration::from_millis(120));
+}
+
+impl std::fmt::Debug for Bars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bars")
+            .field("interactive", &self.interactive)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Bars {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Bars {
+    pub fn new() -> Self {
+        let interactive = std::io::stderr().is_terminal();
+        let multi = indicatif::MultiProgress::with_draw_target(if interactive {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        });
+        Bars { multi, interactive }
+    }
+
+    /// Prints a line on stderr without tearing the bars.
+    pub fn println(&self, line: String) {
+        if self.interactive {
+            let _ = self.multi.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Starts showing one scenario's progress through its `total` duration (steady + fault +
+    /// recovery). The display ends when the returned view is finished or dropped.
+    pub fn start(&self, name: &str, total: Duration, progress: Arc<Progress>) -> ProgressView {
+        let stop = CancellationToken::new();
+        let bar = self.interactive.then(|| {
+            let b = self
+                .multi
+                .add(indicatif::ProgressBar::new(total.as_millis() as u64));
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix:.bold} [{bar:28.cyan/blue}] {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b.set_prefix(name.to_string());
             b
         });
-        let mut last_phase = String::new();
-        let mut ticks = 0u64;
-        loop {
-            let phase = progress.phase();
-            let line = format!(
-                "{name}: {phase} — {} requests, {} errors",
-                progress.requests.load(Ordering::Relaxed),
-                progress.errors.load(Ordering::Relaxed)
-            );
-            match &bar {
-                Some(b) => b.set_message(line),
-                None => {
-                    if phase != last_phase || ticks % 10 == 0 {
-                        eprintln!("  {line}");
-                    }
+        let task = tokio::spawn(show_progress(
+            name.to_string(),
+            total,
+            progress,
+            bar,
+            stop.clone(),
+        ));
+        ProgressView {
+            stop,
+            task: Some(task),
+        }
+    }
+}
+
+/// One scenario's progress display; [`ProgressView::finish`] clears its bar.
+#[derive(Debug)]
+pub struct ProgressView {
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ProgressView {
+    /// Stops the display and waits until its bar is cleared, so the next output starts on a
+    /// clean line.
+    pub async fn finish(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for ProgressView {
+    fn drop(&mut self) {
+        // A panicking run still clears its bar.
+        self.stop.cancel();
+    }
+}
+
+/// Which scenario, which phase, how far through, requests and errors so far.
+async fn show_progress(
+    name: String,
+    total: Duration,
+    progress: Arc<Progress>,
+    bar: Option<indicatif::ProgressBar>,
+    stop: CancellationToken,
+) {
+    use std::sync::atomic::Ordering;
+    let total_s = total.as_secs_f64();
+    let mut load_began: Option<std::time::Instant> = None;
+    let mut last_phase = String::new();
+    let mut last_line = std::time::Instant::now();
+    loop {
+        let phase = progress.phase();
+        // The phases start when the load does: "steady" is the first of them.
+        if load_began.is_none() && phase == "steady" {
+            load_began = Some(std::time::Instant::now());
+        }
+        let elapsed = match (&load_began, phase.as_str()) {
+            (None, _) => 0.0,
+            (Some(_), "steady" | "fault" | "recovery") => load_began
+                .map(|t| t.elapsed().as_secs_f64().min(total_s))
+                .unwrap_or(0.0),
+            // After recovery: waiting for alerts, tearing down.
+            (Some(_), _) => total_s,
+        };
+        let line = format!(
+            "{phase} {elapsed:.0}/{total_s:.0}s — {} requests, {} errors",
+            progress.requests.load(Ordering::Relaxed),
+            progress.errors.load(Ordering::Relaxed)
+        );
+        match &bar {
+            Some(b) => {
+                b.set_position((elapsed * 1000.0) as u64);
+                b.set_message(line);
+            }
+            None => {
+                if phase != last_phase || last_line.elapsed() >= Duration::from_secs(5) {
+                    eprintln!("  {name}: {line}");
+                    last_line = std::time::Instant::now();
                 }
             }
-            last_phase = phase;
-            ticks += 1;
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-    })
+        last_phase = phase;
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(if bar.is_some() { 200 } else { 500 })) => {}
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
 }

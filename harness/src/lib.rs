@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (`run`, `list`, `validate`, `recover`) and exit codes.
+//! - [`cli`]: the command line (`run`, `explain`, `list`, `validate`, `recover`) and exit codes.
 //! - [`scenario`]: scenario files, parsed then validated, with file:line:column errors.
 //! - [`run`]: one scenario end to end: lab, phases, load, faults, checks.
 //! - [`lab`]: the database, proxies, payments stub and target process of one run.
@@ -12,6 +12,10 @@
 //! - [`journal`]: the on-disk fault journal and `recover`.
 //! - [`checks`]: what "responds correctly" means, evaluated on a recording.
 //! - [`report`]: terminal summary, JSON journal, JUnit XML.
+//! - [`html`]: `report.html`, the self-contained page with a timeline per scenario.
+//! - [`observed`]: the evidence of a run picked for a human (an error answer, a log line, the
+//!   metrics that moved), shared by the HTML report and `explain`.
+//! - [`explain`]: `fivehundred explain`: a failure mode for learners, protected and unprotected.
 //! - [`record`]: what a run records (requests, probes, metrics, logs, events); checks and reports
 //!   read only this.
 //! - [`proxy`]: the TCP fault proxy placed in front of the database and each dependency.
@@ -23,13 +27,16 @@
 pub mod checks;
 pub mod cli;
 pub mod duration_serde;
+pub mod explain;
 pub mod faults;
+pub mod html;
 pub mod install;
 pub mod journal;
 pub mod lab;
 pub mod load;
 mod load_plan;
 pub mod monitoring;
+pub mod observed;
 pub mod payments;
 pub mod proxy;
 pub mod record;

@@ -1,5 +1,6 @@
-//! Reports: the terminal summary, the JSON journal of the whole run (`report.json`), and JUnit
-//! XML (`junit.xml`, one test case per check) for CI systems.
+//! Reports: the terminal summary, the JSON journal of the whole run (`report.json`), JUnit XML
+//! (`junit.xml`, one test case per check) for CI systems, and a self-contained page
+//! (`report.html`, drawn by [`crate::html`]) for people.
 
 use std::io::Write;
 use std::path::Path;
@@ -106,12 +107,13 @@ impl RunReport {
         }
     }
 
-    /// Writes `report.json` and `junit.xml` into `dir`.
+    /// Writes `report.json`, `junit.xml` and `report.html` into `dir`.
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(dir.join("report.json"), json)?;
         std::fs::write(dir.join("junit.xml"), self.junit()?)?;
+        std::fs::write(dir.join("report.html"), crate::html::render(self))?;
         Ok(())
     }
 

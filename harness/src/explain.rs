@@ -1,0 +1,1016 @@
+//! `fivehundred explain SCENARIO`: one failure mode for learners. Prints what the failure is and
+//! how it shows up (the scenario's `[learn]` text), runs the scenario twice (the target's
+//! protections all on, then the scenario's protection off), shows the two runs side by side
+//! (client, log, metric, alert, readiness), and ends with the steps a responder would follow,
+//! each pointing at this run's evidence for it.
+//!
+//! The runs are sequential, not parallel: two labs at once on a small machine would change the
+//! latencies the checks measure, and the point is a fair comparison.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::checks::{Evidence, Verdict};
+use crate::lab::LabOptions;
+use crate::observed::{self, Observed};
+#[cfg(test)]
+use crate::record::Phase;
+use crate::report::{RunReport, ScenarioReport};
+use crate::run::{Progress, RunError, run_scenario};
+use crate::scenario::Scenario;
+
+/// One of the two runs: which protections, and what came of it.
+#[derive(Debug)]
+pub struct Ran {
+    /// `protections on`, `stale-cache off`.
+    pub label: String,
+    /// The value given to the target's `--protections`.
+    pub protections: String,
+    /// The command that reproduces this run.
+    pub command: String,
+    pub report: ScenarioReport,
+    /// Where its report.json / report.html were written.
+    pub dir: Option<PathBuf>,
+}
+
+/// How to print: colour codes or not, and the terminal width when output is a terminal (`None`
+/// stacks the two runs instead of putting them side by side).
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub colour: bool,
+    pub width: Option<usize>,
+}
+
+impl Style {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.colour {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+/// The two protection settings to compare: all on, and the scenario's protection off. A
+/// scenario that names no protection is run once.
+pub fn variants(s: &Scenario) -> Vec<(String, String)> {
+    let mut v = vec![("protections on".to_string(), "all".to_string())];
+    if let Some(p) = &s.protection {
+        v.push((format!("{p} off"), format!("all,-{p}")));
+    }
+    v
+}
+
+/// Runs the scenario once per variant, one after the other, writing each run's reports under
+/// `report_dir/<protected|unprotected>/`. `on_start` is told each variant before it runs and
+/// returns something held while it runs (a progress display).
+pub async fn run_variants<G>(
+    scenario: &Scenario,
+    base: &LabOptions,
+    report_dir: &Path,
+    cancel: CancellationToken,
+    mut on_start: impl FnMut(&str, Arc<Progress>) -> G,
+) -> Result<Vec<Ran>, RunError> {
+    let mut out = Vec::new();
+    for (i, (label, protections)) in variants(scenario).into_iter().enumerate() {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let mut opts = base.clone();
+        // The variant's setting goes last so it wins over any `--protections` the user passed.
+        opts.target.extra_args.push("--protections".into());
+        opts.target.extra_args.push(protections.clone());
+        let progress = Arc::new(Progress::default());
+        let guard = on_start(&label, progress.clone());
+        let report = run_scenario(scenario, &opts, progress, cancel.clone()).await;
+        drop(guard);
+        let report = report?;
+        let command = format!(
+            "fivehundred run {} --seed {} -- {}",
+            scenario.name,
+            base.seed,
+            opts.target
+                .extra_args
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let dir = report_dir.join(if i == 0 { "protected" } else { "unprotected" });
+        let run = RunReport {
+            tool: format!("fivehundred {}", env!("CARGO_PKG_VERSION")),
+            seed: base.seed,
+            command: command.clone(),
+            started_at: chrono::Utc::now().to_rfc3339(),
+            strict: false,
+            scenarios: vec![report.clone()],
+        };
+        let dir = match run.write(&dir) {
+            Ok(()) => Some(dir),
+            Err(e) => {
+                eprintln!("warning: cannot write the report to {}: {e}", dir.display());
+                None
+            }
+        };
+        out.push(Ran {
+            label,
+            protections,
+            command,
+            report,
+            dir,
+        });
+    }
+    Ok(out)
+}
+
+/// What the failure is, why it becomes an error, and how it shows up: the scenario's own words.
+pub fn intro(s: &Scenario, style: Style) -> String {
+    let width = style.width.unwrap_or(100).clamp(40, 110);
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{}  {}",
+        style.paint("1", &s.name),
+        style.paint("1", &s.title)
+    );
+    let _ = writeln!(
+        o,
+        "cause of HTTP 500: {}{}",
+        s.cause,
+        s.protection
+            .as_deref()
+            .map(|p| format!("   protection that guards it: {p}"))
+            .unwrap_or_default()
+    );
+    let learn = &s.learn;
+    let mut section = |title: &str, text: &str| {
+        if text.is_empty() {
+            return;
+        }
+        let _ = writeln!(o, "\n{}", style.paint("1;4", title));
+        for l in wrap(text, width - 2) {
+            let _ = writeln!(o, "  {l}");
+        }
+    };
+    section("What happens", &learn.summary);
+    section("What the client sees", &learn.client);
+    section("What the logs say", &learn.logs);
+    section("Which metric moves", &learn.metric);
+    section("Which alert fires", &learn.alert);
+    section("How to diagnose it", &learn.diagnose);
+    o
+}
+
+/// A terminal cell: lines of plain text, each with an optional colour for the whole line.
+type Cell = Vec<(String, Option<&'static str>)>;
+
+fn plain(lines: impl IntoIterator<Item = String>) -> Cell {
+    lines.into_iter().map(|l| (l, None)).collect()
+}
+
+/// The rows of the comparison for one run: (aspect, cell).
+fn rows(r: &Ran) -> Vec<(&'static str, Cell)> {
+    let s = &r.report;
+    let obs = observed::observe(s);
+    let mut rows = Vec::new();
+
+    let failed = observed::failed_ids(s);
+    let (word, code) = match s.verdict {
+        Verdict::Pass => ("PASS", "32;1"),
+        Verdict::Fail => ("FAIL", "31;1"),
+        Verdict::Skip => ("SKIP", "33"),
+    };
+    let mut verdict: Cell = vec![(
+        format!(
+            "{word}: {}",
+            if failed.is_empty() {
+                format!("{} checks passed", s.checks.len())
+            } else {
+                format!("{} of {} checks failed", failed.len(), s.checks.len())
+            }
+        ),
+        Some(code),
+    )];
+    if !failed.is_empty() {
+        verdict.push((failed.join(", "), Some("31")));
+    }
+    if let Some(n) = &s.note {
+        verdict.push((n.clone(), Some("33")));
+    }
+    rows.push(("verdict", verdict));
+
+    let mut client = Vec::new();
+    if obs.fault_requests > 0 {
+        client.push(format!(
+            "fault phase: {} answers, {} errors",
+            obs.fault_requests, obs.fault_errors
+        ));
+        client.push(obs.fault_statuses.clone());
+    }
+    match obs.error_response {
+        Some(r) => client.push(format!("e.g. {} {} → {}", r.method, r.path, answer(r))),
+        None => client.push("no error answer in this run".into()),
+    }
+    rows.push(("client", plain(client)));
+
+    rows.push((
+        "log",
+        plain([match obs.error_log {
+            Some(l) => log_summary(l),
+            None => "no error log line in this run".into(),
+        }]),
+    ));
+
+    let moved: Vec<String> = obs
+        .metrics
+        .iter()
+        .filter(|m| m.moved() || m.expected)
+        .take(3)
+        .map(|m| {
+            format!(
+                "{} {} → {}{}",
+                m.series,
+                num(m.before),
+                num(m.extreme),
+                if m.moved() { "" } else { " (did not move)" }
+            )
+        })
+        .collect();
+    rows.push((
+        "metric",
+        if moved.is_empty() {
+            plain(["no metric moved in the fault phase".to_string()])
+        } else {
+            plain(moved)
+        },
+    ));
+
+    rows.push((
+        "alert",
+        plain(if obs.alerts.is_empty() {
+            vec!["no alert notification recorded".to_string()]
+        } else {
+            obs.alerts
+                .iter()
+                .map(|a| observed::describe_alert(a, obs.fault_window))
+                .collect()
+        }),
+    ));
+
+    let rd = &obs.readiness;
+    let mut ready = vec![if rd.samples == 0 {
+        "no /readyz samples in the fault phase".to_string()
+    } else if rd.failed == 0 {
+        format!(
+            "/readyz passed all {} samples in the fault phase",
+            rd.samples
+        )
+    } else {
+        format!(
+            "/readyz failed {} of {} samples in the fault phase",
+            rd.failed, rd.samples
+        )
+    }];
+    if !rd.failing_components.is_empty() {
+        ready.push(format!("failing: {}", rd.failing_components.join("; ")));
+    }
+    if rd.failed > 0 {
+        ready.push(match rd.passed_again_ms {
+            Some(t) => format!("passed again at {:.1}s", t / 1000.0),
+            None => "did not pass again before the end".into(),
+        });
+    }
+    rows.push(("readiness", plain(ready)));
+    rows
+}
+
+/// `503 application/problem+json {"detail":...}` or `no answer (timeout)`.
+fn answer(r: &crate::record::RequestRecord) -> String {
+    match &r.outcome {
+        crate::record::Outcome::Response { status, body, .. } => match body {
+            Some(b) => format!("{status} {}", one_line(b)),
+            None => status.to_string(),
+        },
+        crate::record::Outcome::Error { kind, message } => {
+            format!("no HTTP answer ({kind:?}): {}", one_line(message))
+        }
+    }
+}
+
+/// `ERROR request failed 503 POST /orders: database error: ...`, from a JSON log line when it is
+/// one, else the raw line.
+fn log_summary(l: &crate::record::LogRecord) -> String {
+    if l.json.is_none() {
+        return one_line(&l.line);
+    }
+    let f = |k: &str| {
+        l.json
+            .as_ref()
+            .and_then(|j| j.get(k))
+            .map(|v| match v {
+                serde_json::Value::String(s) => s.clone(),
+                v => v.to_string(),
+            })
+            .unwrap_or_default()
+    };
+    let mut s = format!("{} {}", f("level"), f("message"));
+    for k in ["status", "method", "route"] {
+        let v = f(k);
+        if !v.is_empty() {
+            s.push(' ');
+            s.push_str(&v);
+        }
+    }
+    let err = f("error");
+    if !err.is_empty() {
+        let _ = write!(s, ": {}", one_line(&err));
+    }
+    s
+}
+
+fn one_line(s: &str) -> String {
+    let s: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if s.chars().count() > 300 {
+        format!("{}…", s.chars().take(300).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// The narrowest column worth putting side by side; below it the runs are stacked.
+const MIN_COLUMN: usize = 28;
+const LABEL: usize = 10;
+
+/// The two runs side by side (or stacked when the terminal is narrow or not a terminal).
+pub fn comparison(runs: &[Ran], style: Style) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "\n{}", style.paint("1;4", "The two runs"));
+    let all: Vec<Vec<(&str, Cell)>> = runs.iter().map(rows).collect();
+    let col = style
+        .width
+        .map(|w| w.saturating_sub(LABEL + 2 + 3) / 2)
+        .filter(|c| *c >= MIN_COLUMN && runs.len() == 2);
+    match col {
+        Some(col) => {
+            let header = |r: &Ran| format!("{} (--protections {})", r.label, r.protections);
+            let mut head: Vec<Vec<String>> = runs.iter().map(|r| wrap(&header(r), col)).collect();
+            let n = head.iter().map(Vec::len).max().unwrap_or(0);
+            for h in &mut head {
+                h.resize(n, String::new());
+            }
+            for (left, right) in head[0].iter().zip(&head[1]) {
+                let _ = writeln!(
+                    o,
+                    "{:LABEL$}  {} │ {}",
+                    "",
+                    style.paint("1", &pad(left, col)),
+                    style.paint("1", right)
+                );
+            }
+            let _ = writeln!(
+                o,
+                "{:LABEL$}  {}─┼─{}",
+                "",
+                "─".repeat(col),
+                "─".repeat(col)
+            );
+            for (i, (label, left)) in all[0].iter().enumerate() {
+                let right = &all[1][i].1;
+                let l = wrap_cell(left, col);
+                let r = wrap_cell(right, col);
+                for k in 0..l.len().max(r.len()) {
+                    let lt = l.get(k).cloned().unwrap_or((String::new(), None));
+                    let rt = r.get(k).cloned().unwrap_or((String::new(), None));
+                    let _ = writeln!(
+                        o,
+                        "{}  {} │ {}",
+                        if k == 0 {
+                            style.paint("2", &pad(label, LABEL))
+                        } else {
+                            " ".repeat(LABEL)
+                        },
+                        paint_opt(style, &pad(&lt.0, col), lt.1),
+                        paint_opt(style, &rt.0, rt.1),
+                    );
+                }
+            }
+        }
+        None => {
+            let width = style.width.unwrap_or(100).max(LABEL + 2 + 20);
+            for (r, rows) in runs.iter().zip(&all) {
+                let _ = writeln!(
+                    o,
+                    "\n{}",
+                    style.paint(
+                        "1",
+                        &format!("{} (--protections {})", r.label, r.protections)
+                    )
+                );
+                for (label, cell) in rows {
+                    for (k, (line, code)) in wrap_cell(cell, width - LABEL - 2).iter().enumerate() {
+                        let _ = writeln!(
+                            o,
+                            "{}  {}",
+                            if k == 0 {
+                                pad(label, LABEL)
+                            } else {
+                                " ".repeat(LABEL)
+                            },
+                            paint_opt(style, line, *code)
+                        );
+                    }
+                }
+            }
+        }
+    }
+    o
+}
+
+fn paint_opt(style: Style, s: &str, code: Option<&str>) -> String {
+    match code {
+        Some(c) => style.paint(c, s),
+        None => s.to_string(),
+    }
+}
+
+fn wrap_cell(cell: &Cell, width: usize) -> Cell {
+    cell.iter()
+        .flat_map(|(l, c)| wrap(l, width).into_iter().map(move |w| (w, *c)))
+        .collect()
+}
+
+fn pad(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n >= width {
+        s.to_string()
+    } else {
+        format!("{s}{}", " ".repeat(width - n))
+    }
+}
+
+/// Word-wraps to `width` characters; a word longer than a line is cut. Hand-written: the crate
+/// that does this well (`textwrap`) is not otherwise a dependency, and this needs no hyphenation.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(8);
+    let mut out = Vec::new();
+    for para in text.split('\n') {
+        let mut line = String::new();
+        let mut len = 0;
+        for word in para.split_whitespace() {
+            let mut word: Vec<char> = word.chars().collect();
+            while word.len() > width {
+                if len > 0 {
+                    out.push(std::mem::take(&mut line));
+                    len = 0;
+                }
+                out.push(word[..width].iter().collect());
+                word.drain(..width);
+            }
+            if word.is_empty() {
+                continue;
+            }
+            let extra = if len == 0 { 0 } else { 1 };
+            if len + extra + word.len() > width {
+                out.push(std::mem::take(&mut line));
+                len = 0;
+            }
+            if len > 0 {
+                line.push(' ');
+                len += 1;
+            }
+            line.extend(word.iter());
+            len += word.len();
+        }
+        if len > 0 || out.is_empty() {
+            out.push(line);
+        }
+    }
+    out
+}
+
+/// The responder's steps, each pointing at this run's evidence for it. The evidence comes from
+/// the run without the protection when there is one (that is where the failure is visible), else
+/// from the only run.
+pub fn diagnosis(scenario: &Scenario, runs: &[Ran], style: Style) -> String {
+    let width = style.width.unwrap_or(100).clamp(50, 110);
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\n{}",
+        style.paint(
+            "1;4",
+            "Diagnosing it, step by step, with this run's evidence"
+        )
+    );
+    let Some(main) = runs.last() else {
+        let _ = writeln!(o, "  (nothing ran, so there is no evidence to point at)");
+        return o;
+    };
+    let protected = runs.first().filter(|_| runs.len() > 1);
+    let s = &main.report;
+    let obs = observed::observe(s);
+    let json = |path: &str| match &main.dir {
+        Some(d) => format!("{}/report.json {path}", d.display()),
+        None => format!("report.json {path}"),
+    };
+    let mut steps: Vec<(&str, &str, String)> = Vec::new();
+
+    steps.push((
+        "reproduce",
+        "Make it happen again on purpose, with the same seed: the same requests, the same fault.",
+        format!(
+            "{}{}",
+            main.command,
+            main.dir
+                .as_ref()
+                .map(|d| format!("\nreport: {}", d.join("report.html").display()))
+                .unwrap_or_default()
+        ),
+    ));
+
+    let logs = match (obs.error_response, obs.error_log) {
+        (Some(r), Some(l)) => {
+            let id = r.header("x-request-id").unwrap_or("(no request id)");
+            format!(
+                "request {} → {}\n{}",
+                short_id(id),
+                log_summary(l),
+                evidence_location(s, id)
+                    .map(|p| json(&p))
+                    .unwrap_or_else(|| json("scenarios[0].recording.logs"))
+            )
+        }
+        (None, Some(l)) => format!(
+            "{}\n{}",
+            log_summary(l),
+            json("scenarios[0].recording.logs")
+        ),
+        (Some(r), None) => format!(
+            "request {} got {}, and no log line carries its id: the log does not explain it",
+            short_id(r.header("x-request-id").unwrap_or("(none)")),
+            answer(r)
+        ),
+        (None, None) => "no error answer and no error log line in this run".into(),
+    };
+    steps.push((
+        "read logs",
+        "Take the request id the client got (x-request-id) and find its log line: it carries the internal cause.",
+        logs,
+    ));
+
+    let inject = obs.fault_window.map(|w| w.0);
+    let metrics = match obs.metrics.iter().find(|m| m.moved()) {
+        Some(m) => format!(
+            "{} {} → {}{}{}\n{}",
+            m.series,
+            num(m.before),
+            num(m.extreme),
+            m.first_change_ms
+                .map(|t| format!(", first moved at {:.1}s", t / 1000.0))
+                .unwrap_or_default(),
+            inject
+                .map(|t| format!("; the fault was injected at {:.1}s", t / 1000.0))
+                .unwrap_or_default(),
+            json("scenarios[0].recording.metrics")
+        ),
+        None => "no metric moved in the fault phase: the metrics do not show this failure".into(),
+    };
+    steps.push((
+        "correlate metrics",
+        "Line the error rate up with the metrics: the one that moves first is closest to the cause.",
+        metrics,
+    ));
+
+    let rd = &obs.readiness;
+    let deps = if rd.failed > 0 {
+        format!(
+            "/readyz failed {} of {} samples{}\n{}",
+            rd.failed,
+            rd.samples,
+            if rd.failing_components.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", rd.failing_components.join("; "))
+            },
+            json("scenarios[0].recording.probes")
+        )
+    } else {
+        let dep_errors = moved_named(&obs, &["app_db_errors_total", "app_payments_errors_total"]);
+        if dep_errors.is_empty() {
+            "readiness stayed green and no dependency error counter moved: not a dependency".into()
+        } else {
+            format!(
+                "readiness stayed green, but {} moved",
+                dep_errors.join(", ")
+            )
+        }
+    };
+    steps.push((
+        "check dependencies",
+        "Ask the service which dependency it thinks is failing (/readyz names the component), then check that dependency itself.",
+        deps,
+    ));
+
+    let config = moved_named(
+        &obs,
+        &[
+            "app_config_reloads_total{result=\"failure\"}",
+            "app_config_last_reload_successful",
+            "app_disk_write_errors_total{errno=\"EACCES\"}",
+            "app_disk_write_errors_total{errno=\"EROFS\"}",
+        ],
+    );
+    let restarts = s
+        .recording
+        .events
+        .iter()
+        .filter(|e| e.kind == crate::record::EventKind::TargetExit)
+        .filter(|e| !e.detail.contains("stopped by the lab"))
+        .count();
+    steps.push((
+        "configuration and permissions",
+        "Rule out a bad config reload, a permission flip or a restart loop.",
+        if config.is_empty() && restarts == 0 {
+            "no config reload failed, no EACCES/EROFS write errors, the target did not exit: not configuration or permissions here".into()
+        } else {
+            let mut t = Vec::new();
+            if !config.is_empty() {
+                t.push(format!("moved: {}", config.join(", ")));
+            }
+            if restarts > 0 {
+                t.push(format!("the target exited {restarts} time(s)"));
+            }
+            t.join("; ")
+        },
+    ));
+
+    let revert = s
+        .recording
+        .events
+        .iter()
+        .find(|e| e.kind == crate::record::EventKind::Revert);
+    steps.push((
+        "roll back",
+        "Undo the change that broke it (deploy, config, migration) or restore the dependency; turn the protection back on.",
+        {
+            let mut t = match revert {
+                Some(e) => format!("the lab reverted the fault at {:.1}s ({})", e.at_ms / 1000.0, e.detail),
+                None => "no fault was reverted in this run (none was injected)".into(),
+            };
+            if let Some(p) = protected {
+                let pobs = observed::observe(&p.report);
+                let _ = write!(
+                    t,
+                    "\nwith --protections {} the fault phase answered {} ({})",
+                    p.protections,
+                    if pobs.fault_statuses.is_empty() { "nothing" } else { &pobs.fault_statuses },
+                    match p.report.verdict {
+                        Verdict::Pass => "every check passed",
+                        Verdict::Fail => "some checks failed",
+                        Verdict::Skip => "skipped",
+                    }
+                );
+            }
+            t
+        },
+    ));
+
+    let verify = ["recovery[recovery]", "readyz[recovery]", "status[recovery]"]
+        .iter()
+        .filter_map(|id| {
+            let i = s.checks.iter().position(|c| c.id() == *id)?;
+            let c = &s.checks[i];
+            Some(format!(
+                "{} {}: {}  ({})",
+                match c.verdict {
+                    Verdict::Pass => "✓",
+                    Verdict::Fail => "✗",
+                    Verdict::Skip => "-",
+                },
+                c.id(),
+                c.summary,
+                json(&format!("scenarios[0].checks[{i}]"))
+            ))
+        })
+        .collect::<Vec<_>>();
+    steps.push((
+        "verify",
+        "After the fix, watch errors return to the baseline and readiness pass again, without a restart.",
+        if verify.is_empty() {
+            "no recovery checks ran in this run".into()
+        } else {
+            verify.join("\n")
+        },
+    ));
+
+    for (i, (name, what, evidence)) in steps.iter().enumerate() {
+        let _ = writeln!(o, "\n  {}. {}", i + 1, style.paint("1", name));
+        for l in wrap(what, width - 5) {
+            let _ = writeln!(o, "     {l}");
+        }
+        for (k, l) in evidence.lines().enumerate() {
+            for (j, w) in wrap(l, width - 13).into_iter().enumerate() {
+                let _ = writeln!(
+                    o,
+                    "     {} {}",
+                    if k == 0 && j == 0 {
+                        style.paint("36", "this run:")
+                    } else {
+                        " ".repeat(9)
+                    },
+                    w
+                );
+            }
+        }
+    }
+    if !scenario.learn.diagnose.is_empty() {
+        let _ = writeln!(o, "\n  {}", style.paint("1", "for this failure mode"));
+        for l in wrap(&scenario.learn.diagnose, width - 5) {
+            let _ = writeln!(o, "     {l}");
+        }
+    }
+    o
+}
+
+/// The first 8 characters of a request id and an ellipsis: enough to search for.
+fn short_id(id: &str) -> String {
+    if id.chars().count() > 12 {
+        format!("{}…", id.chars().take(8).collect::<String>())
+    } else {
+        id.to_string()
+    }
+}
+
+/// The series among `names` (exact keys or bare names) that moved in the fault phase.
+fn moved_named(obs: &Observed<'_>, names: &[&str]) -> Vec<String> {
+    obs.metrics
+        .iter()
+        .filter(|m| m.moved())
+        .filter(|m| {
+            names
+                .iter()
+                .any(|n| m.series == *n || m.series.starts_with(&format!("{n}{{")))
+        })
+        .map(|m| format!("{} {} → {}", m.series, num(m.before), num(m.extreme)))
+        .collect()
+}
+
+/// Where in report.json a request with this id is shown as evidence: the first failed check
+/// that has it, else any check that has it.
+fn evidence_location(s: &ScenarioReport, request_id: &str) -> Option<String> {
+    let has = |c: &crate::checks::CheckResult| {
+        c.evidence.iter().any(|e| match e {
+            Evidence::Request { request, .. } => request.header("x-request-id") == Some(request_id),
+            _ => false,
+        })
+    };
+    let i = s
+        .checks
+        .iter()
+        .position(|c| c.verdict == Verdict::Fail && has(c))
+        .or_else(|| s.checks.iter().position(has))?;
+    Some(format!(
+        "scenarios[0].checks[{i}] ({}) evidence",
+        s.checks[i].id()
+    ))
+}
+
+/// The line printed when the comparison did not show the expected contrast: with the
+/// protection on the scenario should pass, with it off it should fail.
+pub fn contrast_note(runs: &[Ran]) -> Option<String> {
+    let [on, off] = runs else {
+        return None;
+    };
+    match (on.report.verdict, off.report.verdict) {
+        (Verdict::Pass, Verdict::Fail) => None,
+        (a, b) => Some(format!(
+            "note: expected the protected run to pass and the unprotected one to fail; got {} and {}",
+            verdict_word(a),
+            verdict_word(b)
+        )),
+    }
+}
+
+fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "fail",
+        Verdict::Skip => "skip",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_keeps_words_whole_and_cuts_only_overlong_ones() {
+        assert_eq!(
+            wrap("the quick brown fox jumps", 10),
+            vec!["the quick", "brown fox", "jumps"]
+        );
+        assert_eq!(wrap("abcdefghijklmnop", 8), vec!["abcdefgh", "ijklmnop"]);
+        assert_eq!(wrap("", 10), vec![""]);
+        assert!(wrap("a b\nc", 10) == vec!["a b", "c"]);
+        for l in wrap(&"word ".repeat(100), 23) {
+            assert!(l.chars().count() <= 23, "{l}");
+        }
+    }
+
+    #[test]
+    fn variants_turn_off_only_the_scenarios_protection() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/db-down.toml");
+        let s = crate::scenario::load(&path).unwrap();
+        assert_eq!(
+            variants(&s),
+            vec![
+                ("protections on".to_string(), "all".to_string()),
+                (
+                    "stale-cache off".to_string(),
+                    "all,-stale-cache".to_string()
+                )
+            ]
+        );
+    }
+
+    fn ran(label: &str, protections: &str, errors: bool) -> Ran {
+        use crate::record::{Outcome, Recording, RequestRecord};
+        use std::collections::BTreeMap;
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/db-down.toml");
+        let s = crate::scenario::load(&path).unwrap();
+        let mut rec = Recording::default();
+        rec.phases.insert(Phase::Steady, (0.0, 1000.0));
+        rec.phases.insert(Phase::Fault, (1000.0, 2000.0));
+        rec.phases.insert(Phase::Recovery, (2000.0, 3000.0));
+        for i in 0..30u64 {
+            let at = i as f64 * 100.0;
+            let fail = errors && (1000.0..2000.0).contains(&at);
+            let mut headers = BTreeMap::new();
+            headers.insert("x-request-id".to_string(), format!("id-{i}"));
+            rec.requests.push(RequestRecord {
+                seq: i,
+                at_ms: at,
+                route: "GET /products/{id}".into(),
+                method: "GET".into(),
+                path: "/products/1".into(),
+                request_headers: BTreeMap::new(),
+                request_body: None,
+                latency_ms: 3.0,
+                outcome: Outcome::Response {
+                    status: if fail { 503 } else { 200 },
+                    headers,
+                    body: fail.then(|| "{\"status\":503,\"detail\":\"down\"}".to_string()),
+                },
+            });
+        }
+        let checks = if errors {
+            vec![crate::checks::CheckResult {
+                name: "status".into(),
+                phase: Some(Phase::Fault),
+                verdict: Verdict::Fail,
+                summary: "10 answer(s) outside 2xx".into(),
+                evidence: Vec::new(),
+            }]
+        } else {
+            Vec::new()
+        };
+        let report = ScenarioReport::from_checks(&s, checks, rec, 3.0, None);
+        Ran {
+            label: label.into(),
+            protections: protections.into(),
+            command: format!("fivehundred run db-down --seed 1 -- --protections {protections}"),
+            report,
+            dir: None,
+        }
+    }
+
+    #[test]
+    fn comparison_puts_the_runs_side_by_side_within_the_terminal_width() {
+        let runs = [
+            ran("protections on", "all", false),
+            ran("stale-cache off", "all,-stale-cache", true),
+        ];
+        let text = comparison(
+            &runs,
+            Style {
+                colour: false,
+                width: Some(120),
+            },
+        );
+        assert!(text.lines().all(|l| l.chars().count() <= 120), "{text}");
+        let client = text
+            .lines()
+            .find(|l| l.starts_with("client"))
+            .expect("a client row");
+        let (left, right) = client.split_once(" │ ").expect("two columns");
+        assert!(left.contains("0 errors"), "{client}");
+        assert!(right.contains("10 errors"), "{client}");
+        assert!(text.contains("503×10"), "{text}");
+        let header = text.lines().find(|l| l.contains("protections on")).unwrap();
+        assert!(header.contains(" │ stale-cache off"), "{header}");
+    }
+
+    #[test]
+    fn comparison_stacks_the_runs_when_narrow_or_not_a_terminal() {
+        let runs = [
+            ran("protections on", "all", false),
+            ran("stale-cache off", "all,-stale-cache", true),
+        ];
+        for width in [None, Some(60)] {
+            let text = comparison(
+                &runs,
+                Style {
+                    colour: false,
+                    width,
+                },
+            );
+            assert!(!text.contains(" │ "), "{text}");
+            let on = text.find("protections on (--protections all)").unwrap();
+            let off = text
+                .find("stale-cache off (--protections all,-stale-cache)")
+                .unwrap();
+            assert!(on < off);
+            assert_eq!(text.matches("\nclient").count(), 2, "{text}");
+        }
+    }
+
+    #[test]
+    fn diagnosis_lists_every_step_with_evidence() {
+        let runs = [
+            ran("protections on", "all", false),
+            ran("stale-cache off", "all,-stale-cache", true),
+        ];
+        let s = &runs[1].report.scenario;
+        let text = diagnosis(
+            s,
+            &runs,
+            Style {
+                colour: false,
+                width: None,
+            },
+        );
+        let mut at = 0;
+        for step in [
+            "1. reproduce",
+            "2. read logs",
+            "3. correlate metrics",
+            "4. check dependencies",
+            "5. configuration and permissions",
+            "6. roll back",
+            "7. verify",
+        ] {
+            at += text[at..]
+                .find(step)
+                .unwrap_or_else(|| panic!("{step}:\n{text}"));
+        }
+        assert_eq!(text.matches("this run:").count(), 7, "{text}");
+        assert!(
+            text.contains("fivehundred run db-down --seed 1 -- --protections all,-stale-cache")
+        );
+        // No log line was recorded for the failing request: the step says so.
+        assert!(text.contains("no log line carries its id"), "{text}");
+    }
+
+    #[test]
+    fn intro_prints_every_learner_field() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/db-down.toml");
+        let s = crate::scenario::load(&path).unwrap();
+        let text = intro(
+            &s,
+            Style {
+                colour: false,
+                width: Some(80),
+            },
+        );
+        for title in [
+            "What happens",
+            "What the client sees",
+            "What the logs say",
+            "Which metric moves",
+            "Which alert fires",
+            "How to diagnose it",
+        ] {
+            assert!(text.contains(title), "{title} missing:\n{text}");
+        }
+        assert!(text.contains("cause of HTTP 500: database down"));
+        assert!(!text.contains('\x1b'), "no colour when asked for none");
+        assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+    }
+}

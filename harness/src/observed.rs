@@ -1,0 +1,444 @@
+//! What a recording shows, picked for a human: the answers the client got in the fault phase, one
+//! representative error response and log line, the metrics that moved, the alerts, readiness.
+//! The HTML report and `fivehundred explain` both show these next to the scenario's learner text,
+//! so both pick them here, the same way.
+//!
+//! "Representative" means the most common kind of error in the fault phase, not the first or the
+//! worst one: a learner should see what most clients saw.
+
+use std::collections::BTreeMap;
+
+use crate::checks::{Verdict, parse_series_selector};
+use crate::record::{EventKind, LogRecord, Phase, ProbeRecord, Recording, RequestRecord};
+use crate::report::ScenarioReport;
+
+/// One series that moved during the fault phase.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricMove {
+    /// A series key (`name{label="v"}`), or a scenario's selector summed over its series.
+    pub series: String,
+    /// The last value before the fault phase (or the first in it).
+    pub before: f64,
+    /// The value in the fault phase furthest from `before`: the peak of a counter, the dip of a
+    /// gauge that recovers before the phase ends.
+    pub extreme: f64,
+    /// When it first differed from `before`.
+    pub first_change_ms: Option<f64>,
+    /// Named in the scenario's expectations (shown even when it did not move).
+    pub expected: bool,
+}
+
+impl MetricMove {
+    pub fn moved(&self) -> bool {
+        self.extreme != self.before
+    }
+}
+
+/// An alert notification on the timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertMark {
+    pub at_ms: f64,
+    pub firing: bool,
+    /// The alert's name (`DatabaseUnavailable`).
+    pub alert: String,
+    /// Its summary annotation and labels, when Alertmanager sent them.
+    pub detail: String,
+}
+
+/// What `/readyz` said during the fault phase.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness<'a> {
+    pub samples: usize,
+    pub failed: usize,
+    pub first_failure: Option<&'a ProbeRecord>,
+    /// `component: output` for each component a failing sample named.
+    pub failing_components: Vec<String>,
+    /// When `/readyz` passed again after the last failure, if it did.
+    pub passed_again_ms: Option<f64>,
+}
+
+/// The evidence of one scenario run, picked for a human.
+#[derive(Debug, Clone, Default)]
+pub struct Observed<'a> {
+    /// Answers in the fault phase, `200×167, 503×73`; empty when no request was sent in it.
+    pub fault_statuses: String,
+    pub fault_requests: usize,
+    pub fault_errors: usize,
+    /// One answer of the most common error status in the fault phase (the whole run if none).
+    pub error_response: Option<&'a RequestRecord>,
+    /// A log line about that request, else the first ERROR (then WARN) line in the fault phase.
+    pub error_log: Option<&'a LogRecord>,
+    pub metrics: Vec<MetricMove>,
+    pub alerts: Vec<AlertMark>,
+    pub readiness: Readiness<'a>,
+    /// (injected, reverted) times of the first fault, when one was injected.
+    pub fault_window: Option<(f64, f64)>,
+}
+
+/// How many moved series are worth showing.
+const MAX_METRICS: usize = 6;
+
+/// Picks the evidence of one scenario run.
+pub fn observe(s: &ScenarioReport) -> Observed<'_> {
+    let rec = &s.recording;
+    let fault: Vec<&RequestRecord> = rec.requests_in(Phase::Fault).collect();
+    let fault_errors = fault.iter().filter(|r| is_error(r)).count();
+    let error_response = representative_error(&fault)
+        .or_else(|| representative_error(&rec.requests.iter().collect::<Vec<_>>()));
+    let error_log = error_response
+        .and_then(|r| r.header("x-request-id"))
+        .and_then(|id| {
+            rec.logs_for(id)
+                .into_iter()
+                .find(|l| matches!(l.field("level"), Some("ERROR" | "WARN")))
+        })
+        .or_else(|| first_log_at_level(rec, "ERROR"))
+        .or_else(|| first_log_at_level(rec, "WARN"));
+    Observed {
+        fault_statuses: if fault.is_empty() {
+            String::new()
+        } else {
+            crate::checks::count_statuses(fault.iter().map(|r| r.status()))
+        },
+        fault_requests: fault.len(),
+        fault_errors,
+        error_response,
+        error_log,
+        metrics: moved_metrics(s),
+        alerts: alert_marks(rec),
+        readiness: readiness(rec),
+        fault_window: fault_window(rec),
+    }
+}
+
+/// An error answer: 4xx, 5xx, or no HTTP answer at all.
+pub fn is_error(r: &RequestRecord) -> bool {
+    r.status().is_none_or(|s| s >= 400)
+}
+
+fn representative_error<'a>(reqs: &[&'a RequestRecord]) -> Option<&'a RequestRecord> {
+    let mut counts: BTreeMap<Option<u16>, usize> = BTreeMap::new();
+    for r in reqs.iter().filter(|r| is_error(r)) {
+        *counts.entry(r.status()).or_default() += 1;
+    }
+    // Most common first; among equals a 5xx before a 4xx before no answer (BTreeMap order puts
+    // None first, so compare explicitly).
+    let (status, _) = counts
+        .into_iter()
+        .max_by_key(|(s, n)| (*n, s.map(|s| s / 100 == 5), *s))?;
+    let same = || reqs.iter().copied().filter(move |r| r.status() == status);
+    // Prefer one whose body was kept and whose request id has a log line: the most to show.
+    same()
+        .find(|r| r.body().is_some() && r.header("x-request-id").is_some())
+        .or_else(|| same().next())
+}
+
+fn first_log_at_level<'a>(rec: &'a Recording, level: &str) -> Option<&'a LogRecord> {
+    let in_fault = |l: &&LogRecord| rec.phase_at(l.at_ms) == Phase::Fault;
+    let at_level = |l: &&LogRecord| l.field("level") == Some(level);
+    rec.logs
+        .iter()
+        .filter(at_level)
+        .find(in_fault)
+        .or_else(|| rec.logs.iter().find(at_level))
+}
+
+/// The first fault's window: its first injection to the first revert after it; the fault phase
+/// when nothing was injected (the scenario was skipped or interrupted).
+pub fn fault_window(rec: &Recording) -> Option<(f64, f64)> {
+    let inject = rec.events.iter().find(|e| e.kind == EventKind::Inject)?;
+    let revert = rec
+        .events
+        .iter()
+        .find(|e| e.kind == EventKind::Revert && e.at_ms >= inject.at_ms)
+        .map(|e| e.at_ms)
+        .or_else(|| rec.phases.get(&Phase::Fault).map(|p| p.1))
+        .unwrap_or(inject.at_ms);
+    Some((inject.at_ms, revert))
+}
+
+/// Every (inject, revert) window, paired by the fault's description.
+pub fn fault_windows(rec: &Recording) -> Vec<(f64, f64, String)> {
+    let end = rec
+        .phases
+        .get(&Phase::Fault)
+        .map(|p| p.1)
+        .or_else(|| rec.events.last().map(|e| e.at_ms))
+        .unwrap_or(0.0);
+    let mut out = Vec::new();
+    for (i, e) in rec.events.iter().enumerate() {
+        if e.kind != EventKind::Inject {
+            continue;
+        }
+        let revert = rec.events[i + 1..]
+            .iter()
+            .find(|r| r.kind == EventKind::Revert && r.detail.starts_with(&e.detail))
+            .map(|r| r.at_ms)
+            .unwrap_or(end.max(e.at_ms));
+        out.push((e.at_ms, revert, e.detail.clone()));
+    }
+    out
+}
+
+/// The alert notifications of a run: Alertmanager's, as the webhook recorded them, else the
+/// alert events on the timeline (a recording from before alerts were kept on their own).
+pub fn alert_marks(rec: &Recording) -> Vec<AlertMark> {
+    use crate::monitoring::AlertStatus;
+    if !rec.alerts.is_empty() {
+        return rec
+            .alerts
+            .iter()
+            .map(|n| {
+                let labels: Vec<String> = n
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "alertname" | "severity"))
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                let summary = n.annotations.get("summary").map(String::as_str);
+                AlertMark {
+                    at_ms: n.at_ms,
+                    firing: n.status == AlertStatus::Firing,
+                    alert: n.alert.clone(),
+                    detail: [summary.unwrap_or_default().to_string(), labels.join(", ")]
+                        .into_iter()
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                }
+            })
+            .collect();
+    }
+    rec.events
+        .iter()
+        .filter_map(|e| {
+            let firing = match e.kind {
+                EventKind::AlertFiring => true,
+                EventKind::AlertResolved => false,
+                _ => return None,
+            };
+            // The lab writes `<alert> firing` / `<alert> resolved`.
+            let alert = e.detail.split_whitespace().next().unwrap_or("alert");
+            Some(AlertMark {
+                at_ms: e.at_ms,
+                firing,
+                alert: alert.to_string(),
+                detail: String::new(),
+            })
+        })
+        .collect()
+}
+
+/// `DatabaseUnavailable fired at 9.1s (3.6s after the injection): the database is down`.
+pub fn describe_alert(m: &AlertMark, fault_window: Option<(f64, f64)>) -> String {
+    let relative = match (m.firing, fault_window) {
+        (true, Some((inject, _))) if m.at_ms >= inject => {
+            format!(" ({:.1}s after the injection)", (m.at_ms - inject) / 1000.0)
+        }
+        (false, Some((_, revert))) if m.at_ms >= revert => {
+            format!(" ({:.1}s after the revert)", (m.at_ms - revert) / 1000.0)
+        }
+        _ => String::new(),
+    };
+    format!(
+        "{} {} at {:.1}s{relative}{}",
+        m.alert,
+        if m.firing { "fired" } else { "resolved" },
+        m.at_ms / 1000.0,
+        if m.detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", m.detail)
+        }
+    )
+}
+
+/// A `/readyz` sample passed (2xx).
+pub fn probe_passed(p: &ProbeRecord) -> bool {
+    p.status.is_some_and(|s| (200..300).contains(&s))
+}
+
+fn readiness(rec: &Recording) -> Readiness<'_> {
+    let readyz: Vec<&ProbeRecord> = rec
+        .probes
+        .iter()
+        .filter(|p| p.endpoint == "readyz")
+        .collect();
+    let in_fault: Vec<&ProbeRecord> = readyz
+        .iter()
+        .copied()
+        .filter(|p| rec.phase_at(p.at_ms) == Phase::Fault)
+        .collect();
+    let failed: Vec<&ProbeRecord> = in_fault
+        .iter()
+        .copied()
+        .filter(|p| !probe_passed(p))
+        .collect();
+    let mut components = Vec::new();
+    for p in &failed {
+        for c in failing_components(p) {
+            if !components.contains(&c) {
+                components.push(c);
+            }
+        }
+    }
+    let last_failure = readyz
+        .iter()
+        .rev()
+        .find(|p| !probe_passed(p))
+        .map(|p| p.at_ms);
+    let passed_again_ms = last_failure.and_then(|t| {
+        readyz
+            .iter()
+            .find(|p| p.at_ms > t && probe_passed(p))
+            .map(|p| p.at_ms)
+    });
+    Readiness {
+        samples: in_fault.len(),
+        failed: failed.len(),
+        first_failure: failed.first().copied(),
+        failing_components: components,
+        passed_again_ms,
+    }
+}
+
+/// `component: output` for each failing component of a health+json body. A sample with no
+/// answer at all says so.
+pub fn failing_components(p: &ProbeRecord) -> Vec<String> {
+    let Some(body) = &p.body else {
+        return if p.status.is_none() {
+            vec!["no answer (timed out or refused)".into()]
+        } else {
+            Vec::new()
+        };
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let Some(checks) = v.get("checks").and_then(|c| c.as_object()) else {
+        return Vec::new();
+    };
+    checks
+        .iter()
+        .filter(|(_, c)| c.get("status").and_then(|s| s.as_str()) == Some("fail"))
+        .map(|(name, c)| match c.get("output").and_then(|o| o.as_str()) {
+            Some(o) if !o.is_empty() => format!("{name}: {o}"),
+            _ => name.clone(),
+        })
+        .collect()
+}
+
+/// The series worth a learner's attention: those the scenario names, then every `app_` series
+/// that moved in the fault phase while it stayed flat in the steady phase (so request counters
+/// that grow with the load do not count, error counters do).
+fn moved_metrics(s: &ScenarioReport) -> Vec<MetricMove> {
+    let rec = &s.recording;
+    let Some(&(fault_start, fault_end)) = rec.phases.get(&Phase::Fault) else {
+        return Vec::new();
+    };
+    let steady = rec.phases.get(&Phase::Steady).copied();
+    let before_idx = rec.metrics.iter().rposition(|m| m.at_ms <= fault_start);
+    let in_fault: Vec<usize> = (0..rec.metrics.len())
+        .filter(|&i| {
+            let t = rec.metrics[i].at_ms;
+            t > fault_start && t <= fault_end
+        })
+        .collect();
+    let Some(&first_in_fault) = in_fault.first() else {
+        return Vec::new();
+    };
+    let before_idx = before_idx.unwrap_or(first_in_fault);
+
+    let value_of = |key: &str, i: usize| -> f64 {
+        match parse_series_selector(key) {
+            // A scenario's selector may match several series: sum them, as its check does.
+            Some(sel) if !rec.metrics[i].values.contains_key(key) => {
+                sel.sum(&rec.metrics[i].values)
+            }
+            _ => rec.metrics[i].values.get(key).copied().unwrap_or(0.0),
+        }
+    };
+    let movement = |key: &str, expected: bool| -> MetricMove {
+        let before = value_of(key, before_idx);
+        let mut extreme = before;
+        let mut first_change_ms = None;
+        for &i in &in_fault {
+            let v = value_of(key, i);
+            if v != before && first_change_ms.is_none() {
+                first_change_ms = Some(rec.metrics[i].at_ms);
+            }
+            if (v - before).abs() > (extreme - before).abs() {
+                extreme = v;
+            }
+        }
+        MetricMove {
+            series: key.to_string(),
+            before,
+            extreme,
+            first_change_ms,
+            expected,
+        }
+    };
+
+    let mut out: Vec<MetricMove> = Vec::new();
+    for phase in Phase::ALL {
+        for m in &s.scenario.expect.phase(phase).metrics {
+            if !out.iter().any(|o| o.series == m.series) {
+                out.push(movement(&m.series, true));
+            }
+        }
+    }
+    let steady_samples: Vec<usize> = match steady {
+        Some((a, b)) => (0..rec.metrics.len())
+            .filter(|&i| rec.metrics[i].at_ms >= a && rec.metrics[i].at_ms <= b)
+            .collect(),
+        None => Vec::new(),
+    };
+    let flat_in_steady = |key: &str| -> bool {
+        let vals: Vec<f64> = steady_samples
+            .iter()
+            .filter_map(|&i| rec.metrics[i].values.get(key).copied())
+            .collect();
+        vals.windows(2).all(|w| w[0] == w[1])
+    };
+    let keys: Vec<&String> = rec.metrics[first_in_fault]
+        .values
+        .keys()
+        .filter(|k| k.starts_with("app_") && !k.starts_with("app_http_request_duration"))
+        // The harness's own health probes are not the service's traffic.
+        .filter(|k| !k.contains("route=\"/readyz\"") && !k.contains("route=\"/livez\""))
+        .collect();
+    let mut found: Vec<MetricMove> = keys
+        .into_iter()
+        .filter(|k| flat_in_steady(k))
+        .map(|k| movement(k, false))
+        .filter(|m| m.moved() && !out.iter().any(|o| o.series == m.series))
+        .collect();
+    // Earliest to move first: the cause tends to move before its consequences.
+    found.sort_by(|a, b| {
+        a.first_change_ms
+            .unwrap_or(f64::INFINITY)
+            .total_cmp(&b.first_change_ms.unwrap_or(f64::INFINITY))
+            .then_with(|| a.series.cmp(&b.series))
+    });
+    out.extend(found);
+    out.truncate(MAX_METRICS.max(out.iter().filter(|m| m.expected).count()));
+    out
+}
+
+/// Where in report.json a check's evidence is: `scenarios[0].checks[6]`.
+pub fn check_path(scenario_index: usize, s: &ScenarioReport, id: &str) -> Option<String> {
+    s.checks
+        .iter()
+        .position(|c| c.id() == id)
+        .map(|i| format!("scenarios[{scenario_index}].checks[{i}]"))
+}
+
+/// The failed checks' ids, `status[fault], metric[fault]`.
+pub fn failed_ids(s: &ScenarioReport) -> Vec<String> {
+    s.checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Fail)
+        .map(|c| c.id())
+        .collect()
+}
