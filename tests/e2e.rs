@@ -322,3 +322,35 @@ fn sigterm_mid_fault_reverts_every_fault_and_tears_the_lab_down() {
     let again = run.command(&["recover"]).output().unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"));
 }
+
+#[test]
+fn dependency_failure_passes_with_every_protection_on() {
+    passes_with_all_protections("dependency-failure");
+}
+
+#[test]
+fn dependency_failure_fails_on_latency_when_the_circuit_breaker_is_off() {
+    fails_on("dependency-failure", "circuit-breaker", "latency[fault]");
+}
+
+#[test]
+fn db_lock_contention_passes_with_every_protection_on() {
+    passes_with_all_protections("db-lock-contention");
+}
+
+#[test]
+fn db_lock_contention_fails_on_latency_when_timeouts_are_off() {
+    fails_on("db-lock-contention", "timeouts", "latency[fault]");
+}
+
+#[test]
+fn task_panic_passes_with_every_protection_on() {
+    passes_with_all_protections("task-panic");
+}
+
+#[test]
+fn task_panic_fails_on_data_integrity_when_catch_panic_is_off() {
+    // Unsupervised, the worker dies at its first panic: the receipts queued after it are never
+    // written, and nothing counts or alerts on it.
+    fails_on("task-panic", "catch-panic", "data-integrity");
+}

@@ -64,6 +64,10 @@ pub struct Lab {
     pub base_url: String,
     pub recorder: Arc<Recorder>,
     monitoring: Mutex<Option<Monitoring>>,
+    /// The run's seed, for faults that draw (extra load, generated input).
+    pub seed: u64,
+    /// What injected faults hold until their revert (sessions, load handles).
+    pub(crate) held: crate::faults::Held,
 }
 
 impl std::fmt::Debug for Lab {
@@ -212,6 +216,8 @@ impl Lab {
             base_url,
             recorder,
             monitoring: Mutex::new(Some(monitoring)),
+            seed: opts.seed,
+            held: crate::faults::Held::default(),
         })
     }
 

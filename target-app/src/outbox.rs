@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::error::AppError;
+use crate::protections::Protection;
 use crate::{AppState, db, failpoints, panics};
 
 /// Queues the receipt of `order_id`, inside the caller's transaction.
@@ -77,7 +78,15 @@ pub fn errno_label(e: &io::Error) -> &'static str {
 
 /// Runs the receipt worker until `shutdown`, restarting it after a panic: a bug in one
 /// receipt must not silently stop every later one.
+///
+/// With `catch-panic` off the worker runs unsupervised, as background work spawned and
+/// forgotten: a panic ends its task, the process keeps serving, and nothing but Rust's note on
+/// stderr says that receipts stopped (no restart, no metric, no alert).
 pub async fn supervise(state: Arc<AppState>, shutdown: CancellationToken) {
+    if !state.protections.on(Protection::CatchPanic) {
+        worker(&state, &shutdown).await;
+        return;
+    }
     loop {
         let run = AssertUnwindSafe(worker(&state, &shutdown))
             .catch_unwind()

@@ -56,7 +56,7 @@ impl Protection {
     pub fn guards(self) -> &'static str {
         match self {
             Protection::CatchPanic => {
-                "a handler panic answers 500 problem+json and is logged with its backtrace (off: the connection is dropped, nothing logged)"
+                "a handler panic answers 500 problem+json and is logged with its backtrace; a panicked background worker is restarted and counted (off: the connection is dropped, nothing logged; the worker dies silently)"
             }
             Protection::SafeErrors => {
                 "error bodies carry generic messages, details go to the log only (off: SQL, errno and panic text in the body)"

@@ -1332,6 +1332,58 @@ async fn a_panicking_receipt_worker_is_restarted_and_counted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_receipt_worker_dies_silently_and_receipts_stop_with_catch_panic_off() {
+    let (bin, _db, _payments, dir) = binary_with_failpoints("all,-catch-panic").await;
+    set_failpoint(&bin, "receipt_worker", "1*panic(worker bug)").await;
+    let place = || async {
+        let response = client()
+            .post(format!("{}/orders", bin.url))
+            .json(&order_body(1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "orders do not need the worker");
+        let order: Value = response.json().await.unwrap();
+        dir.path()
+            .join(format!("receipts/{}.json", order["id"].as_str().unwrap()))
+    };
+    let first = place().await;
+    eventually(
+        Duration::from_secs(10),
+        "the panic reaches stderr",
+        || async { bin.output().contains("worker bug") },
+    )
+    .await;
+    // The failpoint fired once and is spent: a supervised worker would be back within its 1 s
+    // retry interval and write both receipts.
+    let second = place().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !first.exists() && !second.exists(),
+        "no worker is left to write receipts"
+    );
+    let text = client()
+        .get(format!("{}/metrics", bin.admin_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(metric_value(&text, r#"app_panics_total{kind="task"}"#), 0.0);
+    assert_eq!(
+        metric_value(&text, r#"app_worker_restarts_total{worker="receipts"}"#),
+        0.0
+    );
+    assert!(
+        !bin.logs()
+            .iter()
+            .any(|l| l["message"] == "worker panicked, restarting it"),
+        "nothing logs the panic"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn metrics_carry_every_name_of_the_contract() {
     let app = spawn_app("all").await;
     app.get("/products").await;

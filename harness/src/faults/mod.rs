@@ -4,10 +4,17 @@
 //! A fault acts on the running lab through [`FaultContext`], and is written to the fault journal
 //! before it is injected (see [`crate::journal`]).
 
+mod dependency;
 mod failpoint;
+mod held;
+mod lock;
 mod network;
+mod pg;
 
+pub use dependency::{Behaviour, Dependency, DependencyTarget};
 pub use failpoint::Failpoint;
+pub use held::Held;
+pub use lock::{Lock, LockMode};
 pub use network::{Network, NetworkFault, ProxyTarget};
 
 use serde::{Deserialize, Serialize};
@@ -22,10 +29,14 @@ pub enum Fault {
     Failpoint(Failpoint),
     /// A network fault in the proxy in front of the database or a dependency.
     Network(Network),
+    /// The payments API itself answers errors, garbage, slowly or not at all.
+    Dependency(Dependency),
+    /// A table lock held in an open transaction on the harness's own session.
+    Lock(Lock),
 }
 
 /// The kinds, for messages.
-pub const KINDS: &[&str] = &["failpoint", "network"];
+pub const KINDS: &[&str] = &["failpoint", "network", "dependency", "lock"];
 
 /// Why a fault table in a scenario is not a fault. `key` names the offending key, so the
 /// scenario parser can point at it.
@@ -101,6 +112,8 @@ impl Fault {
         match self {
             Fault::Failpoint(f) => f.validate(),
             Fault::Network(f) => f.validate(),
+            Fault::Dependency(f) => f.validate(),
+            Fault::Lock(f) => f.validate(),
         }
     }
 
@@ -110,6 +123,7 @@ impl Fault {
     pub fn check_supported(&self) -> Result<(), String> {
         match self {
             Fault::Failpoint(_) | Fault::Network(_) => Ok(()),
+            Fault::Dependency(_) | Fault::Lock(_) => Ok(()),
         }
     }
 
@@ -118,6 +132,8 @@ impl Fault {
         match self {
             Fault::Failpoint(f) => f.describe(),
             Fault::Network(f) => f.describe(),
+            Fault::Dependency(f) => f.describe(),
+            Fault::Lock(f) => f.describe(),
         }
     }
 
@@ -125,6 +141,8 @@ impl Fault {
         match self {
             Fault::Failpoint(f) => f.inject(lab).await,
             Fault::Network(f) => f.inject(lab).await,
+            Fault::Dependency(f) => f.inject(lab).await,
+            Fault::Lock(f) => f.inject(lab).await,
         }
     }
 
@@ -137,6 +155,16 @@ impl Fault {
             Fault::Failpoint(_) | Fault::Network(_) => {
                 Ok("nothing to undo: it lived in processes that ended with the run".into())
             }
+            // The payments stub is served by the controller, and died with it.
+            Fault::Dependency(_) => {
+                Ok("nothing to undo: the payments stub ended with the run".into())
+            }
+            // A lock lives in its transaction, and the transaction in its session: PostgreSQL
+            // rolled it back when the killed controller's connection closed (and the lab's
+            // database goes with the rest of the run).
+            Fault::Lock(_) => Ok(
+                "nothing to undo: the lock's transaction was rolled back by PostgreSQL when the run's session closed".into(),
+            ),
         }
     }
 
@@ -145,6 +173,8 @@ impl Fault {
         match self {
             Fault::Failpoint(f) => f.revert(lab).await,
             Fault::Network(f) => f.revert(lab).await,
+            Fault::Dependency(f) => f.revert(lab).await,
+            Fault::Lock(f) => f.revert(lab).await,
         }
     }
 }
@@ -153,6 +183,8 @@ fn hint_for(kind: &str) -> String {
     match kind {
         "failpoint" => "a failpoint fault takes name = \"<failpoint>\" and action = \"panic\" | \"return\" | \"20%panic\" | \"sleep(200)\"".into(),
         "network" => "a network fault takes target = \"database\" | \"payments\", fault = \"latency\" | \"stall\" | \"down\" | \"reset\" | \"bandwidth\", and latency, jitter, bytes_per_sec, fraction as needed".into(),
+        "dependency" => "a dependency fault takes target = \"payments\", behaviour = \"error\" (with status = 503) | \"garbage\" | \"slow\" (with delay = \"3s\") | \"hang\"".into(),
+        "lock" => "a lock fault takes table = \"orders\" and optionally mode = \"access-exclusive\" | \"exclusive\" | \"share\" | \"row-exclusive\" | ...".into(),
         _ => String::new(),
     }
 }
