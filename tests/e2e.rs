@@ -333,6 +333,145 @@ fn dependency_failure_fails_on_latency_when_the_circuit_breaker_is_off() {
     fails_on("dependency-failure", "circuit-breaker", "latency[fault]");
 }
 
+// --- the OS-level scenarios: disk, memory, permissions, descriptors, configuration -------------
+
+/// The OS-level faults need root (a tmpfs in a mount namespace, another user, cgroups); without
+/// it their scenarios are skipped by the harness, and these tests say so instead of failing.
+fn as_root(test: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        eprintln!("SKIPPED {test}: needs root, as the scenario does");
+    }
+    root
+}
+
+/// Starts `scenario`, waits until its fault is journalled as injected (and `while_injected` has
+/// looked at the live lab), SIGKILLs the controller, runs `recover`, and checks that nothing the
+/// journal names survived. Returns the journal's entries for the caller's own checks.
+fn killed_mid_fault_then_recovered(
+    scenario: &str,
+    while_injected: impl FnOnce(&[serde_json::Value]),
+) -> Vec<serde_json::Value> {
+    let run = Run::new();
+    let mut child = run
+        .command(&["run", scenario, "--seed", "3"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let journal = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the run never injected its fault"
+        );
+        if let Some(j) = journal_files(run.state.path()).into_iter().next()
+            && std::fs::read_to_string(&j)
+                .unwrap()
+                .contains("\"event\":\"inject\"")
+        {
+            break j;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Let the injection finish (what it creates is journalled before it exists).
+    std::thread::sleep(Duration::from_secs(2));
+    let entries: Vec<serde_json::Value> = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    while_injected(&entries);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+
+    let out = run.command(&["recover"]).output().unwrap();
+    assert!(out.status.success(), "{}", explain(&out));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pids: Vec<i32> = entries
+        .iter()
+        .filter(|e| e["resource"]["kind"] == "process")
+        .map(|e| e["resource"]["pid"].as_i64().unwrap() as i32)
+        .collect();
+    while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for pid in &pids {
+        assert!(!alive(*pid), "process {pid} survived the killed run");
+    }
+    for e in &entries {
+        for kind in ["dir", "cgroup"] {
+            if e["resource"]["kind"] == kind {
+                let path = e["resource"]["path"].as_str().unwrap();
+                assert!(!Path::new(path).exists(), "{kind} {path} was left behind");
+            }
+        }
+    }
+    assert!(
+        journal_files(run.state.path()).is_empty(),
+        "the journal is closed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    entries
+}
+
+/// The run directory journalled first (the lab's data directory is inside it).
+fn run_dir_of(entries: &[serde_json::Value]) -> String {
+    entries
+        .iter()
+        .find(|e| {
+            e["resource"]["kind"] == "dir"
+                && e["resource"]["path"]
+                    .as_str()
+                    .unwrap()
+                    .contains("fivehundred-")
+        })
+        .map(|e| e["resource"]["path"].as_str().unwrap().to_string())
+        .expect("the run directory is journalled")
+}
+
+fn host_mounts_under(dir: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(dir)))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn disk_full_passes_with_every_protection_on() {
+    if as_root("disk_full") {
+        passes_with_all_protections("disk-full");
+    }
+}
+
+#[test]
+fn disk_full_fails_on_status_when_the_outbox_is_off() {
+    if as_root("disk_full") {
+        fails_on("disk-full", "outbox", "status[fault]");
+    }
+}
+
+#[test]
+fn a_run_killed_mid_disk_full_never_had_anything_mounted_on_the_host() {
+    if !as_root("disk_full") {
+        return;
+    }
+    let mut run_dir = String::new();
+    let entries = killed_mid_fault_then_recovered("disk-full", |entries| {
+        run_dir = run_dir_of(entries);
+        // The tmpfs is in the target's mount namespace only, even while it is full.
+        assert_eq!(host_mounts_under(&run_dir), Vec::<String>::new());
+    });
+    assert!(entries.iter().any(|e| e["fault"]["kind"] == "disk-full"));
+    assert_eq!(host_mounts_under(&run_dir), Vec::<String>::new());
+}
+
 #[test]
 fn db_lock_contention_passes_with_every_protection_on() {
     passes_with_all_protections("db-lock-contention");

@@ -41,6 +41,9 @@ pub enum Resource {
     Database { admin_url: String, name: String },
     /// A directory removed on recovery.
     Dir { path: PathBuf },
+    /// A cgroup made for a fault (memory pressure); removed on recovery once the processes in it
+    /// are gone.
+    Cgroup { path: PathBuf },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,24 +107,21 @@ impl Journal {
     }
 
     fn write(&self, entry: &Entry) -> std::io::Result<()> {
-        let mut line = serde_json::to_string(entry).map_err(std::io::Error::other)?;
-        line.push('\n');
-        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        f.write_all(line.as_bytes())?;
-        f.sync_data()
+        write_entry(&self.file, entry)
+    }
+
+    /// A second handle on this journal, for the lab's faults to record what they create.
+    pub fn resource_log(&self) -> std::io::Result<ResourceLog> {
+        let f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(ResourceLog {
+            file: Mutex::new(f.try_clone()?),
+        })
     }
 
     /// Records a resource. A journal that cannot be written is reported but does not stop the
     /// run: the resources are still torn down on every normal path.
     pub fn resource(&self, resource: Resource) {
-        let resource = match resource {
-            Resource::Process { pid, what, .. } => Resource::Process {
-                pid,
-                what,
-                start_time: process_start_time(pid),
-            },
-            r => r,
-        };
+        let resource = with_start_time(resource);
         if let Err(e) = self.write(&Entry::Resource { resource }) {
             tracing::warn!(
                 "cannot write the fault journal {}: {e}",
@@ -158,6 +158,47 @@ impl Journal {
     /// The run ended and cleaned up after itself: the journal goes.
     pub fn finish(self) {
         let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Appends one entry and syncs it. Both handles on a journal append (`O_APPEND`), one line per
+/// write, so their entries never interleave.
+fn write_entry(file: &Mutex<File>, entry: &Entry) -> std::io::Result<()> {
+    let mut line = serde_json::to_string(entry).map_err(std::io::Error::other)?;
+    line.push('\n');
+    let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+    f.write_all(line.as_bytes())?;
+    f.sync_data()
+}
+
+/// A process resource identified by its start time too, so that recovery never kills a
+/// process that merely reused the pid.
+fn with_start_time(resource: Resource) -> Resource {
+    match resource {
+        Resource::Process { pid, what, .. } => Resource::Process {
+            pid,
+            what,
+            start_time: process_start_time(pid),
+        },
+        r => r,
+    }
+}
+
+/// A handle on a run's journal that records resources only; see [`Journal::resource_log`].
+#[derive(Debug)]
+pub struct ResourceLog {
+    file: Mutex<File>,
+}
+
+impl ResourceLog {
+    /// Records a resource before it is created; an error means it must not be created.
+    pub fn resource(&self, resource: Resource) -> std::io::Result<()> {
+        write_entry(
+            &self.file,
+            &Entry::Resource {
+                resource: with_start_time(resource),
+            },
+        )
     }
 }
 
@@ -274,6 +315,21 @@ async fn recover_one(path: &Path, entries: &[Entry]) -> Recovered {
                     .problems
                     .push(format!("could not drop database {name}: {e}")),
             },
+            // After the processes: a cgroup cannot go while anything runs in it.
+            Entry::Resource {
+                resource: Resource::Cgroup { path },
+            } if path.exists() => {
+                let p = path.clone();
+                let removed = tokio::task::spawn_blocking(move || {
+                    crate::cgroup::remove(&p, std::time::Duration::from_secs(5))
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+                match removed {
+                    Ok(()) => rec.actions.push(format!("removed cgroup {}", path.display())),
+                    Err(e) => rec.problems.push(e),
+                }
+            }
             Entry::Resource {
                 resource: Resource::Dir { path },
             } if path.exists() => match fs::remove_dir_all(path) {

@@ -4,17 +4,17 @@
 //!
 //! Labs share nothing: each has its own ports, directory and database, so several run at once.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::faults::{FaultError, ProxyTarget};
-use crate::journal::{Journal, Resource};
+use crate::journal::{Journal, Resource, ResourceLog};
 use crate::monitoring::{Monitoring, MonitoringOptions};
 use crate::payments::PaymentsStub;
 use crate::proxy::Proxy;
 use crate::record::{EventKind, Recorder};
-use crate::target::{TargetAdmin, TargetEnv, TargetProcess, TargetSpec};
+use crate::target::{TargetAdmin, TargetEnv, TargetNeeds, TargetProcess, TargetSpec};
 
 /// The lab could not be set up; the message says what to do. Exit code 3.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +68,11 @@ pub struct Lab {
     pub seed: u64,
     /// What injected faults hold until their revert (sessions, load handles).
     pub(crate) held: crate::faults::Held,
+    /// A handle on the run's journal, for what faults create outside the lab's processes (a
+    /// cgroup, a helper process): journalled before it exists, like the lab's own resources.
+    resource_log: Option<ResourceLog>,
+    /// Checks that faults made of what they observed themselves, added to the scenario's.
+    fault_checks: Mutex<Vec<crate::checks::CheckResult>>,
 }
 
 impl std::fmt::Debug for Lab {
@@ -88,9 +93,31 @@ impl Lab {
         journal: &Journal,
         recorder: Arc<Recorder>,
     ) -> Result<Lab, LabError> {
+        Lab::start_with(opts, &TargetNeeds::default(), run_dir, journal, recorder).await
+    }
+
+    /// [`Lab::start`], with the target started as the scenario's faults need (a tmpfs data
+    /// directory, an unprivileged user, a config file).
+    pub async fn start_with(
+        opts: &LabOptions,
+        needs: &TargetNeeds,
+        run_dir: PathBuf,
+        journal: &Journal,
+        recorder: Arc<Recorder>,
+    ) -> Result<Lab, LabError> {
         let data_dir = run_dir.join("data");
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| LabError(format!("cannot create {}: {e}", data_dir.display())))?;
+        let user = if needs.unprivileged {
+            Some(unprivileged_dirs(&opts.target.program, &run_dir, &data_dir)?)
+        } else {
+            None
+        };
+        let config = if needs.config_file {
+            Some(write_lab_config(&run_dir)?)
+        } else {
+            None
+        };
 
         let db_name = format!("fivehundred_{}", uuid::Uuid::new_v4().simple());
         let (db, database_url, upstream_port) = match &opts.database_url {
@@ -170,7 +197,9 @@ impl Lab {
             payments_url: format!("http://{}", payments_proxy.local_addr()),
             data_dir: data_dir.clone(),
             admin_token: admin_token.clone(),
-            config: None,
+            config,
+            data_tmpfs: needs.data_tmpfs,
+            user,
         };
         let target = TargetProcess::start(&opts.target, &env, &recorder, Duration::from_secs(30))
             .await
@@ -218,6 +247,8 @@ impl Lab {
             monitoring: Mutex::new(Some(monitoring)),
             seed: opts.seed,
             held: crate::faults::Held::default(),
+            resource_log: journal.resource_log().ok(),
+            fault_checks: Mutex::new(Vec::new()),
         })
     }
 
@@ -256,6 +287,44 @@ impl Lab {
     /// The target's spec and environment, for faults that restart it.
     pub fn target_setup(&self) -> (&TargetSpec, &TargetEnv) {
         (&self.spec, &self.env)
+    }
+
+    /// Journals something a fault is about to create outside the lab's processes, so that
+    /// `fivehundred recover` can remove it if the run is killed. Fails if it cannot be made
+    /// durable: what is not journalled must not be created.
+    pub fn journal_resource(&self, resource: Resource) -> Result<(), FaultError> {
+        match &self.resource_log {
+            Some(log) => log
+                .resource(resource)
+                .map_err(|e| FaultError::Failed(format!("cannot journal it: {e}"))),
+            None => Err(FaultError::Failed(
+                "the run's journal cannot be written".into(),
+            )),
+        }
+    }
+
+    /// Adds a check made by a fault from what it observed (evaluated with the others).
+    pub fn record_check(&self, check: crate::checks::CheckResult) {
+        if let Ok(mut c) = self.fault_checks.lock() {
+            c.push(check);
+        }
+    }
+
+    pub(crate) fn take_fault_checks(&self) -> Vec<crate::checks::CheckResult> {
+        self.fault_checks
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+    }
+
+    /// The URLs of the lab's Prometheus and Alertmanager, while they run.
+    pub fn monitoring_urls(&self) -> Option<(String, String)> {
+        let guard = self.monitoring.lock().ok()?;
+        let m = guard.as_ref()?;
+        Some((
+            m.prometheus_url().to_string(),
+            m.alertmanager_url().to_string(),
+        ))
     }
 
     /// Copies the alert notifications received so far into the recording, each also as an
@@ -312,6 +381,50 @@ impl Lab {
             tokio::task::block_in_place(|| drop(db));
         }
     }
+}
+
+/// The configuration file the lab starts the target with, when a fault may change it. It sets
+/// what the lab relies on anyway, so that a fault's change is the only difference.
+pub const LAB_CONFIG: &str = "# Written by fivehundred for this run; a config fault rewrites it and sends SIGHUP.\n\
+request_deadline = \"5s\"\n\
+outbox_retry_interval = \"1s\"\n";
+
+fn write_lab_config(run_dir: &Path) -> Result<PathBuf, LabError> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = run_dir.join("target.toml");
+    std::fs::write(&path, LAB_CONFIG)
+        .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)))
+        .map_err(|e| LabError(format!("cannot write {}: {e}", path.display())))?;
+    Ok(path)
+}
+
+/// An unprivileged target must reach its data directory (and own it) and its config file: the
+/// run directory becomes searchable, not readable, by others. Returns the user's uid and gid.
+fn unprivileged_dirs(
+    program: &Path,
+    run_dir: &Path,
+    data_dir: &Path,
+) -> Result<(u32, u32), LabError> {
+    use std::os::unix::fs::PermissionsExt;
+    // Checked before the run too (and the scenario skipped); this is the last word.
+    let (uid, gid) = crate::faults::privileges::unprivileged_user(program).map_err(LabError)?;
+    std::fs::set_permissions(run_dir, std::fs::Permissions::from_mode(0o711))
+        .and_then(|()| std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)))
+        .and_then(|()| {
+            nix::unistd::chown(
+                data_dir,
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            )
+            .map_err(std::io::Error::from)
+        })
+        .map_err(|e| {
+            LabError(format!(
+                "cannot hand {} to the unprivileged target: {e}",
+                data_dir.display()
+            ))
+        })?;
+    Ok((uid, gid))
 }
 
 fn url_port(url: &str) -> Option<u16> {

@@ -10,6 +10,8 @@
 //! - [`target`]: the target process and its admin API client.
 //! - [`faults`]: one type per fault kind, with `inject` and `revert`.
 //! - [`journal`]: the on-disk fault journal and `recover`.
+//! - [`sys`], [`cgroup`]: the system calls and cgroup files privileged faults use (mount
+//!   namespace, another user, prlimit; memory cgroups).
 //! - [`checks`]: what "responds correctly" means, evaluated on a recording.
 //! - [`report`]: terminal summary, JSON journal, JUnit XML.
 //! - [`html`]: `report.html`, the self-contained page with a timeline per scenario.
@@ -24,6 +26,7 @@
 //! - [`monitoring`]: real Prometheus and Alertmanager for the lab, and the webhook that records
 //!   alert notifications.
 
+pub mod cgroup;
 pub mod checks;
 pub mod cli;
 pub mod duration_serde;
@@ -43,4 +46,5 @@ pub mod record;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod sys;
 pub mod target;

@@ -3,6 +3,11 @@
 use clap::Parser;
 
 fn main() {
+    // The memory-pressure fault's hog is this binary, re-executed with its orders in the
+    // environment (see `faults::memory`); it never reaches the command line.
+    if let Some(code) = fivehundred::faults::memory_hog_main() {
+        std::process::exit(code);
+    }
     // clap exits with code 2 on bad usage, which is what `fivehundred` promises.
     let cli = fivehundred::cli::Cli::parse();
     tracing_subscriber::fmt()

@@ -18,6 +18,7 @@ use crate::record::{
 };
 use crate::report::ScenarioReport;
 use crate::scenario::Scenario;
+use crate::target::TargetNeeds;
 
 /// Live counters for progress display.
 #[derive(Debug, Default)]
@@ -56,8 +57,15 @@ pub async fn run_scenario(
     cancel: CancellationToken,
 ) -> Result<ScenarioReport, RunError> {
     let began = Instant::now();
+    let mut needs = TargetNeeds::default();
     for f in &scenario.faults {
-        if let Err(why) = f.fault.check_supported() {
+        let fault_needs = f.fault.target_needs();
+        let supported = f
+            .fault
+            .check_supported()
+            .and_then(|()| fault_needs.supported(&opts.target.program));
+        needs = needs.merge(fault_needs);
+        if let Err(why) = supported {
             return Ok(ScenarioReport::from_checks(
                 scenario,
                 Vec::new(),
@@ -83,7 +91,7 @@ pub async fn run_scenario(
     });
     progress.set_phase("starting the lab");
     let recorder = Arc::new(Recorder::new(Instant::now()));
-    let lab = Lab::start(opts, run_dir.clone(), &journal, recorder.clone()).await;
+    let lab = Lab::start_with(opts, &needs, run_dir.clone(), &journal, recorder.clone()).await;
     let mut lab = match lab {
         Ok(lab) => lab,
         Err(e) => {
@@ -95,6 +103,8 @@ pub async fn run_scenario(
     let result = drive(scenario, &lab, &journal, &progress, &cancel, opts.seed).await;
     // Data integrity is read from the database before the lab goes.
     let mut checks = result.checks;
+    // What faults observed and judged themselves (a second start with a bad setting).
+    checks.extend(lab.take_fault_checks());
     lab.collect_alerts();
     let recording = recorder.snapshot();
     if result.completed {
@@ -389,7 +399,7 @@ async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
 }
 
 /// Health probes every 250 ms, metrics every 500 ms, and a watch on the target process.
-fn start_samplers(lab: &Lab, stop: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+pub(crate) fn start_samplers(lab: &Lab, stop: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()

@@ -42,6 +42,46 @@ pub struct TargetEnv {
     pub data_dir: PathBuf,
     pub admin_token: String,
     pub config: Option<PathBuf>,
+    /// The data directory is a private tmpfs of this many bytes, mounted in the target's own
+    /// mount namespace (see [`crate::sys::isolate`]).
+    pub data_tmpfs: Option<u64>,
+    /// Run the target as this (uid, gid) instead of as the controller.
+    pub user: Option<(u32, u32)>,
+}
+
+/// What the faults of a scenario need from the way the target is started. The lab arranges it
+/// before the target starts, because none of it can be changed on a running process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetNeeds {
+    /// The data directory on a private tmpfs of this many bytes: a disk that can really fill.
+    pub data_tmpfs: Option<u64>,
+    /// The target runs as an unprivileged user: file modes do not bind root.
+    pub unprivileged: bool,
+    /// The target reads a configuration file that the lab writes and a fault may change.
+    pub config_file: bool,
+}
+
+impl TargetNeeds {
+    /// Whether this machine can start the target so; `Err` names what is missing and how to
+    /// get it (the scenario is then skipped, never run without it).
+    pub fn supported(&self, program: &Path) -> Result<(), String> {
+        if self.data_tmpfs.is_some() {
+            crate::faults::privileges::private_tmpfs()?;
+        }
+        if self.unprivileged {
+            crate::faults::privileges::unprivileged_user(program)?;
+        }
+        Ok(())
+    }
+
+    /// Both sets of needs; the larger tmpfs.
+    pub fn merge(self, other: TargetNeeds) -> TargetNeeds {
+        TargetNeeds {
+            data_tmpfs: self.data_tmpfs.max(other.data_tmpfs),
+            unprivileged: self.unprivileged || other.unprivileged,
+            config_file: self.config_file || other.config_file,
+        }
+    }
 }
 
 /// A running target process.
@@ -63,33 +103,16 @@ impl TargetProcess {
     ) -> Result<TargetProcess, String> {
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse().expect("addr");
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse().expect("addr");
-        let mut cmd = Command::new(&spec.program);
-        cmd.arg("--database-url")
-            .arg(&env.database_url)
-            .arg("--payments-url")
-            .arg(&env.payments_url)
-            .arg("--data-dir")
-            .arg(&env.data_dir)
-            .arg("--listen")
-            .arg(listen.to_string())
-            .arg("--admin-listen")
-            .arg(admin.to_string())
-            // The token goes by environment so it never shows in `ps`.
-            .env("APP_ADMIN_TOKEN", &env.admin_token)
-            .env_remove("DATABASE_URL")
-            .env_remove("APP_PROTECTIONS")
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(c) = &env.config {
-            cmd.arg("--config").arg(c);
-        }
-        cmd.args(&spec.extra_args);
+        let mut cmd = command(spec, env, listen, admin)?;
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = pglab::proc::spawn_tied(cmd, Signal::SIGKILL).map_err(|e| {
+            let how = if env.data_tmpfs.is_some() || env.user.is_some() {
+                " in its own mount namespace or as another user"
+            } else {
+                ""
+            };
             format!(
-                "cannot start the target {}: {e}; build it with `cargo build -p target-app` or pass --target-bin",
+                "cannot start the target {}{how}: {e}; build it with `cargo build -p target-app` or pass --target-bin",
                 spec.program.display()
             )
         })?;
@@ -190,7 +213,54 @@ impl Drop for TargetProcess {
     }
 }
 
-fn free_port() -> Result<u16, String> {
+/// The target's command line and environment under the target contract, isolated as `env`
+/// asks (own mount namespace with a tmpfs data directory, another user).
+pub fn command(
+    spec: &TargetSpec,
+    env: &TargetEnv,
+    listen: SocketAddr,
+    admin: SocketAddr,
+) -> Result<Command, String> {
+    let mut cmd = Command::new(&spec.program);
+    cmd.arg("--database-url")
+        .arg(&env.database_url)
+        .arg("--payments-url")
+        .arg(&env.payments_url)
+        .arg("--data-dir")
+        .arg(&env.data_dir)
+        .arg("--listen")
+        .arg(listen.to_string())
+        .arg("--admin-listen")
+        .arg(admin.to_string())
+        // The token goes by environment so it never shows in `ps`.
+        .env("APP_ADMIN_TOKEN", &env.admin_token)
+        .env_remove("DATABASE_URL")
+        .env_remove("APP_PROTECTIONS")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(c) = &env.config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.args(&spec.extra_args);
+    let isolation = crate::sys::Isolation {
+        tmpfs: env.data_tmpfs.map(|size| (env.data_dir.clone(), size)),
+        user: env.user,
+    };
+    crate::sys::isolate(&mut cmd, &isolation)
+        .map_err(|e| format!("cannot prepare the target's isolation: {e}"))?;
+    Ok(cmd)
+}
+
+/// `path` as process `pid` sees it: through its root, so inside its mount namespace (where a
+/// private tmpfs may be mounted over what the host sees at the same path).
+pub fn seen_by(pid: u32, path: &Path) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// A free loopback port.
+pub fn free_port() -> Result<u16, String> {
     pglab::free_port().map_err(|e| format!("no free loopback port: {e}"))
 }
 

@@ -4,18 +4,29 @@
 //! A fault acts on the running lab through [`FaultContext`], and is written to the fault journal
 //! before it is injected (see [`crate::journal`]).
 
+mod config;
 mod dependency;
+mod disk;
 mod failpoint;
+mod fds;
 mod held;
 mod lock;
+mod memory;
 mod network;
+mod permission;
 mod pg;
+pub(crate) mod privileges;
 
 pub use dependency::{Behaviour, Dependency, DependencyTarget};
 pub use failpoint::Failpoint;
 pub use held::Held;
 pub use lock::{Lock, LockMode};
 pub use network::{Network, NetworkFault, ProxyTarget};
+pub use config::{Config, ConfigChange};
+pub use disk::DiskFull;
+pub use fds::FdLimit;
+pub use memory::{Memory, hog_main as memory_hog_main};
+pub use permission::{Permission, PermissionPath};
 
 use serde::{Deserialize, Serialize};
 
@@ -33,10 +44,30 @@ pub enum Fault {
     Dependency(Dependency),
     /// A table lock held in an open transaction on the harness's own session.
     Lock(Lock),
+    /// The data directory (a private tmpfs) filled until writes fail with ENOSPC.
+    DiskFull(DiskFull),
+    /// The target in a memory-limited cgroup with a hog that takes most of the limit.
+    Memory(Memory),
+    /// The mode of a directory the (unprivileged) target writes to, changed under it.
+    Permission(Permission),
+    /// The running target's open-file limit lowered to what it has open.
+    FdLimit(FdLimit),
+    /// An invalid configuration reloaded with SIGHUP, or a second start with a bad setting.
+    Config(Config),
 }
 
 /// The kinds, for messages.
-pub const KINDS: &[&str] = &["failpoint", "network", "dependency", "lock"];
+pub const KINDS: &[&str] = &[
+    "failpoint",
+    "network",
+    "dependency",
+    "lock",
+    "disk-full",
+    "memory",
+    "permission",
+    "fd-limit",
+    "config",
+];
 
 /// Why a fault table in a scenario is not a fault. `key` names the offending key, so the
 /// scenario parser can point at it.
@@ -114,6 +145,11 @@ impl Fault {
             Fault::Network(f) => f.validate(),
             Fault::Dependency(f) => f.validate(),
             Fault::Lock(f) => f.validate(),
+            Fault::DiskFull(f) => f.validate(),
+            Fault::Memory(f) => f.validate(),
+            Fault::Permission(f) => f.validate(),
+            Fault::FdLimit(f) => f.validate(),
+            Fault::Config(f) => f.validate(),
         }
     }
 
@@ -124,6 +160,11 @@ impl Fault {
         match self {
             Fault::Failpoint(_) | Fault::Network(_) => Ok(()),
             Fault::Dependency(_) | Fault::Lock(_) => Ok(()),
+            Fault::DiskFull(f) => f.check_supported(),
+            Fault::Memory(f) => f.check_supported(),
+            Fault::Permission(f) => f.check_supported(),
+            // prlimit on our own child needs no privilege; a config file is ours to write.
+            Fault::FdLimit(_) | Fault::Config(_) => Ok(()),
         }
     }
 
@@ -134,6 +175,11 @@ impl Fault {
             Fault::Network(f) => f.describe(),
             Fault::Dependency(f) => f.describe(),
             Fault::Lock(f) => f.describe(),
+            Fault::DiskFull(f) => f.describe(),
+            Fault::Memory(f) => f.describe(),
+            Fault::Permission(f) => f.describe(),
+            Fault::FdLimit(f) => f.describe(),
+            Fault::Config(f) => f.describe(),
         }
     }
 
@@ -143,6 +189,11 @@ impl Fault {
             Fault::Network(f) => f.inject(lab).await,
             Fault::Dependency(f) => f.inject(lab).await,
             Fault::Lock(f) => f.inject(lab).await,
+            Fault::DiskFull(f) => f.inject(lab).await,
+            Fault::Memory(f) => f.inject(lab).await,
+            Fault::Permission(f) => f.inject(lab).await,
+            Fault::FdLimit(f) => f.inject(lab).await,
+            Fault::Config(f) => f.inject(lab).await,
         }
     }
 
@@ -165,6 +216,35 @@ impl Fault {
             Fault::Lock(_) => Ok(
                 "nothing to undo: the lock's transaction was rolled back by PostgreSQL when the run's session closed".into(),
             ),
+            // The tmpfs was mounted only in the target's own mount namespace, which ended with
+            // the target: the host never saw it.
+            Fault::DiskFull(_) => Ok(
+                "nothing to undo: the tmpfs existed only in the target's mount namespace, which ended with the target".into(),
+            ),
+            // The hog and the cgroup are journalled resources of their own: recover kills the
+            // one and then removes the other.
+            Fault::Memory(_) => Ok(
+                "the memory hog and its cgroup are removed with the run's resources".into(),
+            ),
+            Fault::Permission(_) => Ok(
+                "nothing to undo: the mode was changed inside the run directory, which recover removes".into(),
+            ),
+            Fault::FdLimit(_) => Ok(
+                "nothing to undo: the limit belonged to the target process, which ended with the run".into(),
+            ),
+            Fault::Config(_) => Ok(
+                "nothing to undo: the config files are in the run directory, which recover removes".into(),
+            ),
+        }
+    }
+
+    /// What the fault needs from the way the target is started (the lab arranges it).
+    pub fn target_needs(&self) -> crate::target::TargetNeeds {
+        match self {
+            Fault::DiskFull(f) => f.target_needs(),
+            Fault::Permission(f) => f.target_needs(),
+            Fault::Config(f) => f.target_needs(),
+            _ => crate::target::TargetNeeds::default(),
         }
     }
 
@@ -175,6 +255,11 @@ impl Fault {
             Fault::Network(f) => f.revert(lab).await,
             Fault::Dependency(f) => f.revert(lab).await,
             Fault::Lock(f) => f.revert(lab).await,
+            Fault::DiskFull(f) => f.revert(lab).await,
+            Fault::Memory(f) => f.revert(lab).await,
+            Fault::Permission(f) => f.revert(lab).await,
+            Fault::FdLimit(f) => f.revert(lab).await,
+            Fault::Config(f) => f.revert(lab).await,
         }
     }
 }
@@ -184,6 +269,11 @@ fn hint_for(kind: &str) -> String {
         "failpoint" => "a failpoint fault takes name = \"<failpoint>\" and action = \"panic\" | \"return\" | \"20%panic\" | \"sleep(200)\"".into(),
         "network" => "a network fault takes target = \"database\" | \"payments\", fault = \"latency\" | \"stall\" | \"down\" | \"reset\" | \"bandwidth\", and latency, jitter, bytes_per_sec, fraction as needed".into(),
         "dependency" => "a dependency fault takes target = \"payments\", behaviour = \"error\" (with status = 503) | \"garbage\" | \"slow\" (with delay = \"3s\") | \"hang\"".into(),
+        "disk-full" => "a disk-full fault takes an optional size = \"8MiB\" (the data directory's tmpfs)".into(),
+        "memory" => "a memory fault takes limit = \"256MiB\" (the cgroup's) and hog = \"240MiB\" (what the hog holds, below the limit)".into(),
+        "permission" => "a permission fault takes path = \"receipts\" | \"data-dir\" and mode = \"0500\"".into(),
+        "fd-limit" => "an fd-limit fault takes an optional headroom = 0 (descriptors left free above those open)".into(),
+        "config" => "a config fault takes change = \"reload\" | \"start\", set = { key = value, ... } and names = \"<the key the error must name>\"".into(),
         "lock" => "a lock fault takes table = \"orders\" and optionally mode = \"access-exclusive\" | \"exclusive\" | \"share\" | \"row-exclusive\" | ...".into(),
         _ => String::new(),
     }

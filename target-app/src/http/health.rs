@@ -127,9 +127,10 @@ async fn check_schema(state: &AppState) -> Check {
 }
 
 /// Writable means a byte can be written, not only a name created: a full disk still lets an
-/// empty file be created.
+/// empty file be created. The probe goes where receipts go, `<data-dir>/receipts`: a data
+/// directory that is writable while its receipts directory is not is still broken.
 async fn check_data_dir(state: &AppState) -> Check {
-    let probe = state.data_dir.join(format!(".readyz-{}", Uuid::new_v4()));
+    let probe = outbox::receipts_dir(&state.data_dir).join(format!(".readyz-{}", Uuid::new_v4()));
     let result = tokio::fs::write(&probe, b"1").await;
     let _ = tokio::fs::remove_file(&probe).await;
     match result {

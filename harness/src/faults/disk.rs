@@ -1,0 +1,271 @@
+//! A full disk. The target's data directory is a size-limited tmpfs mounted in the target's own
+//! mount namespace when it starts (see [`TargetNeeds::data_tmpfs`]), and the harness fills it
+//! through `/proc/<target pid>/root/<data dir>`, which resolves inside that namespace. The
+//! ENOSPC the target meets is the kernel's own.
+//!
+//! Nothing is mounted on the host at any time, so nothing can be left mounted: the namespace,
+//! and the tmpfs with it, ends with the target process, which dies with the controller.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::FaultError;
+use crate::lab::Lab;
+use crate::target::TargetNeeds;
+
+/// The file the harness fills the disk with, at the top of the data directory.
+pub const FILLER: &str = ".fivehundred-filler";
+
+const DEFAULT_SIZE: u64 = 8 << 20;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskFull {
+    /// Size of the data directory's tmpfs, like `"8MiB"`. Default 8 MiB: room for every
+    /// receipt of a short run, and quick to fill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+}
+
+impl DiskFull {
+    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+        match &self.size {
+            None => Ok(()),
+            Some(s) => match parse_bytes(s) {
+                Ok(n) if (64 << 10..=1 << 30).contains(&n) => Ok(()),
+                Ok(_) => Err(("size", format!("`{s}` is outside 64KiB..1GiB"))),
+                Err(e) => Err(("size", e)),
+            },
+        }
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+            .as_deref()
+            .and_then(|s| parse_bytes(s).ok())
+            .unwrap_or(DEFAULT_SIZE)
+    }
+
+    pub(super) fn describe(&self) -> String {
+        format!(
+            "disk full: the data directory's {} tmpfs filled",
+            format_bytes(self.size())
+        )
+    }
+
+    pub(super) fn target_needs(&self) -> TargetNeeds {
+        TargetNeeds {
+            data_tmpfs: Some(self.size()),
+            ..TargetNeeds::default()
+        }
+    }
+
+    pub(super) fn check_supported(&self) -> Result<(), String> {
+        super::privileges::private_tmpfs()
+    }
+
+    pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
+        let dir = data_dir_of_target(lab)?;
+        let size = self.size();
+        let written = tokio::task::spawn_blocking(move || fill(&dir, size))
+            .await
+            .map_err(|e| FaultError::Failed(e.to_string()))??;
+        lab.recorder.event(
+            crate::record::EventKind::Note,
+            format!(
+                "wrote {} of filler; the data directory has 0 bytes free and a new write fails with ENOSPC",
+                format_bytes(written)
+            ),
+        );
+        Ok(())
+    }
+
+    pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
+        let dir = data_dir_of_target(lab)?;
+        let size = self.size();
+        tokio::task::spawn_blocking(move || {
+            match std::fs::remove_file(dir.join(FILLER)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(failed(format!("cannot remove the filler: {e}"))),
+            }
+            // Verified: the filler is gone and at least half the disk is free again (the rest
+            // may hold the receipts written meanwhile).
+            let free = free_bytes(&dir)?;
+            if dir.join(FILLER).exists() || free < size / 2 {
+                return Err(failed(format!(
+                    "after removing the filler only {} of {} is free",
+                    format_bytes(free),
+                    format_bytes(size)
+                )));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| FaultError::Failed(e.to_string()))?
+    }
+}
+
+fn failed(s: String) -> FaultError {
+    FaultError::Failed(s)
+}
+
+/// The target's data directory as the target sees it: through its own root, inside its mount
+/// namespace, where the tmpfs is.
+fn data_dir_of_target(lab: &Lab) -> Result<PathBuf, FaultError> {
+    let pid = lab
+        .target_pid()
+        .ok_or_else(|| failed("the target is not running".into()))?;
+    let (_, env) = lab.target_setup();
+    if env.data_tmpfs.is_none() {
+        return Err(failed(
+            "the target was started without a tmpfs data directory; filling the host's disk is not an option".into(),
+        ));
+    }
+    Ok(crate::target::seen_by(pid, &env.data_dir))
+}
+
+/// Writes the filler until the filesystem refuses (ENOSPC), and again until a fresh write
+/// fails too: the target frees small files meanwhile (temporary receipts, readiness probes).
+/// Returns the bytes written.
+fn fill(dir: &Path, size: u64) -> Result<u64, FaultError> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(FILLER))
+        .map_err(|e| failed(format!("cannot create the filler: {e}")))?;
+    let chunk = vec![0xa5u8; 64 << 10];
+    let mut written = 0u64;
+    for _ in 0..10 {
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => return Err(failed(format!("writing the filler: {e}"))),
+            }
+            if written > 2 * size {
+                return Err(failed(format!(
+                    "wrote {} into a {} tmpfs without meeting ENOSPC: this is not the lab's tmpfs",
+                    format_bytes(written),
+                    format_bytes(size)
+                )));
+            }
+        }
+        // Tail pages: smaller writes take what a 64 KiB one could not.
+        let byte = [0xa5u8];
+        while let Ok(1) = file.write(&byte) {
+            written += 1;
+        }
+        if free_bytes(dir)? == 0 && probe_is_refused(dir) {
+            return Ok(written);
+        }
+    }
+    Err(failed(
+        "the data directory keeps freeing space as it is filled".into(),
+    ))
+}
+
+/// Whether a new one-byte file is refused with ENOSPC, as the target's next write will be.
+fn probe_is_refused(dir: &Path) -> bool {
+    let probe = dir.join(".fivehundred-probe");
+    let refused = match std::fs::write(&probe, b"1") {
+        Err(e) => e.raw_os_error() == Some(libc::ENOSPC),
+        Ok(()) => false,
+    };
+    let _ = std::fs::remove_file(&probe);
+    refused
+}
+
+fn free_bytes(dir: &Path) -> Result<u64, FaultError> {
+    let st = nix::sys::statvfs::statvfs(dir)
+        .map_err(|e| failed(format!("statvfs {}: {e}", dir.display())))?;
+    Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
+}
+
+/// `"8MiB"`, `"512KiB"`, `"1GiB"`, `"65536"` (bytes); `k`, `M`, `G` are binary too.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size: write it like \"8MiB\""))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "k" | "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "`{s}`: unknown size unit `{other}` (use B, KiB, MiB or GiB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// `8 MiB`, `512 KiB`, `1.5 GiB`, `100 B`.
+pub fn format_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.0} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.0} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_binary_units() {
+        assert_eq!(parse_bytes("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_bytes("256k"), Ok(256 << 10));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("8 parsecs").is_err());
+        assert!(parse_bytes("MiB").is_err());
+        assert_eq!(format_bytes(8 << 20), "8 MiB");
+    }
+
+    #[test]
+    fn a_size_outside_the_range_is_rejected_naming_the_key() {
+        let f = DiskFull {
+            size: Some("1k".into()),
+        };
+        assert_eq!(f.validate().unwrap_err().0, "size");
+    }
+
+    #[test]
+    fn a_tmpfs_fills_to_enospc_and_frees_on_removal() {
+        // Needs the same privilege as the fault; skipped (and said so) without it.
+        if let Err(why) = super::super::privileges::private_tmpfs() {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let size = 256 << 10;
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir.path(),
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size}").as_str()),
+        )
+        .unwrap();
+        // Nothing may fail before the unmount, or the mount would outlive the test.
+        let result = fill(dir.path(), size);
+        let refused = probe_is_refused(dir.path());
+        let removed = std::fs::remove_file(dir.path().join(FILLER));
+        let free = free_bytes(dir.path());
+        nix::mount::umount2(dir.path(), nix::mount::MntFlags::MNT_DETACH).unwrap();
+        assert!(result.unwrap() > size / 2);
+        assert!(refused);
+        removed.unwrap();
+        assert_eq!(free.unwrap(), size);
+    }
+}
