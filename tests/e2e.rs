@@ -493,3 +493,28 @@ fn task_panic_fails_on_data_integrity_when_catch_panic_is_off() {
     // written, and nothing counts or alerts on it.
     fails_on("task-panic", "catch-panic", "data-integrity");
 }
+
+#[test]
+fn permission_flip_passes_with_every_protection_on() {
+    if as_root("permission_flip") {
+        passes_with_all_protections("permission-flip");
+    }
+}
+
+#[test]
+fn permission_flip_fails_on_status_when_the_outbox_is_off() {
+    if as_root("permission_flip") {
+        fails_on("permission-flip", "outbox", "status[fault]");
+    }
+}
+
+#[test]
+fn a_run_killed_mid_permission_flip_leaves_no_run_directory_after_recover() {
+    if !as_root("permission_flip") {
+        return;
+    }
+    // The read-only receipts directory, owned by `nobody`, is inside the run directory: recover
+    // removes the whole of it (checked by the helper), whatever its modes and owners.
+    let entries = killed_mid_fault_then_recovered("permission-flip", |_| {});
+    assert!(entries.iter().any(|e| e["fault"]["kind"] == "permission"));
+}
