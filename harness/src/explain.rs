@@ -155,7 +155,7 @@ pub fn intro(s: &Scenario, style: Style) -> String {
             let _ = writeln!(o, "  {l}");
         }
     };
-    section("What happens", &learn.summary);
+    section("What happens, and why it becomes an error", &learn.summary);
     section("What the client sees", &learn.client);
     section("What the logs say", &learn.logs);
     section("Which metric moves", &learn.metric);
@@ -253,9 +253,9 @@ fn rows(r: &Ran) -> Vec<(&'static str, Cell)> {
         plain(if obs.alerts.is_empty() {
             vec!["no alert notification recorded".to_string()]
         } else {
-            obs.alerts
+            observed::alert_spans(&obs.alerts)
                 .iter()
-                .map(|a| observed::describe_alert(a, obs.fault_window))
+                .map(|a| observed::describe_span(a, obs.fault_window))
                 .collect()
         }),
     ));
@@ -573,7 +573,7 @@ pub fn diagnosis(scenario: &Scenario, runs: &[Ran], style: Style) -> String {
     ));
 
     let inject = obs.fault_window.map(|w| w.0);
-    let metrics = match obs.metrics.iter().find(|m| m.moved()) {
+    let mut metrics = match obs.metrics.iter().find(|m| m.moved()) {
         Some(m) => format!(
             "{} {} → {}{}{}\n{}",
             m.series,
@@ -589,9 +589,19 @@ pub fn diagnosis(scenario: &Scenario, runs: &[Ran], style: Style) -> String {
         ),
         None => "no metric moved in the fault phase: the metrics do not show this failure".into(),
     };
+    match obs.alerts.iter().find(|a| a.firing) {
+        Some(a) => {
+            let _ = write!(
+                metrics,
+                "\nfirst alert: {}",
+                observed::describe_alert(a, obs.fault_window)
+            );
+        }
+        None => metrics.push_str("\nno alert fired: the responder would hear of it from users"),
+    }
     steps.push((
         "correlate metrics",
-        "Line the error rate up with the metrics: the one that moves first is closest to the cause.",
+        "Line the error rate up with the metrics and the alerts: what moves first is closest to the cause.",
         metrics,
     ));
 

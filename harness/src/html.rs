@@ -265,12 +265,17 @@ fn shows_up(h: &mut String, s: &ScenarioReport, obs: &Observed<'_>) {
         "<span class=\"absent\">not seen in this run (no alert notification was recorded)</span>"
             .to_string()
     } else {
-        let mut a = String::from("<ul>");
-        for m in &obs.alerts {
+        let mut a = String::from("<ul class=\"alerts\">");
+        for span in observed::alert_spans(&obs.alerts) {
             let _ = write!(
                 a,
-                "<li>{}</li>",
-                esc(&observed::describe_alert(m, obs.fault_window))
+                "<li><b>{}</b>{}</li>",
+                esc(&observed::describe_span(&span, obs.fault_window)),
+                if span.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!("<br><small>{}</small>", esc(&span.detail))
+                }
             );
         }
         a.push_str("</ul>");
@@ -598,6 +603,8 @@ const RIGHT: f64 = 66.0;
 const TOP: f64 = 30.0;
 const PLOT_H: f64 = 190.0;
 const BAND_H: f64 = 12.0;
+/// Most rows the alert band gets; more alerts share the last one.
+const MAX_ALERT_ROWS: usize = 6;
 
 /// Draws the timeline of one scenario.
 fn timeline_svg(h: &mut String, rec: &Recording, id: &str) {
@@ -653,10 +660,20 @@ fn timeline_svg(h: &mut String, rec: &Recording, id: &str) {
     let y = |c: f64| TOP + PLOT_H - c / y_max * PLOT_H;
     let yl = |ms: f64| TOP + PLOT_H - ms / l_max * PLOT_H;
     let bottom = TOP + PLOT_H;
-    let ready_y = bottom + 26.0;
+    let fault_y = bottom + 26.0;
+    let ready_y = fault_y + BAND_H + 4.0;
     let live_y = ready_y + BAND_H + 4.0;
     let alert_y = live_y + BAND_H + 4.0;
-    let legend_y = alert_y + BAND_H + 26.0;
+    // One row per alert that fired, in the order they first fired.
+    let alerts = observed::alert_marks(rec);
+    let mut alert_names: Vec<&str> = Vec::new();
+    for a in alerts.iter().filter(|a| a.firing) {
+        if !alert_names.contains(&a.alert.as_str()) {
+            alert_names.push(&a.alert);
+        }
+    }
+    let alert_rows = alert_names.len().clamp(1, MAX_ALERT_ROWS);
+    let legend_y = alert_y + alert_rows as f64 * (BAND_H + 2.0) + 24.0;
     let height = legend_y + 34.0;
 
     let _ = writeln!(
@@ -853,6 +870,15 @@ fn timeline_svg(h: &mut String, rec: &Recording, id: &str) {
 
     // The x axis.
     let (_, x_step) = nice_axis(t1 - t0);
+    if (t0 / x_step).fract() != 0.0 {
+        // The axis starts between round ticks: still say where.
+        let _ = writeln!(
+            h,
+            "<text x=\"{LEFT}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#777\">{}s</text>",
+            bottom + 15.0,
+            num(t0)
+        );
+    }
     let mut t = (t0 / x_step).ceil() * x_step;
     while t <= t1 + 1e-9 {
         let xx = x(t);
@@ -867,7 +893,29 @@ fn timeline_svg(h: &mut String, rec: &Recording, id: &str) {
         t += x_step;
     }
 
-    // Health bands: /readyz and /livez per sample, and alerts while firing.
+    // Bands under the axis: when the fault was active (the shading above sits behind the bars,
+    // this row does not), /readyz and /livez per sample, and alerts while firing.
+    let _ = write!(
+        h,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">fault</text><g class=\"band fault\">",
+        LEFT - 5.0,
+        fault_y + 10.0
+    );
+    for (a, b, what) in observed::fault_windows(rec) {
+        let (xa, xb) = (xm(a).max(LEFT), xm(b).min(LEFT + plot_w));
+        let _ = write!(
+            h,
+            "<rect x=\"{xa:.1}\" y=\"{fault_y:.1}\" width=\"{:.1}\" height=\"{BAND_H}\" \
+             fill=\"#e53935\" fill-opacity=\"0.7\"><title>{}</title></rect>\
+             <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#fff\" font-size=\"10\">{}</text>",
+            (xb - xa).max(1.0),
+            esc(&what),
+            xa + 3.0,
+            fault_y + 9.5,
+            esc(&shorten(&what, ((xb - xa) / 6.0) as usize))
+        );
+    }
+    h.push_str("</g>\n");
     for (endpoint, by) in [("readyz", ready_y), ("livez", live_y)] {
         let _ = write!(
             h,
@@ -922,7 +970,6 @@ fn timeline_svg(h: &mut String, rec: &Recording, id: &str) {
         LEFT - 5.0,
         alert_y + 10.0
     );
-    let alerts = observed::alert_marks(rec);
     if alerts.is_empty() {
         let _ = write!(
             h,
@@ -931,6 +978,7 @@ fn timeline_svg(h: &mut String, rec: &Recording, id: &str) {
             alert_y + 10.0
         );
     }
+    let mut labelled = vec![false; alert_rows];
     for (k, a) in alerts.iter().enumerate().filter(|(_, a)| a.firing) {
         // Firing until the same alert's next resolution, or the end of the timeline. A repeated
         // firing notification of an alert already firing just overlaps its bar.
@@ -939,16 +987,37 @@ fn timeline_svg(h: &mut String, rec: &Recording, id: &str) {
             .find(|b| !b.firing && b.alert == a.alert)
             .map(|b| b.at_ms)
             .unwrap_or(t1 * 1000.0);
+        // Alerts beyond the last row share it.
+        let row = alert_names
+            .iter()
+            .position(|n| *n == a.alert)
+            .unwrap_or(0)
+            .min(alert_rows - 1);
+        let ry = alert_y + row as f64 * (BAND_H + 2.0);
         let (xa, xb) = (xm(a.at_ms).max(LEFT), xm(end).min(LEFT + plot_w));
         let _ = write!(
             h,
-            "<rect x=\"{xa:.1}\" y=\"{alert_y:.1}\" width=\"{:.1}\" height=\"{BAND_H}\" \
-             fill=\"#ef6c00\" fill-opacity=\"0.6\"><title>{} firing {} → {}</title></rect>",
+            "<rect class=\"alert-firing\" x=\"{xa:.1}\" y=\"{ry:.1}\" width=\"{:.1}\" \
+             height=\"{BAND_H}\" fill=\"#ffb74d\"><title>{} firing {} → {}</title></rect>",
             (xb - xa).max(1.0),
             esc(&a.alert),
             secs(a.at_ms),
             secs(end)
         );
+        if !labelled[row] {
+            labelled[row] = true;
+            let _ = write!(
+                h,
+                "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#6d3200\" font-size=\"10\">{}</text>",
+                xa + 3.0,
+                ry + 9.5,
+                esc(if row + 1 == alert_rows && alert_names.len() > alert_rows {
+                    "more alerts"
+                } else {
+                    &a.alert
+                })
+            );
+        }
     }
     h.push_str("</g>\n");
 
@@ -1043,6 +1112,17 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// At most `max` characters, with an ellipsis when cut (for labels inside the drawing).
+fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else if max <= 1 {
+        String::new()
+    } else {
+        format!("{}…", s.chars().take(max - 1).collect::<String>())
+    }
+}
+
 /// Cuts long text at a character boundary, saying how much was left out.
 fn cut(s: &str) -> String {
     if s.len() <= MAX_TEXT {
@@ -1109,6 +1189,7 @@ table.shows th, table.shows td { border-top: 1px solid #eee; padding: 6px 8px; v
 table.shows tbody th { width: 80px; color: #555; }
 table.shows td.says { width: 38%; color: #333; }
 table.shows p { margin: 0 0 4px; }
+ul.alerts { margin: 0; padding-left: 1.1em; }
 ul.metrics { margin: 0; padding-left: 1.1em; } ul.metrics code { overflow-wrap: anywhere; }
 td.captured, td.says { overflow-wrap: anywhere; }
 .absent { color: #888; font-style: italic; }
@@ -1253,6 +1334,10 @@ mod tests {
         assert!(html.contains("requests/s") && html.contains("p99 latency"));
         assert!(html.contains("class=\"c0\"") && html.contains("class=\"c2\""));
         assert!(html.contains("<g class=\"band readyz\">"));
+        assert!(
+            html.contains("<g class=\"band fault\"><rect"),
+            "the fault band"
+        );
         assert!(html.contains("<rect class=\"fail\""));
         assert!(
             html.contains("class=\"marker inject\"") && html.contains("class=\"marker revert\"")
@@ -1274,9 +1359,12 @@ mod tests {
         });
         let html = render(&report_with(rec, Vec::new()));
         assert!(html.contains("class=\"marker alert-fired\""));
+        // DatabaseUnavailable's row, firing from 8 s to 16 s.
+        assert!(html.contains("<title>DatabaseUnavailable firing 8.0s → 16.0s</title>"));
         assert!(html.contains("class=\"marker alert-resolved\""));
-        assert!(html.contains("DatabaseUnavailable fired at 8.0s (3.0s after the injection)"));
-        assert!(html.contains("DatabaseUnavailable resolved at 16.0s (3.0s after the revert)"));
+        assert!(html.contains(
+            "DatabaseUnavailable: fired 3.0s after the injection, resolved 3.0s after the revert"
+        ));
         assert!(!html.contains("no alert notifications recorded"));
     }
 
@@ -1375,7 +1463,9 @@ mod tests {
         let html = render(&report_with(recording(), Vec::new()));
         let shows = html.split("How it shows up").nth(1).unwrap();
         // The scenario's words and a real error body from the recording.
-        assert!(shows.contains("Retry-After"));
+        let client = &scenario().learn.client;
+        assert!(!client.is_empty());
+        assert!(shows.contains(&esc(client)), "the scenario's client text");
         assert!(shows.contains("&quot;detail&quot;:&quot;retry later&quot;"));
         // A real metric change and the readiness failure with its component.
         assert!(shows.contains("app_stale_cache_serves_total"));

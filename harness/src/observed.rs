@@ -229,6 +229,62 @@ pub fn alert_marks(rec: &Recording) -> Vec<AlertMark> {
         .collect()
 }
 
+/// One alert from its first firing notification to the resolution after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertSpan {
+    pub alert: String,
+    pub fired_ms: f64,
+    /// `None` while it was still firing at the end of the run.
+    pub resolved_ms: Option<f64>,
+    pub detail: String,
+}
+
+/// The alerts that fired, each once, in the order they fired: repeated firing notifications
+/// of an alert already firing fold into its span.
+pub fn alert_spans(marks: &[AlertMark]) -> Vec<AlertSpan> {
+    let mut spans: Vec<AlertSpan> = Vec::new();
+    for m in marks {
+        let open = spans
+            .iter_mut()
+            .rev()
+            .find(|s| s.alert == m.alert && s.resolved_ms.is_none());
+        match (m.firing, open) {
+            (true, Some(_)) => {}
+            (true, None) => spans.push(AlertSpan {
+                alert: m.alert.clone(),
+                fired_ms: m.at_ms,
+                resolved_ms: None,
+                detail: m.detail.clone(),
+            }),
+            (false, Some(s)) => s.resolved_ms = Some(m.at_ms),
+            // A resolution without a firing seen (it fired before the recording began).
+            (false, None) => {}
+        }
+    }
+    spans
+}
+
+/// `HighErrorRate: fired 8.4s after the injection, resolved 10.2s after the revert`.
+pub fn describe_span(s: &AlertSpan, fault_window: Option<(f64, f64)>) -> String {
+    let fired = match fault_window {
+        Some((inject, _)) if s.fired_ms >= inject => {
+            format!(
+                "fired {:.1}s after the injection",
+                (s.fired_ms - inject) / 1000.0
+            )
+        }
+        _ => format!("fired at {:.1}s", s.fired_ms / 1000.0),
+    };
+    let resolved = match (s.resolved_ms, fault_window) {
+        (None, _) => "still firing at the end".to_string(),
+        (Some(t), Some((_, revert))) if t >= revert => {
+            format!("resolved {:.1}s after the revert", (t - revert) / 1000.0)
+        }
+        (Some(t), _) => format!("resolved at {:.1}s", t / 1000.0),
+    };
+    format!("{}: {fired}, {resolved}", s.alert)
+}
+
 /// `DatabaseUnavailable fired at 9.1s (3.6s after the injection): the database is down`.
 pub fn describe_alert(m: &AlertMark, fault_window: Option<(f64, f64)>) -> String {
     let relative = match (m.firing, fault_window) {
@@ -441,4 +497,126 @@ pub fn failed_ids(s: &ScenarioReport) -> Vec<String> {
         .filter(|c| c.verdict == Verdict::Fail)
         .map(|c| c.id())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{MetricsSample, Outcome, RequestRecord};
+
+    fn mark(at_ms: f64, firing: bool, alert: &str) -> AlertMark {
+        AlertMark {
+            at_ms,
+            firing,
+            alert: alert.into(),
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn alert_spans_fold_repeated_firings_and_pair_resolutions() {
+        let spans = alert_spans(&[
+            mark(1000.0, true, "A"),
+            mark(1500.0, true, "B"),
+            mark(2000.0, true, "A"),
+            mark(3000.0, false, "A"),
+            mark(4000.0, false, "C"),
+        ]);
+        assert_eq!(spans.len(), 2, "{spans:?}");
+        assert_eq!(
+            (spans[0].fired_ms, spans[0].resolved_ms),
+            (1000.0, Some(3000.0))
+        );
+        assert_eq!((spans[1].alert.as_str(), spans[1].resolved_ms), ("B", None));
+        assert_eq!(
+            describe_span(&spans[1], Some((500.0, 2500.0))),
+            "B: fired 1.0s after the injection, still firing at the end"
+        );
+    }
+
+    fn request(at_ms: f64, status: Option<u16>) -> RequestRecord {
+        RequestRecord {
+            seq: at_ms as u64,
+            at_ms,
+            route: "GET /x".into(),
+            method: "GET".into(),
+            path: "/x".into(),
+            request_headers: Default::default(),
+            request_body: None,
+            latency_ms: 1.0,
+            outcome: match status {
+                Some(status) => Outcome::Response {
+                    status,
+                    headers: Default::default(),
+                    body: None,
+                },
+                None => Outcome::Error {
+                    kind: crate::record::TransportError::Closed,
+                    message: "reset".into(),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn the_representative_error_is_the_most_common_one() {
+        let reqs = [
+            request(1.0, Some(200)),
+            request(2.0, None),
+            request(3.0, Some(503)),
+            request(4.0, Some(503)),
+            request(5.0, Some(500)),
+        ];
+        let refs: Vec<&RequestRecord> = reqs.iter().collect();
+        assert_eq!(representative_error(&refs).unwrap().status(), Some(503));
+        assert!(representative_error(&refs[..1]).is_none());
+    }
+
+    #[test]
+    fn moved_metrics_are_those_flat_in_steady_that_move_in_the_fault() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/db-down.toml");
+        let mut scenario = crate::scenario::load(&path).unwrap();
+        // Only what this test names, whatever the catalogue's file expects.
+        scenario.expect = Default::default();
+        scenario.expect.fault.metrics = vec![crate::scenario::MetricExpect {
+            series: "app_stale_cache_serves_total".into(),
+            min_delta: Some(1.0),
+            max_delta: None,
+        }];
+        let mut rec = Recording::default();
+        rec.phases.insert(Phase::Steady, (0.0, 1000.0));
+        rec.phases.insert(Phase::Fault, (1000.0, 2000.0));
+        for (i, at) in [0.0, 500.0, 1000.0, 1500.0, 2000.0].into_iter().enumerate() {
+            let i = i as f64;
+            let mut values = std::collections::BTreeMap::new();
+            // Grows with the load all along: not a symptom.
+            values.insert("app_http_requests_total{status=\"200\"}".into(), 10.0 * i);
+            // Flat, then up in the fault: a symptom.
+            values.insert(
+                "app_db_errors_total{kind=\"connection\"}".into(),
+                if at > 1000.0 { 5.0 } else { 0.0 },
+            );
+            // The probes' own counter: not the service's traffic.
+            values.insert(
+                "app_http_requests_total{route=\"/readyz\",status=\"503\"}".into(),
+                if at > 1000.0 { 2.0 } else { 0.0 },
+            );
+            rec.metrics.push(MetricsSample { at_ms: at, values });
+        }
+        let report = ScenarioReport::from_checks(&scenario, Vec::new(), rec, 1.0, None);
+        let moved = moved_metrics(&report);
+        let names: Vec<&str> = moved.iter().map(|m| m.series.as_str()).collect();
+        // The scenario's own series first (it did not move here), then the symptom.
+        assert_eq!(
+            names,
+            [
+                "app_stale_cache_serves_total",
+                "app_db_errors_total{kind=\"connection\"}"
+            ]
+        );
+        assert!(!moved[0].moved() && moved[0].expected);
+        assert_eq!((moved[1].before, moved[1].extreme), (0.0, 5.0));
+        assert_eq!(moved[1].first_change_ms, Some(1500.0));
+    }
 }
