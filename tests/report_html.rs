@@ -115,11 +115,32 @@ fn dom(out: &Output) -> String {
 #[test]
 fn report_html_of_a_failing_and_a_passing_scenario_renders_in_chromium_without_network() {
     let run = Run::new();
-    let (out, report) = run.scenarios(
-        &["db-down", "handler-panic"],
-        &["--protections", "all,-stale-cache"],
-    );
+    let dir = run.reports.path().to_str().unwrap().to_string();
+    // The same arguments as `Run::scenarios`, plus --json: stdout is then the report alone.
+    let out = run
+        .command(&[
+            "run",
+            "db-down",
+            "handler-panic",
+            "--seed",
+            "7",
+            "--report-dir",
+            &dir,
+            "--json",
+            "--",
+            "--protections",
+            "all,-stale-cache",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("--json prints the report alone ({e}): {}", explain(&out)));
+    let written: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.reports.path().join("report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report, written, "--json prints what report.json holds");
     assert_eq!(report["scenarios"][0]["verdict"], "fail");
     assert_eq!(report["scenarios"][1]["verdict"], "pass");
     let page = run.reports.path().join("report.html");
@@ -229,6 +250,21 @@ fn the_network_check_sees_a_page_that_fetches_something() {
     .unwrap();
     let (_, netlog) = headless(&page, &["--dump-dom"]);
     assert_eq!(page_requests(&netlog), vec!["http://127.0.0.1:9/leak.png"]);
+}
+
+#[test]
+fn list_json_is_the_catalogue_as_json() {
+    let run = Run::new();
+    let out = run.command(&["list", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let db_down = list
+        .iter()
+        .find(|s| s["name"] == "db-down")
+        .expect("db-down is in the catalogue");
+    assert_eq!(db_down["cause"], "database down");
+    assert_eq!(db_down["protection"], "stale-cache");
+    assert!(db_down["title"].as_str().is_some_and(|t| !t.is_empty()));
 }
 
 #[test]
