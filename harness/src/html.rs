@@ -16,6 +16,7 @@ use crate::checks::{CheckResult, Evidence, Verdict};
 use crate::observed::{self, Observed};
 use crate::record::{EventKind, LogRecord, Outcome, Phase, ProbeRecord, Recording, RequestRecord};
 use crate::report::{RunReport, ScenarioReport};
+use crate::scenario::Health;
 
 /// The page's policy: nothing may be loaded from anywhere, inline style and `data:` images only.
 pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
@@ -327,7 +328,19 @@ fn shows_up(h: &mut String, s: &ScenarioReport, obs: &Observed<'_>) {
         }
         t
     };
-    row(h, "readiness", "", &readiness);
+    // The scenario's expectation stands in for learner text here.
+    let expected = match (
+        s.scenario.expect.fault.readyz,
+        s.scenario.expect.recovery.readyz,
+    ) {
+        (Some(Health::Fail), _) => {
+            "expected: /readyz fails while the fault is active, and passes again in recovery"
+        }
+        (Some(Health::Pass), _) => "expected: /readyz keeps passing through the fault",
+        (None, Some(Health::Pass)) => "expected: /readyz passes again by the end of recovery",
+        _ => "",
+    };
+    row(h, "readiness", expected, &readiness);
 
     // Diagnose: the text, and where this run's evidence for it is.
     let mut diag = String::new();
@@ -1470,6 +1483,7 @@ mod tests {
         // A real metric change and the readiness failure with its component.
         assert!(shows.contains("app_stale_cache_serves_total"));
         assert!(shows.contains("database: unreachable"));
+        assert!(shows.contains("expected: /readyz fails while the fault is active"));
         // No log lines and no alerts were recorded: say so.
         assert!(shows.contains("not seen in this run"));
     }
