@@ -9,8 +9,12 @@ use std::time::{Duration, Instant};
 
 use super::{Run, explain};
 
-/// Chromium on PATH, or a failure that says how to get it (never a silent skip).
+/// Chromium on PATH (installed from Debian's packages first where the machine allows it), or a
+/// failure that says how to get it (never a silent skip).
 fn chromium() -> PathBuf {
+    if let Err(e) = fivehundred::install::ensure(fivehundred::install::CHROMIUM) {
+        panic!("{e}");
+    }
     for name in ["chromium", "chromium-browser"] {
         if let Some(p) = std::env::var_os("PATH").and_then(|paths| {
             std::env::split_paths(&paths)

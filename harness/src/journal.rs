@@ -326,7 +326,9 @@ async fn recover_one(path: &Path, entries: &[Entry]) -> Recovered {
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
                 match removed {
-                    Ok(()) => rec.actions.push(format!("removed cgroup {}", path.display())),
+                    Ok(()) => rec
+                        .actions
+                        .push(format!("removed cgroup {}", path.display())),
                     Err(e) => rec.problems.push(e),
                 }
             }

@@ -109,7 +109,11 @@ impl Lab {
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| LabError(format!("cannot create {}: {e}", data_dir.display())))?;
         let user = if needs.unprivileged {
-            Some(unprivileged_dirs(&opts.target.program, &run_dir, &data_dir)?)
+            Some(unprivileged_dirs(
+                &opts.target.program,
+                &run_dir,
+                &data_dir,
+            )?)
         } else {
             None
         };

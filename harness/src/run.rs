@@ -399,7 +399,10 @@ async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
 }
 
 /// Health probes every 250 ms, metrics every 500 ms, and a watch on the target process.
-pub(crate) fn start_samplers(lab: &Lab, stop: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+pub(crate) fn start_samplers(
+    lab: &Lab,
+    stop: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
