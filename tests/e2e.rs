@@ -274,7 +274,10 @@ fn a_missing_monitoring_stack_stops_the_run_with_exit_code_3_naming_it() {
         err.contains("prometheus") && err.contains("apt-get install"),
         "names what to install: {err}"
     );
-    assert!(journal_files(run.state.path()).is_empty(), "nothing left behind");
+    assert!(
+        journal_files(run.state.path()).is_empty(),
+        "nothing left behind"
+    );
 }
 
 #[test]
@@ -288,9 +291,14 @@ fn sigterm_mid_fault_reverts_every_fault_and_tears_the_lab_down() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
     let journal = loop {
-        assert!(Instant::now() < deadline, "the run never injected its fault");
+        assert!(
+            Instant::now() < deadline,
+            "the run never injected its fault"
+        );
         if let Some(j) = journal_files(run.state.path()).into_iter().next()
-            && std::fs::read_to_string(&j).unwrap().contains("\"event\":\"inject\"")
+            && std::fs::read_to_string(&j)
+                .unwrap()
+                .contains("\"event\":\"inject\"")
         {
             break j;
         }

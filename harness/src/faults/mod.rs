@@ -17,15 +17,15 @@ mod permission;
 mod pg;
 pub(crate) mod privileges;
 
+pub use config::{Config, ConfigChange};
 pub use dependency::{Behaviour, Dependency, DependencyTarget};
+pub use disk::DiskFull;
 pub use failpoint::Failpoint;
+pub use fds::FdLimit;
 pub use held::Held;
 pub use lock::{Lock, LockMode};
-pub use network::{Network, NetworkFault, ProxyTarget};
-pub use config::{Config, ConfigChange};
-pub use disk::DiskFull;
-pub use fds::FdLimit;
 pub use memory::{Memory, hog_main as memory_hog_main};
+pub use network::{Network, NetworkFault, ProxyTarget};
 pub use permission::{Permission, PermissionPath};
 
 use serde::{Deserialize, Serialize};
