@@ -526,3 +526,49 @@ fn a_run_killed_mid_permission_flip_leaves_no_run_directory_after_recover() {
     let entries = killed_mid_fault_then_recovered("permission-flip", |_| {});
     assert!(entries.iter().any(|e| e["fault"]["kind"] == "permission"));
 }
+
+#[test]
+fn bad_config_passes_with_every_protection_on() {
+    passes_with_all_protections("bad-config");
+}
+
+/// No protection switch covers configuration handling, so the failing side is a service with a
+/// real configuration bug: it ignores its `--config` file (a wrapper drops the flag), so a bad
+/// start serves and a reload changes nothing it can report.
+#[test]
+fn bad_config_fails_on_its_own_checks_when_the_service_ignores_its_config_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let run = Run::new();
+    let bin = tempfile::tempdir().unwrap();
+    let wrapper = bin.path().join("target-app-ignoring-config");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n# Drops --config PATH: a service that never reads its configuration file.\n\
+             skip=0\nfor a in \"$@\"; do\n  shift\n  if [ $skip = 1 ]; then skip=0; continue; fi\n\
+               if [ \"$a\" = --config ]; then skip=1; continue; fi\n  set -- \"$@\" \"$a\"\ndone\n\
+             exec {} \"$@\"\n",
+            binary("target-app").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let reports = run.reports.path().to_str().unwrap().to_string();
+    let out = run
+        .command(&["run", "bad-config", "--seed", "7", "--report-dir", &reports])
+        .env("FIVEHUNDRED_TARGET_BIN", &wrapper)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.reports.path().join("report.json")).unwrap(),
+    )
+    .unwrap();
+    let failed = failed_checks(&report);
+    for check in ["refuses-bad-start[fault]", "config-reload[fault]"] {
+        assert!(
+            failed.iter().any(|c| c == check),
+            "{check} should fail: {failed:?}"
+        );
+    }
+}

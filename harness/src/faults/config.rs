@@ -244,16 +244,22 @@ impl Config {
     }
 }
 
-/// Writes the good file back, sends SIGHUP, and verifies the target took it.
+/// Writes the good file back, sends SIGHUP, and verifies the file and that the target reports
+/// its last reload as successful (`app_config_last_reload_successful 1`).
 async fn restore(lab: &Lab, path: &Path, good: &str) -> Result<(), FaultError> {
-    let before = Reloads::read(lab).await?;
     write_config(path, good)?;
+    if std::fs::read_to_string(path).ok().as_deref() != Some(good) {
+        return Err(FaultError::Failed(format!(
+            "{} does not read back as the good configuration",
+            path.display()
+        )));
+    }
     hangup(lab)?;
     let deadline = Instant::now() + REACT_WITHIN;
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let now = Reloads::read(lab).await?;
-        if now.successes > before.successes && now.last_ok == Some(1.0) {
+        if now.last_ok == Some(1.0) {
             return Ok(());
         }
         if Instant::now() >= deadline {
