@@ -503,6 +503,16 @@ fn task_panic_fails_on_data_integrity_when_catch_panic_is_off() {
 }
 
 #[test]
+fn db_connection_exhaustion_passes_with_every_protection_on() {
+    passes_with_all_protections("db-connection-exhaustion");
+}
+
+#[test]
+fn db_connection_exhaustion_fails_on_latency_when_timeouts_are_off() {
+    fails_on("db-connection-exhaustion", "timeouts", "latency[fault]");
+}
+
+#[test]
 fn permission_flip_passes_with_every_protection_on() {
     if as_root("permission_flip") {
         passes_with_all_protections("permission-flip");
@@ -571,4 +581,31 @@ fn bad_config_fails_on_its_own_checks_when_the_service_ignores_its_config_file()
             "{check} should fail: {failed:?}"
         );
     }
+}
+
+#[test]
+fn bad_migration_passes_with_every_protection_on() {
+    passes_with_all_protections("bad-migration");
+}
+
+#[test]
+fn bad_migration_fails_on_readyz_when_the_schema_check_is_off() {
+    fails_on("bad-migration", "schema-check", "readyz[fault]");
+}
+
+#[test]
+fn bad_migration_fails_on_no_leaks_when_safe_errors_are_off() {
+    // The failing writes are 500s by nature (the schema, not the request, is wrong): without
+    // safe-errors their bodies quote PostgreSQL.
+    fails_on("bad-migration", "safe-errors", "no-leaks[fault]");
+}
+
+#[test]
+fn crash_restart_passes_with_every_protection_on() {
+    passes_with_all_protections("crash-restart");
+}
+
+#[test]
+fn crash_restart_fails_on_data_integrity_when_idempotency_is_off() {
+    fails_on("crash-restart", "idempotency", "data-integrity");
 }

@@ -1074,7 +1074,9 @@ pub fn recovery(rec: &Recording, within_ms: f64) -> CheckResult {
     }
 }
 
-/// The target recovered by itself: it was not restarted and is still running.
+/// The target recovered by itself: it was not restarted and is still running. A crash the
+/// scenario planned (the `crash` fault kills the target and starts it again) is not a restart
+/// the target needed: its exit, and the one start after it, do not count.
 pub fn no_restart(rec: &Recording) -> CheckResult {
     use crate::record::EventKind;
     let starts = rec
@@ -1082,17 +1084,34 @@ pub fn no_restart(rec: &Recording) -> CheckResult {
         .iter()
         .filter(|e| e.kind == EventKind::TargetStart)
         .count();
+    let planned = rec
+        .events
+        .iter()
+        .filter(|e| {
+            e.kind == EventKind::TargetExit && e.detail.contains(crate::faults::PLANNED_EXIT)
+        })
+        .count();
     let exits: Vec<_> = rec
         .events
         .iter()
-        .filter(|e| e.kind == EventKind::TargetExit && !e.detail.contains("stopped by the lab"))
+        .filter(|e| {
+            e.kind == EventKind::TargetExit
+                && !e.detail.contains("stopped by the lab")
+                && !e.detail.contains(crate::faults::PLANNED_EXIT)
+        })
         .collect();
-    let mut r = if starts <= 1 && exits.is_empty() {
+    let mut r = if starts <= 1 + planned && exits.is_empty() {
         CheckResult::new(
             "no-restart",
             None,
             Verdict::Pass,
-            "the target kept running through the run, no restart needed".into(),
+            if planned == 0 {
+                "the target kept running through the run, no restart needed".into()
+            } else {
+                format!(
+                    "the target restarted only after the {planned} crash(es) the scenario planned"
+                )
+            },
         )
     } else {
         CheckResult::new(
@@ -1101,7 +1120,7 @@ pub fn no_restart(rec: &Recording) -> CheckResult {
             Verdict::Fail,
             format!(
                 "the target exited {} time(s) and was started {starts} time(s)",
-                exits.len()
+                exits.len() + planned
             ),
         )
     };
@@ -1116,8 +1135,10 @@ pub fn no_restart(rec: &Recording) -> CheckResult {
 
 // --- data integrity ---------------------------------------------------------------------------
 
-/// Ids of orders the target acknowledged with 201.
+/// Ids of orders the target acknowledged with 201, each once: a retry answered with the same
+/// order (an idempotent replay) acknowledges one order, not two.
 pub fn acknowledged_orders(rec: &Recording) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
     rec.requests
         .iter()
         .filter(|r| r.route == "POST /orders" && r.status() == Some(201))
@@ -1129,6 +1150,7 @@ pub fn acknowledged_orders(rec: &Recording) -> Vec<String> {
                     .unwrap_or_else(|| id.to_string())
             })
         })
+        .filter(|id| seen.insert(id.clone()))
         .collect()
 }
 
@@ -1603,6 +1625,38 @@ mod tests {
         assert_eq!(no_restart(&r).verdict, Verdict::Fail);
     }
 
+    #[test]
+    fn no_restart_ignores_a_planned_crash_but_not_a_second_unplanned_exit() {
+        let event = |at_ms: f64, kind: EventKind, detail: String| Event {
+            at_ms,
+            kind,
+            detail,
+        };
+        let mut r = rec(vec![]);
+        r.events
+            .push(event(0.0, EventKind::TargetStart, "started".into()));
+        r.events.push(event(
+            1000.0,
+            EventKind::TargetExit,
+            format!("target killed with SIGKILL {}", crate::faults::PLANNED_EXIT),
+        ));
+        r.events
+            .push(event(2000.0, EventKind::TargetStart, "started".into()));
+        let c = no_restart(&r);
+        assert_eq!(c.verdict, Verdict::Pass, "{}", c.summary);
+        // A third start without a planned exit before it is a restart the target needed.
+        r.events
+            .push(event(3000.0, EventKind::TargetStart, "started".into()));
+        assert_eq!(no_restart(&r).verdict, Verdict::Fail);
+        r.events.pop();
+        r.events.push(event(
+            3000.0,
+            EventKind::TargetExit,
+            "target exited: signal 6".into(),
+        ));
+        assert_eq!(no_restart(&r).verdict, Verdict::Fail);
+    }
+
     fn note(at_ms: f64, alert: &str, status: AlertStatus) -> AlertNotification {
         AlertNotification {
             at_ms,
@@ -1715,9 +1769,11 @@ mod tests {
             headers: Default::default(),
             body: Some("{}".into()),
         };
+        let replay = a.clone();
         assert_eq!(
-            acknowledged_orders(&rec(vec![a, b])),
-            vec!["7f1c".to_string()]
+            acknowledged_orders(&rec(vec![a, b, replay])),
+            vec!["7f1c".to_string()],
+            "a replayed order is one order"
         );
     }
 }

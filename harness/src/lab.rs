@@ -126,7 +126,11 @@ impl Lab {
         let db_name = format!("fivehundred_{}", uuid::Uuid::new_v4().simple());
         let (db, database_url, upstream_port) = match &opts.database_url {
             None => {
-                let cluster = pglab::PgCluster::start()
+                let mut cluster_opts = pglab::Options::default();
+                if let Some(n) = needs.max_connections {
+                    cluster_opts.max_connections = n;
+                }
+                let cluster = pglab::PgCluster::start_with(cluster_opts)
                     .await
                     .map_err(|e| LabError(format!("cannot start an ephemeral PostgreSQL: {e}")))?;
                 journal.resource(Resource::Process {

@@ -59,6 +59,10 @@ pub struct TargetNeeds {
     pub unprivileged: bool,
     /// The target reads a configuration file that the lab writes and a fault may change.
     pub config_file: bool,
+    /// The lab's own PostgreSQL runs with this `max_connections`, so that a connection
+    /// exhaustion fault fills it with a few dozen sessions. (A need of the lab's database
+    /// rather than of the target; it travels with these because the lab is set up from them.)
+    pub max_connections: Option<u32>,
 }
 
 impl TargetNeeds {
@@ -80,6 +84,10 @@ impl TargetNeeds {
             data_tmpfs: self.data_tmpfs.max(other.data_tmpfs),
             unprivileged: self.unprivileged || other.unprivileged,
             config_file: self.config_file || other.config_file,
+            max_connections: match (self.max_connections, other.max_connections) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
         }
     }
 }
@@ -103,6 +111,20 @@ impl TargetProcess {
     ) -> Result<TargetProcess, String> {
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse().expect("addr");
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse().expect("addr");
+        TargetProcess::start_on(spec, env, recorder, listen, admin, ready_within).await
+    }
+
+    /// Starts the target on the given loopback addresses and waits until `/livez` answers 200.
+    /// A restart uses the addresses of the process it replaces, so that clients, probes and
+    /// Prometheus find it where it was.
+    pub async fn start_on(
+        spec: &TargetSpec,
+        env: &TargetEnv,
+        recorder: &Arc<Recorder>,
+        listen: SocketAddr,
+        admin: SocketAddr,
+        ready_within: Duration,
+    ) -> Result<TargetProcess, String> {
         let mut cmd = command(spec, env, listen, admin)?;
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = pglab::proc::spawn_tied(cmd, Signal::SIGKILL).map_err(|e| {

@@ -5,6 +5,8 @@
 //! before it is injected (see [`crate::journal`]).
 
 mod config;
+mod connections;
+mod crash;
 mod dependency;
 mod disk;
 mod failpoint;
@@ -12,12 +14,15 @@ mod fds;
 mod held;
 mod lock;
 mod memory;
+mod migration;
 mod network;
 mod permission;
 mod pg;
 pub(crate) mod privileges;
 
 pub use config::{Config, ConfigChange};
+pub use connections::Connections;
+pub use crash::{Crash, PLANNED as PLANNED_EXIT};
 pub use dependency::{Behaviour, Dependency, DependencyTarget};
 pub use disk::DiskFull;
 pub use failpoint::Failpoint;
@@ -25,6 +30,7 @@ pub use fds::FdLimit;
 pub use held::Held;
 pub use lock::{Lock, LockMode};
 pub use memory::{Memory, hog_main as memory_hog_main};
+pub use migration::{Change, Migration};
 pub use network::{Network, NetworkFault, ProxyTarget};
 pub use permission::{Permission, PermissionPath};
 
@@ -44,6 +50,12 @@ pub enum Fault {
     Dependency(Dependency),
     /// A table lock held in an open transaction on the harness's own session.
     Lock(Lock),
+    /// Sessions opened until PostgreSQL refuses more ("too many clients"), and held.
+    Connections(Connections),
+    /// A real schema migration applied to the run's database while the target runs.
+    Migration(Migration),
+    /// The target killed mid-load and started again by the lab when the fault ends.
+    Crash(Crash),
     /// The data directory (a private tmpfs) filled until writes fail with ENOSPC.
     DiskFull(DiskFull),
     /// The target in a memory-limited cgroup with a hog that takes most of the limit.
@@ -62,6 +74,9 @@ pub const KINDS: &[&str] = &[
     "network",
     "dependency",
     "lock",
+    "connections",
+    "migration",
+    "crash",
     "disk-full",
     "memory",
     "permission",
@@ -145,6 +160,9 @@ impl Fault {
             Fault::Network(f) => f.validate(),
             Fault::Dependency(f) => f.validate(),
             Fault::Lock(f) => f.validate(),
+            Fault::Connections(f) => f.validate(),
+            Fault::Migration(f) => f.validate(),
+            Fault::Crash(f) => f.validate(),
             Fault::DiskFull(f) => f.validate(),
             Fault::Memory(f) => f.validate(),
             Fault::Permission(f) => f.validate(),
@@ -159,7 +177,9 @@ impl Fault {
     pub fn check_supported(&self) -> Result<(), String> {
         match self {
             Fault::Failpoint(_) | Fault::Network(_) => Ok(()),
-            Fault::Dependency(_) | Fault::Lock(_) => Ok(()),
+            Fault::Dependency(_) | Fault::Lock(_) | Fault::Connections(_) => Ok(()),
+            Fault::Migration(_) => Ok(()),
+            Fault::Crash(_) => Ok(()),
             Fault::DiskFull(f) => f.check_supported(),
             Fault::Memory(f) => f.check_supported(),
             Fault::Permission(f) => f.check_supported(),
@@ -175,6 +195,9 @@ impl Fault {
             Fault::Network(f) => f.describe(),
             Fault::Dependency(f) => f.describe(),
             Fault::Lock(f) => f.describe(),
+            Fault::Connections(f) => f.describe(),
+            Fault::Migration(f) => f.describe(),
+            Fault::Crash(f) => f.describe(),
             Fault::DiskFull(f) => f.describe(),
             Fault::Memory(f) => f.describe(),
             Fault::Permission(f) => f.describe(),
@@ -189,6 +212,9 @@ impl Fault {
             Fault::Network(f) => f.inject(lab).await,
             Fault::Dependency(f) => f.inject(lab).await,
             Fault::Lock(f) => f.inject(lab).await,
+            Fault::Connections(f) => f.inject(lab).await,
+            Fault::Migration(f) => f.inject(lab).await,
+            Fault::Crash(f) => f.inject(lab).await,
             Fault::DiskFull(f) => f.inject(lab).await,
             Fault::Memory(f) => f.inject(lab).await,
             Fault::Permission(f) => f.inject(lab).await,
@@ -216,6 +242,16 @@ impl Fault {
             Fault::Lock(_) => Ok(
                 "nothing to undo: the lock's transaction was rolled back by PostgreSQL when the run's session closed".into(),
             ),
+            // The sessions were the killed controller's own sockets: the server ended them.
+            Fault::Connections(_) => Ok(
+                "nothing to undo: PostgreSQL ended the run's sessions when its connections closed".into(),
+            ),
+            // The changed schema is in the run's own database, which recover drops (or removes
+            // with the lab's cluster) right after; an open migration was rolled back with its
+            // session.
+            Fault::Migration(_) => Ok(
+                "nothing to undo here: the migrated schema is in the run's own database, removed with it".into(),
+            ),
             // The tmpfs was mounted only in the target's own mount namespace, which ended with
             // the target: the host never saw it.
             Fault::DiskFull(_) => Ok(
@@ -235,6 +271,11 @@ impl Fault {
             Fault::Config(_) => Ok(
                 "nothing to undo: the config files are in the run directory, which recover removes".into(),
             ),
+            // The restarted target was tied to the controller like the first one, and died
+            // with it (recover also kills it: it is journalled).
+            Fault::Crash(_) => Ok(
+                "nothing to undo: the target and its restart ended with the run".into(),
+            ),
         }
     }
 
@@ -244,6 +285,10 @@ impl Fault {
             Fault::DiskFull(f) => f.target_needs(),
             Fault::Permission(f) => f.target_needs(),
             Fault::Config(f) => f.target_needs(),
+            Fault::Connections(f) => crate::target::TargetNeeds {
+                max_connections: Some(f.max_connections),
+                ..Default::default()
+            },
             _ => crate::target::TargetNeeds::default(),
         }
     }
@@ -255,6 +300,9 @@ impl Fault {
             Fault::Network(f) => f.revert(lab).await,
             Fault::Dependency(f) => f.revert(lab).await,
             Fault::Lock(f) => f.revert(lab).await,
+            Fault::Connections(f) => f.revert(lab).await,
+            Fault::Migration(f) => f.revert(lab).await,
+            Fault::Crash(f) => f.revert(lab).await,
             Fault::DiskFull(f) => f.revert(lab).await,
             Fault::Memory(f) => f.revert(lab).await,
             Fault::Permission(f) => f.revert(lab).await,
@@ -275,6 +323,9 @@ fn hint_for(kind: &str) -> String {
         "fd-limit" => "an fd-limit fault takes an optional headroom = 0 (descriptors left free above those open)".into(),
         "config" => "a config fault takes change = \"reload\" | \"start\", set = { key = value, ... } and names = \"<the key the error must name>\"".into(),
         "lock" => "a lock fault takes table = \"orders\" and optionally mode = \"access-exclusive\" | \"exclusive\" | \"share\" | \"row-exclusive\" | ...".into(),
+        "connections" => "a connections fault takes optionally max_connections = 20 (the lab's PostgreSQL limit) and reset_target = true | false".into(),
+        "migration" => "a migration fault takes change = \"rename-column\" (with to = \"new_name\") | \"add-not-null-column\" | \"long-lock\", table = \"orders\" and column = \"customer_email\"".into(),
+        "crash" => "a crash fault takes optionally signal = \"SIGKILL\" | \"SIGABRT\" | \"SIGSEGV\"".into(),
         _ => String::new(),
     }
 }
