@@ -609,3 +609,45 @@ fn crash_restart_passes_with_every_protection_on() {
 fn crash_restart_fails_on_data_integrity_when_idempotency_is_off() {
     fails_on("crash-restart", "idempotency", "data-integrity");
 }
+
+#[test]
+fn memory_pressure_passes_with_every_protection_on() {
+    if as_root("memory_pressure") {
+        passes_with_all_protections("memory-pressure");
+    }
+}
+
+#[test]
+fn memory_pressure_fails_on_status_when_load_shed_is_off() {
+    if as_root("memory_pressure") {
+        fails_on("memory-pressure", "load-shed", "status[fault]");
+    }
+}
+
+#[test]
+fn a_run_killed_mid_memory_pressure_leaves_no_cgroup_and_no_hog_after_recover() {
+    if !as_root("memory_pressure") {
+        return;
+    }
+    let mut cgroup = String::new();
+    let entries = killed_mid_fault_then_recovered("memory-pressure", |entries| {
+        let path = entries
+            .iter()
+            .find(|e| e["resource"]["kind"] == "cgroup")
+            .expect("the cgroup is journalled before it is created");
+        cgroup = path["resource"]["path"].as_str().unwrap().to_string();
+        assert!(
+            Path::new(&cgroup).exists(),
+            "{cgroup} exists while injected"
+        );
+    });
+    // The helper checked every journalled process (the hog among them) is dead and every
+    // journalled cgroup is gone.
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["resource"]["what"] == "memory hog"),
+        "the hog is journalled"
+    );
+    assert!(!Path::new(&cgroup).exists());
+}

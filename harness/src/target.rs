@@ -163,7 +163,13 @@ impl TargetProcess {
         }
         recorder.event(
             EventKind::TargetStart,
-            format!("target started (pid {})", child.id()),
+            match env.user {
+                Some((uid, gid)) => format!(
+                    "target started (pid {}, as uid {uid} gid {gid})",
+                    child.id()
+                ),
+                None => format!("target started (pid {})", child.id()),
+            },
         );
         let mut target = TargetProcess {
             child,

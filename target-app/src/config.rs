@@ -5,7 +5,8 @@
 //! key it is about and never echoes a secret. A reload that fails keeps the last good tunables.
 //!
 //! Which tunables change live: the ones read per request or per tick (`request_deadline`,
-//! `payments_timeout`, `cache_ttl`, `breaker_*`, `max_rss_bytes`, `outbox_retry_interval`).
+//! `payments_timeout`, `cache_ttl`, `breaker_*`, `max_rss_bytes`, `max_memory_fraction`,
+//! `outbox_retry_interval`).
 //! The others are baked into the connection pool or the tower stack at startup (`db_*`,
 //! `concurrency_limit`); a reload that changes them logs that a restart is needed.
 
@@ -181,6 +182,10 @@ pub struct Tunables {
     pub concurrency_limit: usize,
     /// Resident memory above which shop requests are shed (with `load-shed`).
     pub max_rss_bytes: u64,
+    /// Share of the memory cgroup's limit above which shop requests are shed (with
+    /// `load-shed`): the cgroup's working set, shared with whatever else runs in it, is what
+    /// the OOM killer acts on. No effect without a cgroup limit.
+    pub max_memory_fraction: f64,
     /// Pause between two passes of the receipt worker, and so between retries of a receipt.
     pub outbox_retry_interval: Duration,
 }
@@ -200,6 +205,7 @@ impl Default for Tunables {
             breaker_open_for: Duration::from_secs(5),
             concurrency_limit: 64,
             max_rss_bytes: 512 * 1024 * 1024,
+            max_memory_fraction: 0.9,
             outbox_retry_interval: Duration::from_secs(1),
         }
     }
@@ -220,6 +226,7 @@ struct RawTunables {
     breaker_open_for: Option<String>,
     concurrency_limit: Option<usize>,
     max_rss_bytes: Option<u64>,
+    max_memory_fraction: Option<f64>,
     outbox_retry_interval: Option<String>,
 }
 
@@ -340,6 +347,16 @@ impl Tunables {
                 1,
             )?,
             max_rss_bytes: at_least("max_rss_bytes", raw.max_rss_bytes, d.max_rss_bytes, 1)?,
+            max_memory_fraction: match raw.max_memory_fraction {
+                Some(f) if !(f > 0.0 && f <= 1.0) => {
+                    return Err(invalid(
+                        "max_memory_fraction",
+                        format!("must be above 0 and at most 1, got {f}"),
+                    ));
+                }
+                Some(f) => f,
+                None => d.max_memory_fraction,
+            },
             outbox_retry_interval: duration(
                 "outbox_retry_interval",
                 raw.outbox_retry_interval,
@@ -458,6 +475,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("cache_tll"), "{err}");
+    }
+
+    #[test]
+    fn a_memory_fraction_outside_0_to_1_names_its_key() {
+        assert_eq!(
+            Tunables::parse("max_memory_fraction = 0.8")
+                .unwrap()
+                .max_memory_fraction,
+            0.8
+        );
+        for bad in ["0.0", "1.5", "-1.0"] {
+            let err = Tunables::parse(&format!("max_memory_fraction = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("`max_memory_fraction`"), "{err}");
+        }
     }
 
     #[test]

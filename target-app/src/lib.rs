@@ -20,6 +20,7 @@
 //!   catalogue cache and its stale fallback), [`payments`] (the payments client), [`outbox`]
 //!   (receipts and their supervised worker).
 //! - [`panics`]: panic reports with backtraces, for catch-panic and the worker supervisor.
+//! - [`memory`]: how close the process (and its memory cgroup) is to its limit, for shedding.
 //!
 //! [`App::build`] connects, migrates and binds; [`App::run`] serves until the shutdown future
 //! resolves. `main.rs` only parses flags, sets up logging and maps the result to an exit code.
@@ -32,6 +33,7 @@ pub mod db;
 pub mod error;
 pub mod failpoints;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod outbox;
 pub mod panics;

@@ -611,6 +611,46 @@ async fn requests_above_the_memory_threshold_answer_503_with_load_shed_on() {
     assert_eq!(app.get("/livez").await.status(), 200);
 }
 
+/// In a container the limit belongs to the cgroup: the service is moved into a memory cgroup
+/// with a limit, and with a tiny `max_memory_fraction` whatever the cgroup holds is too much.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_above_the_cgroup_memory_threshold_answer_503_with_load_shed_on() {
+    let Some(cgroup) = TestCgroup::create(64 << 20) else {
+        return;
+    };
+    let db = Database::start().await;
+    let payments = PaymentsStub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = binary_args(&db, &payments, &dir.path().join("data"));
+    let config = dir.path().join("app.toml");
+    std::fs::write(&config, "max_memory_fraction = 0.000001").unwrap();
+    args.push(format!("--config={}", config.display()));
+    let bin = Binary::spawn(&args).await;
+    cgroup.add(bin.pid());
+    let get = |path: &'static str| {
+        let url = format!("{}{path}", bin.url);
+        async move { client().get(url).send().await.unwrap() }
+    };
+    eventually(
+        Duration::from_secs(5),
+        "a request is shed for the cgroup's memory",
+        || async { get("/products").await.status() == 503 },
+    )
+    .await;
+    assert_problem(get("/products").await, 503).await;
+    let metrics = client()
+        .get(format!("{}/metrics", bin.admin_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metric_value(&metrics, r#"app_load_shed_total{reason="memory"}"#) >= 1.0);
+    assert_eq!(get("/livez").await.status(), 200, "probes are never shed");
+    drop(bin);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_above_the_memory_threshold_are_served_with_load_shed_off() {
     let app = spawn_app_with(Setup {
@@ -822,6 +862,16 @@ async fn a_permission_flip_on_the_receipts_directory_is_counted_as_eacces_and_re
         ) >= 1.0
     })
     .await;
+    let ready = client()
+        .get(format!("{}/readyz", bin.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status(),
+        503,
+        "readiness probes the receipts directory"
+    );
 
     std::fs::set_permissions(&receipts, std::fs::Permissions::from_mode(0o700)).unwrap();
     let receipt = receipts.join(format!("{}.json", order["id"].as_str().unwrap()));

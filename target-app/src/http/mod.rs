@@ -31,8 +31,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 use crate::AppState;
 use crate::error::{AppError, ShedReason};
-use crate::panics;
 use crate::protections::Protection;
+use crate::{memory, panics};
 
 /// The public application. The protections decide which layers exist at all, so that with one
 /// off, its code is not merely skipped but absent.
@@ -172,27 +172,20 @@ async fn deadline(
         .map_err(|_| AppError::Deadline(limit))
 }
 
-/// Sheds shop requests while resident memory is above `max_rss_bytes`: a request refused now
-/// is better than the whole process killed by the OOM killer a little later.
+/// Sheds shop requests while memory is short (resident size above `max_rss_bytes`, or the
+/// memory cgroup's working set above `max_memory_fraction` of its limit; see [`memory`]): a
+/// request refused now is better than the whole process killed by the OOM killer a little later.
 async fn shed_on_memory(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Result<Response, AppError> {
-    let limit = state.tunables.get().max_rss_bytes;
-    if resident_memory_bytes().is_some_and(|rss| rss > limit) {
+    let t = state.tunables.get();
+    if let Some(why) = memory::pressure(t.max_rss_bytes, t.max_memory_fraction) {
+        tracing::debug!(%why, "shedding a request for memory");
         return Err(AppError::Overloaded(ShedReason::Memory));
     }
     Ok(next.run(request).await)
-}
-
-/// `VmRSS` of this process. Read per request: it is a few microseconds, and a sampled value
-/// would lag behind exactly the spike it is meant to catch.
-fn resident_memory_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// `catch-panic`: the panic becomes an ordinary `AppError`, logged by `observe`.

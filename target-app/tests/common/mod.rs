@@ -424,6 +424,10 @@ impl Binary {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn signal(&self, signal: Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
     }
@@ -520,5 +524,61 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         // Lazy unmount: succeeds even if a file on it is still open.
         let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// A memory cgroup with a limit, made under this test process's own, for the life of the guard.
+/// Needs root (or a delegated cgroup); `None`, said on stderr, where it cannot be made.
+pub struct TestCgroup {
+    pub path: PathBuf,
+}
+
+impl TestCgroup {
+    pub fn create(limit: u64) -> Option<TestCgroup> {
+        let Some((parent, v2)) = target_app::memory::memory_cgroup_dir() else {
+            eprintln!("SKIPPED: no memory cgroup hierarchy is mounted");
+            return None;
+        };
+        let path = parent.join(format!("target-app-test-{}", std::process::id()));
+        let limit_file = if v2 {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        };
+        let made = std::fs::create_dir(&path)
+            .and_then(|()| std::fs::write(path.join(limit_file), limit.to_string()));
+        match made {
+            Ok(()) => Some(TestCgroup { path }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&path);
+                eprintln!(
+                    "SKIPPED: cannot make a memory cgroup under {}: {e}",
+                    parent.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Moves process `pid` into the cgroup.
+    pub fn add(&self, pid: u32) {
+        std::fs::write(self.path.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // Whatever is still inside goes back to the parent; then the directory can go.
+        let parent = self.path.parent().unwrap().join("cgroup.procs");
+        let procs = std::fs::read_to_string(self.path.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines() {
+            let _ = std::fs::write(&parent, pid);
+        }
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
