@@ -651,3 +651,23 @@ fn a_run_killed_mid_memory_pressure_leaves_no_cgroup_and_no_hog_after_recover() 
     );
     assert!(!Path::new(&cgroup).exists());
 }
+
+#[test]
+fn overload_passes_with_every_protection_on() {
+    passes_with_all_protections("overload");
+}
+
+#[test]
+fn overload_fails_on_latency_when_load_shedding_is_off() {
+    fails_on("overload", "load-shed", "latency[fault]");
+}
+
+#[test]
+fn invalid_input_passes_with_every_protection_on() {
+    passes_with_all_protections("invalid-input");
+}
+
+#[test]
+fn invalid_input_fails_on_the_smallest_failing_request_when_validation_is_off() {
+    fails_on("invalid-input", "validation", "invalid-input[fault]");
+}

@@ -12,10 +12,12 @@ mod disk;
 mod failpoint;
 mod fds;
 mod held;
+mod invalid_input;
 mod lock;
 mod memory;
 mod migration;
 mod network;
+mod overload;
 mod permission;
 mod pg;
 pub(crate) mod privileges;
@@ -28,10 +30,12 @@ pub use disk::DiskFull;
 pub use failpoint::Failpoint;
 pub use fds::FdLimit;
 pub use held::Held;
+pub use invalid_input::InvalidInput;
 pub use lock::{Lock, LockMode};
 pub use memory::{Memory, hog_main as memory_hog_main};
 pub use migration::{Change, Migration};
 pub use network::{Network, NetworkFault, ProxyTarget};
+pub use overload::Overload;
 pub use permission::{Permission, PermissionPath};
 
 use serde::{Deserialize, Serialize};
@@ -56,6 +60,10 @@ pub enum Fault {
     Migration(Migration),
     /// The target killed mid-load and started again by the lab when the fault ends.
     Crash(Crash),
+    /// An extra open-loop load beyond what the target can serve, recorded with the scenario's.
+    Overload(Overload),
+    /// Requests generated with proptest sent to the target; the smallest one that answers 5xx is shown.
+    InvalidInput(InvalidInput),
     /// The data directory (a private tmpfs) filled until writes fail with ENOSPC.
     DiskFull(DiskFull),
     /// The target in a memory-limited cgroup with a hog that takes most of the limit.
@@ -77,6 +85,8 @@ pub const KINDS: &[&str] = &[
     "connections",
     "migration",
     "crash",
+    "overload",
+    "invalid-input",
     "disk-full",
     "memory",
     "permission",
@@ -163,6 +173,8 @@ impl Fault {
             Fault::Connections(f) => f.validate(),
             Fault::Migration(f) => f.validate(),
             Fault::Crash(f) => f.validate(),
+            Fault::Overload(f) => f.validate(),
+            Fault::InvalidInput(f) => f.validate(),
             Fault::DiskFull(f) => f.validate(),
             Fault::Memory(f) => f.validate(),
             Fault::Permission(f) => f.validate(),
@@ -180,6 +192,8 @@ impl Fault {
             Fault::Dependency(_) | Fault::Lock(_) | Fault::Connections(_) => Ok(()),
             Fault::Migration(_) => Ok(()),
             Fault::Crash(_) => Ok(()),
+            Fault::Overload(_) => Ok(()),
+            Fault::InvalidInput(_) => Ok(()),
             Fault::DiskFull(f) => f.check_supported(),
             Fault::Memory(f) => f.check_supported(),
             Fault::Permission(f) => f.check_supported(),
@@ -198,6 +212,8 @@ impl Fault {
             Fault::Connections(f) => f.describe(),
             Fault::Migration(f) => f.describe(),
             Fault::Crash(f) => f.describe(),
+            Fault::Overload(f) => f.describe(),
+            Fault::InvalidInput(f) => f.describe(),
             Fault::DiskFull(f) => f.describe(),
             Fault::Memory(f) => f.describe(),
             Fault::Permission(f) => f.describe(),
@@ -215,6 +231,8 @@ impl Fault {
             Fault::Connections(f) => f.inject(lab).await,
             Fault::Migration(f) => f.inject(lab).await,
             Fault::Crash(f) => f.inject(lab).await,
+            Fault::Overload(f) => f.inject(lab).await,
+            Fault::InvalidInput(f) => f.inject(lab).await,
             Fault::DiskFull(f) => f.inject(lab).await,
             Fault::Memory(f) => f.inject(lab).await,
             Fault::Permission(f) => f.inject(lab).await,
@@ -276,6 +294,10 @@ impl Fault {
             Fault::Crash(_) => Ok(
                 "nothing to undo: the target and its restart ended with the run".into(),
             ),
+            // The extra load ran in the controller, and stopped with it.
+            Fault::Overload(_) => Ok("nothing to undo: the extra load ended with the run".into()),
+            // The generator ran in the controller, and stopped with it.
+            Fault::InvalidInput(_) => Ok("nothing to undo: the request generator ended with the run".into()),
         }
     }
 
@@ -303,6 +325,8 @@ impl Fault {
             Fault::Connections(f) => f.revert(lab).await,
             Fault::Migration(f) => f.revert(lab).await,
             Fault::Crash(f) => f.revert(lab).await,
+            Fault::Overload(f) => f.revert(lab).await,
+            Fault::InvalidInput(f) => f.revert(lab).await,
             Fault::DiskFull(f) => f.revert(lab).await,
             Fault::Memory(f) => f.revert(lab).await,
             Fault::Permission(f) => f.revert(lab).await,
@@ -310,6 +334,16 @@ impl Fault {
             Fault::Config(f) => f.revert(lab).await,
         }
     }
+}
+
+/// A fault's own part of the seed, from its description: a fault that draws (extra load,
+/// generated input) seeds its generator with the run's seed and this, so that adding a fault
+/// to a scenario does not change what anything else draws. (FNV-1a: stable across builds,
+/// unlike the standard library's hasher.)
+pub(crate) fn seed_for(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn hint_for(kind: &str) -> String {
@@ -326,6 +360,8 @@ fn hint_for(kind: &str) -> String {
         "connections" => "a connections fault takes optionally max_connections = 20 (the lab's PostgreSQL limit) and reset_target = true | false".into(),
         "migration" => "a migration fault takes change = \"rename-column\" (with to = \"new_name\") | \"add-not-null-column\" | \"long-lock\", table = \"orders\" and column = \"customer_email\"".into(),
         "crash" => "a crash fault takes optionally signal = \"SIGKILL\" | \"SIGABRT\" | \"SIGSEGV\"".into(),
+        "overload" => "an overload fault takes rate = 300 (extra requests per second) and optionally mix = [...] as in [load] and timeout = \"5s\"".into(),
+        "invalid-input" => "an invalid-input fault takes optionally cases = 200 (how many generated requests)".into(),
         _ => String::new(),
     }
 }

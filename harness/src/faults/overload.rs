@@ -1,0 +1,140 @@
+//! Overload: an extra open-loop load, on top of the scenario's own, at a rate beyond what the
+//! target can serve, for as long as the fault lasts. Its requests are real requests through the
+//! same load generator and are recorded with the scenario's, so every check sees them.
+//!
+//! Open loop matters here most of all: a closed-loop client slows down with the service and so
+//! never overloads it; real users arriving at a flash sale do not wait for each other.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::FaultError;
+use crate::lab::Lab;
+use crate::load::{self, LoadHandle, LoadPlan, MixEntry};
+use crate::record::RequestRecord;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overload {
+    /// Extra requests per second.
+    pub rate: f64,
+    /// What the extra load sends, as in `[load]`. Default: orders, all for product 1 (a flash
+    /// sale), which serialize on that product's row.
+    #[serde(default = "flash_sale")]
+    pub mix: Vec<MixEntry>,
+    /// How long an extra request may take before it is recorded as a timeout. Default 5s.
+    #[serde(
+        default,
+        with = "crate::duration_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+}
+
+fn flash_sale() -> Vec<MixEntry> {
+    let mut order = MixEntry::new(1, "POST /orders");
+    order
+        .params
+        .insert("product_id".into(), load::Param::Value("1".into()));
+    vec![order]
+}
+
+/// The extra load is bounded even if nothing reverts it (the lab is dropped with the fault
+/// still on): it stops scheduling after this long.
+const LONGEST: Duration = Duration::from_secs(600);
+
+/// The running extra load, kept in the lab until the revert.
+struct Running {
+    handle: LoadHandle,
+    cancel: CancellationToken,
+}
+
+impl Overload {
+    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(self.rate > 0.0 && self.rate <= 5000.0) {
+            return Err((
+                "rate",
+                format!("rate {} is out of range (0 to 5000 per second)", self.rate),
+            ));
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(("timeout", "the timeout must be positive".into()));
+        }
+        // The load generator compiles the mix (request lines, parameters, bodies): whatever it
+        // refuses is reported now, before anything runs.
+        let mut probe = self.plan("http://127.0.0.1:1", 0);
+        probe.requests = Some(1);
+        probe.preview(1).map_err(|e| ("mix", e.to_string()))?;
+        Ok(())
+    }
+
+    pub(super) fn describe(&self) -> String {
+        let what: Vec<&str> = self.mix.iter().map(|m| m.request.as_str()).collect();
+        format!(
+            "overload: {} more requests per second ({})",
+            self.rate,
+            what.join(", ")
+        )
+    }
+
+    fn plan(&self, base_url: &str, seed: u64) -> LoadPlan {
+        let mut plan = LoadPlan::new(base_url, self.rate, self.mix.clone());
+        plan.duration = Some(LONGEST);
+        plan.timeout = self.timeout.unwrap_or(Duration::from_secs(5));
+        plan.seed = seed;
+        plan
+    }
+
+    pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
+        // Its own draws, from the run's seed and this fault, so that the scenario's load draws
+        // the same requests with or without it.
+        let seed = lab.seed ^ super::seed_for(&self.describe());
+        let plan = self.plan(&lab.base_url, seed);
+        let recorder = lab.recorder.clone();
+        let sink = move |r: RequestRecord| recorder.with(|rec| rec.requests.push(r));
+        let cancel = CancellationToken::new();
+        let handle = load::start(&plan, lab.recorder.start, sink, cancel.clone())
+            .map_err(|e| FaultError::Failed(format!("the extra load cannot start: {e}")))?;
+        lab.held.put(&self.describe(), Running { handle, cancel });
+        Ok(())
+    }
+
+    /// Stops scheduling, lets the requests in flight finish (they are recorded), and checks
+    /// that nothing of the extra load is still running.
+    pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
+        let Some(Running { handle, cancel }) = lab.held.take::<Running>(&self.describe()) else {
+            return Ok(()); // never started
+        };
+        cancel.cancel();
+        let limit = self.timeout.unwrap_or(Duration::from_secs(5)) + Duration::from_secs(2);
+        match tokio::time::timeout(limit, handle.wait()).await {
+            Ok(outcome) if outcome.progress.in_flight == 0 => Ok(()),
+            Ok(outcome) => Err(FaultError::Failed(format!(
+                "the extra load still has {} requests in flight",
+                outcome.progress.in_flight
+            ))),
+            Err(_) => Err(FaultError::Failed(format!(
+                "the extra load did not stop within {limit:?}"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_is_a_flash_sale_and_a_bad_mix_is_refused() {
+        let o: Overload = toml::from_str("rate = 300").unwrap();
+        assert!(o.validate().is_ok());
+        assert!(o.describe().contains("POST /orders"));
+        let bad: Overload =
+            toml::from_str("rate = 300\nmix = [{ weight = 1, request = \"GET products\" }]").unwrap();
+        assert_eq!(bad.validate().unwrap_err().0, "mix");
+        let zero: Overload = toml::from_str("rate = 0").unwrap();
+        assert_eq!(zero.validate().unwrap_err().0, "rate");
+    }
+}
