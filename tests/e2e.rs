@@ -671,3 +671,13 @@ fn invalid_input_passes_with_every_protection_on() {
 fn invalid_input_fails_on_the_smallest_failing_request_when_validation_is_off() {
     fails_on("invalid-input", "validation", "invalid-input[fault]");
 }
+
+#[test]
+fn fd_exhaustion_passes_with_every_protection_on() {
+    passes_with_all_protections("fd-exhaustion");
+}
+
+#[test]
+fn fd_exhaustion_fails_on_status_when_the_outbox_is_off() {
+    fails_on("fd-exhaustion", "outbox", "status[fault]");
+}

@@ -61,6 +61,8 @@ pub enum AppError {
 pub enum ShedReason {
     Concurrency,
     Memory,
+    /// The process is out of file descriptors (see `http::listener`).
+    Descriptors,
 }
 
 impl ShedReason {
@@ -68,6 +70,7 @@ impl ShedReason {
         match self {
             ShedReason::Concurrency => "concurrency",
             ShedReason::Memory => "memory",
+            ShedReason::Descriptors => "descriptors",
         }
     }
 }

@@ -55,6 +55,7 @@ use tokio_util::sync::CancellationToken;
 use crate::breaker::Breaker;
 use crate::cache::Cache;
 use crate::config::{Config, LiveTunables, Secret};
+use crate::http::listener::{AtLimit, Shedding};
 use crate::http::products::Product;
 use crate::metrics::Metrics;
 use crate::payments::Payments;
@@ -212,10 +213,25 @@ impl App {
             });
         }
 
-        let public = axum::serve(listener, app(state.clone()))
-            .with_graceful_shutdown(stop.clone().cancelled_owned());
-        let admin = axum::serve(admin_listener, admin::router(state.clone()))
-            .with_graceful_shutdown(stop.clone().cancelled_owned());
+        let public = axum::serve(
+            Shedding::new(
+                listener,
+                if state.protections.on(Protection::LoadShed) {
+                    AtLimit::Refuse
+                } else {
+                    AtLimit::Wait
+                },
+            ),
+            app(state.clone()).into_make_service_with_connect_info::<http::listener::Admission>(),
+        )
+        .with_graceful_shutdown(stop.clone().cancelled_owned());
+        // The admin listener serves even when the process is out of descriptors: the metrics
+        // that say so must get out.
+        let admin = axum::serve(
+            Shedding::new(admin_listener, AtLimit::Serve),
+            admin::router(state.clone()),
+        )
+        .with_graceful_shutdown(stop.clone().cancelled_owned());
         let serving = async { tokio::try_join!(public.into_future(), admin.into_future()) };
         let drain_limit = async {
             stop.cancelled().await;

@@ -165,7 +165,7 @@ impl Metrics {
         for errno in ERRNO_LABELS {
             m.disk_write_errors.with_label_values(&[errno]);
         }
-        for reason in ["concurrency", "memory"] {
+        for reason in ["concurrency", "memory", "descriptors"] {
             m.load_shed.with_label_values(&[reason]);
         }
         for result in ["success", "failure"] {

@@ -662,6 +662,133 @@ async fn requests_above_the_memory_threshold_are_served_with_load_shed_off() {
     assert_eq!(app.get("/products").await.status(), 200);
 }
 
+/// The binary, with its open-file limit lowered (util-linux `prlimit`) to what it has open:
+/// every new descriptor fails with EMFILE. `None`, said on stderr, without `prlimit`.
+async fn binary_out_of_descriptors(
+    protections: &str,
+) -> Option<(Binary, Database, tempfile::TempDir)> {
+    let db = Database::start().await;
+    let payments = PaymentsStub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = binary_args(&db, &payments, &dir.path().join("data"));
+    args.push(format!("--protections={protections}"));
+    let bin = Binary::spawn(&args).await;
+    // The limit bounds descriptor *numbers*: at the lowest free one, no new descriptor fits.
+    let open: std::collections::BTreeSet<u64> =
+        std::fs::read_dir(format!("/proc/{}/fd", bin.pid()))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+    let lowest_free = (0..).find(|n| !open.contains(n)).unwrap();
+    match set_nofile(bin.pid(), &lowest_free.to_string()) {
+        Ok(()) => Some((bin, db, dir)),
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            None
+        }
+    }
+}
+
+fn set_nofile(pid: u32, soft: &str) -> Result<(), String> {
+    let out = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={soft}:"))
+        .output()
+        .map_err(|e| format!("cannot run prlimit (util-linux): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// A client that opens a new connection for every request, as a new client does.
+fn fresh_connections(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(timeout)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_connection_at_the_descriptor_limit_answers_503_fast_with_load_shed_on() {
+    let Some((bin, _db, _dir)) = binary_out_of_descriptors("all").await else {
+        return;
+    };
+    let client = fresh_connections(Duration::from_secs(5));
+    let started = Instant::now();
+    let response = client
+        .get(format!("{}/products", bin.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.headers()["connection"], "close");
+    assert!(response.headers().contains_key("retry-after"));
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_problem(response, 503).await;
+    // The next new client is refused too: the reserve descriptor was taken back.
+    eventually(
+        Duration::from_secs(2),
+        "a second new connection is answered",
+        || async {
+            client
+                .get(format!("{}/products", bin.url))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 503)
+        },
+    )
+    .await;
+    set_nofile(bin.pid(), "1024").unwrap();
+    let metrics = client
+        .get(format!("{}/metrics", bin.admin_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metric_value(&metrics, r#"app_load_shed_total{reason="descriptors"}"#) >= 2.0);
+    assert!(
+        bin.logs()
+            .iter()
+            .any(|l| l["message"] == "request failed" && l["request_id"] == id.as_str()),
+        "the refusal is logged with its request id"
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/products", bin.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_connection_at_the_descriptor_limit_hangs_in_the_backlog_with_load_shed_off() {
+    let Some((bin, _db, _dir)) = binary_out_of_descriptors("all,-load-shed").await else {
+        return;
+    };
+    let client = fresh_connections(Duration::from_secs(2));
+    let response = client.get(format!("{}/products", bin.url)).send().await;
+    assert!(
+        response.as_ref().is_err_and(|e| e.is_timeout()),
+        "no answer while the process cannot accept: {response:?}"
+    );
+    set_nofile(bin.pid(), "1024").unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // validation
 

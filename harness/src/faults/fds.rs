@@ -1,7 +1,8 @@
 //! File-descriptor exhaustion: the running target's open-file limit (`RLIMIT_NOFILE`) is lowered
 //! to what it has open, plus an optional headroom, with `prlimit(2)`. Its next `open`, `accept`
 //! or `connect` fails with EMFILE, as in a service that leaks descriptors or was started with a
-//! low `LimitNOFILE`. Only the soft limit moves, so the revert needs no privilege; it restores
+//! low `LimitNOFILE`. (The limit bounds descriptor numbers, not their count: it is set to the
+//! lowest number not in use, so no gap below it is left for a new descriptor.) Only the soft limit moves, so the revert needs no privilege; it restores
 //! the limit and verifies it in `/proc/<pid>/limits`.
 
 use serde::{Deserialize, Serialize};
@@ -44,12 +45,14 @@ impl FdLimit {
 
     pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
         let pid = target_pid(lab)?;
-        let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .map_err(|e| FaultError::Failed(format!("cannot count the target's descriptors: {e}")))?
-            .count() as u64;
+        let open: std::collections::BTreeSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map_err(|e| FaultError::Failed(format!("cannot list the target's descriptors: {e}")))?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
         let (soft, hard) = crate::sys::nofile_limit(pid)
             .map_err(|e| FaultError::Failed(format!("prlimit on the target: {e}")))?;
-        let lowered = open + u64::from(self.headroom);
+        let lowered = lowest_free(&open) + u64::from(self.headroom);
+        let open = open.len();
         if lowered >= soft {
             return Err(FaultError::Failed(format!(
                 "the target's limit ({soft}) is already no more than the {lowered} it would be lowered to"
@@ -81,6 +84,11 @@ impl FdLimit {
 fn target_pid(lab: &Lab) -> Result<u32, FaultError> {
     lab.target_pid()
         .ok_or_else(|| FaultError::Failed("the target is not running".into()))
+}
+
+/// The number the next new descriptor would get: the lowest one not in use.
+fn lowest_free(open: &std::collections::BTreeSet<u64>) -> u64 {
+    (0..).find(|n| !open.contains(n)).unwrap_or(0)
 }
 
 /// prlimit, verified in `/proc/<pid>/limits` (what `prlimit --pid` and operators read).
@@ -121,6 +129,13 @@ Max cpu time              unlimited            unlimited            seconds   \n
 Max open files            37                   1048576              files     \n";
         assert_eq!(open_files_limit(text), Some((37, 1_048_576)));
         assert_eq!(open_files_limit("Max cpu time unlimited unlimited"), None);
+    }
+
+    #[test]
+    fn the_limit_goes_to_the_lowest_free_descriptor_number() {
+        assert_eq!(lowest_free(&[0, 1, 2, 3].into()), 4);
+        // A gap below the highest descriptor would let a new one in above the count.
+        assert_eq!(lowest_free(&[0, 1, 2, 4, 5, 9].into()), 3);
     }
 
     #[test]

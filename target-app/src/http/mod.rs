@@ -9,6 +9,7 @@
 //!    precisely when the service is busy) are behind `load-shed`.
 
 pub mod health;
+pub mod listener;
 pub mod orders;
 pub mod products;
 
@@ -18,7 +19,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
@@ -53,7 +54,8 @@ pub fn app(state: Arc<AppState>) -> Router {
                     .layer(LoadShedLayer::new())
                     .layer(GlobalConcurrencyLimitLayer::new(limit)),
             )
-            .layer(from_fn_with_state(state.clone(), shed_on_memory));
+            .layer(from_fn_with_state(state.clone(), shed_on_memory))
+            .layer(axum::middleware::from_fn(shed_refused));
     }
 
     let mut app = shop.merge(health::router());
@@ -63,7 +65,8 @@ pub fn app(state: Arc<AppState>) -> Router {
     if on(Protection::CatchPanic) {
         app = app.layer(CatchPanicLayer::custom(panic_response));
     }
-    app.layer(from_fn_with_state(state.clone(), observe))
+    app.layer(axum::middleware::from_fn(close_refused))
+        .layer(from_fn_with_state(state.clone(), observe))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
@@ -186,6 +189,38 @@ async fn shed_on_memory(
         return Err(AppError::Overloaded(ShedReason::Memory));
     }
     Ok(next.run(request).await)
+}
+
+/// Whether the request came on a connection accepted on the reserve descriptor, only to be
+/// refused (see [`listener`]). Absent outside a real listener (tests calling the router).
+fn refused(request: &Request) -> bool {
+    request
+        .extensions()
+        .get::<ConnectInfo<listener::Admission>>()
+        .is_some_and(|c| c.0.refused)
+}
+
+/// Shop requests on a refused connection answer 503 at once: they would need descriptors
+/// (database connections, files) the process does not have.
+async fn shed_refused(request: Request, next: Next) -> Result<Response, AppError> {
+    if refused(&request) {
+        return Err(AppError::Overloaded(ShedReason::Descriptors));
+    }
+    Ok(next.run(request).await)
+}
+
+/// A refused connection is closed after its answer, so the reserve descriptor can be taken
+/// back for the next one.
+async fn close_refused(request: Request, next: Next) -> Response {
+    let refused = refused(&request);
+    let mut response = next.run(request).await;
+    if refused {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// `catch-panic`: the panic becomes an ordinary `AppError`, logged by `observe`.
