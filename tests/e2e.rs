@@ -681,3 +681,145 @@ fn fd_exhaustion_passes_with_every_protection_on() {
 fn fd_exhaustion_fails_on_status_when_the_outbox_is_off() {
     fails_on("fd-exhaustion", "outbox", "status[fault]");
 }
+
+/// Runs `fivehundred ARGS` until its journal records a line containing `marker` (an injection,
+/// or a resource a fault created), kills the controller with SIGKILL, runs `recover`, and checks
+/// that nothing the run journalled survives it: processes, directories, the journal itself.
+/// Returns `recover`'s output.
+fn killed_then_recovered(run: &Run, args: &[&str], marker: &str) -> String {
+    let mut child = run.command(args).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let text = loop {
+        assert!(
+            Instant::now() < deadline,
+            "{args:?} never journalled {marker}"
+        );
+        if let Some(j) = journal_files(run.state.path()).into_iter().next() {
+            let text = std::fs::read_to_string(&j).unwrap();
+            if text.contains(marker) {
+                break text;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    let entries: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let pids: Vec<i32> = entries
+        .iter()
+        .filter(|e| e["resource"]["kind"] == "process")
+        .map(|e| e["resource"]["pid"].as_i64().unwrap() as i32)
+        .collect();
+    let dirs: Vec<PathBuf> = entries
+        .iter()
+        .filter(|e| e["resource"]["kind"] == "dir")
+        .map(|e| PathBuf::from(e["resource"]["path"].as_str().unwrap()))
+        .collect();
+
+    let out = run.command(&["recover"]).output().unwrap();
+    assert!(out.status.success(), "{}", explain(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for pid in &pids {
+        assert!(!alive(*pid), "{args:?}: process {pid} survived: {text}");
+    }
+    for d in &dirs {
+        assert!(!d.exists(), "{args:?}: {} was left behind", d.display());
+    }
+    assert!(
+        journal_files(run.state.path()).is_empty(),
+        "{args:?}: the journal is closed: {stdout}"
+    );
+    stdout
+}
+
+#[test]
+fn recover_undoes_every_database_dependency_load_and_process_fault_of_a_run_killed_mid_fault() {
+    for (scenario, kind) in [
+        ("db-lock-contention", "lock"),
+        ("db-connection-exhaustion", "connections"),
+        ("bad-migration", "migration"),
+        ("dependency-failure", "dependency"),
+        ("overload", "overload"),
+        ("invalid-input", "invalid-input"),
+        ("crash-restart", "crash"),
+    ] {
+        let run = Run::new();
+        let marker = format!("\"fault\":{{\"kind\":\"{kind}\"");
+        let stdout = killed_then_recovered(&run, &["run", scenario, "--seed", "3"], &marker);
+        // recover says what became of the fault that was never reverted.
+        assert!(
+            stdout.contains("recovered") && stdout.contains("nothing to undo"),
+            "{scenario}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn a_run_killed_after_the_crash_fault_restarted_the_target_leaves_no_target_behind() {
+    // The restarted target is a process the lab did not start: the fault journals it, and
+    // `killed_then_recovered` checks that it is gone with the rest.
+    let run = Run::new();
+    killed_then_recovered(
+        &run,
+        &["run", "crash-restart", "--seed", "3"],
+        "restarted by the crash fault",
+    );
+}
+
+#[test]
+fn on_a_shared_server_a_run_killed_mid_fault_leaves_no_database_session_or_lock_behind() {
+    // With --database-url the server outlives the run: the lock's session, the migration's
+    // schema and the run's database must all be gone from it after `recover`.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(pglab::PgCluster::start()).unwrap();
+    let admin = server.url("postgres");
+    for (scenario, kind) in [
+        ("db-lock-contention", "lock"),
+        ("bad-migration", "migration"),
+    ] {
+        let run = Run::new();
+        let marker = format!("\"fault\":{{\"kind\":\"{kind}\"");
+        killed_then_recovered(
+            &run,
+            &["run", scenario, "--seed", "3", "--database-url", &admin],
+            &marker,
+        );
+        let left = rt.block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let (databases, sessions, locks): (i64, i64, i64) = sqlx::query_as(
+                    "SELECT (SELECT count(*) FROM pg_database WHERE datname LIKE 'fivehundred\\_%'),
+                            (SELECT count(*) FROM pg_stat_activity
+                             WHERE application_name LIKE 'fivehundred-%'),
+                            (SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                             WHERE a.application_name LIKE 'fivehundred-%')",
+                )
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+                if (databases, sessions, locks) == (0, 0, 0) || Instant::now() > deadline {
+                    break (databases, sessions, locks);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        assert_eq!(
+            left,
+            (0, 0, 0),
+            "{scenario}: run databases, sessions and locks of ours left on the server"
+        );
+    }
+}
