@@ -132,7 +132,8 @@ mod tests {
         assert!(o.validate().is_ok());
         assert!(o.describe().contains("POST /orders"));
         let bad: Overload =
-            toml::from_str("rate = 300\nmix = [{ weight = 1, request = \"GET products\" }]").unwrap();
+            toml::from_str("rate = 300\nmix = [{ weight = 1, request = \"GET products\" }]")
+                .unwrap();
         assert_eq!(bad.validate().unwrap_err().0, "mix");
         let zero: Overload = toml::from_str("rate = 0").unwrap();
         assert_eq!(zero.validate().unwrap_err().0, "rate");
