@@ -823,3 +823,48 @@ fn on_a_shared_server_a_run_killed_mid_fault_leaves_no_database_session_or_lock_
         );
     }
 }
+
+/// Detection before the run, end to end: `nobody` cannot reach a target binary kept in a
+/// private directory, so permission-flip is skipped with the reason (counted, exit 0), and with
+/// `--strict` the skip fails the run. Nothing is started, so nothing is faked.
+#[test]
+fn a_scenario_whose_privilege_is_missing_is_skipped_with_the_reason_and_strict_fails_it() {
+    if !as_root("privilege detection") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let private = tempfile::tempdir().unwrap();
+    // Only root may enter: `nobody` cannot reach the binary inside.
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let bin = private.path().join("target-app");
+    std::fs::copy(binary("target-app"), &bin).unwrap();
+    for strict in [false, true] {
+        let run = Run::new();
+        let reports = run.reports.path().to_str().unwrap().to_string();
+        let mut args = vec!["run", "permission-flip", "--report-dir", &reports];
+        if strict {
+            args.push("--strict");
+        }
+        let out = run
+            .command(&args)
+            .env("FIVEHUNDRED_TARGET_BIN", &bin)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(i32::from(strict)),
+            "{}",
+            explain(&out)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("nobody") && stdout.contains(private.path().to_str().unwrap()),
+            "the skip names what is missing: {stdout}"
+        );
+        assert!(stdout.contains("1 skipped"), "{stdout}");
+        assert!(
+            journal_files(run.state.path()).is_empty(),
+            "no lab was started"
+        );
+    }
+}

@@ -229,7 +229,9 @@ impl App {
         // that say so must get out.
         let admin = axum::serve(
             Shedding::new(admin_listener, AtLimit::Serve),
-            admin::router(state.clone()),
+            admin::router(state.clone())
+                .layer(axum::middleware::from_fn(http::close_on_reserve))
+                .into_make_service_with_connect_info::<http::listener::Admission>(),
         )
         .with_graceful_shutdown(stop.clone().cancelled_owned());
         let serving = async { tokio::try_join!(public.into_future(), admin.into_future()) };

@@ -748,6 +748,16 @@ async fn a_new_connection_at_the_descriptor_limit_answers_503_fast_with_load_she
         },
     )
     .await;
+    // The admin listener keeps serving new connections (on its own reserve, or on a slot the
+    // public one has not taken back yet): the metrics get out.
+    for _ in 0..2 {
+        let scrape = client
+            .get(format!("{}/metrics", bin.admin_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(scrape.status(), 200);
+    }
     set_nofile(bin.pid(), "1024").unwrap();
     let metrics = client
         .get(format!("{}/metrics", bin.admin_url))

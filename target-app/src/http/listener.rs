@@ -12,7 +12,9 @@
 //! offers it for axum.
 //!
 //! The admin listener keeps a reserve too, always, and serves what it accepts on it: a service
-//! out of descriptors must stay observable, or every alert about it goes blind at once.
+//! out of descriptors must stay observable, or every alert about it goes blind at once. Either
+//! way a connection accepted on the reserve is closed after one answer, so that the next client
+//! (the next scrape) gets the slot in turn.
 
 use std::io;
 use std::net::SocketAddr;
@@ -77,7 +79,7 @@ impl Listener for Shedding {
                     if self.at_limit != AtLimit::Wait && self.reserve.is_none() {
                         self.reserve = open_reserve();
                     }
-                    return (Conn::new(stream, false), addr);
+                    return (Conn::new(stream, None), addr);
                 }
                 Err(e) => e,
             };
@@ -104,7 +106,7 @@ impl Listener for Shedding {
                     if let Ok(Ok((stream, addr))) = waiting.await {
                         let refuse = self.at_limit == AtLimit::Refuse;
                         tracing::warn!(%addr, refuse, "out of file descriptors: accepted a connection on the reserve descriptor");
-                        return (Conn::new(stream, refuse), addr);
+                        return (Conn::new(stream, Some(refuse)), addr);
                     }
                 }
                 // Spent on a connection that has not closed yet: wait for its slot.
@@ -121,31 +123,39 @@ impl Listener for Shedding {
     }
 }
 
-/// An accepted connection, and whether it was accepted on the reserve only to be refused.
+/// An accepted connection, and how it was admitted.
 pub struct Conn {
     stream: TcpStream,
-    refused: bool,
+    admission: Admission,
 }
 
 impl Conn {
-    fn new(stream: TcpStream, refused: bool) -> Conn {
+    /// `reserve`: accepted on the reserve descriptor, and whether to refuse it.
+    fn new(stream: TcpStream, reserve: Option<bool>) -> Conn {
         let _ = stream.set_nodelay(true);
-        Conn { stream, refused }
+        Conn {
+            stream,
+            admission: Admission {
+                on_reserve: reserve.is_some(),
+                refused: reserve == Some(true),
+            },
+        }
     }
 }
 
 /// Per-connection facts for the handlers, as `ConnectInfo<Admission>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admission {
-    /// Accepted on the reserve descriptor while the process is out of them: answer 503, close.
+    /// Accepted on the reserve descriptor while the process is out of them: close it after
+    /// one answer, to free the slot.
+    pub on_reserve: bool,
+    /// And the shop routes answer it 503.
     pub refused: bool,
 }
 
 impl Connected<IncomingStream<'_, Shedding>> for Admission {
     fn connect_info(stream: IncomingStream<'_, Shedding>) -> Self {
-        Admission {
-            refused: stream.io().refused,
-        }
+        stream.io().admission
     }
 }
 

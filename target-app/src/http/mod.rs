@@ -65,7 +65,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     if on(Protection::CatchPanic) {
         app = app.layer(CatchPanicLayer::custom(panic_response));
     }
-    app.layer(axum::middleware::from_fn(close_refused))
+    app.layer(axum::middleware::from_fn(close_on_reserve))
         .layer(from_fn_with_state(state.clone(), observe))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -191,30 +191,34 @@ async fn shed_on_memory(
     Ok(next.run(request).await)
 }
 
-/// Whether the request came on a connection accepted on the reserve descriptor, only to be
-/// refused (see [`listener`]). Absent outside a real listener (tests calling the router).
-fn refused(request: &Request) -> bool {
+/// How the request's connection was admitted (see [`listener`]); absent outside a real
+/// listener (tests calling the router).
+fn admission(request: &Request) -> listener::Admission {
     request
         .extensions()
         .get::<ConnectInfo<listener::Admission>>()
-        .is_some_and(|c| c.0.refused)
+        .map(|c| c.0)
+        .unwrap_or(listener::Admission {
+            on_reserve: false,
+            refused: false,
+        })
 }
 
 /// Shop requests on a refused connection answer 503 at once: they would need descriptors
 /// (database connections, files) the process does not have.
 async fn shed_refused(request: Request, next: Next) -> Result<Response, AppError> {
-    if refused(&request) {
+    if admission(&request).refused {
         return Err(AppError::Overloaded(ShedReason::Descriptors));
     }
     Ok(next.run(request).await)
 }
 
-/// A refused connection is closed after its answer, so the reserve descriptor can be taken
-/// back for the next one.
-async fn close_refused(request: Request, next: Next) -> Response {
-    let refused = refused(&request);
+/// A connection accepted on the reserve descriptor is closed after its answer, so the reserve
+/// can be taken back for the next one. Used by the admin listener too.
+pub async fn close_on_reserve(request: Request, next: Next) -> Response {
+    let on_reserve = admission(&request).on_reserve;
     let mut response = next.run(request).await;
-    if refused {
+    if on_reserve {
         response.headers_mut().insert(
             header::CONNECTION,
             header::HeaderValue::from_static("close"),
