@@ -241,31 +241,46 @@ mod tests {
     }
 
     #[test]
-    fn a_tmpfs_fills_to_enospc_and_frees_on_removal() {
+    fn a_private_tmpfs_fills_to_enospc_through_the_process_root_and_the_host_sees_no_mount() {
         // Needs the same privilege as the fault; skipped (and said so) without it.
         if let Err(why) = super::super::privileges::private_tmpfs() {
             eprintln!("SKIPPED: {why}");
             return;
         }
+        // The fault's own mechanism: a process with a tmpfs in its own mount namespace, filled
+        // from here through /proc/<pid>/root.
         let dir = tempfile::tempdir().unwrap();
         let size = 256 << 10;
-        nix::mount::mount(
-            Some("tmpfs"),
-            dir.path(),
-            Some("tmpfs"),
-            nix::mount::MsFlags::empty(),
-            Some(format!("size={size}").as_str()),
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("30");
+        crate::sys::isolate(
+            &mut cmd,
+            &crate::sys::Isolation {
+                tmpfs: Some((dir.path().to_path_buf(), size)),
+                user: None,
+            },
         )
         .unwrap();
-        // Nothing may fail before the unmount, or the mount would outlive the test.
-        let result = fill(dir.path(), size);
-        let refused = probe_is_refused(dir.path());
-        let removed = std::fs::remove_file(dir.path().join(FILLER));
-        let free = free_bytes(dir.path());
-        nix::mount::umount2(dir.path(), nix::mount::MntFlags::MNT_DETACH).unwrap();
+        let mut child = pglab::proc::spawn_tied(cmd, nix::sys::signal::Signal::SIGKILL).unwrap();
+        let view = crate::target::seen_by(child.id(), dir.path());
+        let result = fill(&view, size);
+        let refused = probe_is_refused(&view);
+        let removed = std::fs::remove_file(view.join(FILLER));
+        let free = free_bytes(&view);
+        let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
         assert!(result.unwrap() > size / 2);
         assert!(refused);
         removed.unwrap();
         assert_eq!(free.unwrap(), size);
+        assert!(
+            !host_mounts.contains(dir.path().to_str().unwrap()),
+            "the tmpfs is visible on the host"
+        );
+        assert!(
+            !dir.path().join(FILLER).exists(),
+            "the filler went to the host's disk"
+        );
     }
 }
