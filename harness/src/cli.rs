@@ -1,4 +1,5 @@
-//! The command line: `run`, `explain`, `list`, `validate`, `recover`. Parses, dispatches, and
+//! The command line: `run`, `explain`, `list`, `validate`, `recover`, and the game-day commands
+//! (`lab`, `inject`, `revert`, `halt`, `status`, in [`crate::gameday`]). Parses, dispatches, and
 //! maps results to exit codes (0 all checks passed, 1 a check failed, 2 bad usage or scenario, 3
 //! the lab could not be set up).
 //!
@@ -60,6 +61,17 @@ pub enum Command {
     },
     /// Revert whatever a killed run left behind (faults, processes, databases, directories).
     Recover,
+    /// A lab for game days: `lab up` keeps one running with a live dashboard; `lab down` stops it.
+    #[command(subcommand)]
+    Lab(crate::gameday::LabCommand),
+    /// Inject a fault into the running lab: a kind with key=value parameters, or a named fault.
+    Inject(crate::gameday::InjectArgs),
+    /// Revert active faults of the running lab (an id, a fault, or --all).
+    Revert(crate::gameday::RevertArgs),
+    /// The kill switch: revert every active fault of the running lab and stop its load.
+    Halt,
+    /// The running lab: active faults and their deadlines, error rate, p99, firing alerts.
+    Status(crate::gameday::StatusArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -132,6 +144,11 @@ pub async fn main(cli: Cli) -> i32 {
         } => list(scenarios_dir.unwrap_or_else(default_catalogue), json),
         Command::Validate { files } => validate(&files),
         Command::Recover => recover().await,
+        Command::Lab(cmd) => crate::gameday::lab(cmd).await,
+        Command::Inject(args) => crate::gameday::inject(args).await,
+        Command::Revert(args) => crate::gameday::revert(args).await,
+        Command::Halt => crate::gameday::halt().await,
+        Command::Status(args) => crate::gameday::status(args).await,
     }
 }
 

@@ -10,6 +10,8 @@
 //! - [`target`]: the target process and its admin API client.
 //! - [`faults`]: one type per fault kind, with `inject` and `revert`.
 //! - [`journal`]: the on-disk fault journal and `recover`.
+//! - [`gameday`]: `lab up`, `inject`, `revert`, `halt`, `status`: a lab that stays up, faults by
+//!   hand with deadlines, a live dashboard, and a written record.
 //! - [`sys`], [`cgroup`]: the system calls and cgroup files privileged faults use (mount
 //!   namespace, another user, prlimit; memory cgroups).
 //! - [`checks`]: what "responds correctly" means, evaluated on a recording.
@@ -32,6 +34,7 @@ pub mod cli;
 pub mod duration_serde;
 pub mod explain;
 pub mod faults;
+pub mod gameday;
 pub mod html;
 pub mod install;
 pub mod journal;
