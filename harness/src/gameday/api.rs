@@ -403,6 +403,20 @@ async fn catalogue(State(app): State<App>) -> Json<CatalogueView> {
     })
 }
 
+/// Runs an operation in its own task. A client that goes away (a Ctrl-C on `inject`, a closed
+/// tab) drops its request's future; the operation must still run to its end, or a fault could be
+/// left half-injected. A panic in it becomes a 500, and the lab goes on.
+async fn detached<T: Send + 'static>(
+    op: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, Problem> {
+    tokio::spawn(op).await.map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the operation failed inside the lab (a bug): {e}; every fault stays under its deadline"),
+        )
+    })
+}
+
 fn who(by: Option<Who>) -> Result<Who, Problem> {
     match by.unwrap_or(Who::Cli) {
         Who::Lab => Err(Problem::new(
@@ -443,7 +457,8 @@ async fn inject(
         })?),
         None => None,
     };
-    let injected = app.gd.inject(&body.fault, for_, by).await?;
+    let gd = app.gd.clone();
+    let injected = detached(async move { gd.inject(&body.fault, for_, by).await }).await??;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "injected": injected })),
@@ -479,7 +494,8 @@ async fn revert(
             ));
         }
     };
-    let reverted = app.gd.revert(&selector, by).await?;
+    let gd = app.gd.clone();
+    let reverted = detached(async move { gd.revert(&selector, by).await }).await??;
     Ok(Json(serde_json::json!({ "reverted": reverted })))
 }
 
@@ -497,7 +513,10 @@ async fn halt(
     Json(body): Json<ByBody>,
 ) -> Result<Json<super::control::HaltOutcome>, Problem> {
     let by = who(body.by)?;
-    Ok(Json(app.gd.halt(by, None).await))
+    let gd = app.gd.clone();
+    Ok(Json(
+        detached(async move { gd.halt(by, None).await }).await?,
+    ))
 }
 
 async fn resume(
@@ -505,7 +524,8 @@ async fn resume(
     Json(body): Json<ByBody>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let by = who(body.by)?;
-    let rate = app.gd.resume(body.rate, by).await?;
+    let gd = app.gd.clone();
+    let rate = detached(async move { gd.resume(body.rate, by).await }).await??;
     Ok(Json(serde_json::json!({ "rate": rate })))
 }
 
@@ -525,6 +545,51 @@ async fn stop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bare route behind the guard, on a loopback port.
+    async fn guarded(token: Option<&str>) -> String {
+        let app = Router::new().route("/x", get(|| async { "ok" })).layer(
+            axum::middleware::from_fn_with_state(
+                Arc::new(Access {
+                    token: token.map(String::from),
+                }),
+                guard,
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}/x")
+    }
+
+    #[tokio::test]
+    async fn with_a_token_every_request_needs_it() {
+        let url = guarded(Some("s3cret")).await;
+        let c = reqwest::Client::new();
+        let status =
+            |r: reqwest::RequestBuilder| async move { r.send().await.unwrap().status().as_u16() };
+        assert_eq!(status(c.get(&url)).await, 401);
+        assert_eq!(status(c.get(&url).bearer_auth("s3cre")).await, 401);
+        assert_eq!(status(c.get(&url).bearer_auth("s3cret")).await, 200);
+        assert_eq!(status(c.get(format!("{url}?token=s3cret"))).await, 200);
+        assert_eq!(status(c.get(format!("{url}?token=nope"))).await, 401);
+    }
+
+    #[tokio::test]
+    async fn on_loopback_only_loopback_host_names_are_answered() {
+        let url = guarded(None).await;
+        let c = reqwest::Client::new();
+        let with_host = |h: &'static str| {
+            let r = c.get(&url).header(header::HOST, h);
+            async move { r.send().await.unwrap().status().as_u16() }
+        };
+        assert_eq!(c.get(&url).send().await.unwrap().status().as_u16(), 200);
+        assert_eq!(with_host("localhost:8080").await, 200);
+        assert_eq!(with_host("[::1]:8080").await, 200);
+        // A page on another origin that rebinds its name to 127.0.0.1 sends its own name.
+        assert_eq!(with_host("attacker.example").await, 403);
+        assert_eq!(with_host("attacker.example:8080").await, 403);
+    }
 
     #[test]
     fn tokens_compare_whole() {

@@ -57,6 +57,8 @@ impl std::fmt::Display for Who {
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Inject,
+    /// An injection that did not work (what it did is reverted).
+    InjectFailed,
     Revert,
     /// A revert that did not work (the fault stays active and is tried again).
     RevertFailed,
@@ -454,47 +456,9 @@ impl GameDay {
             humantime::format_duration(for_)
         );
         let now = self.now_ms();
-        self.lab.recorder.event(EventKind::Inject, label.clone());
-        let result = tokio::time::timeout(INJECT_TIMEOUT, fault.inject(&self.lab)).await;
-        let error = match result {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e),
-            Err(_) => Some(FaultError::Failed(format!(
-                "the injection did not finish within {}",
-                humantime::format_duration(INJECT_TIMEOUT)
-            ))),
-        };
-        if let Some(e) = error {
-            // A half-done injection is reverted like a done one.
-            let reverted = self.revert_with_retries(fault).await;
-            match &reverted {
-                Ok(()) => {
-                    self.journal.reverted(id);
-                    self.lab.recorder.event(
-                        EventKind::Revert,
-                        format!("{label}: reverted after a failed injection"),
-                    );
-                }
-                Err(why) => self.lab.recorder.event(
-                    EventKind::Note,
-                    format!("revert failed: {label}: {why}; the journal keeps it for `fivehundred recover`"),
-                ),
-            }
-            self.log(
-                Action::RevertFailed,
-                by,
-                Some(id),
-                format!("#{id} {} could not be injected: {e}", fault.describe()),
-            );
-            return Err(match e {
-                FaultError::Unsupported(why) => ControlError::Unsupported(why),
-                FaultError::Failed(why) => ControlError::Failed(format!(
-                    "{} could not be injected: {why}",
-                    fault.describe()
-                )),
-            });
-        }
         let deadline_ms = now + for_.as_secs_f64() * 1000.0;
+        // Active before the injection starts: if this task is cancelled or panics half-way,
+        // the deadline, a halt or the lab's stop still reverts whatever was done.
         {
             let mut state = lock(&self.state);
             state.active.push(Active {
@@ -505,7 +469,7 @@ impl GameDay {
                 injected_at_ms: now,
                 deadline_ms,
                 for_,
-                label,
+                label: label.clone(),
                 revert_error: None,
                 retry_at_ms: 0.0,
             });
@@ -520,6 +484,36 @@ impl GameDay {
                 reverted_by: None,
                 how: None,
                 spec: Some(fault.clone()),
+            });
+        }
+        self.lab.recorder.event(EventKind::Inject, label);
+        let result = tokio::time::timeout(INJECT_TIMEOUT, fault.inject(&self.lab)).await;
+        let error = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(FaultError::Failed(format!(
+                "the injection did not finish within {}",
+                humantime::format_duration(INJECT_TIMEOUT)
+            ))),
+        };
+        if let Some(e) = error {
+            self.log(
+                Action::InjectFailed,
+                by,
+                Some(id),
+                format!("#{id} {} could not be injected: {e}", fault.describe()),
+            );
+            // A half-done injection is reverted like a done one (and stays active, retried,
+            // if that fails).
+            let _ = self
+                .revert_one(id, Who::Lab, "after its injection failed")
+                .await;
+            return Err(match e {
+                FaultError::Unsupported(why) => ControlError::Unsupported(why),
+                FaultError::Failed(why) => ControlError::Failed(format!(
+                    "{} could not be injected: {why}",
+                    fault.describe()
+                )),
             });
         }
         self.log(
