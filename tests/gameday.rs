@@ -351,6 +351,60 @@ fn a_fault_is_reverted_by_the_lab_itself_at_its_deadline() {
     assert!(pm.contains("at its deadline (3s)"), "{pm}");
 }
 
+/// `revert` by number and by the fault as it was injected; then SIGTERM with a fault still
+/// active: the lab reverts it before it goes, and the record says so.
+#[test]
+fn faults_revert_by_number_by_name_and_when_the_lab_is_stopped_with_one_active() {
+    let mut lab = LabUp::start(&["--rate", "0"]);
+    let target = lab.status()["lab"]["target_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let panic = ["failpoint", "name=get_product", "action=panic"];
+    let inject = |extra: &[&str]| {
+        let mut args = vec!["inject"];
+        args.extend_from_slice(&panic);
+        args.extend_from_slice(extra);
+        lab.ok(&args)
+    };
+
+    assert!(inject(&[]).contains("injected #1"));
+    assert_eq!(http_status(&target, "/products/1"), 500);
+    let out = lab.ok(&["revert", "#1"]);
+    assert!(
+        out.contains("reverted #1 failpoint get_product = panic"),
+        "{out}"
+    );
+    assert_eq!(http_status(&target, "/products/1"), 200);
+
+    assert!(inject(&[]).contains("injected #2"));
+    let out = lab.ok(&["revert", "failpoint", "name=get_product", "action=panic"]);
+    assert!(out.contains("reverted #2"), "{out}");
+    assert_eq!(http_status(&target, "/products/1"), 200);
+    let none = lab.cli(&["revert", "db-down"]);
+    assert_eq!(
+        none.status.code(),
+        Some(2),
+        "nothing matches: {}",
+        explain(&none)
+    );
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no fault is active"));
+
+    assert!(inject(&["--for", "10m"]).contains("injected #3"));
+    assert_eq!(http_status(&target, "/products/1"), 500);
+    let status = lab.stop(Signal::SIGTERM);
+    assert!(status.success(), "exit {status}\n{}", lab.output());
+    let gameday: Value = serde_json::from_str(&lab.record_file("gameday.json")).unwrap();
+    let third = &gameday["faults"][2];
+    assert_eq!(third["reverted_by"], "lab", "{gameday:#}");
+    assert!(
+        third["how"].as_str().unwrap().contains("SIGTERM"),
+        "reverted as the lab stopped: {gameday:#}"
+    );
+    // Journals are closed only once every revert was verified.
+    assert!(journal_files(lab.run.state.path()).is_empty());
+}
+
 /// `--abort-if`: the lab halts by itself and says why.
 #[test]
 fn the_lab_halts_by_itself_when_an_abort_condition_holds() {

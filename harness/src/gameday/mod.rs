@@ -313,8 +313,10 @@ fn status_text(v: &Value) -> String {
         "load: {}",
         if load["running"].as_bool() == Some(true) {
             format!("{} requests/s", load["rate"])
+        } else if load["configured_rate"].as_f64() == Some(0.0) {
+            "none (--rate 0)".into()
         } else {
-            "stopped".into()
+            "stopped (the dashboard's Resume load starts it again)".into()
         }
     );
     let r = &v["recent"];
