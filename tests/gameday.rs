@@ -774,6 +774,36 @@ fn the_dashboard_in_chromium_injects_shows_the_outage_and_halts() {
          document.getElementById('ready-state').textContent === 'NOT READY'",
     );
 
+    page.wait(
+        "the alert firing, listed and on the timeline",
+        Duration::from_secs(60),
+        "!!document.querySelector('#firing li[data-alert=\"DatabaseUnavailable\"]') && \
+         !!document.querySelector('#chart rect.alert-span[data-alert=\"DatabaseUnavailable\"]')",
+    );
+
+    // A second fault from the form of its kind, then reverted with its own button.
+    page.eval(
+        "(() => { const f = document.querySelector('form.inject-kind[data-kind=\"failpoint\"]'); \
+         f.elements['params'].value = 'name=get_product\\naction=panic'; f.elements['for'].value = '60s'; \
+         f.querySelector('button[type=submit]').click(); return true })()",
+    );
+    page.wait(
+        "two active faults",
+        Duration::from_secs(15),
+        "document.querySelectorAll('#active tr[data-id]').length === 2",
+    );
+    assert_eq!(
+        active(&lab.status())[1]["fault"],
+        "failpoint get_product = panic"
+    );
+    page.eval("document.querySelector('#active button.revert[data-id=\"2\"]').click(), true");
+    page.wait(
+        "the second fault reverted by its button",
+        Duration::from_secs(15),
+        "document.querySelectorAll('#active tr[data-id]').length === 1 && \
+         document.getElementById('message').textContent.startsWith('reverted #2')",
+    );
+
     // The kill switch.
     page.eval("document.getElementById('halt').click(), true");
     page.wait(
@@ -800,4 +830,5 @@ fn the_dashboard_in_chromium_injects_shows_the_outage_and_halts() {
     let gameday: Value = serde_json::from_str(&lab.record_file("gameday.json")).unwrap();
     assert_eq!(gameday["faults"][0]["injected_by"], "page", "{gameday:#}");
     assert_eq!(gameday["faults"][0]["reverted_by"], "page", "{gameday:#}");
+    assert_eq!(gameday["faults"][1]["how"], "by page", "{gameday:#}");
 }
