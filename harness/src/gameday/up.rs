@@ -145,6 +145,14 @@ pub async fn lab_up(args: LabUpArgs) -> i32 {
                 return EXIT_LAB;
             }
         };
+    // Bound before anything starts: a bad --listen fails at once.
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            return EXIT_USAGE;
+        }
+    };
     let started_wall = chrono::Utc::now();
     let record_dir = match record_dir(args.record_dir.as_deref(), started_wall) {
         Ok(d) => d,
@@ -172,6 +180,7 @@ pub async fn lab_up(args: LabUpArgs) -> i32 {
     let journal = match Journal::create("game day") {
         Ok(j) => j,
         Err(e) => {
+            let _ = std::fs::remove_dir(&record_dir);
             eprintln!(
                 "error: cannot write the fault journal in {}: {e}",
                 crate::journal::state_dir().display()
@@ -186,6 +195,7 @@ pub async fn lab_up(args: LabUpArgs) -> i32 {
         Ok(d) => d.keep(),
         Err(e) => {
             eprintln!("error: cannot create a run directory: {e}");
+            let _ = std::fs::remove_dir(&record_dir);
             journal.finish();
             return EXIT_LAB;
         }
@@ -200,6 +210,8 @@ pub async fn lab_up(args: LabUpArgs) -> i32 {
             Ok(lab) => lab,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&run_dir);
+                // Only if still empty: a directory someone named may hold other things.
+                let _ = std::fs::remove_dir(&record_dir);
                 journal.finish();
                 eprintln!("error: the lab could not be set up: {e}");
                 return EXIT_LAB;
@@ -221,20 +233,17 @@ pub async fn lab_up(args: LabUpArgs) -> i32 {
         needs,
     };
     let gd = Arc::new(GameDay::new(lab, journal, settings, started_wall));
-    let up = serve(&gd, &args, &record_dir).await;
+    let up = serve(&gd, listener, &record_dir).await;
     let (info, server, server_stop) = match up {
         Ok(u) => u,
         Err(e) => {
             eprintln!("error: {e}");
-            let code = teardown(
-                gd,
-                None,
-                "the control API could not start",
-                &record_dir,
-                &args,
-            )
-            .await;
-            return code.max(EXIT_USAGE);
+            // Nothing was injected or recorded worth keeping: no record.
+            gd.begin_stopping("the control API could not start").await;
+            gd.drain_load(Duration::from_secs(1)).await;
+            take_down(gd).await;
+            let _ = std::fs::remove_dir(&record_dir);
+            return EXIT_LAB;
         }
     };
     if let Err(e) = gd.start_load(rate) {
@@ -276,7 +285,7 @@ pub async fn lab_up(args: LabUpArgs) -> i32 {
     if !halt.failed.is_empty() {
         eprintln!("could not revert: {}", halt.failed.join("; "));
     }
-    teardown(gd, Some(info), &reason, &record_dir, &args).await
+    teardown(gd, &reason, &record_dir, &args).await
 }
 
 /// What the target must be started with so that the prepared faults (and the scenario's) can be
@@ -336,15 +345,12 @@ fn record_dir(given: Option<&Path>, at: chrono::DateTime<chrono::Utc>) -> Result
     std::path::absolute(&dir).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
-/// Binds the control API, writes the lab file, and serves until `stop` is cancelled.
+/// Writes the lab file and serves the control API until `stop` is cancelled.
 async fn serve(
     gd: &Arc<GameDay>,
-    args: &LabUpArgs,
+    listener: tokio::net::TcpListener,
     record_dir: &Path,
 ) -> Result<(LabFile, tokio::task::JoinHandle<()>, CancellationToken), String> {
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let bound = listener
         .local_addr()
         .map_err(|e| format!("cannot read the control address: {e}"))?;
@@ -593,19 +599,7 @@ fn contract_checks(rec: &Recording) -> Vec<CheckResult> {
 }
 
 /// Tears the lab down and writes the record. Every fault is already reverted (or reported).
-async fn teardown(
-    gd: Arc<GameDay>,
-    info: Option<LabFile>,
-    reason: &str,
-    record_dir: &Path,
-    args: &LabUpArgs,
-) -> i32 {
-    if info.is_none() {
-        // The lab never served: nothing was injected, but the load and samplers may not exist.
-        gd.begin_stopping(reason).await;
-        gd.drain_load(Duration::from_secs(1)).await;
-        LabFile::remove_ours();
-    }
+async fn teardown(gd: Arc<GameDay>, reason: &str, record_dir: &Path, args: &LabUpArgs) -> i32 {
     gd.refresh();
     let end_ms = gd.now_ms();
     let windows = gd.windows();
@@ -634,15 +628,15 @@ async fn teardown(
     }
 
     let seed = gd.settings.seed;
+    let started_at = gd
+        .started_wall
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let started = gd.started_wall;
     let recorder = gd.lab.recorder.clone();
     let clean = take_down(gd).await && unreverted.is_empty();
     // Read again: the lab's last events (the target stopped by the lab) are on the timeline.
     let recording = recorder.snapshot();
 
-    let started_at = info
-        .as_ref()
-        .map(|i| i.started_at.clone())
-        .unwrap_or_default();
     let duration_s = end_ms / 1000.0;
     let note = Some(format!(
         "game day: {} fault(s) injected by hand; stopped by {reason}",
@@ -664,9 +658,6 @@ async fn teardown(
     };
     let mut code = report.exit_code();
     let written = report.write(record_dir).and_then(|()| {
-        let started = chrono::DateTime::parse_from_rfc3339(&started_at)
-            .map(|d| d.with_timezone(&chrono::Utc))
-            .unwrap_or_else(|_| chrono::Utc::now());
         let md = postmortem::render(&postmortem::Input {
             started,
             ended_ms: end_ms,
