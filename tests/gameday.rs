@@ -136,6 +136,24 @@ impl LabUp {
         }
     }
 
+    /// `fivehundred lab down` from another terminal; returns once the lab has exited.
+    fn down(&mut self) -> ExitStatus {
+        let out = self.ok(&["lab", "down"]);
+        assert!(out.contains("the lab stopped"), "{out}");
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`lab down` returned, the lab did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn record_file(&self, name: &str) -> String {
         std::fs::read_to_string(self.record.join(name)).unwrap_or_else(|e| {
             panic!(
@@ -426,7 +444,7 @@ fn the_lab_halts_by_itself_when_an_abort_condition_holds() {
         "the lab says why on its terminal"
     );
 
-    let status = lab.stop(Signal::SIGINT);
+    let status = lab.down();
     assert!(status.code().is_some(), "{}", lab.output());
     let pm = lab.record_file("postmortem.md");
     assert!(
