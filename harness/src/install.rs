@@ -43,6 +43,31 @@ pub const CHROMIUM: &[Need] = &[Need {
     package: "chromium",
 }];
 
+/// The peers `cargo bench -p fivehundred` measures the proxy and the load generator against.
+pub const HAPROXY: &[Need] = &[Need {
+    binary: "haproxy",
+    aliases: &[],
+    package: "haproxy",
+}];
+
+pub const SOCAT: &[Need] = &[Need {
+    binary: "socat",
+    aliases: &[],
+    package: "socat",
+}];
+
+pub const WRK: &[Need] = &[Need {
+    binary: "wrk",
+    aliases: &[],
+    package: "wrk",
+}];
+
+pub const HEY: &[Need] = &[Need {
+    binary: "hey",
+    aliases: &[],
+    package: "hey",
+}];
+
 fn on_path(name: &str) -> bool {
     std::env::var_os("PATH")
         .iter()

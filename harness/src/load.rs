@@ -4,7 +4,8 @@
 //! # Open loop
 //!
 //! Request *i* is due at `start + i / rate` and is sent at that time even if every earlier request
-//! is still waiting for its answer: each request runs in its own task. A closed-loop generator
+//! is still waiting for its answer: it goes to an idle connection, or to a new one when every
+//! connection is busy (see `load/engine.rs`). A closed-loop generator
 //! (N workers, each sending its next request when the previous one is answered) slows down with
 //! the target and so hides exactly the latency a fault causes ("coordinated omission"). For the
 //! same reason latency is measured from the *due* time, not from when the request got on the
@@ -23,9 +24,10 @@
 //!
 //! # Client
 //!
-//! hyper's pooled HTTP/1.1 client with keep-alive. reqwest (built on it) was the alternative; it
-//! adds a redirect policy, decompression and a second body abstraction per request that the
-//! generator does not need, and the benchmarks compare this generator with wrk.
+//! A minimal HTTP/1.1 client over keep-alive connections (`load/wire.rs`), one task per
+//! connection, and a scheduler that paces requests to within microseconds (`load/pace.rs`).
+//! hyper's pooled client with a task per request was the first version; it topped out at a
+//! quarter of wrk's rate on the same machine (`cargo bench -p fivehundred` compares them).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
@@ -33,25 +35,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Method, Request, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::uri::Scheme;
+use http::{Method, Uri};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::record::{Outcome, RequestRecord, TransportError};
 
+mod engine;
+mod pace;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 /// Response bodies are kept up to this size (see [`Outcome::Response`]).
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -305,6 +304,7 @@ struct Counters {
     transport_errors: AtomicU64,
     over_cap: AtomicU64,
     in_flight: AtomicU64,
+    connections: AtomicU64,
     /// How late a request task started, after its due time: the generator's own delay.
     max_lag_us: AtomicU64,
     total_lag_us: AtomicU64,
@@ -337,6 +337,8 @@ pub struct LoadOutcome {
     /// The latest any request started after its due time.
     pub max_send_lag: Duration,
     pub mean_send_lag: Duration,
+    /// Connections opened (each is kept for the rest of the load unless it fails).
+    pub connections: u64,
     /// Stopped by the cancellation token before the plan's bound.
     pub cancelled: bool,
 }
@@ -345,7 +347,7 @@ pub struct LoadOutcome {
 pub struct LoadHandle {
     counters: Arc<Counters>,
     cancel: CancellationToken,
-    task: JoinHandle<LoadOutcome>,
+    running: engine::Running,
 }
 
 impl LoadHandle {
@@ -361,37 +363,43 @@ impl LoadHandle {
 
     /// Waits until every request is recorded.
     pub async fn wait(self) -> LoadOutcome {
-        match self.task.await {
-            Ok(outcome) => outcome,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
+        self.running.wait().await
     }
 }
 
 /// Starts sending `plan`, recording each request into `sink` with `at_ms` counted from
-/// `run_start`. Cancelling `cancel` stops scheduling early. Must be called inside a tokio
-/// runtime.
+/// `run_start`. Cancelling `cancel` stops scheduling early. The load runs on a thread of its
+/// own (see `load/engine.rs`); `sink` is called there.
 pub fn start(
     plan: &LoadPlan,
     run_start: std::time::Instant,
     sink: impl RecordSink,
     cancel: CancellationToken,
 ) -> Result<LoadHandle, LoadError> {
+    start_with(plan, run_start, Sink::Records(Box::new(sink)), cancel, None)
+}
+
+fn start_with(
+    plan: &LoadPlan,
+    run_start: std::time::Instant,
+    sink: Sink,
+    cancel: CancellationToken,
+    threads: Option<usize>,
+) -> Result<LoadHandle, LoadError> {
     let compiled = Compiled::new(plan)?;
     let counters = Arc::new(Counters::default());
-    let engine = Arc::new(Engine {
-        client: client(),
-        sink: Box::new(sink),
-        counters: Arc::clone(&counters),
-        orders: CreatedOrders::default(),
-        run_start: Instant::from_std(run_start),
-        plan: compiled,
-    });
-    let task = tokio::spawn(schedule(engine, cancel.clone()));
+    let running = engine::spawn(
+        compiled,
+        sink,
+        Arc::clone(&counters),
+        Instant::from_std(run_start),
+        cancel.clone(),
+        threads,
+    );
     Ok(LoadHandle {
         counters,
         cancel,
-        task,
+        running,
     })
 }
 
@@ -422,39 +430,16 @@ pub struct LoadSummary {
 /// Runs `plan` and keeps only counts and a latency histogram, not the records: for benchmarks
 /// and quick checks, flat in memory however long the run.
 pub async fn run_summary(plan: &LoadPlan) -> Result<LoadSummary, LoadError> {
-    struct Tally {
-        statuses: BTreeMap<u16, u64>,
-        transport_errors: BTreeMap<String, u64>,
-        latency_us: hdrhistogram::Histogram<u64>,
-    }
-    let tally = Arc::new(Mutex::new(Tally {
-        statuses: BTreeMap::new(),
-        transport_errors: BTreeMap::new(),
-        // 1 µs to 1 hour at 3 significant digits.
-        latency_us: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
-            .expect("valid histogram bounds"),
-    }));
-    let sink_tally = Arc::clone(&tally);
-    let sink = move |r: RequestRecord| {
-        let mut t = sink_tally.lock().unwrap();
-        match &r.outcome {
-            Outcome::Response { status, .. } => *t.statuses.entry(*status).or_default() += 1,
-            Outcome::Error { kind, .. } => {
-                *t.transport_errors
-                    .entry(transport_error_name(*kind).to_string())
-                    .or_default() += 1
-            }
-        }
-        t.latency_us
-            .saturating_record(((r.latency_ms * 1000.0) as u64).max(1));
-    };
-    let outcome = run(
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let outcome = start_with(
         plan,
         std::time::Instant::now(),
-        sink,
+        Sink::Tally(Arc::clone(&tally)),
         CancellationToken::new(),
-    )
-    .await?;
+        None,
+    )?
+    .wait()
+    .await;
     let t = tally.lock().unwrap();
     let ms = |q: f64| t.latency_us.value_at_quantile(q) as f64 / 1000.0;
     Ok(LoadSummary {
@@ -466,6 +451,49 @@ pub async fn run_summary(plan: &LoadPlan) -> Result<LoadSummary, LoadError> {
         p99_ms: ms(0.99),
         max_ms: t.latency_us.max() as f64 / 1000.0,
     })
+}
+
+/// Where the engine puts what it learns of each request.
+enum Sink {
+    /// A full [`RequestRecord`] each, for the caller's [`RecordSink`].
+    Records(Box<dyn RecordSink>),
+    /// Counts and a histogram only ([`run_summary`]): no record is built, and of an answer only
+    /// its status is read, so what is measured is the generator, not its bookkeeping.
+    Tally(Arc<Mutex<Tally>>),
+}
+
+struct Tally {
+    statuses: BTreeMap<u16, u64>,
+    transport_errors: BTreeMap<String, u64>,
+    latency_us: hdrhistogram::Histogram<u64>,
+}
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally {
+            statuses: BTreeMap::new(),
+            transport_errors: BTreeMap::new(),
+            // 1 µs to 1 hour at 3 significant digits.
+            latency_us: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("valid histogram bounds"),
+        }
+    }
+}
+
+impl Tally {
+    fn add(&mut self, outcome: &Outcome, latency: Duration) {
+        match outcome {
+            Outcome::Response { status, .. } => *self.statuses.entry(*status).or_default() += 1,
+            Outcome::Error { kind, .. } => {
+                *self
+                    .transport_errors
+                    .entry(transport_error_name(*kind).to_string())
+                    .or_default() += 1
+            }
+        }
+        self.latency_us
+            .saturating_record((latency.as_micros() as u64).max(1));
+    }
 }
 
 fn transport_error_name(kind: TransportError) -> &'static str {
@@ -481,8 +509,10 @@ fn transport_error_name(kind: TransportError) -> &'static str {
 // The plan, checked and compiled.
 
 struct Compiled {
-    scheme: Scheme,
-    authority: Authority,
+    /// Where to connect.
+    dest: wire::Dest,
+    /// The `Host` header: the base URL's authority.
+    host: String,
     /// A path prefix from the base URL (usually empty).
     prefix: String,
     rate: f64,
@@ -524,7 +554,7 @@ enum Piece {
 
 impl Compiled {
     fn new(plan: &LoadPlan) -> Result<Compiled, LoadError> {
-        let (scheme, authority, prefix) = parse_base_url(&plan.base_url)?;
+        let (dest, host, prefix) = parse_base_url(&plan.base_url)?;
         if !(plan.rate.is_finite() && plan.rate > 0.0) {
             return Err(LoadError::Invalid(format!(
                 "the rate must be a positive number of requests per second, got {}",
@@ -565,8 +595,8 @@ impl Compiled {
             .iter()
             .any(|e| e.params.iter().any(|(_, p)| *p == Param::CreatedOrder));
         Ok(Compiled {
-            scheme,
-            authority,
+            dest,
+            host,
             prefix,
             rate: plan.rate,
             duration: plan.duration,
@@ -581,7 +611,7 @@ impl Compiled {
     }
 }
 
-fn parse_base_url(url: &str) -> Result<(Scheme, Authority, String), LoadError> {
+fn parse_base_url(url: &str) -> Result<(wire::Dest, String, String), LoadError> {
     let bad = |reason: &str| LoadError::BadUrl {
         url: url.to_string(),
         reason: reason.to_string(),
@@ -592,21 +622,26 @@ fn parse_base_url(url: &str) -> Result<(Scheme, Authority, String), LoadError> {
     if uri.scheme() != Some(&Scheme::HTTP) {
         return Err(bad("only http:// is supported"));
     }
-    let authority = uri.authority().cloned().ok_or_else(|| bad("no host"))?;
+    let authority = uri.authority().ok_or_else(|| bad("no host"))?;
     let host = authority
         .host()
         .trim_start_matches('[')
         .trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let ip = host.parse::<IpAddr>().ok();
+    let loopback = host.eq_ignore_ascii_case("localhost") || ip.is_some_and(|ip| ip.is_loopback());
     if !loopback {
         return Err(LoadError::NotLoopback(url.to_string()));
     }
     if uri.query().is_some() {
         return Err(bad("a base URL has no query"));
     }
+    let port = authority.port_u16().unwrap_or(80);
+    let dest = match ip {
+        Some(ip) => wire::Dest::Addr(std::net::SocketAddr::new(ip, port)),
+        None => wire::Dest::Name(host.to_string(), port),
+    };
     let prefix = uri.path().trim_end_matches('/').to_string();
-    Ok((Scheme::HTTP, authority, prefix))
+    Ok((dest, authority.as_str().to_string(), prefix))
 }
 
 impl Entry {
@@ -855,313 +890,7 @@ impl CreatedOrders {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sending.
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    // Small requests and answers: Nagle's algorithm would hold them back.
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        // Open loop means as many connections as requests in flight; keep them all for reuse.
-        .pool_max_idle_per_host(usize::MAX)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector)
-}
-
-struct Engine {
-    client: HttpClient,
-    sink: Box<dyn RecordSink>,
-    counters: Arc<Counters>,
-    orders: CreatedOrders,
-    run_start: Instant,
-    plan: Compiled,
-}
-
-async fn schedule(engine: Arc<Engine>, cancel: CancellationToken) -> LoadOutcome {
-    let plan = &engine.plan;
-    let mut sequence = Sequence::new(plan);
-    // Each request task holds a sender; `recv` yields `None` when the last one is done.
-    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let start = Instant::now();
-    let mut last_send = start;
-    let mut cancelled = false;
-    let mut timer = std::pin::pin!(tokio::time::sleep_until(start));
-    let mut seq: u64 = 0;
-    loop {
-        if plan.requests.is_some_and(|max| seq >= max) {
-            break;
-        }
-        let offset = Duration::from_secs_f64(seq as f64 / plan.rate);
-        if plan.duration.is_some_and(|d| offset >= d) {
-            break;
-        }
-        let due = start + offset;
-        // Drawn before its due time, so that filling it in does not delay it.
-        let drawn = sequence.next(seq, plan, &engine.orders);
-        if due > Instant::now() {
-            timer.as_mut().reset(due);
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => {
-                    cancelled = true;
-                    break;
-                }
-                _ = timer.as_mut() => {}
-            }
-        } else if cancel.is_cancelled() {
-            cancelled = true;
-            break;
-        }
-        last_send = Instant::now();
-        engine.counters.sent.fetch_add(1, Ordering::Relaxed);
-        if engine.counters.in_flight.load(Ordering::Relaxed) >= plan.max_in_flight {
-            engine.counters.over_cap.fetch_add(1, Ordering::Relaxed);
-            let message = format!(
-                "not sent: {} requests already in flight (the generator's cap)",
-                plan.max_in_flight
-            );
-            engine.finish(
-                seq,
-                due,
-                &drawn,
-                Outcome::Error {
-                    kind: TransportError::Other,
-                    message,
-                },
-            );
-        } else {
-            engine.counters.in_flight.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(send(Arc::clone(&engine), seq, due, drawn, done_tx.clone()));
-        }
-        seq += 1;
-    }
-    drop(done_tx);
-    let _ = done_rx.recv().await;
-
-    let c = &engine.counters;
-    let progress = c.snapshot();
-    let send_span = last_send.saturating_duration_since(start);
-    let achieved_rate = if progress.sent > 1 && !send_span.is_zero() {
-        (progress.sent - 1) as f64 / send_span.as_secs_f64()
-    } else {
-        0.0
-    };
-    let sent_tasks = (progress.sent - progress.over_cap).max(1);
-    LoadOutcome {
-        progress,
-        send_span,
-        achieved_rate,
-        max_send_lag: Duration::from_micros(c.max_lag_us.load(Ordering::Relaxed)),
-        mean_send_lag: Duration::from_micros(c.total_lag_us.load(Ordering::Relaxed) / sent_tasks),
-        cancelled,
-    }
-}
-
-async fn send(engine: Arc<Engine>, seq: u64, due: Instant, drawn: Drawn, _done: mpsc::Sender<()>) {
-    let lag = Instant::now().saturating_duration_since(due).as_micros() as u64;
-    engine.counters.max_lag_us.fetch_max(lag, Ordering::Relaxed);
-    engine
-        .counters
-        .total_lag_us
-        .fetch_add(lag, Ordering::Relaxed);
-
-    let plan = &engine.plan;
-    let entry = &plan.entries[drawn.entry];
-    let outcome = match build_request(plan, entry, &drawn) {
-        Ok(request) => {
-            let exchange = exchange(&engine.client, request, entry);
-            match tokio::time::timeout_at(due + plan.timeout, exchange).await {
-                Ok(outcome) => outcome,
-                Err(_) => Outcome::Error {
-                    kind: TransportError::Timeout,
-                    message: format!(
-                        "no answer within {}",
-                        humantime::format_duration(plan.timeout)
-                    ),
-                },
-            }
-        }
-        Err(message) => Outcome::Error {
-            kind: TransportError::Other,
-            message,
-        },
-    };
-    if let (
-        true,
-        Outcome::Response {
-            status: 201,
-            body: Some(body),
-            ..
-        },
-    ) = (entry.creates_orders && plan.tracks_orders, &outcome)
-    {
-        engine.orders.add(body);
-    }
-    engine.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-    engine.finish(seq, due, &drawn, outcome);
-}
-
-fn build_request(
-    plan: &Compiled,
-    entry: &Entry,
-    drawn: &Drawn,
-) -> Result<Request<Full<Bytes>>, String> {
-    let path = if plan.prefix.is_empty() {
-        PathAndQuery::try_from(drawn.path.as_str())
-    } else {
-        PathAndQuery::try_from(format!("{}{}", plan.prefix, drawn.path))
-    }
-    .map_err(|e| format!("invalid path {:?}: {e}", drawn.path))?;
-    let uri = Uri::builder()
-        .scheme(plan.scheme.clone())
-        .authority(plan.authority.clone())
-        .path_and_query(path)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut request = Request::builder().method(entry.method.clone()).uri(uri);
-    if drawn.body.is_some() {
-        request = request.header(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-    }
-    if let Some(key) = &drawn.key {
-        request = request.header("idempotency-key", key.as_str());
-    }
-    let body = drawn.body.clone().map(Bytes::from).unwrap_or_default();
-    request.body(Full::new(body)).map_err(|e| e.to_string())
-}
-
-/// Sends the request and reads the whole answer.
-async fn exchange(client: &HttpClient, request: Request<Full<Bytes>>, entry: &Entry) -> Outcome {
-    let response = match client.request(request).await {
-        Ok(r) => r,
-        Err(e) => {
-            let kind = if e.is_connect() {
-                TransportError::Connect
-            } else {
-                classify(&e)
-            };
-            return Outcome::Error {
-                kind,
-                message: error_chain(&e),
-            };
-        }
-    };
-    let status = response.status().as_u16();
-    let mut headers = BTreeMap::new();
-    for (name, value) in response.headers() {
-        let value = String::from_utf8_lossy(value.as_bytes());
-        headers
-            .entry(name.as_str().to_string())
-            .and_modify(|v: &mut String| {
-                v.push_str(", ");
-                v.push_str(&value);
-            })
-            .or_insert_with(|| value.into_owned());
-    }
-    let keep = status >= 400 || ((200..300).contains(&status) && entry.keep_success_body);
-    let mut kept = Vec::new();
-    let mut body = response.into_body();
-    // Read to the end even when the body is not kept: latency runs to the end of the answer.
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(frame) => {
-                let room = BODY_LIMIT - kept.len();
-                if let Some(data) = frame.data_ref().filter(|_| keep && room > 0) {
-                    kept.extend_from_slice(&data[..data.len().min(room)]);
-                }
-            }
-            Err(e) => {
-                return Outcome::Error {
-                    kind: classify(&e),
-                    message: format!("answer {status} cut short: {}", error_chain(&e)),
-                };
-            }
-        }
-    }
-    Outcome::Response {
-        status,
-        headers,
-        body: keep.then(|| String::from_utf8_lossy(&kept).into_owned()),
-    }
-}
-
-/// Classifies a failure by what is found along its source chain.
-fn classify(e: &(dyn std::error::Error + 'static)) -> TransportError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_timeout() {
-                return TransportError::Timeout;
-            }
-            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
-                return TransportError::Closed;
-            }
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            match io.kind() {
-                ConnectionRefused => return TransportError::Connect,
-                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected => {
-                    return TransportError::Closed;
-                }
-                TimedOut => return TransportError::Timeout,
-                _ => {}
-            }
-        }
-        source = err.source();
-    }
-    TransportError::Other
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = s.source();
-    }
-    message
-}
-
-impl Engine {
-    fn finish(&self, seq: u64, due: Instant, drawn: &Drawn, outcome: Outcome) {
-        let c = &self.counters;
-        match &outcome {
-            Outcome::Response { status, .. } if *status >= 500 => {
-                c.server_errors.fetch_add(1, Ordering::Relaxed);
-            }
-            Outcome::Response { status, .. } if *status >= 400 => {
-                c.client_errors.fetch_add(1, Ordering::Relaxed);
-            }
-            Outcome::Response { .. } => {}
-            Outcome::Error { .. } => {
-                c.transport_errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        let entry = &self.plan.entries[drawn.entry];
-        let record = RequestRecord {
-            seq,
-            at_ms: millis(due.saturating_duration_since(self.run_start)),
-            route: entry.line.clone(),
-            method: entry.method.to_string(),
-            path: drawn.path.clone(),
-            request_headers: drawn.headers(),
-            request_body: drawn.body.clone(),
-            latency_ms: millis(due.elapsed()),
-            outcome,
-        };
-        self.sink.record(record);
-        c.completed.fetch_add(1, Ordering::Relaxed);
-    }
-}
+// Sending: see `load/engine.rs`.
 
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

@@ -465,6 +465,48 @@ async fn cancelling_stops_the_load_and_keeps_what_was_sent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_spread_over_threads_sends_the_same_requests_once_each() {
+    let (base, seen) = server().await;
+    let mut p = mixed(&base, 9);
+    p.requests = Some(300);
+    p.rate = 3000.0;
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let sink_records = Arc::clone(&records);
+    let handle = start_with(
+        &p,
+        std::time::Instant::now(),
+        Sink::Records(Box::new(move |r: RequestRecord| {
+            sink_records.lock().unwrap().push(r)
+        })),
+        CancellationToken::new(),
+        Some(2),
+    )
+    .unwrap();
+    let outcome = timeout(LIMIT, handle.wait()).await.unwrap();
+    assert_eq!(outcome.progress.sent, 300);
+    let mut records = records.lock().unwrap().clone();
+    records.sort_by_key(|r| r.seq);
+    assert_eq!(
+        records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (0..300).collect::<Vec<_>>()
+    );
+    assert_eq!(seen.arrivals().len(), 300);
+    // Whichever thread sent it, each request is the one the seed makes.
+    let preview = p.preview(300).unwrap();
+    for (planned, sent) in preview.iter().zip(&records) {
+        assert_eq!(
+            (&planned.path, &planned.body),
+            (&sent.path, &sent.request_body)
+        );
+        assert_eq!(planned.headers, sent.request_headers);
+    }
+    assert!(
+        records.iter().all(|r| r.status().is_some()),
+        "every request answered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_sends_the_same_request_with_the_same_key() {
     let (base, seen) = server().await;
     let mix = vec![MixEntry {
