@@ -62,9 +62,14 @@ pub async fn readiness(state: &AppState) -> (bool, Value) {
     );
     let payments = check_payments(state);
 
-    // With the database unreachable the schema is unknown, not wrong: keep the last verdict, or
-    // a database outage would also page as a schema mismatch.
-    if database.is_ok() {
+    // When the schema could not be read (database unreachable, query cut or timed out) it is
+    // unknown, not wrong: keep the last verdict, or a database outage would also page as a
+    // schema mismatch. Only a schema that was read and found wrong sets the gauge to 0.
+    let schema_unknown = schema
+        .as_ref()
+        .err()
+        .is_some_and(|e| e.starts_with("cannot read") || e.starts_with("no answer"));
+    if !schema_unknown {
         state.metrics.schema_ok.set(i64::from(schema.is_ok()));
     }
     let checks = [
