@@ -363,10 +363,61 @@ fn a_fault_is_reverted_by_the_lab_itself_at_its_deadline() {
         "the failpoint is off"
     );
 
+    let (pids, dirs) = journalled(&lab);
     let status = lab.stop(Signal::SIGTERM);
     assert!(status.success(), "exit {status}\n{}", lab.output());
     let pm = lab.record_file("postmortem.md");
     assert!(pm.contains("at its deadline (3s)"), "{pm}");
+    // A lab that stops leaves no process, directory or journal behind: only its record.
+    assert_nothing_left(&pids, &dirs);
+    assert!(journal_files(lab.run.state.path()).is_empty());
+}
+
+/// The processes and directories the running lab journalled.
+fn journalled(lab: &LabUp) -> (Vec<i32>, Vec<PathBuf>) {
+    let journal = journal_files(lab.run.state.path())
+        .pop()
+        .expect("the lab's journal");
+    let entries: Vec<Value> = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let pids = entries
+        .iter()
+        .filter(|e| e["resource"]["kind"] == "process")
+        .map(|e| e["resource"]["pid"].as_i64().unwrap() as i32)
+        .collect();
+    let dirs = entries
+        .iter()
+        .filter(|e| e["resource"]["kind"] == "dir")
+        .map(|e| PathBuf::from(e["resource"]["path"].as_str().unwrap()))
+        .collect();
+    (pids, dirs)
+}
+
+/// No journalled process runs, no journalled directory exists, and nothing runs from them.
+fn assert_nothing_left(pids: &[i32], dirs: &[PathBuf]) {
+    let left = || {
+        let mut left: Vec<String> = pids
+            .iter()
+            .filter(|p| super::alive(**p))
+            .map(|p| format!("pid {p}"))
+            .collect();
+        for d in dirs {
+            left.extend(processes_mentioning(d.to_str().unwrap()));
+            if d.exists() {
+                left.push(d.display().to_string());
+            }
+        }
+        left
+    };
+    // Give the kernel a moment to reap what died with the lab.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !left().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(left().is_empty(), "left behind: {:?}", left());
 }
 
 /// `revert` by number and by the fault as it was injected; then SIGTERM with a fault still
@@ -508,20 +559,7 @@ fn a_lab_killed_with_sigkill_mid_fault_leaves_nothing_behind_after_recover() {
         .expect("the lab's journal");
     let text = std::fs::read_to_string(&journal).unwrap();
     assert!(text.contains("\"event\":\"inject\""), "{text}");
-    let entries: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let pids: Vec<i32> = entries
-        .iter()
-        .filter(|e| e["resource"]["kind"] == "process")
-        .map(|e| e["resource"]["pid"].as_i64().unwrap() as i32)
-        .collect();
-    let dirs: Vec<PathBuf> = entries
-        .iter()
-        .filter(|e| e["resource"]["kind"] == "dir")
-        .map(|e| PathBuf::from(e["resource"]["path"].as_str().unwrap()))
-        .collect();
+    let (pids, dirs) = journalled(&lab);
     let run_dir = dirs
         .iter()
         .find(|d| d.to_string_lossy().contains("fivehundred-gameday-"))
@@ -548,21 +586,7 @@ fn a_lab_killed_with_sigkill_mid_fault_leaves_nothing_behind_after_recover() {
     let out = lab.cli(&["recover"]);
     assert!(out.status.success(), "{}", explain(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("recovered"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline
-        && (pids.iter().any(|p| super::alive(*p))
-            || !processes_mentioning(run_dir.to_str().unwrap()).is_empty())
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for p in &pids {
-        assert!(!super::alive(*p), "process {p} survived the killed lab");
-    }
-    let left = processes_mentioning(run_dir.to_str().unwrap());
-    assert!(left.is_empty(), "left running: {left:?}");
-    for d in &dirs {
-        assert!(!d.exists(), "{} was left behind", d.display());
-    }
+    assert_nothing_left(&pids, &dirs);
     assert!(journal_files(lab.run.state.path()).is_empty());
     let out = lab.cli(&["status"]);
     assert!(
