@@ -723,8 +723,9 @@ async fn a_new_connection_at_the_descriptor_limit_answers_503_fast_with_load_she
         .send()
         .await
         .unwrap();
+    // Fast means not waiting in the backlog for a descriptor; the bound is loose for busy CI.
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
@@ -774,15 +775,20 @@ async fn a_new_connection_at_the_descriptor_limit_answers_503_fast_with_load_she
             .any(|l| l["message"] == "request failed" && l["request_id"] == id.as_str()),
         "the refusal is logged with its request id"
     );
-    assert_eq!(
-        client
-            .get(format!("{}/products", bin.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    // With the limit back, the listener takes its reserve descriptor back on its next accept
+    // and serves again.
+    eventually(
+        Duration::from_secs(5),
+        "new connections are served once the limit is restored",
+        || async {
+            client
+                .get(format!("{}/products", bin.url))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
