@@ -18,11 +18,11 @@ use fivehundred::target::TargetSpec;
 use crate::table::{Better, Row};
 use crate::tools;
 
-pub async fn rows(reps: usize, suite: bool) -> Vec<Row> {
+pub async fn rows(reps: usize, suite: bool, breakdown: bool) -> Vec<Row> {
     let mut rows = Vec::new();
     match target_app() {
         Ok(program) => {
-            rows.extend(labs(reps, &program).await);
+            rows.extend(labs(reps, &program, breakdown).await);
             rows.extend(suite_rows(suite, &program));
         }
         Err(e) => {
@@ -123,7 +123,7 @@ fn read_throughput(base_url: &str, script: &Path) -> Result<f64, String> {
     Ok(w.rate)
 }
 
-async fn labs(reps: usize, program: &Path) -> Vec<Row> {
+async fn labs(reps: usize, program: &Path, breakdown: bool) -> Vec<Row> {
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => {
@@ -172,6 +172,25 @@ async fn labs(reps: usize, program: &Path) -> Vec<Row> {
             }
         }
     }
+    // One protection at a time (`--protections X`), against none: which one costs.
+    let mut only = Vec::new();
+    if breakdown && wrk.is_ok() {
+        for protection in fivehundred::target::PROTECTIONS {
+            match start_lab(program, protection, &journal, dir.path()).await {
+                Ok((mut lab, _)) => {
+                    let (base, s) = (lab.base_url.clone(), script.clone());
+                    let r = tokio::task::spawn_blocking(move || read_throughput(&base, &s))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r);
+                    only.push((*protection, r));
+                    lab.stop().await;
+                    let _ = std::fs::remove_dir_all(&lab.run_dir);
+                }
+                Err(e) => only.push((*protection, Err(e))),
+            }
+        }
+    }
     journal.finish();
     let start_row = {
         let r = Row::new(
@@ -202,7 +221,26 @@ async fn labs(reps: usize, program: &Path) -> Vec<Row> {
         Err(e) => Row::new("cost of protections", "", "req/s", Better::Higher, "≥ 0.85")
             .missing_peer("wrk", e),
     };
-    vec![start_row, protections_row]
+    let mut rows = vec![start_row, protections_row];
+    for (protection, r) in only {
+        let row = Row::new(
+            "cost of protections",
+            &format!("catalogue reads/s with only `{protection}` on, vs none"),
+            "req/s",
+            Better::Higher,
+            "report",
+        );
+        rows.push(match r {
+            Ok(v) => {
+                // One sample against each of the `none` samples' median.
+                let none_median = crate::table::Stat::of(&none).map_or(f64::NAN, |s| s.median);
+                row.ours(&[v])
+                    .peer("target-app --protections none", &[none_median])
+            }
+            Err(e) => row.note(e),
+        });
+    }
+    rows
 }
 
 /// `fivehundred run` over the catalogue, one lab at a time and two at a time.

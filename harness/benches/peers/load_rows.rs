@@ -65,19 +65,23 @@ fn sustained(s: &LoadSummary, rate: f64) -> bool {
         && s.p99_ms <= SUSTAINED_P99_MS
 }
 
-/// Our highest sustained rate, searched in steps around `reference` (wrk's rate).
-async fn our_max_rate(base: &str, reference: f64) -> (f64, String) {
-    let mut best: Option<(f64, LoadSummary)> = None;
+/// Our highest sustained rate, searched in steps around `reference` (wrk's rate), and the CPU
+/// time per request the generator used at that rate (µs).
+async fn our_max_rate(base: &str, reference: f64) -> (f64, String, f64) {
+    let mut best: Option<(f64, LoadSummary, f64)> = None;
     let mut first_fail: Option<(f64, LoadSummary)> = None;
     for steps in [STEPS, LOW_STEPS] {
         for f in steps {
             let rate = (reference * f).round();
+            let cpu_before = tools::own_cpu_seconds();
             let Ok(s) = load::run_summary(&read_plan(base, rate, STEP)).await else {
                 continue;
             };
+            let cpu =
+                (tools::own_cpu_seconds() - cpu_before) / s.outcome.progress.sent.max(1) as f64;
             if sustained(&s, rate) {
-                if best.as_ref().is_none_or(|(r, _)| rate > *r) {
-                    best = Some((rate, s));
+                if best.as_ref().is_none_or(|(r, _, _)| rate > *r) {
+                    best = Some((rate, s, cpu * 1e6));
                 }
                 if steps == STEPS {
                     continue;
@@ -105,7 +109,10 @@ async fn our_max_rate(base: &str, reference: f64) -> (f64, String) {
         ),
         None => String::new(),
     };
-    (best.map_or(0.0, |(r, _)| r), detail)
+    match best {
+        Some((rate, _, cpu)) => (rate, detail, cpu),
+        None => (0.0, detail, f64::NAN),
+    }
 }
 
 async fn rate(reps: usize, url: &str) -> Vec<Row> {
@@ -113,6 +120,7 @@ async fn rate(reps: usize, url: &str) -> Vec<Row> {
     let wrk_ok = tools::available(install::WRK);
     let hey_ok = tools::available(install::HEY);
     let (mut ours, mut wrk, mut hey) = (vec![], vec![], vec![]);
+    let (mut our_cpu, mut wrk_cpu) = (vec![], vec![]);
     let mut details = Vec::new();
     for _ in 0..reps {
         let reference = match &wrk_ok {
@@ -127,11 +135,13 @@ async fn rate(reps: usize, url: &str) -> Vec<Row> {
                 match w {
                     Ok(w) => {
                         wrk.push(w.rate);
+                        wrk_cpu.push(w.cpu_seconds / w.requests.max(1) as f64 * 1e6);
                         w.rate
                     }
                     Err(e) => {
                         details.push(e);
                         wrk.push(f64::NAN);
+                        wrk_cpu.push(f64::NAN);
                         100_000.0
                     }
                 }
@@ -149,8 +159,9 @@ async fn rate(reps: usize, url: &str) -> Vec<Row> {
                 f64::NAN
             }));
         }
-        let (rate, detail) = our_max_rate(&base, reference).await;
+        let (rate, detail, cpu) = our_max_rate(&base, reference).await;
         ours.push(rate);
+        our_cpu.push(cpu);
         if !detail.is_empty() {
             details.push(detail);
         }
@@ -187,7 +198,19 @@ async fn rate(reps: usize, url: &str) -> Vec<Row> {
         }
         Err(e) => row().missing_peer("hey", e),
     };
-    vec![wrk_row, hey_row]
+    let cpu_row = Row::new(
+        "load generator rate",
+        "CPU time per request at its top rate (user + system)",
+        "µs",
+        Better::Lower,
+        "report",
+    )
+    .ours(&our_cpu);
+    let cpu_row = match &wrk_ok {
+        Ok(()) => cpu_row.peer("wrk (-t2 -c32)", &wrk_cpu),
+        Err(e) => cpu_row.missing_peer("wrk", e),
+    };
+    vec![wrk_row, hey_row, cpu_row]
 }
 
 /// wrk at a fixed rate: one connection with a 1 ms pause between requests (its Lua `delay`),

@@ -10,7 +10,8 @@
 //! - `--reps N`: repetitions per figure (default 5);
 //! - `--only proxy|load|lab`: one group of rows;
 //! - `--suite`: also time `fivehundred run` over the whole catalogue (minutes; also
-//!   `FIVEHUNDRED_BENCH_SUITE=1`).
+//!   `FIVEHUNDRED_BENCH_SUITE=1`);
+//! - `--protections-breakdown`: also measure target-app with one protection on at a time.
 //!
 //! The bench runs itself as helper processes: `--serve-http` (the HTTP server every load
 //! generator is measured against) and `--record N ADDR` (the recording-cost measurement).
@@ -33,6 +34,7 @@ struct Args {
     reps: usize,
     only: Option<String>,
     suite: bool,
+    breakdown: bool,
 }
 
 fn args() -> Args {
@@ -40,6 +42,7 @@ fn args() -> Args {
         reps: 5,
         only: None,
         suite: std::env::var_os("FIVEHUNDRED_BENCH_SUITE").is_some_and(|v| v != "0"),
+        breakdown: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -47,6 +50,7 @@ fn args() -> Args {
             "--reps" => a.reps = it.next().and_then(|n| n.parse().ok()).unwrap_or(a.reps),
             "--only" => a.only = it.next(),
             "--suite" => a.suite = true,
+            "--protections-breakdown" => a.breakdown = true,
             // `cargo bench` passes `--bench`; filters and other flags are not ours.
             _ => {}
         }
@@ -99,7 +103,7 @@ fn main() {
         }
         if wants("lab") {
             eprintln!("bench: lab rows…");
-            rows.extend(lab_rows::rows(args.reps.min(3), args.suite).await);
+            rows.extend(lab_rows::rows(args.reps.min(3), args.suite, args.breakdown).await);
         }
     });
     let table = table::markdown(&rows);

@@ -91,6 +91,9 @@ pub fn socat(listen: SocketAddr, upstream: SocketAddr) -> Result<Proc, String> {
 #[derive(Debug, Clone, Copy)]
 pub struct WrkResult {
     pub rate: f64,
+    pub requests: u64,
+    /// The CPU time wrk used (user + system), seconds.
+    pub cpu_seconds: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub non_2xx: u64,
@@ -99,6 +102,7 @@ pub struct WrkResult {
 
 /// Runs wrk with `args` (besides `--latency` and the URL) and reads its summary.
 pub fn wrk(args: &[&str], url: &str) -> Result<WrkResult, String> {
+    let cpu_before = children_cpu_seconds();
     let out = Command::new("wrk")
         .args(args)
         .arg("--latency")
@@ -106,6 +110,7 @@ pub fn wrk(args: &[&str], url: &str) -> Result<WrkResult, String> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run wrk: {e}"))?;
+    let cpu_seconds = children_cpu_seconds() - cpu_before;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(
@@ -137,12 +142,37 @@ pub fn wrk(args: &[&str], url: &str) -> Result<WrkResult, String> {
                 .sum()
         })
         .unwrap_or(0);
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or(0);
     Ok(WrkResult {
         rate,
+        requests,
+        cpu_seconds,
         p50_ms: pct("50%")?,
         p99_ms: pct("99%")?,
         non_2xx,
         errors,
+    })
+}
+
+/// CPU time (user + system, seconds) of the child processes waited for so far. The peers run
+/// one at a time, so the difference around one run is that peer's.
+pub fn children_cpu_seconds() -> f64 {
+    cpu_seconds(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+}
+
+/// This process's CPU time (user + system) so far, in seconds.
+pub fn own_cpu_seconds() -> f64 {
+    cpu_seconds(nix::sys::resource::UsageWho::RUSAGE_SELF)
+}
+
+fn cpu_seconds(who: nix::sys::resource::UsageWho) -> f64 {
+    nix::sys::resource::getrusage(who).map_or(f64::NAN, |u| {
+        let s = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        s(u.user_time()) + s(u.system_time())
     })
 }
 

@@ -11,17 +11,19 @@
 //!
 //! A request that finds no idle connection waits in a queue, taken from by whichever connection
 //! is free first: one that finishes its request, or one being opened for it. A connection is
-//! opened for the queue (at most [`MAX_CONNECTING`] at a time) while there are fewer than the
-//! load needs by Little's law (twice the rate times the fastest recent service time, plus two),
-//! or when none has finished a request for [`STALLED_AFTER`]: a target that stops answering
-//! gets a connection per request in flight at once, as the open loop needs, and a slow one as
-//! many as it holds requests. A backlog on a fast target is cleared by the connections it has:
-//! opening a connection for every request that found none idle was the first design, and near
-//! the machine's capacity, or after a hiccup of the machine (a few milliseconds without CPU,
+//! opened for the queue (at most [`MAX_CONNECTING`] at a time) when:
+//! - none has finished a request for [`STALLED_AFTER`]: a target that stops answering gets a
+//!   connection per request in flight, as the open loop needs (at the rates of a scenario,
+//!   requests are further apart than that, so a slow target always gets a new connection);
+//! - there are fewer than the load needs by Little's law, counted with the fastest recent
+//!   service time and a margin ([`LITTLE_MARGIN`], [`SPARE_CONNECTIONS`]): a target that is
+//!   slow for every request gets as many connections as it holds requests.
+//!
+//! Opening a connection for every request that found none idle was the first design. Near the
+//! machine's capacity, and after each hiccup of the machine (a few milliseconds without CPU,
 //! hundreds of requests overdue at once), it opened hundreds of connections, which cost the
-//! target more than the backlog and made the next hiccup worse. The fastest service time is
-//! used, not the mean, because a hiccup lengthens every request in flight at that moment
-//! without the load needing more connections.
+//! target more than the backlog and made the next hiccup worse; Little's law with the mean
+//! service time did the same, since queueing in this thread lengthens the mean.
 
 use std::collections::VecDeque;
 use std::pin::{Pin, pin};
@@ -48,8 +50,13 @@ const MAX_CONNECTING: usize = 4;
 /// shorter: a thread of a busy machine is regularly left without CPU for a few milliseconds, and
 /// nothing finishes meanwhile either.
 const STALLED_AFTER: Duration = Duration::from_millis(5);
+/// Connections for Little's law: this many times the rate times the service time, plus
+/// [`SPARE_CONNECTIONS`]. The margin covers a loaded target answering several times slower than
+/// its fastest.
+const LITTLE_MARGIN: f64 = 4.0;
+const SPARE_CONNECTIONS: usize = 16;
 /// Service times are remembered over two windows of this length.
-const FLOOR_WINDOW: Duration = Duration::from_millis(100);
+const SERVICE_WINDOW: Duration = Duration::from_millis(100);
 
 /// Above this many requests per second, the load is spread over more threads.
 const RATE_PER_THREAD: f64 = 50_000.0;
@@ -240,14 +247,16 @@ struct Pool {
     connected: usize,
     /// When a connection last finished a request.
     last_finished: Option<Instant>,
-    /// The fastest recent service time (send to answer), for Little's law.
-    floor: ServiceFloor,
+    /// The recent service time (send to answer), for Little's law.
+    service: ServiceFloor,
     /// This thread's share of the plan's rate, per second.
     rate: f64,
 }
 
-/// The minimum of the service times seen in the current and the previous [`FLOOR_WINDOW`]: how
-/// long the target takes when nothing else is in the way, following it as it changes.
+/// The shortest service time seen in the current and the previous [`SERVICE_WINDOW`]: how
+/// long the target takes when nothing else is in the way, following it as it changes. A floor
+/// and not a mean: queueing anywhere (in this thread when it is short of CPU, in the target when
+/// it is) lengthens the mean, and more connections would add to that queueing.
 #[derive(Default)]
 struct ServiceFloor {
     window_start: Option<Instant>,
@@ -258,7 +267,7 @@ struct ServiceFloor {
 impl ServiceFloor {
     fn note(&mut self, now: Instant, took: Duration) {
         match self.window_start {
-            Some(start) if now.saturating_duration_since(start) < FLOOR_WINDOW => {}
+            Some(start) if now.saturating_duration_since(start) < SERVICE_WINDOW => {}
             _ => {
                 self.window_start = Some(now);
                 self.previous = self.current.take();
@@ -280,7 +289,7 @@ impl Pool {
     fn finished(&mut self, took: Duration) {
         let now = Instant::now();
         self.last_finished = Some(now);
-        self.floor.note(now, took);
+        self.service.note(now, took);
     }
 
     /// Whether to open another connection for the queue (and count it as being opened): see the
@@ -294,10 +303,9 @@ impl Pool {
         let stalled = self
             .last_finished
             .is_none_or(|t| t.elapsed() >= STALLED_AFTER);
-        let needed = self
-            .floor
-            .get()
-            .map(|s| (2.0 * self.rate * s.as_secs_f64()).ceil() as usize + 2);
+        let needed = self.service.get().map(|s| {
+            (LITTLE_MARGIN * self.rate * s.as_secs_f64()).ceil() as usize + SPARE_CONNECTIONS
+        });
         let short = needed.is_none_or(|n| self.connected + self.connecting < n);
         let grow = stalled || short || (self.connecting == 0 && busy == 0);
         if grow {
@@ -333,7 +341,8 @@ async fn schedule(engine: Arc<Engine>, shard: Shard, cancel: CancellationToken) 
             seq += 1;
             continue;
         }
-        if due > Instant::now() {
+        let on_time = due > Instant::now();
+        if on_time {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => {
@@ -367,6 +376,11 @@ async fn schedule(engine: Arc<Engine>, shard: Shard, cancel: CancellationToken) 
         } else {
             c.in_flight.fetch_add(1, Ordering::Relaxed);
             engine.dispatch(Job { seq, due, drawn }, &done_tx);
+            if on_time {
+                // Let the connection task write it now, before the next request is drawn and
+                // the timer armed for it.
+                tokio::task::yield_now().await;
+            }
         }
         seq += 1;
     }

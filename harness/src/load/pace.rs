@@ -3,11 +3,12 @@
 //!
 //! tokio's timers have a resolution of one millisecond: a request due 0.3 ms from now would go
 //! out up to 0.7 ms late, more than a whole loopback round trip. On Linux the wait is a
-//! `timerfd` (a high-resolution kernel timer the runtime polls like a socket), armed a little
-//! early, and the last few microseconds are spent yielding to other tasks while the clock is
-//! read, which absorbs the timer's wake-up delay. The spin is kept to at most 5 % of the time
-//! between requests (and 50 µs), so its cost is bounded whatever the rate. Elsewhere, or when
-//! no timerfd can be had, tokio's timer is used.
+//! `timerfd` (a high-resolution kernel timer the runtime polls like a socket), armed early by as
+//! much as it has lately been late to wake us (on a virtual machine, tens of microseconds and
+//! more), and the rest of the wait is spent yielding to other tasks while the clock is read. The
+//! spin is kept to at most [`SPIN_SHARE`] of the time between requests and [`MAX_SPIN`], so its
+//! cost is bounded whatever the rate. Elsewhere, or when no timerfd can be had, tokio's timer is
+//! used.
 //!
 //! Arming a timer is not free: on the 2-core virtual machine the benchmarks run on, profiling
 //! at 60,000 requests/s found a sixth of the generator's time in `timerfd_settime` (each arming
@@ -20,14 +21,20 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// The longest spin before a due time.
-const MAX_SPIN: Duration = Duration::from_micros(50);
+const MAX_SPIN: Duration = Duration::from_micros(200);
+/// The largest share of the time between two requests spent spinning.
+const SPIN_SHARE: f64 = 0.1;
 /// The shortest time between two wake-ups by the timer.
 const MIN_ARM_GAP: Duration = Duration::from_micros(200);
 
 pub(super) struct Pacer {
     #[cfg(target_os = "linux")]
     timer: Option<timer::Timer>,
-    spin: Duration,
+    /// The longest spin allowed at this rate.
+    max_spin: Duration,
+    /// How late the timer has lately woken us: rises at once to a late wake-up, decays slowly,
+    /// so it follows the timer's worse wake-ups rather than its typical one.
+    lateness: Duration,
     /// When the timer last woke us.
     last_wake: Option<Instant>,
 }
@@ -35,11 +42,6 @@ pub(super) struct Pacer {
 impl Pacer {
     /// A pacer for requests `rate` per second apart.
     pub(super) fn new(rate: f64) -> Pacer {
-        let spin = if std::env::var_os("FIVEHUNDRED_LOAD_SPIN").is_some() {
-            Duration::from_secs(3600)
-        } else {
-            Duration::from_secs_f64(0.05 / rate).min(MAX_SPIN)
-        };
         Pacer {
             #[cfg(target_os = "linux")]
             timer: timer::Timer::new()
@@ -47,14 +49,18 @@ impl Pacer {
                     |e| tracing::debug!(error = %e, "no timerfd; pacing with tokio's timer"),
                 )
                 .ok(),
-            spin,
+            max_spin: Duration::from_secs_f64(SPIN_SHARE / rate).min(MAX_SPIN),
+            lateness: Duration::ZERO,
             last_wake: None,
         }
     }
 
     /// Returns at `due` or just after it (at most [`MIN_ARM_GAP`] after it).
     pub(super) async fn wait_until(&mut self, due: Instant) {
-        let mut wake = due.checked_sub(self.spin).unwrap_or(due);
+        // A little more than the timer's recent lateness, so that a typical wake-up is early.
+        let spin =
+            (self.lateness + self.lateness / 4 + Duration::from_micros(5)).min(self.max_spin);
+        let mut wake = due.checked_sub(spin).unwrap_or(due);
         if let Some(last) = self.last_wake {
             wake = wake.max(last + MIN_ARM_GAP);
         }
@@ -63,11 +69,21 @@ impl Pacer {
             while Instant::now() < wake {
                 self.sleep_until(wake).await;
             }
-            self.last_wake = Some(Instant::now());
+            let now = Instant::now();
+            self.note_lateness(now.saturating_duration_since(wake));
+            self.last_wake = Some(now);
         }
         while Instant::now() < due {
             tokio::task::yield_now().await;
         }
+    }
+
+    fn note_lateness(&mut self, late: Duration) {
+        self.lateness = if late > self.lateness {
+            late.min(MAX_SPIN)
+        } else {
+            self.lateness - (self.lateness - late) / 16
+        };
     }
 
     async fn sleep_until(&mut self, at: Instant) {
