@@ -1,11 +1,24 @@
 //! File-descriptor exhaustion: the running target's open-file limit (`RLIMIT_NOFILE`) is lowered
 //! to what it has open, plus an optional headroom, with `prlimit(2)`. Its next `open`, `accept`
 //! or `connect` fails with EMFILE, as in a service that leaks descriptors or was started with a
-//! low `LimitNOFILE`. (The limit bounds descriptor numbers, not their count: it is set to the
-//! lowest number not in use, so no gap below it is left for a new descriptor.) Only the soft limit moves, so the revert needs no privilege; it restores
+//! low `LimitNOFILE`. Only the soft limit moves, so the revert needs no privilege; it restores
 //! the limit and verifies it in `/proc/<pid>/limits`.
+//!
+//! The limit bounds descriptor *numbers*, not their count: a new descriptor takes the lowest
+//! free number and fails only if that number is at or above the limit. So the limit is set to
+//! the lowest free number, and because a descriptor that closes below it (a receipt file just
+//! written, a client's connection) would open a gap that the next `open` fills, the limit then
+//! follows the lowest free number down for as long as the fault lasts, as a leak would keep
+//! the process full.
+//!
+//! It never goes below a descriptor the target keeps in reserve (an open `/dev/null`, libev's
+//! and libuv's "spare descriptor"): a service closes its reserve at the limit to accept one
+//! waiting connection into its slot, and answer 503 or a metrics scrape on it. A limit below
+//! that slot would make the protection impossible rather than test it.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use super::FaultError;
 use crate::lab::Lab;
@@ -20,6 +33,25 @@ pub struct FdLimit {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// How often the limit follows the lowest free descriptor number down.
+const FOLLOW_EVERY: Duration = Duration::from_millis(10);
+
+/// What the fault holds until its revert: the limits to restore, and the task keeping the
+/// limit down (stopped before the limit is restored).
+struct Lowered {
+    soft: u64,
+    hard: u64,
+    follower: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Lowered {
+    fn drop(&mut self) {
+        if let Some(task) = &self.follower {
+            task.abort();
+        }
+    }
 }
 
 impl FdLimit {
@@ -45,37 +77,69 @@ impl FdLimit {
 
     pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
         let pid = target_pid(lab)?;
-        let open: std::collections::BTreeSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .map_err(|e| FaultError::Failed(format!("cannot list the target's descriptors: {e}")))?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
+        let fds = Descriptors::read(pid).map_err(|e| {
+            FaultError::Failed(format!("cannot list the target's descriptors: {e}"))
+        })?;
         let (soft, hard) = crate::sys::nofile_limit(pid)
             .map_err(|e| FaultError::Failed(format!("prlimit on the target: {e}")))?;
-        let lowered = lowest_free(&open) + u64::from(self.headroom);
-        let open = open.len();
+        let headroom = u64::from(self.headroom);
+        let mut floor = fds.reserve_floor();
+        let lowered = fds.limit(floor) + headroom;
         if lowered >= soft {
             return Err(FaultError::Failed(format!(
                 "the target's limit ({soft}) is already no more than the {lowered} it would be lowered to"
             )));
         }
-        // Kept for the revert: the limit to restore is whatever it was.
-        lab.held.put(&self.describe(), (soft, hard));
+        // Kept (before the limit moves) for the revert: the limit to restore is whatever it was.
+        lab.held.put(
+            &self.describe(),
+            Lowered {
+                soft,
+                hard,
+                follower: None,
+            },
+        );
         set_and_verify(pid, lowered, hard)?;
         lab.recorder.event(
             crate::record::EventKind::Note,
-            format!("prlimit --nofile={lowered}:{hard} on the target (was {soft}; {open} open)"),
+            format!(
+                "prlimit --nofile={lowered}:{hard} on the target (was {soft}; {} open), following the lowest free descriptor down",
+                fds.open.len()
+            ),
         );
+        let follower = tokio::spawn(async move {
+            let mut limit = lowered;
+            loop {
+                tokio::time::sleep(FOLLOW_EVERY).await;
+                let Ok(fds) = Descriptors::read(pid) else {
+                    return; // the target is gone; the lab's checks will say so
+                };
+                floor = floor.max(fds.reserve_floor());
+                let want = fds.limit(floor) + headroom;
+                if want < limit && crate::sys::set_nofile_limit(pid, want, hard).is_ok() {
+                    limit = want;
+                }
+            }
+        });
+        if let Some(mut held) = lab.held.take::<Lowered>(&self.describe()) {
+            held.follower = Some(follower);
+            lab.held.put(&self.describe(), held);
+        }
         Ok(())
     }
 
     pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
         let key = self.describe();
-        let Some((soft, hard)) = lab.held.take::<(u64, u64)>(&key) else {
+        let Some(mut held) = lab.held.take::<Lowered>(&key) else {
             return Ok(()); // never lowered
         };
-        let result = target_pid(lab).and_then(|pid| set_and_verify(pid, soft, hard));
+        if let Some(task) = held.follower.take() {
+            task.abort();
+            let _ = task.await; // no lowering may land after the restore
+        }
+        let result = target_pid(lab).and_then(|pid| set_and_verify(pid, held.soft, held.hard));
         if result.is_err() {
-            lab.held.put(&key, (soft, hard)); // for the retry
+            lab.held.put(&key, held); // for the retry
         }
         result
     }
@@ -86,9 +150,45 @@ fn target_pid(lab: &Lab) -> Result<u32, FaultError> {
         .ok_or_else(|| FaultError::Failed("the target is not running".into()))
 }
 
-/// The number the next new descriptor would get: the lowest one not in use.
-fn lowest_free(open: &std::collections::BTreeSet<u64>) -> u64 {
-    (0..).find(|n| !open.contains(n)).unwrap_or(0)
+/// A process's open descriptor numbers, and which of them are kept in reserve.
+#[derive(Debug, Default)]
+struct Descriptors {
+    open: BTreeSet<u64>,
+    /// Descriptors open on `/dev/null` (a reserve, or a null standard stream).
+    null: BTreeSet<u64>,
+}
+
+impl Descriptors {
+    fn read(pid: u32) -> std::io::Result<Descriptors> {
+        let dir = format!("/proc/{pid}/fd");
+        let mut fds = Descriptors::default();
+        for entry in std::fs::read_dir(&dir)? {
+            let Some(n) = entry
+                .ok()
+                .and_then(|e| e.file_name().to_str()?.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            fds.open.insert(n);
+            // A descriptor closed since the listing reads as an error: it is simply not null.
+            if std::fs::read_link(format!("{dir}/{n}")).is_ok_and(|p| p == *"/dev/null") {
+                fds.null.insert(n);
+            }
+        }
+        Ok(fds)
+    }
+
+    /// The lowest limit that leaves every reserve descriptor's slot usable.
+    fn reserve_floor(&self) -> u64 {
+        self.null.last().map_or(0, |n| n + 1)
+    }
+
+    /// The limit that lets no new descriptor in: the number the next one would get (the
+    /// lowest not in use), but not below `floor`.
+    fn limit(&self, floor: u64) -> u64 {
+        let lowest_free = (0..).find(|n| !self.open.contains(n)).unwrap_or(0);
+        lowest_free.max(floor)
+    }
 }
 
 /// prlimit, verified in `/proc/<pid>/limits` (what `prlimit --pid` and operators read).
@@ -131,11 +231,42 @@ Max open files            37                   1048576              files     \n
         assert_eq!(open_files_limit("Max cpu time unlimited unlimited"), None);
     }
 
+    fn fds(open: &[u64], null: &[u64]) -> Descriptors {
+        Descriptors {
+            open: open.iter().copied().collect(),
+            null: null.iter().copied().collect(),
+        }
+    }
+
     #[test]
     fn the_limit_goes_to_the_lowest_free_descriptor_number() {
-        assert_eq!(lowest_free(&[0, 1, 2, 3].into()), 4);
+        assert_eq!(fds(&[0, 1, 2, 3], &[]).limit(0), 4);
         // A gap below the highest descriptor would let a new one in above the count.
-        assert_eq!(lowest_free(&[0, 1, 2, 4, 5, 9].into()), 3);
+        assert_eq!(fds(&[0, 1, 2, 4, 5, 9], &[]).limit(0), 3);
+    }
+
+    #[test]
+    fn the_limit_stays_above_every_reserve_descriptor() {
+        // The reserve at 7 is closed to accept a connection into its slot: 7 must stay usable.
+        let at_limit = fds(&[0, 1, 2, 3, 4, 5, 6, 7, 8], &[0, 7]);
+        assert_eq!(at_limit.reserve_floor(), 8);
+        assert_eq!(at_limit.limit(at_limit.reserve_floor()), 9);
+        let reserve_spent = fds(&[0, 1, 2, 3, 4, 5, 6, 8], &[0]);
+        assert_eq!(reserve_spent.limit(8), 8, "the floor seen before is kept");
+        assert_eq!(
+            reserve_spent.limit(0),
+            7,
+            "without it the slot would be lost"
+        );
+    }
+
+    #[test]
+    fn our_own_descriptors_are_read_with_their_reserves() {
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&null) as u64;
+        let fds = Descriptors::read(std::process::id()).unwrap();
+        assert!(fds.open.contains(&fd) && fds.null.contains(&fd));
+        assert!(fds.reserve_floor() > fd);
     }
 
     #[test]
