@@ -6,9 +6,9 @@
 //!
 //! Which tunables change live: the ones read per request or per tick (`request_deadline`,
 //! `payments_timeout`, `cache_ttl`, `breaker_*`, `max_rss_bytes`, `max_memory_fraction`,
-//! `outbox_retry_interval`).
-//! The others are baked into the connection pool or the tower stack at startup (`db_*`,
-//! `concurrency_limit`); a reload that changes them logs that a restart is needed.
+//! `concurrency_limit`, `outbox_retry_interval`).
+//! The others are baked into the connection pool at startup (`db_*`); a reload that changes
+//! them logs that a restart is needed.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -381,10 +381,6 @@ impl Tunables {
             (
                 "db_acquire_timeout",
                 self.db_acquire_timeout != new.db_acquire_timeout,
-            ),
-            (
-                "concurrency_limit",
-                self.concurrency_limit != new.concurrency_limit,
             ),
         ]
         .into_iter()

@@ -44,6 +44,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -82,6 +83,8 @@ pub struct AppState {
     pub products: Cache<String, Product>,
     /// Wakes the receipt worker when an order was placed, instead of waiting for its next pass.
     pub outbox_notify: Notify,
+    /// Shop requests in flight, against `concurrency_limit` (with `load-shed`).
+    pub shop_in_flight: AtomicUsize,
 }
 
 /// Why the service could not start.
@@ -148,6 +151,7 @@ impl App {
             catalogue: Cache::new(),
             products: Cache::new(),
             outbox_notify: Notify::new(),
+            shop_in_flight: AtomicUsize::new(0),
         });
         Ok(App {
             state,

@@ -10,19 +10,21 @@
 //! the kernel can drop under pressure is not memory the process is short of.
 
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Why memory is too high, for the log line of a shed request; `None` while it is not.
 pub fn pressure(max_rss_bytes: u64, max_fraction: f64) -> Option<String> {
-    if let Some(rss) = resident_bytes()
+    let (rss, cg) = sample();
+    if let Some(rss) = rss
         && rss > max_rss_bytes
     {
         return Some(format!(
             "resident memory {rss} bytes is above max_rss_bytes {max_rss_bytes}"
         ));
     }
-    let cg = cgroup_memory()?;
+    let cg = cg?;
     let used = cg.working_set as f64 / cg.limit as f64;
     (used > max_fraction).then(|| {
         format!(
@@ -34,37 +36,60 @@ pub fn pressure(max_rss_bytes: u64, max_fraction: f64) -> Option<String> {
     })
 }
 
-/// `VmRSS` of this process. Read per request: it is a few microseconds, and a sampled value
-/// would lag behind exactly the spike it is meant to catch.
-pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// A memory cgroup's working set and limit.
+/// A cgroup's working set and limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CgroupMemory {
     pub working_set: u64,
     pub limit: u64,
 }
 
-/// The memory cgroup this process is in now, when it has a limit. Cached for 100 ms: reading
-/// three cgroup files per request would cost more than the request under heavy load, and the
-/// cgroup's usage does not move much faster. The cgroup itself is looked up again each time,
-/// since a process can be moved to another one while it runs.
-pub fn cgroup_memory() -> Option<CgroupMemory> {
-    static LAST: Mutex<Option<(Instant, Option<CgroupMemory>)>> = Mutex::new(None);
-    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((at, value)) = *last
-        && at.elapsed() < Duration::from_millis(100)
+/// How long a sample is reused. Reading `/proc/self/status` and three cgroup files costs more
+/// than serving a cached catalogue read (read per request, they halved the service's
+/// throughput), and memory that matters grows over hundreds of milliseconds, so a sample a few
+/// milliseconds old is as good as a new one.
+const FRESH_FOR: Duration = Duration::from_millis(5);
+
+/// The last sample, in atomics: every request reads it, so it must not be a lock that the
+/// cores take turns on. `u64::MAX` is "unknown"; a limit of 0 is "no limited cgroup".
+static TAKEN_AT_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+static RSS: AtomicU64 = AtomicU64::new(u64::MAX);
+static CG_WORKING_SET: AtomicU64 = AtomicU64::new(0);
+static CG_LIMIT: AtomicU64 = AtomicU64::new(0);
+
+/// The resident size (`VmRSS`) of this process, and the memory cgroup it is in now (looked up
+/// again each time: a process can be moved while it runs) when that has a limit. At most
+/// [`FRESH_FOR`] old; one caller refreshes it while the others use the previous sample.
+fn sample() -> (Option<u64>, Option<CgroupMemory>) {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let now = EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64;
+    let taken = TAKEN_AT_NS.load(Ordering::Acquire);
+    let stale = taken == u64::MAX || now.saturating_sub(taken) >= FRESH_FOR.as_nanos() as u64;
+    if stale
+        && TAKEN_AT_NS
+            .compare_exchange(taken, now, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     {
-        return value;
+        RSS.store(read_resident_bytes().unwrap_or(u64::MAX), Ordering::Release);
+        let cg = read_cgroup_memory();
+        CG_WORKING_SET.store(cg.map_or(0, |c| c.working_set), Ordering::Release);
+        CG_LIMIT.store(cg.map_or(0, |c| c.limit), Ordering::Release);
     }
-    let value = read_cgroup_memory();
-    *last = Some((Instant::now(), value));
-    value
+    let rss = Some(RSS.load(Ordering::Acquire)).filter(|&r| r != u64::MAX);
+    let cg = match CG_LIMIT.load(Ordering::Acquire) {
+        0 => None,
+        limit => Some(CgroupMemory {
+            working_set: CG_WORKING_SET.load(Ordering::Acquire),
+            limit,
+        }),
+    };
+    (rss, cg)
+}
+
+fn read_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn read_cgroup_memory() -> Option<CgroupMemory> {

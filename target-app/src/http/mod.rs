@@ -8,32 +8,30 @@
 //! 5. the routes of each feature; the shop routes (not the health probes, which must answer
 //!    precisely when the service is busy) are behind `load-shed`.
 
+mod deadline;
 pub mod health;
 pub mod listener;
 pub mod orders;
 pub mod products;
+mod shed;
 
 use std::any::Any;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Router;
 use axum::body::Body;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::{BoxError, Router};
-use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower::load_shed::LoadShedLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::AppState;
-use crate::error::{AppError, ShedReason};
+use crate::error::AppError;
+use crate::panics;
 use crate::protections::Protection;
-use crate::{memory, panics};
 
 /// The public application. The protections decide which layers exist at all, so that with one
 /// off, its code is not merely skipped but absent.
@@ -42,25 +40,12 @@ pub fn app(state: Arc<AppState>) -> Router {
 
     let mut shop = products::router().merge(orders::router());
     if on(Protection::LoadShed) {
-        // tower's limit + load-shed: at the limit, a request is refused at once instead of
-        // queueing. The limit is global across routes, hence the Global layer.
-        let limit = state.tunables.get().concurrency_limit;
-        shop = shop
-            .layer(
-                ServiceBuilder::new()
-                    .layer(HandleErrorLayer::new(|_: BoxError| async {
-                        AppError::Overloaded(ShedReason::Concurrency)
-                    }))
-                    .layer(LoadShedLayer::new())
-                    .layer(GlobalConcurrencyLimitLayer::new(limit)),
-            )
-            .layer(from_fn_with_state(state.clone(), shed_on_memory))
-            .layer(axum::middleware::from_fn(shed_refused));
+        shop = shop.layer(shed::ShedLayer(state.clone()));
     }
 
     let mut app = shop.merge(health::router());
     if on(Protection::Timeouts) {
-        app = app.layer(from_fn_with_state(state.clone(), deadline));
+        app = app.layer(deadline::DeadlineLayer(state.clone()));
     }
     if on(Protection::CatchPanic) {
         app = app.layer(CatchPanicLayer::custom(panic_response));
@@ -162,35 +147,6 @@ async fn problem_from_rejection(response: Response) -> Response {
     .into_response()
 }
 
-/// The request deadline. tower-http's `TimeoutLayer` is not used because it answers 408
-/// Request Timeout, which blames the client; here the server was too slow, so: 503.
-async fn deadline(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Result<Response, AppError> {
-    let limit = state.tunables.get().request_deadline;
-    tokio::time::timeout(limit, next.run(request))
-        .await
-        .map_err(|_| AppError::Deadline(limit))
-}
-
-/// Sheds shop requests while memory is short (resident size above `max_rss_bytes`, or the
-/// memory cgroup's working set above `max_memory_fraction` of its limit; see [`memory`]): a
-/// request refused now is better than the whole process killed by the OOM killer a little later.
-async fn shed_on_memory(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Result<Response, AppError> {
-    let t = state.tunables.get();
-    if let Some(why) = memory::pressure(t.max_rss_bytes, t.max_memory_fraction) {
-        tracing::debug!(%why, "shedding a request for memory");
-        return Err(AppError::Overloaded(ShedReason::Memory));
-    }
-    Ok(next.run(request).await)
-}
-
 /// How the request's connection was admitted (see [`listener`]); absent outside a real
 /// listener (tests calling the router).
 fn admission(request: &Request) -> listener::Admission {
@@ -202,15 +158,6 @@ fn admission(request: &Request) -> listener::Admission {
             on_reserve: false,
             refused: false,
         })
-}
-
-/// Shop requests on a refused connection answer 503 at once: they would need descriptors
-/// (database connections, files) the process does not have.
-async fn shed_refused(request: Request, next: Next) -> Result<Response, AppError> {
-    if admission(&request).refused {
-        return Err(AppError::Overloaded(ShedReason::Descriptors));
-    }
-    Ok(next.run(request).await)
 }
 
 /// A connection accepted on the reserve descriptor is closed after its answer, so the reserve
