@@ -425,6 +425,10 @@ pub struct LoadSummary {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Percentiles from the moment each request was sent rather than due: what a closed-loop
+    /// tool such as wrk reports. The difference from the above is the generator's send lag.
+    pub sent_p50_ms: f64,
+    pub sent_p99_ms: f64,
 }
 
 /// Runs `plan` and keeps only counts and a latency histogram, not the records: for benchmarks
@@ -442,6 +446,7 @@ pub async fn run_summary(plan: &LoadPlan) -> Result<LoadSummary, LoadError> {
     .await;
     let t = tally.lock().unwrap();
     let ms = |q: f64| t.latency_us.value_at_quantile(q) as f64 / 1000.0;
+    let sent_ms = |q: f64| t.exchange_us.value_at_quantile(q) as f64 / 1000.0;
     Ok(LoadSummary {
         outcome,
         statuses: t.statuses.clone(),
@@ -450,6 +455,8 @@ pub async fn run_summary(plan: &LoadPlan) -> Result<LoadSummary, LoadError> {
         p90_ms: ms(0.9),
         p99_ms: ms(0.99),
         max_ms: t.latency_us.max() as f64 / 1000.0,
+        sent_p50_ms: sent_ms(0.5),
+        sent_p99_ms: sent_ms(0.99),
     })
 }
 
@@ -466,6 +473,8 @@ struct Tally {
     statuses: BTreeMap<u16, u64>,
     transport_errors: BTreeMap<String, u64>,
     latency_us: hdrhistogram::Histogram<u64>,
+    /// From the send instead of the due time, for requests that were sent.
+    exchange_us: hdrhistogram::Histogram<u64>,
 }
 
 impl Default for Tally {
@@ -476,12 +485,14 @@ impl Default for Tally {
             // 1 µs to 1 hour at 3 significant digits.
             latency_us: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
                 .expect("valid histogram bounds"),
+            exchange_us: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("valid histogram bounds"),
         }
     }
 }
 
 impl Tally {
-    fn add(&mut self, outcome: &Outcome, latency: Duration) {
+    fn add(&mut self, outcome: &Outcome, latency: Duration, exchange: Option<Duration>) {
         match outcome {
             Outcome::Response { status, .. } => *self.statuses.entry(*status).or_default() += 1,
             Outcome::Error { kind, .. } => {
@@ -493,6 +504,10 @@ impl Tally {
         }
         self.latency_us
             .saturating_record((latency.as_micros() as u64).max(1));
+        if let Some(exchange) = exchange {
+            self.exchange_us
+                .saturating_record((exchange.as_micros() as u64).max(1));
+        }
     }
 }
 

@@ -372,7 +372,7 @@ async fn schedule(engine: Arc<Engine>, shard: Shard, cancel: CancellationToken) 
                 kind: TransportError::Other,
                 message,
             };
-            engine.finish(seq, due, drawn, outcome);
+            engine.finish(seq, due, None, drawn, outcome);
         } else {
             c.in_flight.fetch_add(1, Ordering::Relaxed);
             engine.dispatch(Job { seq, due, drawn }, &done_tx);
@@ -523,7 +523,8 @@ impl Engine {
     }
 
     /// Records a dispatched job's outcome.
-    fn complete(&self, job: Job, outcome: Outcome) {
+    /// `sent`: when its connection task began sending it, if it did.
+    fn complete(&self, job: Job, sent: Option<Instant>, outcome: Outcome) {
         let entry = &self.plan.entries[job.drawn.entry];
         if let (
             true,
@@ -537,10 +538,17 @@ impl Engine {
             self.orders.add(body);
         }
         self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.finish(job.seq, job.due, job.drawn, outcome);
+        self.finish(job.seq, job.due, sent, job.drawn, outcome);
     }
 
-    fn finish(&self, seq: u64, due: Instant, drawn: Drawn, outcome: Outcome) {
+    fn finish(
+        &self,
+        seq: u64,
+        due: Instant,
+        sent: Option<Instant>,
+        drawn: Drawn,
+        outcome: Outcome,
+    ) {
         let c = &self.counters;
         match &outcome {
             Outcome::Response { status, .. } if *status >= 500 => {
@@ -570,7 +578,10 @@ impl Engine {
                     outcome,
                 });
             }
-            Sink::Tally(tally) => tally.lock().unwrap().add(&outcome, due.elapsed()),
+            Sink::Tally(tally) => {
+                let exchange = sent.map(|at| at.elapsed());
+                tally.lock().unwrap().add(&outcome, due.elapsed(), exchange)
+            }
         }
         c.completed.fetch_add(1, Ordering::Relaxed);
     }
@@ -615,6 +626,7 @@ async fn connection_task(engine: Arc<Engine>, done: mpsc::Sender<()>) {
                 }
                 engine.complete(
                     job,
+                    None,
                     Outcome::Error {
                         kind: failure.kind,
                         message: failure.message,
@@ -637,19 +649,19 @@ async fn connection_task(engine: Arc<Engine>, done: mpsc::Sender<()>) {
         .await
     {
         let started = Instant::now();
-        let outcome = if started >= job.due + plan.timeout {
+        let (sent, outcome) = if started >= job.due + plan.timeout {
             // Waited in the queue past its deadline: not sent at all.
             finished = None;
-            timeout(plan.timeout)
+            (None, timeout(plan.timeout))
         } else {
             deadline.as_mut().reset(job.due + plan.timeout);
             let outcome = engine
                 .send(&mut conn, &mut request, &job, deadline.as_mut())
                 .await;
             finished = Some(started.elapsed());
-            outcome
+            (Some(started), outcome)
         };
-        engine.complete(job, outcome);
+        engine.complete(job, sent, outcome);
     }
 }
 
