@@ -594,6 +594,19 @@ async fn requests_beyond_the_concurrency_limit_are_all_let_in_with_load_shed_off
     assert_eq!(response.status(), 200);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reloaded_concurrency_limit_applies_to_the_next_request() {
+    let app = spawn_app_with(Setup {
+        config: "concurrency_limit = 64",
+        ..Setup::default()
+    })
+    .await;
+    std::fs::write(&app.config_path, ONE_AT_A_TIME).unwrap();
+    target_app::config::reload(&app.state).unwrap();
+    let (response, _) = a_catalogue_read_while_an_order_is_in_flight(&app).await;
+    assert_problem(response, 503).await;
+}
+
 const TINY_MEMORY: &str = "max_rss_bytes = 1024";
 
 #[tokio::test(flavor = "multi_thread")]
