@@ -224,8 +224,17 @@ async fn accuracy(reps: usize, addr: SocketAddr) -> Vec<Row> {
     let (mut planned, mut achieved, mut lag_mean, mut lag_max) = (vec![], vec![], vec![], vec![]);
     let (mut p50, mut p99, mut wrk_p50, mut wrk_p99) = (vec![], vec![], vec![], vec![]);
     let (mut sent_p50, mut sent_p99) = (vec![], vec![]);
+    // The same generator once more, just before wrk, at the previous repetition's rate: how far
+    // two runs of one generator differ here, back to back.
+    let mut before_p50 = vec![];
     let mut problems = Vec::new();
     for _ in 0..reps {
+        let rate = planned.last().copied().unwrap_or(900.0);
+        let plan = read_plan(&base, rate, Duration::from_secs(PEER_SECONDS));
+        match load::run_summary(&plan).await {
+            Ok(s) => before_p50.push(s.sent_p50_ms * 1000.0),
+            Err(e) => problems.push(e.to_string()),
+        }
         let wrk_result = match &wrk_ok {
             Ok(()) => {
                 let (u, s) = (url.clone(), script.display().to_string());
@@ -314,6 +323,12 @@ async fn accuracy(reps: usize, addr: SocketAddr) -> Vec<Row> {
         Row { met, ..r }
     };
     let p99_row = lat("p99, from the send", &sent_p99, &wrk_p99, "report");
+    let control_row = lat(
+        "p50, from the send, a run just before wrk's",
+        &before_p50,
+        &wrk_p50,
+        "report",
+    );
     let due_p50_row = lat("p50, from the due time", &p50, &wrk_p50, "report");
     let due_p99_row = lat("p99, from the due time", &p99, &wrk_p99, "report");
     vec![
@@ -322,6 +337,7 @@ async fn accuracy(reps: usize, addr: SocketAddr) -> Vec<Row> {
         lag_max_row,
         p50_row,
         p99_row,
+        control_row,
         due_p50_row,
         due_p99_row,
     ]
