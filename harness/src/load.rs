@@ -425,8 +425,9 @@ pub struct LoadSummary {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
-    /// Percentiles from the moment each request was sent rather than due: what a closed-loop
-    /// tool such as wrk reports. The difference from the above is the generator's send lag.
+    /// Percentiles of answered requests from each one's first write to its answer's last byte
+    /// rather than from its due time: what a closed-loop tool such as wrk reports. The
+    /// difference from the above is the generator's send lag.
     pub sent_p50_ms: f64,
     pub sent_p99_ms: f64,
 }
@@ -473,7 +474,8 @@ struct Tally {
     statuses: BTreeMap<u16, u64>,
     transport_errors: BTreeMap<String, u64>,
     latency_us: hdrhistogram::Histogram<u64>,
-    /// From the send instead of the due time, for requests that were sent.
+    /// From the request's first write to the answer's last byte (as wrk times), for answered
+    /// requests; `latency_us` runs from the due time.
     exchange_us: hdrhistogram::Histogram<u64>,
 }
 

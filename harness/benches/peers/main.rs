@@ -8,9 +8,8 @@
 //!
 //! Arguments (after `cargo bench -p fivehundred --bench peers --`):
 //! - `--reps N`: repetitions per figure (default 5);
-//! - `--only proxy|load|lab`: one group of rows;
-//! - `--suite`: also time `fivehundred run` over the whole catalogue (minutes; also
-//!   `FIVEHUNDRED_BENCH_SUITE=1`);
+//! - `--only GROUP[,GROUP]`: some of the groups `proxy`, `load`, `lab` and `suite` (the whole
+//!   catalogue run twice, about a quarter of an hour on 2 cores); all of them by default;
 //! - `--protections-breakdown`: also measure target-app with one protection on at a time.
 //!
 //! The bench runs itself as helper processes: `--serve-http` (the HTTP server every load
@@ -32,24 +31,36 @@ use table::Row;
 
 struct Args {
     reps: usize,
-    only: Option<String>,
-    suite: bool,
+    /// The groups to run; all of them when empty.
+    only: Vec<String>,
     breakdown: bool,
 }
+
+const GROUPS: [&str; 4] = ["proxy", "load", "lab", "suite"];
 
 fn args() -> Args {
     let mut a = Args {
         reps: 5,
-        only: None,
-        suite: std::env::var_os("FIVEHUNDRED_BENCH_SUITE").is_some_and(|v| v != "0"),
+        only: Vec::new(),
         breakdown: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--reps" => a.reps = it.next().and_then(|n| n.parse().ok()).unwrap_or(a.reps),
-            "--only" => a.only = it.next(),
-            "--suite" => a.suite = true,
+            "--only" => {
+                let groups = it.next().unwrap_or_default();
+                for g in groups.split(',').filter(|g| !g.is_empty()) {
+                    if !GROUPS.contains(&g) {
+                        eprintln!(
+                            "bench: --only {g}: no such group (one of {})",
+                            GROUPS.join(", ")
+                        );
+                        std::process::exit(2);
+                    }
+                    a.only.push(g.to_string());
+                }
+            }
             "--protections-breakdown" => a.breakdown = true,
             // `cargo bench` passes `--bench`; filters and other flags are not ours.
             _ => {}
@@ -90,7 +101,7 @@ fn main() {
         .expect("a runtime");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let started = Instant::now();
-    let wants = |group: &str| args.only.as_deref().is_none_or(|o| o == group);
+    let wants = |group: &str| args.only.is_empty() || args.only.iter().any(|o| o == group);
     let mut rows: Vec<Row> = Vec::new();
     rt.block_on(async {
         if wants("proxy") {
@@ -103,9 +114,14 @@ fn main() {
         }
         if wants("lab") {
             eprintln!("bench: lab rows…");
-            rows.extend(lab_rows::rows(args.reps.min(3), args.suite, args.breakdown).await);
+            rows.extend(lab_rows::rows(args.reps.min(3), args.breakdown).await);
         }
     });
+    if wants("suite") {
+        // Child processes only: no runtime needed.
+        eprintln!("bench: suite rows…");
+        rows.extend(lab_rows::suite_rows());
+    }
     let table = table::markdown(&rows);
     let machine = machine();
     let date = chrono::Utc::now().format("%Y-%m-%d").to_string();

@@ -375,12 +375,12 @@ async fn schedule(engine: Arc<Engine>, shard: Shard, cancel: CancellationToken) 
             engine.finish(seq, due, None, drawn, outcome);
         } else {
             c.in_flight.fetch_add(1, Ordering::Relaxed);
+            // No yield here: the connection task writes the request when this loop next waits,
+            // right after drawing the next request (a microsecond or two). Yielding to let it
+            // write first put that drawing, and the yield's own poll of the kernel, inside the
+            // request's round trip; at 850 requests/s the p50 from the send went from about
+            // 1.4 × wrk's to wrk's.
             engine.dispatch(Job { seq, due, drawn }, &done_tx);
-            if on_time {
-                // Let the connection task write it now, before the next request is drawn and
-                // the timer armed for it.
-                tokio::task::yield_now().await;
-            }
         }
         seq += 1;
     }
@@ -467,14 +467,15 @@ impl Engine {
     }
 
     /// Sends one request on `conn` (connecting first if there is none) and reads its answer,
-    /// within the plan's timeout from its due time (`deadline`).
+    /// within the plan's timeout from its due time (`deadline`). With an answer comes the time
+    /// from its request's first write to its last byte.
     async fn send(
         &self,
         conn: &mut Option<Conn>,
         request: &mut Vec<u8>,
         job: &Job,
         deadline: Pin<&mut Sleep>,
-    ) -> Outcome {
+    ) -> (Outcome, Option<Duration>) {
         let lag = Instant::now()
             .saturating_duration_since(job.due)
             .as_micros() as u64;
@@ -485,10 +486,11 @@ impl Engine {
         let plan = &self.plan;
         let entry = &plan.entries[job.drawn.entry];
         if let Err(message) = encode(plan, entry, &job.drawn, request) {
-            return Outcome::Error {
+            let outcome = Outcome::Error {
                 kind: TransportError::Other,
                 message,
             };
+            return (outcome, None);
         }
         let records = matches!(*self.sink, Sink::Records(_));
         let keep = Keep {
@@ -505,26 +507,32 @@ impl Engine {
             _ = deadline => None,
         };
         match result {
-            Some(Ok(answer)) => Outcome::Response {
-                status: answer.status,
-                headers: answer.headers,
-                body: answer.body,
-            },
-            Some(Err(failure)) => Outcome::Error {
-                kind: failure.kind,
-                message: failure.message,
-            },
+            Some(Ok(answer)) => {
+                let outcome = Outcome::Response {
+                    status: answer.status,
+                    headers: answer.headers,
+                    body: answer.body,
+                };
+                (outcome, Some(answer.took))
+            }
+            Some(Err(failure)) => {
+                let outcome = Outcome::Error {
+                    kind: failure.kind,
+                    message: failure.message,
+                };
+                (outcome, None)
+            }
             None => {
                 // Cut off mid-exchange: the connection's state is unknown.
                 *conn = None;
-                timeout(plan.timeout)
+                (timeout(plan.timeout), None)
             }
         }
     }
 
     /// Records a dispatched job's outcome.
-    /// `sent`: when its connection task began sending it, if it did.
-    fn complete(&self, job: Job, sent: Option<Instant>, outcome: Outcome) {
+    /// `exchange`: from its request's first write to its answer's last byte, if it was answered.
+    fn complete(&self, job: Job, exchange: Option<Duration>, outcome: Outcome) {
         let entry = &self.plan.entries[job.drawn.entry];
         if let (
             true,
@@ -538,14 +546,14 @@ impl Engine {
             self.orders.add(body);
         }
         self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.finish(job.seq, job.due, sent, job.drawn, outcome);
+        self.finish(job.seq, job.due, exchange, job.drawn, outcome);
     }
 
     fn finish(
         &self,
         seq: u64,
         due: Instant,
-        sent: Option<Instant>,
+        exchange: Option<Duration>,
         drawn: Drawn,
         outcome: Outcome,
     ) {
@@ -578,10 +586,7 @@ impl Engine {
                     outcome,
                 });
             }
-            Sink::Tally(tally) => {
-                let exchange = sent.map(|at| at.elapsed());
-                tally.lock().unwrap().add(&outcome, due.elapsed(), exchange)
-            }
+            Sink::Tally(tally) => tally.lock().unwrap().add(&outcome, due.elapsed(), exchange),
         }
         c.completed.fetch_add(1, Ordering::Relaxed);
     }
@@ -649,19 +654,19 @@ async fn connection_task(engine: Arc<Engine>, done: mpsc::Sender<()>) {
         .await
     {
         let started = Instant::now();
-        let (sent, outcome) = if started >= job.due + plan.timeout {
+        let (outcome, exchange) = if started >= job.due + plan.timeout {
             // Waited in the queue past its deadline: not sent at all.
             finished = None;
-            (None, timeout(plan.timeout))
+            (timeout(plan.timeout), None)
         } else {
             deadline.as_mut().reset(job.due + plan.timeout);
-            let outcome = engine
+            let sent = engine
                 .send(&mut conn, &mut request, &job, deadline.as_mut())
                 .await;
             finished = Some(started.elapsed());
-            (Some(started), outcome)
+            sent
         };
-        engine.complete(job, sent, outcome);
+        engine.complete(job, exchange, outcome);
     }
 }
 

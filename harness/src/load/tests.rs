@@ -571,6 +571,9 @@ async fn a_summary_counts_statuses_and_latencies() {
     assert!(summary.transport_errors.is_empty());
     assert!(summary.p50_ms > 0.0 && summary.p50_ms <= summary.p99_ms);
     assert!(summary.p99_ms <= summary.max_ms);
+    // Each exchange lies inside its request's life from its due time, so its percentiles do too.
+    assert!(summary.sent_p50_ms > 0.0, "{summary:?}");
+    assert!(summary.sent_p50_ms <= summary.p50_ms && summary.sent_p99_ms <= summary.p99_ms);
 }
 
 #[test]

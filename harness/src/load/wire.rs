@@ -18,6 +18,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -105,6 +106,8 @@ pub(super) struct Answer {
     pub status: u16,
     pub headers: BTreeMap<String, String>,
     pub body: Option<String>,
+    /// From the request's first write to the answer's last byte, as wrk times a request.
+    pub took: Duration,
 }
 
 pub(super) struct Conn {
@@ -165,6 +168,7 @@ impl Conn {
         keep: Keep,
     ) -> Result<(Answer, bool), Failure> {
         self.buf.clear();
+        let written_at = Instant::now();
         if let Err(e) = self.stream.write_all(request).await {
             let mut failure = Failure::io("cannot send the request", &e);
             failure.unsent = true;
@@ -241,10 +245,12 @@ impl Conn {
             })?;
         // Bytes after the answer were not asked for: the connection's framing cannot be trusted.
         let reusable = head.persistent && !to_end && status != 101 && self.buf.pending().is_empty();
+        let took = written_at.elapsed();
         let answer = Answer {
             status,
             headers: head.headers,
             body: keep_body.then(|| String::from_utf8_lossy(&body.kept).into_owned()),
+            took,
         };
         Ok((answer, reusable))
     }
