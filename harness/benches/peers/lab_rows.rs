@@ -264,9 +264,8 @@ pub fn suite_rows() -> Vec<Row> {
             .arg(&program)
             .current_dir(workspace())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status();
+            .output();
         let took = started.elapsed().as_secs_f64();
         let goal = if jobs == 1 {
             "report"
@@ -275,11 +274,16 @@ pub fn suite_rows() -> Vec<Row> {
         };
         let mut row = Row::new("suite time", &measure(jobs), "s", Better::Lower, goal);
         row = match out {
-            Ok(status) => {
-                // A run that failed a check still took its time; the exit code says which.
-                let verdict = match status.code() {
+            Ok(out) => {
+                // A run that failed a check still took its time; the note names what failed.
+                let failed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("FAIL"))
+                    .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+                    .collect();
+                let verdict = match out.status.code() {
                     Some(0) => "every scenario passed".to_string(),
-                    Some(1) => "exit code 1: a check failed".to_string(),
+                    Some(1) => format!("failed: {}", failed.join(", ")),
                     other => format!("exit code {}", other.unwrap_or(-1)),
                 };
                 let row = row.ours(&[took]).note(verdict);
