@@ -10,85 +10,11 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use regex::Regex;
-use serde::Serialize;
 
 use crate::record::{LogRecord, Phase, ProbeRecord, Recording, RequestRecord};
+pub use crate::record::{SeriesSelector, parse_series_selector};
 use crate::scenario::{Health, MetricExpect, PhaseExpect, Scenario, StatusExpect};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Pass,
-    Fail,
-    Skip,
-}
-
-/// One check's result.
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckResult {
-    /// Stable name: `status`, `latency`, `problem-json`, `no-leaks`, `request-id`,
-    /// `retry-after`, `readyz`, `livez`, `metric`, `recovery`, `no-restart`, `data-integrity`.
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub phase: Option<Phase>,
-    pub verdict: Verdict,
-    /// One line: what was checked, and on failure what went wrong.
-    pub summary: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub evidence: Vec<Evidence>,
-}
-
-impl CheckResult {
-    fn new(name: &str, phase: Option<Phase>, verdict: Verdict, summary: String) -> Self {
-        Self {
-            name: name.into(),
-            phase,
-            verdict,
-            summary,
-            evidence: Vec::new(),
-        }
-    }
-
-    fn with(mut self, evidence: Vec<Evidence>) -> Self {
-        self.evidence = evidence;
-        self
-    }
-
-    /// `status[fault]`: how the check is named in reports and JUnit.
-    pub fn id(&self) -> String {
-        match self.phase {
-            Some(p) => format!("{}[{p}]", self.name),
-            None => self.name.clone(),
-        }
-    }
-}
-
-/// What a check shows as proof.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Evidence {
-    /// A request and its response, with the target's log lines carrying its request id.
-    Request {
-        request: Box<RequestRecord>,
-        logs: Vec<LogRecord>,
-        /// What is wrong with it.
-        why: String,
-    },
-    Metric {
-        series: String,
-        before: f64,
-        after: f64,
-    },
-    Probe {
-        probe: ProbeRecord,
-    },
-    Logs {
-        lines: Vec<LogRecord>,
-    },
-    Note {
-        text: String,
-    },
-}
+pub use crate::verdict::{CheckResult, Evidence, Verdict};
 
 /// How many offending requests a failing check shows.
 const MAX_EXAMPLES: usize = 3;
@@ -888,63 +814,6 @@ pub fn health(rec: &Recording, phase: Phase, endpoint: &str, want: Health) -> Ch
 
 // --- metrics ----------------------------------------------------------------------------------
 
-/// A series selector: a metric name and label equalities that must all hold.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeriesSelector {
-    pub name: String,
-    pub labels: Vec<(String, String)>,
-}
-
-/// Parses `name` or `name{a="b",c="d"}`.
-pub fn parse_series_selector(s: &str) -> Option<SeriesSelector> {
-    let s = s.trim();
-    let (name, labels) = match s.split_once('{') {
-        Some((n, rest)) => (n, rest.strip_suffix('}')?),
-        None => (s, ""),
-    };
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-    {
-        return None;
-    }
-    let mut out = Vec::new();
-    for part in labels.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=')?;
-        let v = v.trim().strip_prefix('"')?.strip_suffix('"')?;
-        out.push((k.trim().to_string(), v.to_string()));
-    }
-    Some(SeriesSelector {
-        name: name.to_string(),
-        labels: out,
-    })
-}
-
-impl SeriesSelector {
-    /// Whether a series key from [`crate::record::parse_prometheus_text`] matches.
-    pub fn matches(&self, key: &str) -> bool {
-        let (name, labels) = match key.split_once('{') {
-            Some((n, l)) => (n, l.trim_end_matches('}')),
-            None => (key, ""),
-        };
-        name == self.name
-            && self
-                .labels
-                .iter()
-                .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")))
-    }
-
-    /// The sum of every matching series in a sample.
-    pub fn sum(&self, values: &BTreeMap<String, f64>) -> f64 {
-        values
-            .iter()
-            .filter(|(k, _)| self.matches(k))
-            .map(|(_, v)| *v)
-            .sum()
-    }
-}
-
 /// How much a metric moved over a phase: last sample in the phase minus the last sample before
 /// it (or the first in it).
 pub fn metric(rec: &Recording, phase: Phase, m: &MetricExpect) -> CheckResult {
@@ -1088,7 +957,7 @@ pub fn no_restart(rec: &Recording) -> CheckResult {
         .events
         .iter()
         .filter(|e| {
-            e.kind == EventKind::TargetExit && e.detail.contains(crate::faults::PLANNED_EXIT)
+            e.kind == EventKind::TargetExit && e.detail.contains(crate::record::PLANNED_EXIT)
         })
         .count();
     let exits: Vec<_> = rec
@@ -1097,7 +966,7 @@ pub fn no_restart(rec: &Recording) -> CheckResult {
         .filter(|e| {
             e.kind == EventKind::TargetExit
                 && !e.detail.contains("stopped by the lab")
-                && !e.detail.contains(crate::faults::PLANNED_EXIT)
+                && !e.detail.contains(crate::record::PLANNED_EXIT)
         })
         .collect();
     let mut r = if starts <= 1 + planned && exits.is_empty() {
@@ -1638,7 +1507,7 @@ mod tests {
         r.events.push(event(
             1000.0,
             EventKind::TargetExit,
-            format!("target killed with SIGKILL {}", crate::faults::PLANNED_EXIT),
+            format!("target killed with SIGKILL {}", crate::record::PLANNED_EXIT),
         ));
         r.events
             .push(event(2000.0, EventKind::TargetStart, "started".into()));

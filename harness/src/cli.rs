@@ -20,10 +20,7 @@ use crate::run::{Progress, RunError, default_catalogue, run_scenario};
 use crate::scenario::{self, Scenario};
 use crate::target::{TargetSpec, locate_target_app};
 
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_CHECK_FAILED: i32 = 1;
-pub const EXIT_USAGE: i32 = 2;
-pub const EXIT_LAB: i32 = 3;
+pub use crate::exit::{EXIT_CHECK_FAILED, EXIT_LAB, EXIT_OK, EXIT_USAGE};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -369,7 +366,7 @@ async fn run(args: RunArgs) -> i32 {
         let _ = report.print_summary(&mut std::io::stdout(), colour(&std::io::stdout()));
     }
     if let Some(dir) = &args.report_dir {
-        match report.write(dir) {
+        match crate::artifacts::write(&report, dir) {
             // With --json, stdout is for the JSON alone.
             Ok(()) if args.json => eprintln!("report: {}", dir.display()),
             Ok(()) => println!("report: {}", dir.display()),

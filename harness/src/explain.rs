@@ -108,7 +108,7 @@ pub async fn run_variants<G>(
             strict: false,
             scenarios: vec![report.clone()],
         };
-        let dir = match run.write(&dir) {
+        let dir = match crate::artifacts::write(&run, &dir) {
             Ok(()) => Some(dir),
             Err(e) => {
                 eprintln!("warning: cannot write the report to {}: {e}", dir.display());

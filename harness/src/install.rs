@@ -9,6 +9,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+/// Where to look for the monitoring binaries instead of PATH.
+pub const BIN_DIR_ENV: &str = "FIVEHUNDRED_MONITORING_BIN_DIR";
+
 /// A binary the lab runs and the Debian package that provides it.
 #[derive(Debug, Clone, Copy)]
 pub struct Need {
@@ -93,7 +96,7 @@ pub fn ensure(needs: &[Need]) -> Result<(), String> {
         return Ok(());
     }
     let list = pkgs.join(" ");
-    let can_install = std::env::var_os(crate::monitoring::BIN_DIR_ENV).is_none()
+    let can_install = std::env::var_os(BIN_DIR_ENV).is_none()
         && nix::unistd::geteuid().is_root()
         && Path::new("/usr/bin/apt-get").exists()
         && std::env::var_os("FIVEHUNDRED_NO_INSTALL").is_none();

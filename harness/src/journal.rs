@@ -9,8 +9,6 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::faults::Fault;
-
 /// Where journals live: `$FIVEHUNDRED_STATE_DIR`, else `$XDG_STATE_HOME/fivehundred`, else
 /// `~/.local/state/fivehundred`.
 pub fn state_dir() -> PathBuf {
@@ -57,13 +55,28 @@ enum Entry {
     Resource {
         resource: Resource,
     },
+    /// A fault about to be injected: its parameters as they were written (for a human reading
+    /// the journal), its description, and what `recover` does about it after a crash.
     Inject {
         id: u64,
-        fault: Fault,
+        fault: serde_json::Value,
+        #[serde(default)]
+        describe: String,
+        #[serde(default)]
+        orphan: String,
     },
     Reverted {
         id: u64,
     },
+}
+
+/// A fault as the journal keeps it. The journal knows no fault kinds (it sits below them): each
+/// kind says up front what is left to undo after a crash, and `recover` reports that.
+#[derive(Debug, Clone)]
+pub struct JournalledFault {
+    pub spec: serde_json::Value,
+    pub describe: String,
+    pub orphan: &'static str,
 }
 
 /// The open journal of a running run.
@@ -132,7 +145,7 @@ impl Journal {
 
     /// Records a fault about to be injected; returns its id for [`Journal::reverted`]. Fails if
     /// the entry cannot be made durable: a fault that is not journalled is not injected.
-    pub fn inject(&self, fault: &Fault) -> std::io::Result<u64> {
+    pub fn inject(&self, fault: &JournalledFault) -> std::io::Result<u64> {
         let id = {
             let mut n = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
             *n += 1;
@@ -140,7 +153,9 @@ impl Journal {
         };
         self.write(&Entry::Inject {
             id,
-            fault: fault.clone(),
+            fault: fault.spec.clone(),
+            describe: fault.describe.clone(),
+            orphan: fault.orphan.to_string(),
         })?;
         Ok(id)
     }
@@ -294,15 +309,22 @@ async fn recover_one(path: &Path, entries: &[Entry]) -> Recovered {
         }
     }
     for e in entries.iter().rev() {
-        if let Entry::Inject { id, fault } = e
+        if let Entry::Inject {
+            id,
+            fault,
+            describe,
+            orphan,
+        } = e
             && !reverted.contains(id)
         {
-            match fault.revert_orphan().await {
-                Ok(what) => rec.actions.push(format!("{}: {what}", fault.describe())),
-                Err(e) => rec
-                    .problems
-                    .push(format!("{}: could not revert: {e}", fault.describe())),
-            }
+            // What a fault leaves behind lives in the run's processes, database, cgroups and
+            // directories, all journalled as resources and undone here; each kind says which.
+            let what = if describe.is_empty() {
+                fault.to_string()
+            } else {
+                describe.clone()
+            };
+            rec.actions.push(format!("{what}: {orphan}"));
         }
     }
     for e in entries {

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::faults::{FaultError, ProxyTarget};
+use serde::{Deserialize, Serialize};
+
 use crate::journal::{Journal, Resource, ResourceLog};
 use crate::monitoring::{Monitoring, MonitoringOptions};
 use crate::payments::PaymentsStub;
@@ -29,17 +30,12 @@ pub struct LabOptions {
     pub seed: u64,
 }
 
-/// The production alert rules the lab's Prometheus runs (on a faster clock):
-/// `$FIVEHUNDRED_ALERT_RULES`, else target-app's, next to the scenario catalogue.
-pub fn alert_rules_file() -> PathBuf {
-    if let Some(p) = std::env::var_os("FIVEHUNDRED_ALERT_RULES") {
-        return PathBuf::from(p);
-    }
-    let local = PathBuf::from("target-app/alerts/rules.yml");
-    if local.is_file() {
-        return local;
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target-app/alerts/rules.yml")
+/// Which of the lab's proxies: the one in front of the database, or the payments dependency's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyTarget {
+    Database,
+    Payments,
 }
 
 pub(crate) enum Database {
@@ -66,13 +62,11 @@ pub struct Lab {
     monitoring: Mutex<Option<Monitoring>>,
     /// The run's seed, for faults that draw (extra load, generated input).
     pub seed: u64,
-    /// What injected faults hold until their revert (sessions, load handles).
-    pub(crate) held: crate::faults::Held,
     /// A handle on the run's journal, for what faults create outside the lab's processes (a
     /// cgroup, a helper process): journalled before it exists, like the lab's own resources.
     resource_log: Option<ResourceLog>,
     /// Checks that faults made of what they observed themselves, added to the scenario's.
-    fault_checks: Mutex<Vec<crate::checks::CheckResult>>,
+    fault_checks: Mutex<Vec<crate::verdict::CheckResult>>,
 }
 
 impl std::fmt::Debug for Lab {
@@ -224,7 +218,7 @@ impl Lab {
         let monitoring = Monitoring::start(MonitoringOptions::new(
             run_dir.clone(),
             target.admin.to_string(),
-            alert_rules_file(),
+            crate::monitoring::alert_rules_file(),
             recorder.start,
         ))
         .await
@@ -254,7 +248,6 @@ impl Lab {
             recorder,
             monitoring: Mutex::new(Some(monitoring)),
             seed: opts.seed,
-            held: crate::faults::Held::default(),
             resource_log: journal.resource_log().ok(),
             fault_checks: Mutex::new(Vec::new()),
         })
@@ -275,8 +268,8 @@ impl Lab {
         }
     }
 
-    pub fn target_admin(&self) -> Result<&TargetAdmin, FaultError> {
-        Ok(&self.admin)
+    pub fn target_admin(&self) -> &TargetAdmin {
+        &self.admin
     }
 
     /// The target's pid while it runs.
@@ -300,25 +293,35 @@ impl Lab {
     /// Journals something a fault is about to create outside the lab's processes, so that
     /// `fivehundred recover` can remove it if the run is killed. Fails if it cannot be made
     /// durable: what is not journalled must not be created.
-    pub fn journal_resource(&self, resource: Resource) -> Result<(), FaultError> {
+    pub fn journal_resource(&self, resource: Resource) -> Result<(), String> {
         match &self.resource_log {
             Some(log) => log
                 .resource(resource)
-                .map_err(|e| FaultError::Failed(format!("cannot journal it: {e}"))),
-            None => Err(FaultError::Failed(
-                "the run's journal cannot be written".into(),
-            )),
+                .map_err(|e| format!("cannot journal it: {e}")),
+            None => Err("the run's journal cannot be written".into()),
+        }
+    }
+
+    /// Takes the target process out of the lab (a fault that kills it owns it until then).
+    pub fn take_target(&self) -> Option<TargetProcess> {
+        self.target.lock().ok().and_then(|mut t| t.take())
+    }
+
+    /// Puts a (restarted) target process in the lab.
+    pub fn put_target(&self, target: TargetProcess) {
+        if let Ok(mut slot) = self.target.lock() {
+            *slot = Some(target);
         }
     }
 
     /// Adds a check made by a fault from what it observed (evaluated with the others).
-    pub fn record_check(&self, check: crate::checks::CheckResult) {
+    pub fn record_check(&self, check: crate::verdict::CheckResult) {
         if let Ok(mut c) = self.fault_checks.lock() {
             c.push(check);
         }
     }
 
-    pub(crate) fn take_fault_checks(&self) -> Vec<crate::checks::CheckResult> {
+    pub(crate) fn take_fault_checks(&self) -> Vec<crate::verdict::CheckResult> {
         self.fault_checks
             .lock()
             .map(|mut c| std::mem::take(&mut *c))
@@ -415,7 +418,7 @@ fn unprivileged_dirs(
 ) -> Result<(u32, u32), LabError> {
     use std::os::unix::fs::PermissionsExt;
     // Checked before the run too (and the scenario skipped); this is the last word.
-    let (uid, gid) = crate::faults::privileges::unprivileged_user(program).map_err(LabError)?;
+    let (uid, gid) = crate::privileges::unprivileged_user(program).map_err(LabError)?;
     std::fs::set_permissions(run_dir, std::fs::Permissions::from_mode(0o711))
         .and_then(|()| std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)))
         .and_then(|()| {

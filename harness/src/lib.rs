@@ -28,10 +28,12 @@
 //! - [`monitoring`]: real Prometheus and Alertmanager for the lab, and the webhook that records
 //!   alert notifications.
 
+pub mod artifacts;
 pub mod cgroup;
 pub mod checks;
 pub mod cli;
 pub mod duration_serde;
+pub mod exit;
 pub mod explain;
 pub mod faults;
 pub mod gameday;
@@ -39,11 +41,15 @@ pub mod html;
 pub mod install;
 pub mod journal;
 pub mod lab;
+#[cfg(test)]
+mod layers;
 pub mod load;
 mod load_plan;
 pub mod monitoring;
 pub mod observed;
 pub mod payments;
+pub mod privileges;
+pub mod progress;
 pub mod proxy;
 pub mod record;
 pub mod report;
@@ -51,3 +57,4 @@ pub mod run;
 pub mod scenario;
 pub mod sys;
 pub mod target;
+pub mod verdict;

@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::lab::Lab;
 use crate::load::{self, LoadPlan};
+use crate::progress::Progress;
 use crate::record::{Outcome, Recorder, RequestRecord};
-use crate::run::Progress;
 use crate::scenario::Scenario;
 
 /// The plan for a scenario against a base URL. The load is bounded by the scenario's length plus

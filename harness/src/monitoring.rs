@@ -137,8 +137,20 @@ pub fn find_promtool() -> Result<PathBuf, MonitoringError> {
     })
 }
 
-/// Where to look for the monitoring binaries instead of PATH.
-pub const BIN_DIR_ENV: &str = "FIVEHUNDRED_MONITORING_BIN_DIR";
+/// The production alert rules the lab's Prometheus runs (on a faster clock):
+/// `$FIVEHUNDRED_ALERT_RULES`, else target-app's, next to the scenario catalogue.
+pub fn alert_rules_file() -> PathBuf {
+    if let Some(p) = std::env::var_os("FIVEHUNDRED_ALERT_RULES") {
+        return PathBuf::from(p);
+    }
+    let local = PathBuf::from("target-app/alerts/rules.yml");
+    if local.is_file() {
+        return local;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target-app/alerts/rules.yml")
+}
+
+pub use crate::install::BIN_DIR_ENV;
 
 fn find_binary(names: &[&str]) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// The event of a planned exit carries this, for [`crate::checks::no_restart`].
+pub const PLANNED_EXIT: &str = "(planned by the crash fault)";
+
 /// The phase of a scenario a record belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -349,6 +352,63 @@ fn split_labels(s: &str) -> Vec<&str> {
         parts.push(s[start..].trim());
     }
     parts
+}
+
+/// A series selector: a metric name and label equalities that must all hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSelector {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+}
+
+/// Parses `name` or `name{a="b",c="d"}`.
+pub fn parse_series_selector(s: &str) -> Option<SeriesSelector> {
+    let s = s.trim();
+    let (name, labels) = match s.split_once('{') {
+        Some((n, rest)) => (n, rest.strip_suffix('}')?),
+        None => (s, ""),
+    };
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    {
+        return None;
+    }
+    let mut out = Vec::new();
+    for part in labels.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=')?;
+        let v = v.trim().strip_prefix('"')?.strip_suffix('"')?;
+        out.push((k.trim().to_string(), v.to_string()));
+    }
+    Some(SeriesSelector {
+        name: name.to_string(),
+        labels: out,
+    })
+}
+
+impl SeriesSelector {
+    /// Whether a series key from [`crate::record::parse_prometheus_text`] matches.
+    pub fn matches(&self, key: &str) -> bool {
+        let (name, labels) = match key.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (key, ""),
+        };
+        name == self.name
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")))
+    }
+
+    /// The sum of every matching series in a sample.
+    pub fn sum(&self, values: &BTreeMap<String, f64>) -> f64 {
+        values
+            .iter()
+            .filter(|(k, _)| self.matches(k))
+            .map(|(_, v)| *v)
+            .sum()
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! (`report.html`, drawn by [`crate::html`]) for people.
 
 use std::io::Write;
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -105,16 +104,6 @@ impl RunReport {
         } else {
             0
         }
-    }
-
-    /// Writes `report.json`, `junit.xml` and `report.html` into `dir`.
-    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(dir.join("report.json"), json)?;
-        std::fs::write(dir.join("junit.xml"), self.junit()?)?;
-        std::fs::write(dir.join("report.html"), crate::html::render(self))?;
-        Ok(())
     }
 
     /// JUnit XML: a test suite per scenario, a test case per check.

@@ -4,41 +4,21 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::{self, CheckResult, Verdict};
-use crate::faults::FaultError;
+use crate::faults::{FaultError, Injected, Injector};
 use crate::journal::{Journal, Resource};
 use crate::lab::{Lab, LabError, LabOptions};
+pub use crate::progress::Progress;
 use crate::record::{
     EventKind, MetricsSample, Phase, ProbeRecord, Recorder, parse_prometheus_text,
 };
 use crate::report::ScenarioReport;
 use crate::scenario::Scenario;
 use crate::target::TargetNeeds;
-
-/// Live counters for progress display.
-#[derive(Debug, Default)]
-pub struct Progress {
-    pub requests: AtomicU64,
-    pub errors: AtomicU64,
-    phase: std::sync::Mutex<String>,
-}
-
-impl Progress {
-    pub fn phase(&self) -> String {
-        self.phase.lock().map(|p| p.clone()).unwrap_or_default()
-    }
-
-    fn set_phase(&self, p: impl Into<String>) {
-        if let Ok(mut g) = self.phase.lock() {
-            *g = p.into();
-        }
-    }
-}
 
 /// Why a scenario stopped before its end.
 #[derive(Debug, thiserror::Error)]
@@ -202,7 +182,8 @@ async fn drive(
     }
     schedule.sort_by_key(|(at, inject, _)| (*at, !*inject));
     let phase_began = Instant::now();
-    let mut active: Vec<(usize, u64)> = Vec::new();
+    let injector = Injector::new(lab, journal);
+    let mut active: Vec<(usize, Injected)> = Vec::new();
     let mut interrupted = false;
     for (at, inject, i) in schedule {
         let wait = at.saturating_sub(phase_began.elapsed());
@@ -214,26 +195,12 @@ async fn drive(
             if interrupted || driven.note.is_some() {
                 continue;
             }
-            let id = match journal.inject(fault) {
-                Ok(id) => id,
-                Err(e) => {
-                    driven.note = Some(format!(
-                        "cannot journal the fault, so it was not injected: {e}"
-                    ));
-                    continue;
-                }
-            };
-            rec.event(EventKind::Inject, fault.describe());
-            match fault.inject(lab).await {
-                Ok(()) => active.push((i, id)),
-                Err(e) => {
-                    // A half-done injection is reverted like a done one.
-                    let _ = fault.revert(lab).await;
-                    journal.reverted(id);
-                    rec.event(
-                        EventKind::Revert,
-                        format!("{} (after a failed injection)", fault.describe()),
-                    );
+            match injector.inject_new(fault, &fault.describe()).await {
+                Ok(injected) => active.push((i, injected)),
+                Err((e, leftover)) => {
+                    if let Some(injected) = leftover {
+                        active.push((i, injected));
+                    }
                     driven.note = Some(match e {
                         FaultError::Unsupported(why) => format!("skipped: {why}"),
                         FaultError::Failed(why) => {
@@ -242,14 +209,17 @@ async fn drive(
                     });
                 }
             }
-        } else if let Some(pos) = active.iter().position(|(j, _)| *j == i) {
-            let (_, id) = active.remove(pos);
-            revert(fault, lab, journal, id, &mut driven).await;
+        } else {
+            let pos = active.iter().position(|(j, _)| *j == i);
+            if let Some(pos) = pos {
+                let (_, mut injected) = active.remove(pos);
+                revert(&injector, &mut injected, &mut driven).await;
+            }
         }
     }
     // Anything still active (interrupted or failed) is reverted now.
-    for (i, id) in active.drain(..).rev() {
-        revert(&scenario.faults[i].fault, lab, journal, id, &mut driven).await;
+    for (_, mut injected) in active.drain(..).rev() {
+        revert(&injector, &mut injected, &mut driven).await;
     }
     let fault_end = rec.now_ms();
     rec.with(|r| {
@@ -341,35 +311,17 @@ async fn wait_for_resolutions(
     }
 }
 
-async fn revert(
-    fault: &crate::faults::Fault,
-    lab: &Lab,
-    journal: &Journal,
-    id: u64,
-    driven: &mut Driven,
-) {
-    // A revert is retried: it is the one step that must not be skipped.
-    let mut last = None;
-    for attempt in 0..3 {
-        match fault.revert(lab).await {
-            Ok(()) => {
-                journal.reverted(id);
-                lab.recorder.event(EventKind::Revert, fault.describe());
-                return;
-            }
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+async fn revert(injector: &Injector<'_>, injected: &mut Injected, driven: &mut Driven) {
+    let what = injected.fault.describe();
+    if let Err(why) = injector.revert(injected, &what, 3).await {
+        injector
+            .lab
+            .recorder
+            .event(EventKind::Note, format!("revert failed: {what}: {why}"));
+        driven.note = Some(format!(
+            "could not revert {what}: {why}; the journal keeps it for `fivehundred recover`"
+        ));
     }
-    let why = last.map(|e| e.to_string()).unwrap_or_default();
-    lab.recorder.event(
-        EventKind::Note,
-        format!("revert failed: {}: {why}", fault.describe()),
-    );
-    driven.note = Some(format!(
-        "could not revert {}: {why}; the journal keeps it for `fivehundred recover`",
-        fault.describe()
-    ));
 }
 
 async fn finish(
@@ -440,7 +392,7 @@ pub(crate) fn start_samplers(
             }
         }));
     }
-    let admin = lab.target_admin().ok().cloned();
+    let admin = Some(lab.target_admin().clone());
     if let Some(admin) = admin {
         let (stop, rec) = (stop.clone(), lab.recorder.clone());
         tasks.push(tokio::spawn(async move {

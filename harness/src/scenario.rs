@@ -694,7 +694,7 @@ fn phase_expect(
                 Some("add min_delta or max_delta".into()),
             ));
         }
-        if crate::checks::parse_series_selector(m.series.get_ref()).is_none() {
+        if crate::record::parse_series_selector(m.series.get_ref()).is_none() {
             return Err(src.error(
                 Some(m.series.span()),
                 format!("`{}` is not a series selector", m.series.get_ref()),
@@ -868,7 +868,7 @@ fn validate(src: &Source, raw: RawScenario) -> Result<Scenario, ScenarioError> {
 /// Alert names are checked against the rules the lab will run, so a typo is caught before
 /// anything runs instead of showing up as an alert that "never fired".
 fn alert_expectations(src: &Source, raw: RawAlerts) -> Result<AlertExpectations, ScenarioError> {
-    let known: Option<Vec<String>> = std::fs::read_to_string(crate::lab::alert_rules_file())
+    let known: Option<Vec<String>> = std::fs::read_to_string(crate::monitoring::alert_rules_file())
         .ok()
         .and_then(|text| crate::monitoring::rule_timings(&text).ok())
         .map(|t| t.into_iter().map(|t| t.alert).collect());

@@ -70,10 +70,10 @@ impl TargetNeeds {
     /// get it (the scenario is then skipped, never run without it).
     pub fn supported(&self, program: &Path) -> Result<(), String> {
         if self.data_tmpfs.is_some() {
-            crate::faults::privileges::private_tmpfs()?;
+            crate::privileges::private_tmpfs()?;
         }
         if self.unprivileged {
-            crate::faults::privileges::unprivileged_user(program)?;
+            crate::privileges::unprivileged_user(program)?;
         }
         Ok(())
     }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::FaultError;
-use crate::checks::{CheckResult, Evidence, Verdict};
+use super::{FaultError, FaultKind};
+use crate::verdict::{CheckResult, Evidence, Verdict};
 use crate::lab::Lab;
 use crate::record::{EventKind, LogRecord, Phase};
 use crate::target::TargetNeeds;
@@ -48,8 +48,12 @@ pub struct Config {
     pub names: String,
 }
 
-impl Config {
-    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+impl FaultKind for Config {
+    const HINT: &'static str = "a config fault takes change = \"reload\" | \"start\", set = { key = value, ... } and names = \"<the key the error must name>\"";
+    const ORPHAN: &'static str = "nothing to undo: the config files are in the run directory, which recover removes";
+    type Held = String;
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.set.is_empty() {
             return Err(("set", "`set` changes nothing".into()));
         }
@@ -66,26 +70,68 @@ impl Config {
         Ok(())
     }
 
-    fn settings(&self) -> String {
-        self.set
-            .iter()
-            .map(|(k, v)| format!("{k} = {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    pub(super) fn describe(&self) -> String {
+    fn describe(&self) -> String {
         match self.change {
             ConfigChange::Reload => format!("bad config reloaded (SIGHUP): {}", self.settings()),
             ConfigChange::Start => format!("a second target started with {}", self.settings()),
         }
     }
 
-    pub(super) fn target_needs(&self) -> TargetNeeds {
+    fn target_needs(&self) -> TargetNeeds {
         TargetNeeds {
             config_file: true,
             ..TargetNeeds::default()
         }
+    }
+
+    async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        let path = config_path(lab)?;
+        let good = std::fs::read_to_string(&path)
+            .map_err(|e| FaultError::Failed(format!("cannot read {}: {e}", path.display())))?;
+        let bad = self.bad_text(&good)?;
+        match self.change {
+            ConfigChange::Reload => {
+                *held = Some(good);
+                self.reload(lab, &path, &bad).await
+            }
+            ConfigChange::Start => self.start(lab, &path, &bad).await,
+        }
+    }
+
+    async fn revert(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        let path = config_path(lab)?;
+        match self.change {
+            ConfigChange::Start => {
+                let bad = bad_start_path(&path);
+                match std::fs::remove_file(&bad) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(FaultError::Failed(format!(
+                        "cannot remove {}: {e}",
+                        bad.display()
+                    ))),
+                }
+            }
+            ConfigChange::Reload => {
+                let good = held.take()
+                    .unwrap_or_else(|| crate::lab::LAB_CONFIG.to_string());
+                let result = restore(lab, &path, &good).await;
+                if result.is_err() {
+                    *held = Some(good); // for the retry
+                }
+                result
+            }
+        }
+    }
+}
+
+impl Config {
+    fn settings(&self) -> String {
+        self.set
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The lab's file with `set` written over it.
@@ -100,20 +146,6 @@ impl Config {
             self.describe(),
             toml::to_string(&table).map_err(|e| FaultError::Failed(e.to_string()))?
         ))
-    }
-
-    pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
-        let path = config_path(lab)?;
-        let good = std::fs::read_to_string(&path)
-            .map_err(|e| FaultError::Failed(format!("cannot read {}: {e}", path.display())))?;
-        let bad = self.bad_text(&good)?;
-        match self.change {
-            ConfigChange::Reload => {
-                lab.held.put(&self.describe(), good);
-                self.reload(lab, &path, &bad).await
-            }
-            ConfigChange::Start => self.start(lab, &path, &bad).await,
-        }
     }
 
     async fn reload(&self, lab: &Lab, path: &Path, bad: &str) -> Result<(), FaultError> {
@@ -212,35 +244,6 @@ impl Config {
         );
         lab.record_check(judge_start(&self.names, &seen, at_ms));
         Ok(())
-    }
-
-    pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
-        let path = config_path(lab)?;
-        match self.change {
-            ConfigChange::Start => {
-                let bad = bad_start_path(&path);
-                match std::fs::remove_file(&bad) {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(FaultError::Failed(format!(
-                        "cannot remove {}: {e}",
-                        bad.display()
-                    ))),
-                }
-            }
-            ConfigChange::Reload => {
-                let key = self.describe();
-                let good = lab
-                    .held
-                    .take::<String>(&key)
-                    .unwrap_or_else(|| crate::lab::LAB_CONFIG.to_string());
-                let result = restore(lab, &path, &good).await;
-                if result.is_err() {
-                    lab.held.put(&key, good); // for the retry
-                }
-                result
-            }
-        }
     }
 }
 
@@ -351,7 +354,7 @@ pub struct Reloads {
 impl Reloads {
     async fn read(lab: &Lab) -> Result<Reloads, FaultError> {
         let text =
-            lab.target_admin()?.metrics().await.map_err(|e| {
+            lab.target_admin().metrics().await.map_err(|e| {
                 FaultError::Failed(format!("cannot read the target's metrics: {e}"))
             })?;
         Ok(Reloads::parse(&text))
@@ -360,7 +363,7 @@ impl Reloads {
     pub fn parse(text: &str) -> Reloads {
         let values = crate::record::parse_prometheus_text(text);
         let sum = |s: &str| {
-            crate::checks::parse_series_selector(s)
+            crate::record::parse_series_selector(s)
                 .map(|sel| sel.sum(&values))
                 .unwrap_or(0.0)
         };

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Connection;
 
-use super::FaultError;
+use super::{FaultError, FaultKind};
 use super::pg;
 use crate::lab::Lab;
 use crate::record::EventKind;
@@ -44,7 +44,7 @@ fn yes() -> bool {
 const SESSION: &str = "connections";
 
 /// The sessions, kept in the lab until the revert.
-struct Hog {
+pub struct Hog {
     sessions: Vec<sqlx::PgConnection>,
 }
 
@@ -52,8 +52,12 @@ struct Hog {
 /// target reconnects on demand, so each round it may win a slot or two back.
 const ROUNDS: usize = 10;
 
-impl Connections {
-    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+impl FaultKind for Connections {
+    const HINT: &'static str = "a connections fault takes optionally max_connections = 20 (the lab's PostgreSQL limit) and reset_target = true | false";
+    const ORPHAN: &'static str = "nothing to undo: PostgreSQL ended the run's sessions when its connections closed";
+    type Held = Hog;
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         if !(5..=200).contains(&self.max_connections) {
             return Err((
                 "max_connections",
@@ -66,7 +70,7 @@ impl Connections {
         Ok(())
     }
 
-    pub(super) fn describe(&self) -> String {
+    fn describe(&self) -> String {
         format!(
             "take every connection PostgreSQL allows ({}){}",
             self.max_connections,
@@ -78,6 +82,55 @@ impl Connections {
         )
     }
 
+    async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        if lab.postgres_pid().is_none() {
+            return Err(FaultError::Unsupported(
+                "connection exhaustion runs on the lab's own PostgreSQL: on a shared server \
+                 (--database-url) it would take every connection of everyone else"
+                    .into(),
+            ));
+        }
+        let mut sessions = Vec::new();
+        // Whatever happens from here, the sessions opened so far are in the lab for the revert.
+        let result = self.fill_and_evict(lab, &mut sessions).await;
+        let opened = sessions.len();
+        *held = Some(Hog { sessions });
+        let refusal = result?;
+        lab.recorder.event(
+            EventKind::Note,
+            format!("PostgreSQL is full: {opened} sessions held, the next one refused: \"{refusal}\" (SQLSTATE 53300)"),
+        );
+        Ok(())
+    }
+
+    /// Closes every session of ours, then checks from a fresh one (which proves the server
+    /// accepts connections again) that `pg_stat_activity` shows none of them.
+    async fn revert(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        if let Some(Hog { sessions }) = held.take() {
+            let closing = sessions.into_iter().map(|c| async move {
+                // A session that does not close politely is dropped, which closes its socket.
+                let _ = pg::bounded("closing a session", c.close()).await;
+            });
+            futures::future::join_all(closing).await;
+        }
+        let left = pg::count_until_zero(
+            &lab.database_url,
+            std::time::Duration::from_secs(5),
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&pg::application_name(SESSION)],
+        )
+        .await?;
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(FaultError::Failed(format!(
+                "pg_stat_activity still shows {left} of our sessions"
+            )))
+        }
+    }
+}
+
+impl Connections {
     /// Fills the server: opens sessions until one is refused with 53300 and returns how many
     /// it opened. Any other refusal is an error: the fault must be the real "too many clients".
     async fn fill(
@@ -106,27 +159,6 @@ impl Connections {
             sessions.len(),
             self.max_connections
         )))
-    }
-
-    pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
-        if lab.postgres_pid().is_none() {
-            return Err(FaultError::Unsupported(
-                "connection exhaustion runs on the lab's own PostgreSQL: on a shared server \
-                 (--database-url) it would take every connection of everyone else"
-                    .into(),
-            ));
-        }
-        let mut sessions = Vec::new();
-        // Whatever happens from here, the sessions opened so far are in the lab for the revert.
-        let result = self.fill_and_evict(lab, &mut sessions).await;
-        let opened = sessions.len();
-        lab.held.put(&self.describe(), Hog { sessions });
-        let refusal = result?;
-        lab.recorder.event(
-            EventKind::Note,
-            format!("PostgreSQL is full: {opened} sessions held, the next one refused: \"{refusal}\" (SQLSTATE 53300)"),
-        );
-        Ok(())
     }
 
     async fn fill_and_evict(
@@ -164,31 +196,5 @@ impl Connections {
         Err(FaultError::Failed(format!(
             "the target kept winning slots back after {ROUNDS} rounds"
         )))
-    }
-
-    /// Closes every session of ours, then checks from a fresh one (which proves the server
-    /// accepts connections again) that `pg_stat_activity` shows none of them.
-    pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
-        if let Some(Hog { sessions }) = lab.held.take::<Hog>(&self.describe()) {
-            let closing = sessions.into_iter().map(|c| async move {
-                // A session that does not close politely is dropped, which closes its socket.
-                let _ = pg::bounded("closing a session", c.close()).await;
-            });
-            futures::future::join_all(closing).await;
-        }
-        let left = pg::count_until_zero(
-            &lab.database_url,
-            std::time::Duration::from_secs(5),
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-            &[&pg::application_name(SESSION)],
-        )
-        .await?;
-        if left == 0 {
-            Ok(())
-        } else {
-            Err(FaultError::Failed(format!(
-                "pg_stat_activity still shows {left} of our sessions"
-            )))
-        }
     }
 }

@@ -11,13 +11,12 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use super::FaultError;
+use super::{FaultError, FaultKind};
 use crate::lab::Lab;
 use crate::record::EventKind;
 use crate::target::TargetProcess;
 
-/// The event of a planned exit carries this, for [`crate::checks::no_restart`].
-pub const PLANNED: &str = "(planned by the crash fault)";
+use crate::record::PLANNED_EXIT as PLANNED;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,7 +33,7 @@ fn default_signal() -> String {
 const SIGNALS: &[&str] = &["SIGKILL", "SIGABRT", "SIGSEGV"];
 
 /// Where the killed process listened, kept in the lab until the restart.
-struct Addresses {
+pub struct Addresses {
     listen: SocketAddr,
     admin: SocketAddr,
     pid: u32,
@@ -43,8 +42,12 @@ struct Addresses {
 /// How long the restarted target gets to answer `/livez`.
 const READY_WITHIN: Duration = Duration::from_secs(30);
 
-impl Crash {
-    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+impl FaultKind for Crash {
+    const HINT: &'static str = "a crash fault takes optionally signal = \"SIGKILL\" | \"SIGABRT\" | \"SIGSEGV\"";
+    const ORPHAN: &'static str = "nothing to undo: the target and its restart ended with the run";
+    type Held = Addresses;
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         if !SIGNALS.contains(&self.signal.as_str()) {
             return Err((
                 "signal",
@@ -58,31 +61,24 @@ impl Crash {
         Ok(())
     }
 
-    pub(super) fn describe(&self) -> String {
+    fn describe(&self) -> String {
         format!(
             "crash: kill the target with {}, restart it after",
             self.signal
         )
     }
 
-    fn signal(&self) -> Signal {
-        self.signal.parse().unwrap_or(Signal::SIGKILL)
-    }
-
-    pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
-        let taken = lab.target.lock().ok().and_then(|mut t| t.take());
+    async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        let taken = lab.take_target();
         let Some(mut target) = taken else {
             return Err(FaultError::Failed("the target is not running".into()));
         };
         let pid = target.pid();
-        lab.held.put(
-            &self.describe(),
-            Addresses {
+        *held = Some(Addresses {
                 listen: target.listen,
                 admin: target.admin,
                 pid,
-            },
-        );
+            });
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), self.signal())
             .map_err(|e| FaultError::Failed(format!("cannot signal the target: {e}")))?;
         // Reap it, so that its exit is a fact before the fault counts as injected.
@@ -107,12 +103,12 @@ impl Crash {
     }
 
     /// Starts the target again where it was, and checks it answers `/livez` as a new process.
-    pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
+    async fn revert(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         if let Some(pid) = lab.target_pid() {
             // Already running (a second revert): nothing to start.
             return self.verify_alive(lab, pid).await;
         }
-        let Some(at) = lab.held.take::<Addresses>(&self.describe()) else {
+        let Some(at) = held.take() else {
             return Err(FaultError::Failed(
                 "the target is not running and where it listened is unknown".into(),
             ));
@@ -125,7 +121,7 @@ impl Crash {
             Ok(t) => t,
             Err(e) => {
                 // Keep the addresses for the next attempt.
-                lab.held.put(&self.describe(), at);
+                *held = Some(at);
                 return Err(FaultError::Failed(format!(
                     "cannot restart the target: {e}"
                 )));
@@ -133,15 +129,19 @@ impl Crash {
         };
         let pid = target.pid();
         lab.journal_restarted_target(pid);
-        if let Ok(mut slot) = lab.target.lock() {
-            *slot = Some(target);
-        }
+        lab.put_target(target);
         if pid == at.pid {
             return Err(FaultError::Failed(format!(
                 "the restarted target has the killed one's pid {pid}"
             )));
         }
         self.verify_alive(lab, pid).await
+    }
+}
+
+impl Crash {
+    fn signal(&self) -> Signal {
+        self.signal.parse().unwrap_or(Signal::SIGKILL)
     }
 
     async fn verify_alive(&self, lab: &Lab, pid: u32) -> Result<(), FaultError> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::FaultError;
+use super::{FaultError, FaultKind};
 use crate::lab::Lab;
 use crate::payments::PaymentsBehaviour;
 
@@ -49,8 +49,12 @@ pub struct Dependency {
     pub delay: Option<Duration>,
 }
 
-impl Dependency {
-    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+impl FaultKind for Dependency {
+    const HINT: &'static str = "a dependency fault takes target = \"payments\", behaviour = \"error\" (with status = 503) | \"garbage\" | \"slow\" (with delay = \"3s\") | \"hang\"";
+    const ORPHAN: &'static str = "nothing to undo: the payments stub ended with the run";
+    type Held = ();
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         match (self.behaviour, self.status, self.delay) {
             (Behaviour::Error, None, _) => Err((
                 "behaviour",
@@ -78,25 +82,11 @@ impl Dependency {
         }
     }
 
-    /// The payments stub's own form of this fault.
-    pub fn payments_behaviour(&self) -> PaymentsBehaviour {
-        match self.behaviour {
-            Behaviour::Error => PaymentsBehaviour::Error {
-                status: self.status.unwrap_or(503),
-            },
-            Behaviour::Garbage => PaymentsBehaviour::Garbage,
-            Behaviour::Slow => PaymentsBehaviour::Slow {
-                delay: self.delay.unwrap_or(Duration::from_secs(1)),
-            },
-            Behaviour::Hang => PaymentsBehaviour::Hang,
-        }
-    }
-
-    pub(super) fn describe(&self) -> String {
+    fn describe(&self) -> String {
         format!("payments API {}", self.payments_behaviour().describe())
     }
 
-    pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
+    async fn inject(&self, lab: &Lab, _held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         let wanted = self.payments_behaviour();
         lab.payments
             .set_behaviour(wanted.clone())
@@ -113,7 +103,7 @@ impl Dependency {
     /// chain behaviours (errors, then a hang): the next one is injected as this one ends, and
     /// this revert must not undo it. Calls hanging now are answered by the new behaviour (the
     /// stub wakes them), so nothing stays stuck behind the revert.
-    pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
+    async fn revert(&self, lab: &Lab, _held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         let mine = self.payments_behaviour();
         if lab.payments.behaviour() == mine {
             lab.payments
@@ -128,6 +118,22 @@ impl Dependency {
             )));
         }
         Ok(())
+    }
+}
+
+impl Dependency {
+    /// The payments stub's own form of this fault.
+    pub fn payments_behaviour(&self) -> PaymentsBehaviour {
+        match self.behaviour {
+            Behaviour::Error => PaymentsBehaviour::Error {
+                status: self.status.unwrap_or(503),
+            },
+            Behaviour::Garbage => PaymentsBehaviour::Garbage,
+            Behaviour::Slow => PaymentsBehaviour::Slow {
+                delay: self.delay.unwrap_or(Duration::from_secs(1)),
+            },
+            Behaviour::Hang => PaymentsBehaviour::Hang,
+        }
     }
 }
 

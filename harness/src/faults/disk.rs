@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::FaultError;
+use super::{FaultError, FaultKind};
 use crate::lab::Lab;
 use crate::target::TargetNeeds;
 
@@ -29,8 +29,12 @@ pub struct DiskFull {
     pub size: Option<String>,
 }
 
-impl DiskFull {
-    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+impl FaultKind for DiskFull {
+    const HINT: &'static str = "a disk-full fault takes an optional size = \"8MiB\" (the data directory's tmpfs)";
+    const ORPHAN: &'static str = "nothing to undo: the tmpfs existed only in the target's mount namespace, which ended with the target";
+    type Held = ();
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         match &self.size {
             None => Ok(()),
             Some(s) => match parse_bytes(s) {
@@ -41,32 +45,25 @@ impl DiskFull {
         }
     }
 
-    fn size(&self) -> u64 {
-        self.size
-            .as_deref()
-            .and_then(|s| parse_bytes(s).ok())
-            .unwrap_or(DEFAULT_SIZE)
-    }
-
-    pub(super) fn describe(&self) -> String {
+    fn describe(&self) -> String {
         format!(
             "disk full: the data directory's {} tmpfs filled",
             format_bytes(self.size())
         )
     }
 
-    pub(super) fn target_needs(&self) -> TargetNeeds {
+    fn target_needs(&self) -> TargetNeeds {
         TargetNeeds {
             data_tmpfs: Some(self.size()),
             ..TargetNeeds::default()
         }
     }
 
-    pub(super) fn check_supported(&self) -> Result<(), String> {
-        super::privileges::private_tmpfs()
+    fn check_supported(&self) -> Result<(), String> {
+        crate::privileges::private_tmpfs()
     }
 
-    pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
+    async fn inject(&self, lab: &Lab, _held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         let dir = data_dir_of_target(lab)?;
         let size = self.size();
         let written = tokio::task::spawn_blocking(move || fill(&dir, size))
@@ -82,7 +79,7 @@ impl DiskFull {
         Ok(())
     }
 
-    pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
+    async fn revert(&self, lab: &Lab, _held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         let dir = data_dir_of_target(lab)?;
         let size = self.size();
         tokio::task::spawn_blocking(move || {
@@ -105,6 +102,15 @@ impl DiskFull {
         })
         .await
         .map_err(|e| FaultError::Failed(e.to_string()))?
+    }
+}
+
+impl DiskFull {
+    fn size(&self) -> u64 {
+        self.size
+            .as_deref()
+            .and_then(|s| parse_bytes(s).ok())
+            .unwrap_or(DEFAULT_SIZE)
     }
 }
 
@@ -243,7 +249,7 @@ mod tests {
     #[test]
     fn a_private_tmpfs_fills_to_enospc_through_the_process_root_and_the_host_sees_no_mount() {
         // Needs the same privilege as the fault; skipped (and said so) without it.
-        if let Err(why) = super::super::privileges::private_tmpfs() {
+        if let Err(why) = crate::privileges::private_tmpfs() {
             eprintln!("SKIPPED: {why}");
             return;
         }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::FaultError;
+use super::{FaultError, FaultKind};
 use crate::lab::Lab;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,8 +19,12 @@ const TASKS: &[&str] = &[
     "off", "return", "sleep", "panic", "print", "pause", "yield", "delay",
 ];
 
-impl Failpoint {
-    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+impl FaultKind for Failpoint {
+    const HINT: &'static str = "a failpoint fault takes name = \"<failpoint>\" and action = \"panic\" | \"return\" | \"20%panic\" | \"sleep(200)\"";
+    const ORPHAN: &'static str = "nothing to undo: it lived in processes that ended with the run";
+    type Held = ();
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.name.is_empty()
             || !self
                 .name
@@ -40,12 +44,12 @@ impl Failpoint {
         Ok(())
     }
 
-    pub(super) fn describe(&self) -> String {
+    fn describe(&self) -> String {
         format!("failpoint {} = {}", self.name, self.action)
     }
 
-    pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
-        let admin = lab.target_admin()?;
+    async fn inject(&self, lab: &Lab, _held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        let admin = lab.target_admin();
         admin
             .set_failpoint(&self.name, &self.action)
             .await
@@ -64,8 +68,8 @@ impl Failpoint {
         }
     }
 
-    pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
-        let admin = lab.target_admin()?;
+    async fn revert(&self, lab: &Lab, _held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        let admin = lab.target_admin();
         admin
             .clear_failpoint(&self.name)
             .await

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::FaultError;
+use super::{FaultError, FaultKind};
 use crate::lab::Lab;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,7 +40,7 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(10);
 
 /// What the fault holds until its revert: the limits to restore, and the task keeping the
 /// limit down (stopped before the limit is restored).
-struct Lowered {
+pub struct Lowered {
     soft: u64,
     hard: u64,
     follower: Option<tokio::task::JoinHandle<()>>,
@@ -54,8 +54,12 @@ impl Drop for Lowered {
     }
 }
 
-impl FdLimit {
-    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+impl FaultKind for FdLimit {
+    const HINT: &'static str = "an fd-limit fault takes an optional headroom = 0 (descriptors left free above those open)";
+    const ORPHAN: &'static str = "nothing to undo: the limit belonged to the target process, which ended with the run";
+    type Held = Lowered;
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.headroom > 1000 {
             return Err((
                 "headroom",
@@ -68,14 +72,14 @@ impl FdLimit {
         Ok(())
     }
 
-    pub(super) fn describe(&self) -> String {
+    fn describe(&self) -> String {
         match self.headroom {
             0 => "open-file limit lowered to the descriptors already open".into(),
             n => format!("open-file limit lowered to the descriptors already open + {n}"),
         }
     }
 
-    pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
+    async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         let pid = target_pid(lab)?;
         let fds = Descriptors::read(pid).map_err(|e| {
             FaultError::Failed(format!("cannot list the target's descriptors: {e}"))
@@ -91,14 +95,11 @@ impl FdLimit {
             )));
         }
         // Kept (before the limit moves) for the revert: the limit to restore is whatever it was.
-        lab.held.put(
-            &self.describe(),
-            Lowered {
+        *held = Some(Lowered {
                 soft,
                 hard,
                 follower: None,
-            },
-        );
+            });
         set_and_verify(pid, lowered, hard)?;
         lab.recorder.event(
             crate::record::EventKind::Note,
@@ -121,26 +122,26 @@ impl FdLimit {
                 }
             }
         });
-        if let Some(mut held) = lab.held.take::<Lowered>(&self.describe()) {
-            held.follower = Some(follower);
-            lab.held.put(&self.describe(), held);
+        if let Some(lowered) = held.as_mut() {
+            lowered.follower = Some(follower);
         }
         Ok(())
     }
 
-    pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
-        let key = self.describe();
-        let Some(mut held) = lab.held.take::<Lowered>(&key) else {
+    async fn revert(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        let Some(lowered) = held.as_mut() else {
             return Ok(()); // never lowered
         };
-        if let Some(task) = held.follower.take() {
+        if let Some(task) = lowered.follower.take() {
             task.abort();
             let _ = task.await; // no lowering may land after the restore
         }
-        let result = target_pid(lab).and_then(|pid| set_and_verify(pid, held.soft, held.hard));
-        if result.is_err() {
-            lab.held.put(&key, held); // for the retry
+        let result =
+            target_pid(lab).and_then(|pid| set_and_verify(pid, lowered.soft, lowered.hard));
+        if result.is_ok() {
+            *held = None;
         }
+        // On failure what the retry needs stays held.
         result
     }
 }

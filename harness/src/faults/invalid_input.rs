@@ -20,8 +20,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use serde::{Deserialize, Serialize};
 
-use super::FaultError;
-use crate::checks::{CheckResult, Evidence, Verdict};
+use super::{FaultError, FaultKind};
+use crate::verdict::{CheckResult, Evidence, Verdict};
 use crate::lab::Lab;
 use crate::record::{EventKind, Outcome, Phase, Recorder, RequestRecord, TransportError};
 
@@ -386,7 +386,7 @@ fn failure(r: &RequestRecord) -> Option<String> {
 // The fault.
 
 /// The generator's run, kept in the lab until the revert.
-struct Running {
+pub struct Running {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<Verdicts>,
 }
@@ -404,8 +404,12 @@ struct Verdicts {
     cut_short: bool,
 }
 
-impl InvalidInput {
-    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+impl FaultKind for InvalidInput {
+    const HINT: &'static str = "an invalid-input fault takes optionally cases = 200 (how many generated requests)";
+    const ORPHAN: &'static str = "nothing to undo: the request generator ended with the run";
+    type Held = Running;
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         if !(1..=10_000).contains(&self.cases) {
             return Err((
                 "cases",
@@ -415,11 +419,11 @@ impl InvalidInput {
         Ok(())
     }
 
-    pub(super) fn describe(&self) -> String {
+    fn describe(&self) -> String {
         format!("invalid input: {} generated requests", self.cases)
     }
 
-    pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
+    async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         let seed = lab.seed ^ super::seed_for(&self.describe());
         let mut bytes = [0u8; 32];
         for (i, chunk) in bytes.chunks_mut(8).enumerate() {
@@ -453,14 +457,14 @@ impl InvalidInput {
         // proptest's runner is synchronous: it runs on a blocking thread and drives each
         // request on the runtime.
         let task = tokio::task::spawn_blocking(move || context.run(runner));
-        lab.held.put(&self.describe(), Running { stop, task });
+        *held = Some(Running { stop, task });
         Ok(())
     }
 
     /// Stops generating (what is in flight finishes), then records what was found: an event,
     /// and the `invalid-input` check with the smallest failing request as its evidence.
-    pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
-        let Some(Running { stop, task }) = lab.held.take::<Running>(&self.describe()) else {
+    async fn revert(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        let Some(Running { stop, task }) = held.take() else {
             return Ok(()); // never started
         };
         stop.store(true, Ordering::SeqCst);
@@ -475,7 +479,9 @@ impl InvalidInput {
         lab.record_check(check);
         Ok(())
     }
+}
 
+impl InvalidInput {
     fn check(&self, lab: &Lab, v: &Verdicts) -> CheckResult {
         let mut summary;
         let mut evidence = Vec::new();

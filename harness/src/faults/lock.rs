@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{Connection, Executor};
 
-use super::FaultError;
+use super::{FaultError, FaultKind};
 use super::pg;
 use crate::lab::Lab;
 
@@ -72,12 +72,16 @@ fn default_mode() -> LockMode {
 const SESSION: &str = "lock";
 
 /// The open transaction that holds the lock, kept in the lab until the revert.
-struct HeldLock {
+pub struct HeldLock {
     conn: sqlx::PgConnection,
 }
 
-impl Lock {
-    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+impl FaultKind for Lock {
+    const HINT: &'static str = "a lock fault takes table = \"orders\" and optionally mode = \"access-exclusive\" | \"exclusive\" | \"share\" | \"row-exclusive\" | ...";
+    const ORPHAN: &'static str = "nothing to undo: the lock's transaction was rolled back by PostgreSQL when the run's session closed";
+    type Held = HeldLock;
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         if !pg::is_identifier(&self.table) {
             return Err((
                 "table",
@@ -87,7 +91,7 @@ impl Lock {
         Ok(())
     }
 
-    pub(super) fn describe(&self) -> String {
+    fn describe(&self) -> String {
         format!(
             "lock table {} in {} mode, in an open transaction",
             self.table,
@@ -95,7 +99,7 @@ impl Lock {
         )
     }
 
-    pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
+    async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         let mut conn = pg::connect(&lab.database_url, SESSION).await?;
         let sql_error = |e: sqlx::Error| FaultError::Failed(format!("taking the lock: {e}"));
         pg::bounded("BEGIN", conn.execute("BEGIN"))
@@ -137,14 +141,14 @@ impl Lock {
                 self.table
             )));
         }
-        lab.held.put(&self.describe(), HeldLock { conn });
+        *held = Some(HeldLock { conn });
         Ok(())
     }
 
     /// Rolls the transaction back and closes its session, then checks from a fresh session that
     /// no session of ours holds any lock on the table any more.
-    pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
-        if let Some(HeldLock { mut conn }) = lab.held.take::<HeldLock>(&self.describe()) {
+    async fn revert(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        if let Some(HeldLock { mut conn }) = held.take() {
             // If the rollback fails, closing (or dropping) the session still ends the
             // transaction on the server; the verification below is what counts.
             let _ = pg::bounded("ROLLBACK", conn.execute("ROLLBACK")).await;

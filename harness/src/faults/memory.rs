@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::FaultError;
+use super::{FaultError, FaultKind};
 use super::disk::{format_bytes, parse_bytes};
 use crate::cgroup::{self, Cgroup};
 use crate::journal::Resource;
@@ -35,8 +35,12 @@ pub struct Memory {
     pub hog: String,
 }
 
-impl Memory {
-    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+impl FaultKind for Memory {
+    const HINT: &'static str = "a memory fault takes limit = \"256MiB\" (the cgroup's) and hog = \"240MiB\" (what the hog holds, below the limit)";
+    const ORPHAN: &'static str = "the memory hog and its cgroup are removed with the run's resources";
+    type Held = Pressure;
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         let limit = parse_bytes(&self.limit).map_err(|e| ("limit", e))?;
         let hog = parse_bytes(&self.hog).map_err(|e| ("hog", e))?;
         if !(32 << 20..=16 << 30).contains(&limit) {
@@ -54,14 +58,7 @@ impl Memory {
         Ok(())
     }
 
-    fn bytes(&self) -> (u64, u64) {
-        (
-            parse_bytes(&self.limit).unwrap_or(256 << 20),
-            parse_bytes(&self.hog).unwrap_or(0),
-        )
-    }
-
-    pub(super) fn describe(&self) -> String {
+    fn describe(&self) -> String {
         let (limit, hog) = self.bytes();
         format!(
             "memory pressure: the target in a {} cgroup with a {} hog",
@@ -70,35 +67,32 @@ impl Memory {
         )
     }
 
-    pub(super) fn check_supported(&self) -> Result<(), String> {
-        super::privileges::memory_cgroup().map(drop)?;
+    fn check_supported(&self) -> Result<(), String> {
+        crate::privileges::memory_cgroup().map(drop)?;
         hog_program().map(drop)
     }
 
-    pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
+    async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         let (limit, hog_bytes) = self.bytes();
         let pid = lab
             .target_pid()
             .ok_or_else(|| FaultError::Failed("the target is not running".into()))?;
-        let parent = super::privileges::memory_cgroup().map_err(FaultError::Unsupported)?;
+        let parent = crate::privileges::memory_cgroup().map_err(FaultError::Unsupported)?;
         let original = cgroup::memory_cgroup_of(&pid.to_string()).map_err(FaultError::Failed)?;
         let name = cgroup::child_name();
         lab.journal_resource(Resource::Cgroup {
             path: parent.path.join(&name),
-        })?;
+        })
+    .map_err(FaultError::Failed)?;
         let group = parent
             .create_child(&name, limit)
             .map_err(FaultError::Failed)?;
-        let key = self.describe();
         // From here on the revert has what it needs, whatever fails next.
-        lab.held.put(
-            &key,
-            Pressure {
+        *held = Some(Pressure {
                 group: group.clone(),
                 original,
                 hog: None,
-            },
-        );
+            });
         group.add(pid).map_err(|e| {
             FaultError::Failed(format!(
                 "cannot move the target into {}: {e}",
@@ -107,9 +101,9 @@ impl Memory {
         })?;
         let hog = start_hog(lab, &group, hog_bytes).await?;
         let hog_pid = hog.id();
-        if let Some(mut p) = lab.held.take::<Pressure>(&key) {
+        if let Some(mut p) = held.take() {
             p.hog = Some(hog);
-            lab.held.put(&key, p);
+            *held = Some(p);
         }
         // Verified: both are in the cgroup, and it holds at least what the hog took.
         let procs = group.procs();
@@ -135,9 +129,8 @@ impl Memory {
         Ok(())
     }
 
-    pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
-        let key = self.describe();
-        let Some(mut p) = lab.held.take::<Pressure>(&key) else {
+    async fn revert(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        let Some(mut p) = held.take() else {
             return Ok(()); // nothing was created
         };
         if let Some(mut hog) = p.hog.take() {
@@ -151,7 +144,7 @@ impl Memory {
                 "cannot move the target back to {}: {e}",
                 p.original.path.display()
             );
-            lab.held.put(&key, p); // for the retry
+            *held = Some(p); // for the retry
             return Err(FaultError::Failed(msg));
         }
         let group = p.group.clone();
@@ -159,7 +152,7 @@ impl Memory {
             .await
             .map_err(|e| FaultError::Failed(e.to_string()))?;
         if let Err(e) = removed {
-            lab.held.put(&key, p);
+            *held = Some(p);
             return Err(FaultError::Failed(e));
         }
         // Verified: the cgroup is gone and the target is back where it was.
@@ -177,9 +170,18 @@ impl Memory {
     }
 }
 
+impl Memory {
+    fn bytes(&self) -> (u64, u64) {
+        (
+            parse_bytes(&self.limit).unwrap_or(256 << 20),
+            parse_bytes(&self.hog).unwrap_or(0),
+        )
+    }
+}
+
 /// What the fault holds between injection and revert.
 #[derive(Debug)]
-struct Pressure {
+pub struct Pressure {
     group: Cgroup,
     /// The target's memory cgroup before, to move it back to.
     original: Cgroup,
@@ -214,7 +216,8 @@ async fn start_hog(lab: &Lab, group: &Cgroup, bytes: u64) -> Result<Child, Fault
         pid: hog.id(),
         what: "memory hog".into(),
         start_time: None,
-    })?;
+    })
+    .map_err(FaultError::Failed)?;
     let stdout = hog.stdout.take().expect("piped");
     let stderr = hog.stderr.take().expect("piped");
     let said = tokio::time::timeout(

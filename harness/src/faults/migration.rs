@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{Connection, Executor, PgConnection};
 
-use super::FaultError;
+use super::{FaultError, FaultKind};
 use super::pg;
 use crate::lab::Lab;
 
@@ -43,7 +43,7 @@ pub struct Migration {
 const SESSION: &str = "migration";
 
 /// The long-lock migration's open transaction, kept in the lab until the revert.
-struct OpenMigration {
+pub struct OpenMigration {
     conn: PgConnection,
 }
 
@@ -51,8 +51,12 @@ fn failed(what: &str) -> impl Fn(sqlx::Error) -> FaultError + '_ {
     move |e| FaultError::Failed(format!("{what}: {e}"))
 }
 
-impl Migration {
-    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+impl FaultKind for Migration {
+    const HINT: &'static str = "a migration fault takes change = \"rename-column\" (with to = \"new_name\") | \"add-not-null-column\" | \"long-lock\", table = \"orders\" and column = \"customer_email\"";
+    const ORPHAN: &'static str = "nothing to undo here: the migrated schema is in the run's own database, removed with it";
+    type Held = OpenMigration;
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         for (key, name) in [("table", &self.table), ("column", &self.column)] {
             if !pg::is_identifier(name) {
                 return Err((key, format!("`{name}` is not a plain SQL name")));
@@ -74,7 +78,7 @@ impl Migration {
         }
     }
 
-    pub(super) fn describe(&self) -> String {
+    fn describe(&self) -> String {
         match self.change {
             Change::RenameColumn => format!(
                 "migration: rename {}.{} to {}",
@@ -93,31 +97,7 @@ impl Migration {
         }
     }
 
-    /// The DDL, as a migration file would hold it.
-    fn up(&self) -> String {
-        let t = pglab::quote_ident(&self.table);
-        let c = pglab::quote_ident(&self.column);
-        match self.change {
-            Change::RenameColumn => format!(
-                "ALTER TABLE {t} RENAME COLUMN {c} TO {}",
-                pglab::quote_ident(self.to.as_deref().unwrap_or_default())
-            ),
-            // Existing rows get '' so the column can be NOT NULL at all; dropping the default
-            // afterwards is what breaks every insert that does not name the column.
-            Change::AddNotNullColumn => format!(
-                "ALTER TABLE {t} ADD COLUMN {c} text NOT NULL DEFAULT ''; \
-                 ALTER TABLE {t} ALTER COLUMN {c} DROP DEFAULT"
-            ),
-            Change::LongLock => format!("ALTER TABLE {t} ADD COLUMN {c} integer"),
-        }
-    }
-
-    /// What the migrations table calls it (and how the revert finds its record).
-    fn record_description(&self) -> String {
-        format!("fivehundred fault: {}", self.describe())
-    }
-
-    pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
+    async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         let mut conn = pg::connect(&lab.database_url, SESSION).await?;
         let step = |what: &'static str| failed(what);
         pg::bounded("BEGIN", conn.execute("BEGIN"))
@@ -155,7 +135,7 @@ impl Migration {
                     self.table
                 )));
             }
-            lab.held.put(&self.describe(), OpenMigration { conn });
+            *held = Some(OpenMigration { conn });
             return Ok(());
         }
         pg::bounded("COMMIT", conn.execute("COMMIT"))
@@ -182,6 +162,50 @@ impl Migration {
                 "information_schema does not show the migrated schema".into(),
             ))
         }
+    }
+
+    /// The reverse migration, applied only as far as the schema shows the migration (so a
+    /// revert after a half-failed injection, or a second revert, does no harm), then verified.
+    async fn revert(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        if let Some(OpenMigration { mut conn }) = held.take() {
+            // Closing the session rolls back too; the verification below is what counts.
+            let _ = pg::bounded("ROLLBACK", conn.execute("ROLLBACK")).await;
+            let _ = pg::bounded("closing the session", conn.close()).await;
+        }
+        let mut conn = pg::connect(&lab.database_url, SESSION).await?;
+        let result = self.reverse(&mut conn).await;
+        let _ = conn.close().await;
+        result?;
+        let mut check = pg::connect(&lab.database_url, "verify").await?;
+        let verified = self.verify_reverted(&mut check).await;
+        let _ = check.close().await;
+        verified
+    }
+}
+
+impl Migration {
+    /// The DDL, as a migration file would hold it.
+    fn up(&self) -> String {
+        let t = pglab::quote_ident(&self.table);
+        let c = pglab::quote_ident(&self.column);
+        match self.change {
+            Change::RenameColumn => format!(
+                "ALTER TABLE {t} RENAME COLUMN {c} TO {}",
+                pglab::quote_ident(self.to.as_deref().unwrap_or_default())
+            ),
+            // Existing rows get '' so the column can be NOT NULL at all; dropping the default
+            // afterwards is what breaks every insert that does not name the column.
+            Change::AddNotNullColumn => format!(
+                "ALTER TABLE {t} ADD COLUMN {c} text NOT NULL DEFAULT ''; \
+                 ALTER TABLE {t} ALTER COLUMN {c} DROP DEFAULT"
+            ),
+            Change::LongLock => format!("ALTER TABLE {t} ADD COLUMN {c} integer"),
+        }
+    }
+
+    /// What the migrations table calls it (and how the revert finds its record).
+    fn record_description(&self) -> String {
+        format!("fivehundred fault: {}", self.describe())
     }
 
     /// Records the migration as the next version in `_sqlx_migrations`, in the migration's
@@ -220,24 +244,6 @@ impl Migration {
         )
         .await?
         .map_err(failed("reading information_schema"))
-    }
-
-    /// The reverse migration, applied only as far as the schema shows the migration (so a
-    /// revert after a half-failed injection, or a second revert, does no harm), then verified.
-    pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
-        if let Some(OpenMigration { mut conn }) = lab.held.take::<OpenMigration>(&self.describe()) {
-            // Closing the session rolls back too; the verification below is what counts.
-            let _ = pg::bounded("ROLLBACK", conn.execute("ROLLBACK")).await;
-            let _ = pg::bounded("closing the session", conn.close()).await;
-        }
-        let mut conn = pg::connect(&lab.database_url, SESSION).await?;
-        let result = self.reverse(&mut conn).await;
-        let _ = conn.close().await;
-        result?;
-        let mut check = pg::connect(&lab.database_url, "verify").await?;
-        let verified = self.verify_reverted(&mut check).await;
-        let _ = check.close().await;
-        verified
     }
 
     async fn reverse(&self, conn: &mut PgConnection) -> Result<(), FaultError> {

@@ -1,98 +1,189 @@
-//! Faults: each kind is one type holding only its parameters, with `inject` and `revert` as its
-//! verbs. [`Fault`] is the closed set of kinds; adding a kind means adding a file and a variant.
+//! Faults: each kind is one type holding only its parameters, in a file of its own, that
+//! implements [`FaultKind`] (its hint, validation, what it needs, `inject` and `revert`, and what
+//! a crash leaves to undo). [`Fault`] is the closed set of kinds, generated with its dispatch and
+//! the [`KINDS`] catalogue from the one list in [`kinds!`] below.
 //!
-//! A fault acts on the running lab through [`FaultContext`], and is written to the fault journal
-//! before it is injected (see [`crate::journal`]).
+//! Every fault goes through [`Injector`]: journalled before it is injected, injected within a
+//! deadline, recorded on the timeline, reverted with retries and journalled as reverted.
+//!
+//! # Adding a fault kind
+//!
+//! Two edits, nothing else; a kind that forgets a part of the contract does not compile.
+//!
+//! 1. A file `faults/<name>.rs` with a type holding the kind's parameters (serde, with
+//!    `deny_unknown_fields`) and `impl FaultKind for <Type>`. The smallest real kind is
+//!    [`failpoint`](Failpoint): its `Held` is `()` (it holds nothing between `inject` and
+//!    `revert`), `validate` checks the action's grammar, `inject` sets the failpoint through the
+//!    target's admin API and `revert` clears it and reads it back. A kind that holds something
+//!    (a database session, a helper process, a task) names it as `Held`: `inject` fills the slot
+//!    it is given, `revert` takes it back out, and dropping it (the lab going away) releases it.
+//!    A kind that needs the target started a certain way says so in `target_needs`, and one that
+//!    needs a privilege in `check_supported`; both default to nothing.
+//! 2. One line in [`kinds!`]: `"name" => Variant(module::Type),` with a doc comment. From that
+//!    line come the enum variant, the `kind = "name"` tag of scenario files and journals, the
+//!    entry in [`KINDS`] and the parameter hint shown with a parse error.
+//!
+//! Scenario files, `fivehundred list`, game days and `recover` then know the kind.
 
-mod config;
-mod connections;
-mod crash;
-mod dependency;
-mod disk;
-mod failpoint;
-mod fds;
 mod held;
-mod invalid_input;
-mod lock;
-mod memory;
-mod migration;
-mod network;
-mod overload;
-mod permission;
+mod injector;
 mod pg;
-pub(crate) mod privileges;
 
-pub use config::{Config, ConfigChange};
-pub use connections::Connections;
-pub use crash::{Crash, PLANNED as PLANNED_EXIT};
-pub use dependency::{Behaviour, Dependency, DependencyTarget};
-pub use disk::DiskFull;
-pub use failpoint::Failpoint;
-pub use fds::FdLimit;
-pub use held::Held;
-pub use invalid_input::InvalidInput;
-pub use lock::{Lock, LockMode};
-pub use memory::{Memory, hog_main as memory_hog_main};
-pub use migration::{Change, Migration};
-pub use network::{Network, NetworkFault, ProxyTarget};
-pub use overload::Overload;
-pub use permission::{Permission, PermissionPath};
+pub use injector::{INJECT_TIMEOUT, Injected, Injector};
 
+use std::future::Future;
+
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::lab::Lab;
+use crate::target::TargetNeeds;
 
-/// Every kind of fault a scenario can name, tagged by `kind` in files and journals.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Fault {
-    /// A failpoint in the target, set through its admin API.
-    Failpoint(Failpoint),
-    /// A network fault in the proxy in front of the database or a dependency.
-    Network(Network),
-    /// The payments API itself answers errors, garbage, slowly or not at all.
-    Dependency(Dependency),
-    /// A table lock held in an open transaction on the harness's own session.
-    Lock(Lock),
-    /// Sessions opened until PostgreSQL refuses more ("too many clients"), and held.
-    Connections(Connections),
-    /// A real schema migration applied to the run's database while the target runs.
-    Migration(Migration),
-    /// The target killed mid-load and started again by the lab when the fault ends.
-    Crash(Crash),
-    /// An extra open-loop load beyond what the target can serve, recorded with the scenario's.
-    Overload(Overload),
-    /// Requests generated with proptest sent to the target; the smallest one that answers 5xx is shown.
-    InvalidInput(InvalidInput),
-    /// The data directory (a private tmpfs) filled until writes fail with ENOSPC.
-    DiskFull(DiskFull),
-    /// The target in a memory-limited cgroup with a hog that takes most of the limit.
-    Memory(Memory),
-    /// The mode of a directory the (unprivileged) target writes to, changed under it.
-    Permission(Permission),
-    /// The running target's open-file limit lowered to what it has open.
-    FdLimit(FdLimit),
-    /// An invalid configuration reloaded with SIGHUP, or a second start with a bad setting.
-    Config(Config),
+/// The contract of one fault kind. The type holds only the kind's parameters: it is compared,
+/// journalled and shown; whatever an injection creates lives in [`FaultKind::Held`].
+pub trait FaultKind:
+    std::fmt::Debug + Clone + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// One line on the kind's parameters, shown with an error in a scenario file.
+    const HINT: &'static str;
+    /// What `fivehundred recover` says of this fault after the run that injected it was killed:
+    /// what it left behind and how that is undone (each thing it creates outside the run's
+    /// processes is journalled as a resource before it exists, and removed by `recover`).
+    const ORPHAN: &'static str;
+    /// What an injection holds until its revert; `()` for nothing. Dropped with the lab when
+    /// the revert never ran, which closes sessions and stops helpers: the last line of defence.
+    type Held: Send + 'static;
+
+    /// Checks the parameters beyond their types; `Err` names the key and what is wrong.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        Ok(())
+    }
+
+    /// A short human description: `failpoint get_product = 20%panic`.
+    fn describe(&self) -> String;
+
+    /// Whether this machine allows the mechanism, checked before the lab starts. `Err` names
+    /// what is missing and how to get it; the scenario is then skipped, never faked.
+    fn check_supported(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// What the fault needs from the way the target is started (the lab arranges it).
+    fn target_needs(&self) -> TargetNeeds {
+        TargetNeeds::default()
+    }
+
+    /// Injects the fault. What it creates goes into `held` as soon as it exists, so that a
+    /// failed or abandoned injection is reverted like a finished one.
+    fn inject(
+        &self,
+        lab: &Lab,
+        held: &mut Option<Self::Held>,
+    ) -> impl Future<Output = Result<(), FaultError>> + Send;
+
+    /// Undoes the fault and verifies it is gone. `held` is what `inject` left (`None` when it
+    /// failed before creating anything); on failure, what the next attempt needs stays there.
+    fn revert(
+        &self,
+        lab: &Lab,
+        held: &mut Option<Self::Held>,
+    ) -> impl Future<Output = Result<(), FaultError>> + Send;
 }
 
-/// The kinds, for messages.
-pub const KINDS: &[&str] = &[
-    "failpoint",
-    "network",
-    "dependency",
-    "lock",
-    "connections",
-    "migration",
-    "crash",
-    "overload",
-    "invalid-input",
-    "disk-full",
-    "memory",
-    "permission",
-    "fd-limit",
-    "config",
-];
+/// The list of kinds: one line each. Generates the kinds' modules, the [`Fault`] enum (tagged by
+/// `kind` in files and journals), [`KINDS`], and the dispatch from [`Fault`] to each kind.
+macro_rules! kinds {
+    ($($(#[doc = $doc:literal])* $name:literal => $variant:ident($module:ident :: $ty:ident),)*) => {
+        $(mod $module;)*
+        $(pub use $module::$ty;)*
+
+        /// Every kind of fault a scenario can name, tagged by `kind` in files and journals.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "kind")]
+        pub enum Fault {
+            $($(#[doc = $doc])* #[serde(rename = $name)] $variant($ty),)*
+        }
+
+        /// The kinds, as scenario files name them.
+        pub const KINDS: &[&str] = &[$($name),*];
+
+        fn hint_for(kind: &str) -> &'static str {
+            $(if kind == $name { return <$ty as FaultKind>::HINT; })*
+            ""
+        }
+
+        impl Fault {
+            fn validate(&self) -> Result<(), (&'static str, String)> {
+                match self { $(Fault::$variant(f) => f.validate(),)* }
+            }
+
+            /// A short human description: `failpoint get_product = 20%panic`.
+            pub fn describe(&self) -> String {
+                match self { $(Fault::$variant(f) => f.describe(),)* }
+            }
+
+            /// Whether this machine allows the fault's mechanism (see
+            /// [`FaultKind::check_supported`]).
+            pub fn check_supported(&self) -> Result<(), String> {
+                match self { $(Fault::$variant(f) => f.check_supported(),)* }
+            }
+
+            /// What the fault needs from the way the target is started.
+            pub fn target_needs(&self) -> TargetNeeds {
+                match self { $(Fault::$variant(f) => f.target_needs(),)* }
+            }
+
+            /// What `recover` says of it after a crash (see [`FaultKind::ORPHAN`]).
+            pub fn orphan(&self) -> &'static str {
+                match self { $(Fault::$variant(_) => <$ty as FaultKind>::ORPHAN,)* }
+            }
+
+            /// The fault with an empty slot for what its injection will hold.
+            fn arm(&self) -> Box<dyn held::Armed> {
+                match self { $(Fault::$variant(f) => held::Slot::boxed(f.clone()),)* }
+            }
+        }
+    };
+}
+
+kinds! {
+    /// A failpoint in the target, set through its admin API.
+    "failpoint" => Failpoint(failpoint::Failpoint),
+    /// A network fault in the proxy in front of the database or a dependency.
+    "network" => Network(network::Network),
+    /// The payments API itself answers errors, garbage, slowly or not at all.
+    "dependency" => Dependency(dependency::Dependency),
+    /// A table lock held in an open transaction on the harness's own session.
+    "lock" => Lock(lock::Lock),
+    /// Sessions opened until PostgreSQL refuses more ("too many clients"), and held.
+    "connections" => Connections(connections::Connections),
+    /// A real schema migration applied to the run's database while the target runs.
+    "migration" => Migration(migration::Migration),
+    /// The target killed mid-load and started again by the lab when the fault ends.
+    "crash" => Crash(crash::Crash),
+    /// An extra open-loop load beyond what the target can serve, recorded with the scenario's.
+    "overload" => Overload(overload::Overload),
+    /// Requests generated with proptest sent to the target; the smallest one that answers 5xx is shown.
+    "invalid-input" => InvalidInput(invalid_input::InvalidInput),
+    /// The data directory (a private tmpfs) filled until writes fail with ENOSPC.
+    "disk-full" => DiskFull(disk::DiskFull),
+    /// The target in a memory-limited cgroup with a hog that takes most of the limit.
+    "memory" => Memory(memory::Memory),
+    /// The mode of a directory the (unprivileged) target writes to, changed under it.
+    "permission" => Permission(permission::Permission),
+    /// The running target's open-file limit lowered to what it has open.
+    "fd-limit" => FdLimit(fds::FdLimit),
+    /// An invalid configuration reloaded with SIGHUP, or a second start with a bad setting.
+    "config" => Config(config::Config),
+}
+
+pub use config::ConfigChange;
+pub use dependency::{Behaviour, DependencyTarget};
+pub use lock::LockMode;
+pub use memory::hog_main as memory_hog_main;
+pub use migration::Change;
+pub use network::NetworkFault;
+pub use permission::PermissionPath;
 
 /// Why a fault table in a scenario is not a fault. `key` names the offending key, so the
 /// scenario parser can point at it.
@@ -153,186 +244,15 @@ impl Fault {
                 FaultSpecError {
                     key,
                     message: format!("in a `{kind}` fault: {message}"),
-                    hint: Some(hint_for(&kind)),
+                    hint: Some(hint_for(&kind).to_string()),
                 }
             })?;
         fault.validate().map_err(|(key, message)| FaultSpecError {
             key: Some(key.to_string()),
             message,
-            hint: Some(hint_for(&kind)),
+            hint: Some(hint_for(&kind).to_string()),
         })?;
         Ok(fault)
-    }
-
-    fn validate(&self) -> Result<(), (&'static str, String)> {
-        match self {
-            Fault::Failpoint(f) => f.validate(),
-            Fault::Network(f) => f.validate(),
-            Fault::Dependency(f) => f.validate(),
-            Fault::Lock(f) => f.validate(),
-            Fault::Connections(f) => f.validate(),
-            Fault::Migration(f) => f.validate(),
-            Fault::Crash(f) => f.validate(),
-            Fault::Overload(f) => f.validate(),
-            Fault::InvalidInput(f) => f.validate(),
-            Fault::DiskFull(f) => f.validate(),
-            Fault::Memory(f) => f.validate(),
-            Fault::Permission(f) => f.validate(),
-            Fault::FdLimit(f) => f.validate(),
-            Fault::Config(f) => f.validate(),
-        }
-    }
-
-    /// Whether this machine allows the fault's mechanism, checked before the lab starts. `Err`
-    /// names what is missing and how to get it; the scenario is then skipped (and counted), never
-    /// faked.
-    pub fn check_supported(&self) -> Result<(), String> {
-        match self {
-            Fault::Failpoint(_) | Fault::Network(_) => Ok(()),
-            Fault::Dependency(_) | Fault::Lock(_) | Fault::Connections(_) => Ok(()),
-            Fault::Migration(_) => Ok(()),
-            Fault::Crash(_) => Ok(()),
-            Fault::Overload(_) => Ok(()),
-            Fault::InvalidInput(_) => Ok(()),
-            Fault::DiskFull(f) => f.check_supported(),
-            Fault::Memory(f) => f.check_supported(),
-            Fault::Permission(f) => f.check_supported(),
-            // prlimit on our own child needs no privilege; a config file is ours to write.
-            Fault::FdLimit(_) | Fault::Config(_) => Ok(()),
-        }
-    }
-
-    /// A short human description: `failpoint get_product = 20%panic`.
-    pub fn describe(&self) -> String {
-        match self {
-            Fault::Failpoint(f) => f.describe(),
-            Fault::Network(f) => f.describe(),
-            Fault::Dependency(f) => f.describe(),
-            Fault::Lock(f) => f.describe(),
-            Fault::Connections(f) => f.describe(),
-            Fault::Migration(f) => f.describe(),
-            Fault::Crash(f) => f.describe(),
-            Fault::Overload(f) => f.describe(),
-            Fault::InvalidInput(f) => f.describe(),
-            Fault::DiskFull(f) => f.describe(),
-            Fault::Memory(f) => f.describe(),
-            Fault::Permission(f) => f.describe(),
-            Fault::FdLimit(f) => f.describe(),
-            Fault::Config(f) => f.describe(),
-        }
-    }
-
-    pub async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
-        match self {
-            Fault::Failpoint(f) => f.inject(lab).await,
-            Fault::Network(f) => f.inject(lab).await,
-            Fault::Dependency(f) => f.inject(lab).await,
-            Fault::Lock(f) => f.inject(lab).await,
-            Fault::Connections(f) => f.inject(lab).await,
-            Fault::Migration(f) => f.inject(lab).await,
-            Fault::Crash(f) => f.inject(lab).await,
-            Fault::Overload(f) => f.inject(lab).await,
-            Fault::InvalidInput(f) => f.inject(lab).await,
-            Fault::DiskFull(f) => f.inject(lab).await,
-            Fault::Memory(f) => f.inject(lab).await,
-            Fault::Permission(f) => f.inject(lab).await,
-            Fault::FdLimit(f) => f.inject(lab).await,
-            Fault::Config(f) => f.inject(lab).await,
-        }
-    }
-
-    /// Undoes what this fault left behind after the run that injected it was killed. Returns
-    /// what it did, for `fivehundred recover`.
-    pub async fn revert_orphan(&self) -> Result<String, FaultError> {
-        match self {
-            // Both live inside processes the lab owns (the target, the proxies in the
-            // controller): they died with the run.
-            Fault::Failpoint(_) | Fault::Network(_) => {
-                Ok("nothing to undo: it lived in processes that ended with the run".into())
-            }
-            // The payments stub is served by the controller, and died with it.
-            Fault::Dependency(_) => {
-                Ok("nothing to undo: the payments stub ended with the run".into())
-            }
-            // A lock lives in its transaction, and the transaction in its session: PostgreSQL
-            // rolled it back when the killed controller's connection closed (and the lab's
-            // database goes with the rest of the run).
-            Fault::Lock(_) => Ok(
-                "nothing to undo: the lock's transaction was rolled back by PostgreSQL when the run's session closed".into(),
-            ),
-            // The sessions were the killed controller's own sockets: the server ended them.
-            Fault::Connections(_) => Ok(
-                "nothing to undo: PostgreSQL ended the run's sessions when its connections closed".into(),
-            ),
-            // The changed schema is in the run's own database, which recover drops (or removes
-            // with the lab's cluster) right after; an open migration was rolled back with its
-            // session.
-            Fault::Migration(_) => Ok(
-                "nothing to undo here: the migrated schema is in the run's own database, removed with it".into(),
-            ),
-            // The tmpfs was mounted only in the target's own mount namespace, which ended with
-            // the target: the host never saw it.
-            Fault::DiskFull(_) => Ok(
-                "nothing to undo: the tmpfs existed only in the target's mount namespace, which ended with the target".into(),
-            ),
-            // The hog and the cgroup are journalled resources of their own: recover kills the
-            // one and then removes the other.
-            Fault::Memory(_) => Ok(
-                "the memory hog and its cgroup are removed with the run's resources".into(),
-            ),
-            Fault::Permission(_) => Ok(
-                "nothing to undo: the mode was changed inside the run directory, which recover removes".into(),
-            ),
-            Fault::FdLimit(_) => Ok(
-                "nothing to undo: the limit belonged to the target process, which ended with the run".into(),
-            ),
-            Fault::Config(_) => Ok(
-                "nothing to undo: the config files are in the run directory, which recover removes".into(),
-            ),
-            // The restarted target was tied to the controller like the first one, and died
-            // with it (recover also kills it: it is journalled).
-            Fault::Crash(_) => Ok(
-                "nothing to undo: the target and its restart ended with the run".into(),
-            ),
-            // The extra load ran in the controller, and stopped with it.
-            Fault::Overload(_) => Ok("nothing to undo: the extra load ended with the run".into()),
-            // The generator ran in the controller, and stopped with it.
-            Fault::InvalidInput(_) => Ok("nothing to undo: the request generator ended with the run".into()),
-        }
-    }
-
-    /// What the fault needs from the way the target is started (the lab arranges it).
-    pub fn target_needs(&self) -> crate::target::TargetNeeds {
-        match self {
-            Fault::DiskFull(f) => f.target_needs(),
-            Fault::Permission(f) => f.target_needs(),
-            Fault::Config(f) => f.target_needs(),
-            Fault::Connections(f) => crate::target::TargetNeeds {
-                max_connections: Some(f.max_connections),
-                ..Default::default()
-            },
-            _ => crate::target::TargetNeeds::default(),
-        }
-    }
-
-    /// Undoes the fault and verifies it is gone.
-    pub async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
-        match self {
-            Fault::Failpoint(f) => f.revert(lab).await,
-            Fault::Network(f) => f.revert(lab).await,
-            Fault::Dependency(f) => f.revert(lab).await,
-            Fault::Lock(f) => f.revert(lab).await,
-            Fault::Connections(f) => f.revert(lab).await,
-            Fault::Migration(f) => f.revert(lab).await,
-            Fault::Crash(f) => f.revert(lab).await,
-            Fault::Overload(f) => f.revert(lab).await,
-            Fault::InvalidInput(f) => f.revert(lab).await,
-            Fault::DiskFull(f) => f.revert(lab).await,
-            Fault::Memory(f) => f.revert(lab).await,
-            Fault::Permission(f) => f.revert(lab).await,
-            Fault::FdLimit(f) => f.revert(lab).await,
-            Fault::Config(f) => f.revert(lab).await,
-        }
     }
 }
 
@@ -344,26 +264,6 @@ pub(crate) fn seed_for(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-fn hint_for(kind: &str) -> String {
-    match kind {
-        "failpoint" => "a failpoint fault takes name = \"<failpoint>\" and action = \"panic\" | \"return\" | \"20%panic\" | \"sleep(200)\"".into(),
-        "network" => "a network fault takes target = \"database\" | \"payments\", fault = \"latency\" | \"stall\" | \"down\" | \"reset\" | \"bandwidth\", and latency, jitter, bytes_per_sec, fraction as needed".into(),
-        "dependency" => "a dependency fault takes target = \"payments\", behaviour = \"error\" (with status = 503) | \"garbage\" | \"slow\" (with delay = \"3s\") | \"hang\"".into(),
-        "disk-full" => "a disk-full fault takes an optional size = \"8MiB\" (the data directory's tmpfs)".into(),
-        "memory" => "a memory fault takes limit = \"256MiB\" (the cgroup's) and hog = \"240MiB\" (what the hog holds, below the limit)".into(),
-        "permission" => "a permission fault takes path = \"receipts\" | \"data-dir\" and mode = \"0500\"".into(),
-        "fd-limit" => "an fd-limit fault takes an optional headroom = 0 (descriptors left free above those open)".into(),
-        "config" => "a config fault takes change = \"reload\" | \"start\", set = { key = value, ... } and names = \"<the key the error must name>\"".into(),
-        "lock" => "a lock fault takes table = \"orders\" and optionally mode = \"access-exclusive\" | \"exclusive\" | \"share\" | \"row-exclusive\" | ...".into(),
-        "connections" => "a connections fault takes optionally max_connections = 20 (the lab's PostgreSQL limit) and reset_target = true | false".into(),
-        "migration" => "a migration fault takes change = \"rename-column\" (with to = \"new_name\") | \"add-not-null-column\" | \"long-lock\", table = \"orders\" and column = \"customer_email\"".into(),
-        "crash" => "a crash fault takes optionally signal = \"SIGKILL\" | \"SIGABRT\" | \"SIGSEGV\"".into(),
-        "overload" => "an overload fault takes rate = 300 (extra requests per second) and optionally mix = [...] as in [load] and timeout = \"5s\"".into(),
-        "invalid-input" => "an invalid-input fault takes optionally cases = 200 (how many generated requests)".into(),
-        _ => String::new(),
-    }
 }
 
 #[cfg(test)]

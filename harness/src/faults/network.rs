@@ -6,18 +6,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::FaultError;
-use crate::lab::Lab;
+use super::{FaultError, FaultKind};
+use crate::lab::{Lab, ProxyTarget};
 use crate::proxy::{FaultSpec, ProxyFault};
 
 /// Which proxy a network fault goes in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProxyTarget {
-    Database,
-    Payments,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkFault {
@@ -57,8 +50,12 @@ pub struct Network {
     pub fraction: Option<f64>,
 }
 
-impl Network {
-    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+impl FaultKind for Network {
+    const HINT: &'static str = "a network fault takes target = \"database\" | \"payments\", fault = \"latency\" | \"stall\" | \"down\" | \"reset\" | \"bandwidth\", and latency, jitter, bytes_per_sec, fraction as needed";
+    const ORPHAN: &'static str = "nothing to undo: it lived in processes that ended with the run";
+    type Held = ();
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         if let Some(f) = self.fraction
             && !(0.0..=1.0).contains(&f)
         {
@@ -85,7 +82,7 @@ impl Network {
         }
     }
 
-    pub(super) fn describe(&self) -> String {
+    fn describe(&self) -> String {
         let target = match self.target {
             ProxyTarget::Database => "database",
             ProxyTarget::Payments => "payments",
@@ -112,6 +109,27 @@ impl Network {
         format!("{target} proxy: {what}{share}")
     }
 
+    async fn inject(&self, lab: &Lab, _held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        let proxy = lab.proxy(self.target);
+        proxy
+            .set_fault(self.proxy_fault())
+            .map_err(|e| FaultError::Failed(e.to_string()))
+    }
+
+    async fn revert(&self, lab: &Lab, _held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        let proxy = lab.proxy(self.target);
+        proxy.clear_fault();
+        if proxy.active_fault().is_some() {
+            return Err(FaultError::Failed(format!(
+                "{} still has a fault after revert",
+                self.describe()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Network {
     /// The proxy's own form of this fault.
     pub fn proxy_fault(&self) -> FaultSpec {
         let fault = match self.fault {
@@ -127,24 +145,5 @@ impl Network {
             },
         };
         fault.on_fraction(self.fraction.unwrap_or(1.0))
-    }
-
-    pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
-        let proxy = lab.proxy(self.target);
-        proxy
-            .set_fault(self.proxy_fault())
-            .map_err(|e| FaultError::Failed(e.to_string()))
-    }
-
-    pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
-        let proxy = lab.proxy(self.target);
-        proxy.clear_fault();
-        if proxy.active_fault().is_some() {
-            return Err(FaultError::Failed(format!(
-                "{} still has a fault after revert",
-                self.describe()
-            )));
-        }
-        Ok(())
     }
 }

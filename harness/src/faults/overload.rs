@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::FaultError;
+use super::{FaultError, FaultKind};
 use crate::lab::Lab;
 use crate::load::{self, LoadHandle, LoadPlan, MixEntry};
 use crate::record::RequestRecord;
@@ -46,13 +46,17 @@ fn flash_sale() -> Vec<MixEntry> {
 const LONGEST: Duration = Duration::from_secs(600);
 
 /// The running extra load, kept in the lab until the revert.
-struct Running {
+pub struct Running {
     handle: LoadHandle,
     cancel: CancellationToken,
 }
 
-impl Overload {
-    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+impl FaultKind for Overload {
+    const HINT: &'static str = "an overload fault takes rate = 300 (extra requests per second) and optionally mix = [...] as in [load] and timeout = \"5s\"";
+    const ORPHAN: &'static str = "nothing to undo: the extra load ended with the run";
+    type Held = Running;
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         if !(self.rate > 0.0 && self.rate <= 5000.0) {
             return Err((
                 "rate",
@@ -70,7 +74,7 @@ impl Overload {
         Ok(())
     }
 
-    pub(super) fn describe(&self) -> String {
+    fn describe(&self) -> String {
         let what: Vec<&str> = self.mix.iter().map(|m| m.request.as_str()).collect();
         format!(
             "overload: {} more requests per second ({})",
@@ -79,15 +83,7 @@ impl Overload {
         )
     }
 
-    fn plan(&self, base_url: &str, seed: u64) -> LoadPlan {
-        let mut plan = LoadPlan::new(base_url, self.rate, self.mix.clone());
-        plan.duration = Some(LONGEST);
-        plan.timeout = self.timeout.unwrap_or(Duration::from_secs(5));
-        plan.seed = seed;
-        plan
-    }
-
-    pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
+    async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         // Its own draws, from the run's seed and this fault, so that the scenario's load draws
         // the same requests with or without it.
         let seed = lab.seed ^ super::seed_for(&self.describe());
@@ -97,14 +93,14 @@ impl Overload {
         let cancel = CancellationToken::new();
         let handle = load::start(&plan, lab.recorder.start, sink, cancel.clone())
             .map_err(|e| FaultError::Failed(format!("the extra load cannot start: {e}")))?;
-        lab.held.put(&self.describe(), Running { handle, cancel });
+        *held = Some(Running { handle, cancel });
         Ok(())
     }
 
     /// Stops scheduling, lets the requests in flight finish (they are recorded), and checks
     /// that nothing of the extra load is still running.
-    pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
-        let Some(Running { handle, cancel }) = lab.held.take::<Running>(&self.describe()) else {
+    async fn revert(&self, _lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        let Some(Running { handle, cancel }) = held.take() else {
             return Ok(()); // never started
         };
         cancel.cancel();
@@ -119,6 +115,16 @@ impl Overload {
                 "the extra load did not stop within {limit:?}"
             ))),
         }
+    }
+}
+
+impl Overload {
+    fn plan(&self, base_url: &str, seed: u64) -> LoadPlan {
+        let mut plan = LoadPlan::new(base_url, self.rate, self.mix.clone());
+        plan.duration = Some(LONGEST);
+        plan.timeout = self.timeout.unwrap_or(Duration::from_secs(5));
+        plan.seed = seed;
+        plan
     }
 }
 

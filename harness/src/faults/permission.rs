@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::FaultError;
+use super::{FaultError, FaultKind};
 use crate::lab::Lab;
 use crate::target::TargetNeeds;
 
@@ -30,8 +30,12 @@ pub struct Permission {
     pub mode: String,
 }
 
-impl Permission {
-    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+impl FaultKind for Permission {
+    const HINT: &'static str = "a permission fault takes path = \"receipts\" | \"data-dir\" and mode = \"0500\"";
+    const ORPHAN: &'static str = "nothing to undo: the mode was changed inside the run directory, which recover removes";
+    type Held = u32;
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         match parse_mode(&self.mode) {
             Some(_) => Ok(()),
             None => Err((
@@ -41,11 +45,7 @@ impl Permission {
         }
     }
 
-    fn mode(&self) -> u32 {
-        parse_mode(&self.mode).unwrap_or(0o500)
-    }
-
-    pub(super) fn describe(&self) -> String {
+    fn describe(&self) -> String {
         let what = match self.path {
             PermissionPath::Receipts => "receipts directory",
             PermissionPath::DataDir => "data directory",
@@ -56,15 +56,51 @@ impl Permission {
         )
     }
 
-    pub(super) fn target_needs(&self) -> TargetNeeds {
+    fn target_needs(&self) -> TargetNeeds {
         TargetNeeds {
             unprivileged: true,
             ..TargetNeeds::default()
         }
     }
 
-    pub(super) fn check_supported(&self) -> Result<(), String> {
-        super::privileges::can_switch_user().map(drop)
+    fn check_supported(&self) -> Result<(), String> {
+        crate::privileges::can_switch_user().map(drop)
+    }
+
+    async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        let path = self.path(lab)?;
+        let before = mode_of(&path)?;
+        // Kept for the revert: the mode to restore is whatever it was, not a guess.
+        *held = Some(before);
+        set_mode(&path, self.mode())?;
+        lab.recorder.event(
+            crate::record::EventKind::Note,
+            format!(
+                "chmod {:04o} {} (was {before:04o})",
+                self.mode(),
+                path.display()
+            ),
+        );
+        Ok(())
+    }
+
+    async fn revert(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        let Some(before) = held.take() else {
+            // Never injected (it failed before the mode was read): nothing to restore.
+            return Ok(());
+        };
+        let path = self.path(lab)?;
+        if let Err(e) = set_mode(&path, before) {
+            *held = Some(before); // for the retry
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+impl Permission {
+    fn mode(&self) -> u32 {
+        parse_mode(&self.mode).unwrap_or(0o500)
     }
 
     fn path(&self, lab: &Lab) -> Result<PathBuf, FaultError> {
@@ -83,37 +119,6 @@ impl Permission {
             PermissionPath::Receipts => dir.join("receipts"),
             PermissionPath::DataDir => dir,
         })
-    }
-
-    pub(super) async fn inject(&self, lab: &Lab) -> Result<(), FaultError> {
-        let path = self.path(lab)?;
-        let before = mode_of(&path)?;
-        // Kept for the revert: the mode to restore is whatever it was, not a guess.
-        lab.held.put(&self.describe(), before);
-        set_mode(&path, self.mode())?;
-        lab.recorder.event(
-            crate::record::EventKind::Note,
-            format!(
-                "chmod {:04o} {} (was {before:04o})",
-                self.mode(),
-                path.display()
-            ),
-        );
-        Ok(())
-    }
-
-    pub(super) async fn revert(&self, lab: &Lab) -> Result<(), FaultError> {
-        let key = self.describe();
-        let Some(before) = lab.held.take::<u32>(&key) else {
-            // Never injected (it failed before the mode was read): nothing to restore.
-            return Ok(());
-        };
-        let path = self.path(lab)?;
-        if let Err(e) = set_mode(&path, before) {
-            lab.held.put(&key, before); // for the retry
-            return Err(e);
-        }
-        Ok(())
     }
 }
 

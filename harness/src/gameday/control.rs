@@ -18,16 +18,13 @@ use tokio_util::sync::CancellationToken;
 use super::abort::AbortCondition;
 use super::live::Live;
 use super::params::{FaultInputError, FaultRequest, fault_table, table_to_json};
-use crate::faults::{Fault, FaultError};
+use crate::faults::{Fault, FaultError, Injected, Injector};
 use crate::journal::Journal;
 use crate::lab::Lab;
 use crate::load::{LoadPlan, MixEntry};
 use crate::monitoring::AlertStatus;
 use crate::record::{EventKind, RequestRecord};
 use crate::scenario::Scenario;
-
-/// How long one injection may take before it is abandoned (and reverted).
-const INJECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How often a revert that failed is tried again.
 const REVERT_RETRY: Duration = Duration::from_secs(5);
@@ -215,6 +212,8 @@ pub struct GameDay {
     pub started_wall: DateTime<Utc>,
     ops: tokio::sync::Mutex<()>,
     state: Mutex<State>,
+    /// What each active fault holds, by id, for its revert.
+    injected: Mutex<std::collections::HashMap<u64, Injected>>,
     live: Mutex<Live>,
     load: Mutex<LoadState>,
     /// Cancelled to stop the lab (`lab down`, or the API's `/api/stop`).
@@ -248,6 +247,7 @@ impl GameDay {
             started_wall,
             ops: tokio::sync::Mutex::new(()),
             state: Mutex::new(State::default()),
+            injected: Mutex::new(std::collections::HashMap::new()),
             live: Mutex::new(Live::default()),
             load: Mutex::new(LoadState::default()),
             stop: CancellationToken::new(),
@@ -445,11 +445,11 @@ impl GameDay {
         by: Who,
     ) -> Result<u64, ControlError> {
         // Journalled (and synced) first: a fault that cannot be journalled is not injected.
-        let id = self.journal.inject(fault).map_err(|e| {
-            ControlError::Failed(format!(
-                "cannot journal the fault, so it was not injected: {e}"
-            ))
-        })?;
+        let injector = Injector::new(&self.lab, &self.journal);
+        let mut injected = injector
+            .journal(fault)
+            .map_err(|e| ControlError::Failed(e.to_string()))?;
+        let id = injected.id;
         let label = format!(
             "#{id} {} (by {by}, for {})",
             fault.describe(),
@@ -486,17 +486,9 @@ impl GameDay {
                 spec: Some(fault.clone()),
             });
         }
-        self.lab.recorder.event(EventKind::Inject, label);
-        let result = tokio::time::timeout(INJECT_TIMEOUT, fault.inject(&self.lab)).await;
-        let error = match result {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e),
-            Err(_) => Some(FaultError::Failed(format!(
-                "the injection did not finish within {}",
-                humantime::format_duration(INJECT_TIMEOUT)
-            ))),
-        };
-        if let Some(e) = error {
+        let result = injector.inject(&mut injected, &label).await;
+        lock(&self.injected).insert(id, injected);
+        if let Err(e) = result {
             self.log(
                 Action::InjectFailed,
                 by,
@@ -532,25 +524,6 @@ impl GameDay {
         Ok(id)
     }
 
-    /// A revert is retried: it is the one step that must not be skipped.
-    async fn revert_with_retries(&self, fault: &Fault) -> Result<(), String> {
-        let mut last = String::new();
-        for attempt in 0..3u64 {
-            match tokio::time::timeout(INJECT_TIMEOUT, fault.revert(&self.lab)).await {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(e)) => last = e.to_string(),
-                Err(_) => {
-                    last = format!(
-                        "the revert did not finish within {}",
-                        humantime::format_duration(INJECT_TIMEOUT)
-                    )
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
-        }
-        Err(last)
-    }
-
     /// Reverts active fault `id`; the caller holds `ops`. `how` completes "reverted ...".
     async fn revert_one(&self, id: u64, by: Who, how: &str) -> Result<String, String> {
         let Some(active) = lock(&self.state)
@@ -562,14 +535,24 @@ impl GameDay {
             return Err(format!("#{id} is not active"));
         };
         let what = format!("#{id} {}", active.fault.describe());
-        match self.revert_with_retries(&active.fault).await {
+        // What the injection holds; a fault whose injection was abandoned half-way (its task
+        // cancelled) is reverted from its parameters alone.
+        let mut injected = lock(&self.injected)
+            .remove(&id)
+            .unwrap_or_else(|| Injected::unheld(id, &active.fault));
+        let result = Injector::new(&self.lab, &self.journal)
+            .revert(
+                &mut injected,
+                &format!("{}: reverted {how}", active.label),
+                3,
+            )
+            .await;
+        if result.is_err() {
+            lock(&self.injected).insert(id, injected);
+        }
+        match result {
             Ok(()) => {
-                self.journal.reverted(id);
                 let at = self.now_ms();
-                self.lab.recorder.event(
-                    EventKind::Revert,
-                    format!("{}: reverted {how}", active.label),
-                );
                 {
                     let mut state = lock(&self.state);
                     state.active.retain(|a| a.id != id);

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::cli::{EXIT_LAB, EXIT_OK, EXIT_USAGE};
+use crate::exit::{EXIT_LAB, EXIT_OK, EXIT_USAGE};
 use client::{Client, ClientError};
 use params::{FaultRequest, parse_for};
 pub use up::LabUpArgs;

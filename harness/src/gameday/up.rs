@@ -21,7 +21,7 @@ use super::control::{GameDay, Settings};
 use super::params::parse_for;
 use super::postmortem;
 use crate::checks::{self, CheckResult};
-use crate::cli::{EXIT_LAB, EXIT_OK, EXIT_USAGE};
+use crate::exit::{EXIT_LAB, EXIT_OK, EXIT_USAGE};
 use crate::journal::{Journal, Resource};
 use crate::lab::{Lab, LabOptions};
 use crate::load::MixEntry;
@@ -657,7 +657,7 @@ async fn teardown(gd: Arc<GameDay>, reason: &str, record_dir: &Path, args: &LabU
         )],
     };
     let mut code = report.exit_code();
-    let written = report.write(record_dir).and_then(|()| {
+    let written = crate::artifacts::write(&report, record_dir).and_then(|()| {
         let md = postmortem::render(&postmortem::Input {
             started,
             ended_ms: end_ms,
