@@ -39,12 +39,10 @@ pub async fn run_scenario(
     let began = Instant::now();
     let mut needs = TargetNeeds::default();
     for f in &scenario.faults {
-        let fault_needs = f.fault.target_needs();
-        let supported = f
-            .fault
-            .check_supported()
-            .and_then(|()| fault_needs.supported(&opts.target.program));
-        needs = needs.merge(fault_needs);
+        let supported = f.fault.preflight(&opts.target.program);
+        if let Ok(fault_needs) = &supported {
+            needs = needs.merge(fault_needs.clone());
+        }
         if let Err(why) = supported {
             return Ok(ScenarioReport::from_checks(
                 scenario,

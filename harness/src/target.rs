@@ -92,6 +92,34 @@ impl TargetNeeds {
     }
 }
 
+/// What a fault needs from the way the target is started, in words.
+impl std::fmt::Display for TargetNeeds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self;
+        let mut parts = Vec::new();
+        if let Some(b) = n.data_tmpfs {
+            parts.push(format!(
+                "its data directory on a private tmpfs of {} KiB",
+                b / 1024
+            ));
+        }
+        if n.unprivileged {
+            parts.push("running as an unprivileged user".to_string());
+        }
+        if n.config_file {
+            parts.push("reading a config file the lab writes".to_string());
+        }
+        if let Some(c) = n.max_connections {
+            parts.push(format!("the lab's PostgreSQL with max_connections = {c}"));
+        }
+        if parts.is_empty() {
+            f.write_str("nothing")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
 /// A running target process.
 #[derive(Debug)]
 pub struct TargetProcess {

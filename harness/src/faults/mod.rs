@@ -205,6 +205,17 @@ pub enum FaultError {
 }
 
 impl Fault {
+    /// Whether this machine can inject the fault into a target started from `program`: the
+    /// mechanism's own privilege, and how the target must be started for it. `Ok` holds those
+    /// start needs; `Err` names what is missing and how to get it (the fault is then skipped or
+    /// refused, never faked). The one check runs, game days and `lab up --prepare` all make.
+    pub fn preflight(&self, program: &std::path::Path) -> Result<TargetNeeds, String> {
+        let needs = self.target_needs();
+        self.check_supported()
+            .and_then(|()| needs.supported(program))?;
+        Ok(needs)
+    }
+
     /// Builds a fault from a scenario's fault table (`kind` plus the kind's parameters).
     pub fn from_table(table: toml::Table) -> Result<Fault, FaultSpecError> {
         let kind = match table.get("kind") {

@@ -400,17 +400,20 @@ impl GameDay {
             }
         }
         for nf in &faults {
-            nf.fault.check_supported().map_err(|why| {
-                ControlError::Unsupported(format!("{} needs {why}", nf.fault.describe()))
-            })?;
+            let needs = nf
+                .fault
+                .preflight(&self.lab.target_setup().0.program)
+                .map_err(|why| {
+                    ControlError::Unsupported(format!("{} needs {why}", nf.fault.describe()))
+                })?;
             // Covered when adding the fault's needs changes nothing: generic over whatever
             // needs a fault kind may have.
             let lab = &self.settings.needs;
-            if lab.clone().merge(nf.fault.target_needs()) != *lab {
+            if lab.clone().merge(needs.clone()) != *lab {
                 return Err(ControlError::Unsupported(format!(
                     "{} needs the target started for it ({}), which cannot change while it runs; start the lab with `--prepare {}`",
                     nf.fault.describe(),
-                    describe_needs(&nf.fault.target_needs()),
+                    needs,
                     nf.name.as_deref().unwrap_or("<a named fault of this kind>")
                 )));
             }
@@ -882,31 +885,6 @@ pub struct Recent {
     pub failures: usize,
     pub error_rate: Option<f64>,
     pub p99_ms: Option<f64>,
-}
-
-/// What a fault needs from the way the target is started, in words.
-fn describe_needs(n: &crate::target::TargetNeeds) -> String {
-    let mut parts = Vec::new();
-    if let Some(b) = n.data_tmpfs {
-        parts.push(format!(
-            "its data directory on a private tmpfs of {} KiB",
-            b / 1024
-        ));
-    }
-    if n.unprivileged {
-        parts.push("running as an unprivileged user".to_string());
-    }
-    if n.config_file {
-        parts.push("reading a config file the lab writes".to_string());
-    }
-    if let Some(c) = n.max_connections {
-        parts.push(format!("the lab's PostgreSQL with max_connections = {c}"));
-    }
-    if parts.is_empty() {
-        format!("{n:?}")
-    } else {
-        parts.join(", ")
-    }
 }
 
 /// The shared handle every task of the lab holds.

@@ -298,17 +298,15 @@ fn prepare(
     program: &Path,
 ) -> Result<TargetNeeds, String> {
     let mut needs = TargetNeeds::default();
-    let mut add = |what: &str, fault: &crate::faults::Fault, required: bool| {
-        let n = fault.target_needs();
-        match fault.check_supported().and_then(|()| n.supported(program)) {
-            Ok(()) => {
+    let mut add =
+        |what: &str, fault: &crate::faults::Fault, required: bool| match fault.preflight(program) {
+            Ok(n) => {
                 needs = std::mem::take(&mut needs).merge(n);
                 Ok(())
             }
             Err(why) if required => Err(format!("{what} needs {why}")),
             Err(_) => Ok(()),
-        }
-    };
+        };
     if let Some(s) = scenario {
         for f in &s.faults {
             add(&format!("the scenario {}", s.name), &f.fault, true)?;
