@@ -5,6 +5,9 @@
 //!
 //! - [`cli`]: the command line (`run`, `explain`, `list`, `validate`, `recover`) and exit codes.
 //! - [`scenario`]: scenario files, parsed then validated, with file:line:column errors.
+//! - [`labfile`]: lab files (`fivehundred.toml`): the service under test, its dependencies,
+//!   expectations and requests; starting a lab-file service; `fivehundred init`.
+//! - [`located`]: file:line:column errors shared by scenario and lab files.
 //! - [`run`]: one scenario end to end: lab, phases, load, faults, checks.
 //! - [`lab`]: the database, proxies, payments stub and target process of one run.
 //! - [`target`]: the target process and its admin API client.

@@ -343,3 +343,63 @@ fn a_config_template_file_with_a_bad_placeholder_names_its_own_line() {
     };
     assert_eq!(cmd.configs["main"].file_name, "app.yml");
 }
+
+#[test]
+fn the_shipped_lab_files_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for f in [
+        "target-app/fivehundred.toml",
+        "examples/datasette/fivehundred.toml",
+        "examples/mlflow/fivehundred.toml",
+    ] {
+        let lab = load(&root.join(f)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!lab.requests.is_empty(), "{f}");
+    }
+}
+
+#[tokio::test]
+async fn init_finds_the_port_and_writes_a_lab_file_that_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(FILE_NAME);
+    let opts = init::InitOptions {
+        command: ["python3", "-m", "http.server", "--bind", "127.0.0.1"]
+            .map(String::from)
+            .to_vec(),
+        url: None,
+        out: out.clone(),
+        force: false,
+        wait: std::time::Duration::from_secs(30),
+    };
+    // Not told a port: http.server takes 8000 unless busy, so only run the fixed-port probe
+    // when 8000 is free here; the `{port}` probe below always runs.
+    if std::net::TcpListener::bind(("127.0.0.1", 8000)).is_ok() {
+        let probe = init::init(&opts).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(probe.port, Some(8000));
+        assert!(!probe.told_port);
+        load(&out).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::remove_file(&out).unwrap();
+    }
+    let told = init::InitOptions {
+        command: [
+            "python3",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "{port}",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..opts
+    };
+    let probe = init::init(&told).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(probe.told_port && probe.port.is_some(), "{probe:?}");
+    assert_eq!(probe.answers["/"], Some(200));
+    let lab = load(&out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(lab.service.ready, Ready::Port);
+    // It does not overwrite without --force.
+    assert!(matches!(
+        init::init(&told).await,
+        Err(init::InitError::Exists(_))
+    ));
+}
