@@ -50,12 +50,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check scenario files without running anything.
+    /// Check scenario files, or a lab file (--lab), without running anything.
     Validate {
         /// Scenario files (or catalogue names).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "lab")]
         files: Vec<String>,
+        /// A lab file (fivehundred.toml) to check.
+        #[arg(long, value_name = "PATH")]
+        lab: Option<PathBuf>,
     },
+    /// Write a starter lab file after probing the service: `init -- COMMAND ARGS...`.
+    Init(crate::labfile::init::InitArgs),
     /// Revert whatever a killed run left behind (faults, processes, databases, directories).
     Recover,
     /// A lab for game days: `lab up` keeps one running with a live dashboard; `lab down` stops it.
@@ -139,7 +144,20 @@ pub async fn main(cli: Cli) -> i32 {
             scenarios_dir,
             json,
         } => list(scenarios_dir.unwrap_or_else(default_catalogue), json),
-        Command::Validate { files } => validate(&files),
+        Command::Validate { files, lab } => match lab {
+            Some(lab) => validate_lab(&lab, &files),
+            None => validate(&files),
+        },
+        Command::Init(args) => match crate::labfile::init::run(args).await {
+            Ok(done) => {
+                println!("{done}");
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                if e.is_usage() { EXIT_USAGE } else { EXIT_LAB }
+            }
+        },
         Command::Recover => recover().await,
         Command::Lab(cmd) => crate::gameday::lab(cmd).await,
         Command::Inject(args) => crate::gameday::inject(args).await,
@@ -251,6 +269,25 @@ fn validate(files: &[String]) -> i32 {
         }
     }
     code
+}
+
+fn validate_lab(lab: &Path, files: &[String]) -> i32 {
+    let lab_code = match crate::labfile::load(lab) {
+        Ok(_) => {
+            println!("ok: {} (lab file)", lab.display());
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_USAGE
+        }
+    };
+    let files_code = if files.is_empty() {
+        EXIT_OK
+    } else {
+        validate(files)
+    };
+    lab_code.max(files_code)
 }
 
 async fn recover() -> i32 {

@@ -5,6 +5,9 @@
 //!
 //! - [`cli`]: the command line (`run`, `explain`, `list`, `validate`, `recover`) and exit codes.
 //! - [`scenario`]: scenario files, parsed then validated, with file:line:column errors.
+//! - [`labfile`]: lab files (`fivehundred.toml`): the service under test, its dependencies,
+//!   expectations and requests; starting a lab-file service; `fivehundred init`.
+//! - [`located`]: file:line:column errors shared by scenario and lab files.
 //! - [`run`]: one scenario end to end: lab, phases, load, faults, checks.
 //! - [`lab`]: the database, proxies, payments stub and target process of one run.
 //! - [`target`]: the target process and its admin API client.
@@ -41,10 +44,12 @@ pub mod html;
 pub mod install;
 pub mod journal;
 pub mod lab;
+pub mod labfile;
 #[cfg(test)]
 mod layers;
 pub mod load;
 mod load_plan;
+pub mod located;
 pub mod monitoring;
 pub mod observed;
 pub mod payments;

@@ -152,6 +152,14 @@ pub struct MixEntry {
     /// slots of the schedule: a client retrying, which idempotency must absorb.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retry_same_key: u32,
+    /// Extra request headers, name to value template (the same placeholders as the body).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Values kept from this request's 2xx JSON answers for later requests: a pool name to the
+    /// field that holds the value (`id`, or a dotted path `data.id`). A [`Param::Captured`] of
+    /// the same name draws from the pool.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub capture: BTreeMap<String, String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -168,12 +176,14 @@ impl MixEntry {
             body: None,
             idempotency_key: None,
             retry_same_key: 0,
+            headers: BTreeMap::new(),
+            capture: BTreeMap::new(),
         }
     }
 }
 
 /// Fills a placeholder. In TOML: `{ uniform = [1, 20] }`, `{ one_of = ["a", "b"] }`,
-/// `{ value = "x" }`, or `"created_order"`.
+/// `{ value = "x" }`, `"sequence"`, `"uuid"`, `{ captured = "pool" }` or `"created_order"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Param {
@@ -181,10 +191,21 @@ pub enum Param {
     Uniform([i64; 2]),
     OneOf(Vec<String>),
     Value(String),
-    /// The id of an order the target acknowledged earlier in this run (the `id` of a 201 answer
+    /// The id of an order the target acknowledged earlier in this run (the `id` of a 2xx answer
     /// to `POST /orders`), or a random UUID while there is none.
     CreatedOrder,
+    /// The request's sequence number (as `{seq}`).
+    Sequence,
+    /// A UUID drawn for this placeholder (`{uuid}` is the request's own, shared by the body and
+    /// the idempotency key).
+    Uuid,
+    /// A value captured from an earlier answer into this pool (see [`MixEntry::capture`]), or a
+    /// random UUID while the pool is empty.
+    Captured(String),
 }
+
+/// The pool `created_order` draws from: what `POST /orders` captures by default.
+const CREATED_ORDER_POOL: &str = "created_order";
 
 /// The routes of target-app and what fills them in.
 pub const TARGET_APP_ROUTES: &[&str] = &[
@@ -541,8 +562,8 @@ struct Compiled {
     entries: Vec<Entry>,
     /// Cumulative weights, for a weighted draw with one random number.
     cumulative: Vec<u64>,
-    /// Whether any entry uses `created_order`, so answers to `POST /orders` must be read.
-    tracks_orders: bool,
+    /// Capture pool names; [`Entry::captures`] and drawn params index into it.
+    pools: Vec<String>,
 }
 
 struct Entry {
@@ -557,8 +578,13 @@ struct Entry {
     retry_same_key: u32,
     /// Whether the body of a 2xx answer is kept (writes).
     keep_success_body: bool,
-    /// `POST /orders`: its 201 answers carry order ids for `created_order`.
-    creates_orders: bool,
+    /// Header name and value template, in name order.
+    headers: Vec<(String, Vec<Piece>)>,
+    /// What its 2xx answers give to later requests: a pool (by name until compiled, then the
+    /// index into [`Compiled::pools`]) and the JSON pointer of the value. Only pools some
+    /// request reads are kept, so an answer nobody needs is never parsed.
+    captures: Vec<(usize, String)>,
+    capture_names: Vec<(String, String)>,
 }
 
 enum Piece {
@@ -567,6 +593,54 @@ enum Piece {
     Param(usize),
     Seq,
     Uuid,
+}
+
+/// Resolves capture pools: every `captured` param must name a pool some entry fills; each
+/// entry keeps the captures someone reads. Returns the pool names.
+fn link_captures(entries: &mut [Entry]) -> Result<Vec<String>, LoadError> {
+    let read = |p: &Param| match p {
+        Param::Captured(pool) => Some(pool.clone()),
+        Param::CreatedOrder => Some(CREATED_ORDER_POOL.to_string()),
+        _ => None,
+    };
+    let mut pools: Vec<String> = Vec::new();
+    for e in entries.iter() {
+        for (_, p) in &e.params {
+            if let Some(pool) = read(p)
+                && !pools.contains(&pool)
+            {
+                pools.push(pool);
+            }
+        }
+    }
+    for e in entries.iter() {
+        for (_, p) in &e.params {
+            if let Param::Captured(pool) = p
+                && !entries
+                    .iter()
+                    .any(|x| x.capture_names.iter().any(|(n, _)| n == pool))
+            {
+                return Err(LoadError::BadRequest {
+                    request: e.line.clone(),
+                    reason: format!(
+                        "no request captures `{pool}`; add capture = {{ {pool} = \"id\" }} to the request whose answer holds it"
+                    ),
+                });
+            }
+        }
+    }
+    for e in entries.iter_mut() {
+        e.captures = e
+            .capture_names
+            .iter()
+            .filter_map(|(name, field)| {
+                let pool = pools.iter().position(|p| p == name)?;
+                let pointer: String = field.split('.').map(|f| format!("/{f}")).collect();
+                Some((pool, pointer))
+            })
+            .collect();
+    }
+    Ok(pools)
 }
 
 impl Compiled {
@@ -608,9 +682,7 @@ impl Compiled {
             cumulative.push(total);
             entries.push(Entry::new(m)?);
         }
-        let tracks_orders = entries
-            .iter()
-            .any(|e| e.params.iter().any(|(_, p)| *p == Param::CreatedOrder));
+        let pools = link_captures(&mut entries)?;
         Ok(Compiled {
             dest,
             host,
@@ -623,7 +695,7 @@ impl Compiled {
             max_in_flight: plan.max_in_flight,
             entries,
             cumulative,
-            tracks_orders,
+            pools,
         })
     }
 }
@@ -714,8 +786,40 @@ impl Entry {
             .transpose()
             .map_err(bad)?;
         let is_write = method != Method::GET && method != Method::HEAD;
+        let mut headers = Vec::new();
+        for (name, value) in &m.headers {
+            let name = http::HeaderName::try_from(name.as_str())
+                .map_err(|_| bad(format!("`{name}` is not a header name")))?;
+            let reserved = ["host", "content-length", "transfer-encoding", "connection"];
+            if reserved.contains(&name.as_str()) {
+                return Err(bad(format!(
+                    "the `{name}` header is the load generator's own; remove it"
+                )));
+            }
+            headers.push((
+                name.to_string(),
+                pieces(value, &params, false).map_err(bad)?,
+            ));
+        }
+        let mut capture_names: Vec<(String, String)> = m
+            .capture
+            .iter()
+            .map(|(pool, field)| (pool.clone(), field.clone()))
+            .collect();
+        if method == Method::POST && route == "/orders" && m.capture.is_empty() {
+            capture_names.push((CREATED_ORDER_POOL.to_string(), "id".to_string()));
+        }
+        for (pool, field) in &capture_names {
+            if field.is_empty() || field.split('.').any(str::is_empty) {
+                return Err(bad(format!(
+                    "capture `{pool}`: `{field}` is not a field; write `id` or `data.id`"
+                )));
+            }
+        }
         Ok(Entry {
-            creates_orders: method == Method::POST && route == "/orders",
+            headers,
+            captures: Vec::new(),
+            capture_names,
             line,
             method,
             path,
@@ -784,6 +888,8 @@ struct Drawn {
     path: String,
     body: Option<String>,
     key: Option<String>,
+    /// The entry's own headers, filled in.
+    headers: Vec<(String, String)>,
 }
 
 impl Drawn {
@@ -794,6 +900,9 @@ impl Drawn {
         }
         if let Some(key) = &self.key {
             h.insert("idempotency-key".to_string(), key.clone());
+        }
+        for (name, value) in &self.headers {
+            h.insert(name.clone(), value.clone());
         }
         h
     }
@@ -832,14 +941,24 @@ impl Sequence {
                 Param::Uniform([low, high]) => self.rng.random_range(*low..=*high).to_string(),
                 Param::OneOf(values) => values[self.rng.random_range(0..values.len())].clone(),
                 Param::Value(v) => v.clone(),
-                Param::CreatedOrder => {
+                Param::CreatedOrder | Param::Captured(_) => {
+                    let pool = match p {
+                        Param::Captured(name) => name.as_str(),
+                        _ => CREATED_ORDER_POOL,
+                    };
+                    let pool = plan.pools.iter().position(|n| n == pool);
                     let draw: u128 = self.rng.random();
-                    orders.pick(draw as u64).unwrap_or_else(|| {
-                        uuid::Builder::from_random_bytes(draw.to_le_bytes())
-                            .into_uuid()
-                            .to_string()
-                    })
+                    pool.and_then(|pool| orders.pick(pool, draw as u64))
+                        .unwrap_or_else(|| {
+                            uuid::Builder::from_random_bytes(draw.to_le_bytes())
+                                .into_uuid()
+                                .to_string()
+                        })
                 }
+                Param::Sequence => seq.to_string(),
+                Param::Uuid => uuid::Builder::from_random_bytes(self.rng.random())
+                    .into_uuid()
+                    .to_string(),
             })
             .collect();
         let uuid = uuid::Builder::from_random_bytes(self.rng.random()).into_uuid();
@@ -860,6 +979,11 @@ impl Sequence {
             path: fill(&entry.path),
             body: entry.body.as_deref().map(fill),
             key: entry.idempotency_key.then(|| uuid.to_string()),
+            headers: entry
+                .headers
+                .iter()
+                .map(|(name, value)| (name.clone(), fill(value)))
+                .collect(),
         };
         if entry.retry_same_key > 0 {
             self.repeat = Some((drawn.clone_request(), entry.retry_same_key));
@@ -875,33 +999,47 @@ impl Drawn {
             path: self.path.clone(),
             body: self.body.clone(),
             key: self.key.clone(),
+            headers: self.headers.clone(),
         }
     }
 }
 
-/// Order ids from 201 answers to `POST /orders`, for `created_order`. Bounded: the most recent
-/// ones are enough to read back.
+/// Values captured from 2xx answers, one pool per capture name (`created_order` among them),
+/// for [`Param::Captured`] and [`Param::CreatedOrder`]. Bounded: the most recent values are
+/// enough to read back.
 #[derive(Default)]
-struct CreatedOrders(Mutex<VecDeque<String>>);
+struct CreatedOrders(Mutex<Vec<VecDeque<String>>>);
 
 const CREATED_ORDERS_KEPT: usize = 10_000;
 
 impl CreatedOrders {
-    fn pick(&self, draw: u64) -> Option<String> {
-        let ids = self.0.lock().unwrap();
+    fn pick(&self, pool: usize, draw: u64) -> Option<String> {
+        let pools = self.0.lock().unwrap();
+        let ids = pools.get(pool)?;
         (!ids.is_empty()).then(|| ids[(draw % ids.len() as u64) as usize].clone())
     }
 
-    fn add(&self, body: &str) {
+    /// Keeps, from a JSON answer, the value at each pointer in its pool. Strings are kept as
+    /// they are, numbers and other values as JSON text.
+    fn add(&self, captures: &[(usize, String)], body: &str) {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
             return;
         };
-        if let Some(id) = v.get("id").and_then(|id| id.as_str()) {
-            let mut ids = self.0.lock().unwrap();
+        let mut pools = self.0.lock().unwrap();
+        for (pool, pointer) in captures {
+            let value = match v.pointer(pointer) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Null) | None => continue,
+                Some(other) => other.to_string(),
+            };
+            if pools.len() <= *pool {
+                pools.resize_with(pool + 1, VecDeque::new);
+            }
+            let ids = &mut pools[*pool];
             if ids.len() >= CREATED_ORDERS_KEPT {
                 ids.pop_front();
             }
-            ids.push_back(id.to_string());
+            ids.push_back(value);
         }
     }
 }

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,111 +21,9 @@ use crate::faults::Fault;
 use crate::load::{LoadPlan, MixEntry};
 use crate::record::Phase;
 
-/// A scenario file that could not be read or is invalid, located in its source.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct ScenarioError {
-    pub file: PathBuf,
-    /// 1-based line and column, when the problem is at a place in the file.
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    pub message: String,
-    pub hint: Option<String>,
-    /// The offending source line, shown under the message.
-    pub source_line: Option<String>,
-}
-
-impl fmt::Display for ScenarioError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let (Some(l), Some(c)) = (self.line, self.column) {
-            write!(f, ":{l}:{c}")?;
-        }
-        write!(f, ": {}", self.message)?;
-        if let (Some(src), Some(l), Some(c)) = (&self.source_line, self.line, self.column) {
-            let gutter = l.to_string().len();
-            write!(
-                f,
-                "\n{:gutter$} |\n{l} | {src}\n{:gutter$} | {:>c$}",
-                "", "", "^"
-            )?;
-        }
-        if let Some(h) = &self.hint {
-            write!(f, "\n  hint: {h}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Collects the location of spans in one source text.
-#[derive(Debug)]
-pub struct Source<'a> {
-    pub file: &'a Path,
-    pub text: &'a str,
-}
-
-impl Source<'_> {
-    pub fn error(
-        &self,
-        span: Option<Range<usize>>,
-        message: impl Into<String>,
-        hint: Option<String>,
-    ) -> ScenarioError {
-        let (line, column, source_line) = match span {
-            Some(span) => {
-                let start = span.start.min(self.text.len());
-                let before = &self.text[..start];
-                let line = before.matches('\n').count() + 1;
-                let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-                let column = self.text[line_start..start].chars().count() + 1;
-                let line_text = self.text[line_start..]
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                (Some(line), Some(column), Some(line_text))
-            }
-            None => (None, None, None),
-        };
-        ScenarioError {
-            file: self.file.to_path_buf(),
-            line,
-            column,
-            message: message.into(),
-            hint,
-            source_line,
-        }
-    }
-
-    /// The span of `key = ...` inside the table that starts at `table_start` (a `[[fault]]`
-    /// header or an inline table), for errors reported by a fault's own deserializer, which sees
-    /// a plain table without positions.
-    pub fn key_span(&self, table_start: usize, key: &str) -> Option<Range<usize>> {
-        let rest = &self.text[table_start..];
-        let mut offset = table_start;
-        for (i, line) in rest.split_inclusive('\n').enumerate() {
-            let trimmed = line.trim_start();
-            if i > 0 && trimmed.starts_with('[') {
-                break;
-            }
-            let mut search = 0;
-            while let Some(pos) = line[search..].find(key) {
-                let at = search + pos;
-                let after = line[at + key.len()..].trim_start();
-                let before_ok = at == 0
-                    || !line[..at]
-                        .chars()
-                        .next_back()
-                        .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-');
-                if before_ok && after.starts_with('=') {
-                    return Some(offset + at..offset + at + key.len());
-                }
-                search = at + key.len();
-            }
-            offset += line.len();
-        }
-        None
-    }
-}
+/// A scenario file that could not be read or is invalid, located in its source (the location
+/// helpers are shared with lab files, in [`crate::located`]).
+pub use crate::located::{Located as ScenarioError, Source};
 
 // ---------------------------------------------------------------------------------------------
 // The raw layer: what a file says, with positions.

@@ -496,8 +496,7 @@ impl Engine {
         let keep = Keep {
             headers: records,
             error_body: records,
-            success_body: entry.keep_success_body
-                && (records || (entry.creates_orders && plan.tracks_orders)),
+            success_body: (entry.keep_success_body && records) || !entry.captures.is_empty(),
             body_limit: BODY_LIMIT,
         };
         let head = entry.method == Method::HEAD;
@@ -534,16 +533,14 @@ impl Engine {
     /// `exchange`: from its request's first write to its answer's last byte, if it was answered.
     fn complete(&self, job: Job, exchange: Option<Duration>, outcome: Outcome) {
         let entry = &self.plan.entries[job.drawn.entry];
-        if let (
-            true,
-            Outcome::Response {
-                status: 201,
-                body: Some(body),
-                ..
-            },
-        ) = (entry.creates_orders && self.plan.tracks_orders, &outcome)
+        if let Outcome::Response {
+            status: 200..=299,
+            body: Some(body),
+            ..
+        } = &outcome
+            && !entry.captures.is_empty()
         {
-            self.orders.add(body);
+            self.orders.add(&entry.captures, body);
         }
         self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.finish(job.seq, job.due, exchange, job.drawn, outcome);
@@ -743,6 +740,19 @@ fn encode(plan: &Compiled, entry: &Entry, drawn: &Drawn, out: &mut Vec<u8>) -> R
     if let Some(key) = &drawn.key {
         out.extend_from_slice(b"idempotency-key: ");
         out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in &drawn.headers {
+        // A value drawn from a list or captured from an answer could hold a line break, which
+        // would smuggle a header or a second request: fail this request instead.
+        if value.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
+            return Err(format!(
+                "invalid value {value:?} for header `{name}`: control characters"
+            ));
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     let body = drawn.body.as_deref().unwrap_or("");

@@ -1,0 +1,378 @@
+//! A lab-file service as a child process: its config files rendered into the run directory, its
+//! argv run without a shell in its own process group, every output line handed to a callback,
+//! a readiness wait with a deadline, and a stop with its own signal then SIGKILL. The lab fills
+//! in the [`Values`]; this module knows nothing of how they were made.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use super::template::MissingValue;
+use super::{CommandSpec, Ready, Service, Values};
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Called from the reader threads with each line the service writes.
+pub type LineSink = Arc<dyn Fn(Stream, &str) + Send + Sync>;
+
+/// How many of the last output lines a start error shows.
+const TAIL: usize = 12;
+
+/// Why a service did not start (exit 3). Each names which step failed and shows the last lines
+/// the service wrote.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot fill in {what}: {source}")]
+    Render { what: String, source: MissingValue },
+    #[error("cannot write the config file {}: {source}", path.display())]
+    Config {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot run the service as user `{user}`: {reason}")]
+    User { user: String, reason: String },
+    #[error("the command `{program}` does not start: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("the service exited during startup ({status}){}", tail_text(tail))]
+    Exited { status: String, tail: Vec<String> },
+    #[error("the service's port {addr} never opened within {}{}", humantime::format_duration(*within), tail_text(tail))]
+    PortNeverOpened {
+        addr: String,
+        within: Duration,
+        tail: Vec<String>,
+    },
+    #[error("the service never became ready: `{check}` did not answer 2xx within {} (last: {last}){}", humantime::format_duration(*within), tail_text(tail))]
+    NeverReady {
+        check: String,
+        within: Duration,
+        last: String,
+        tail: Vec<String>,
+    },
+}
+
+fn tail_text(tail: &[String]) -> String {
+    if tail.is_empty() {
+        "; it wrote nothing".to_string()
+    } else {
+        format!("; its last output:\n  {}", tail.join("\n  "))
+    }
+}
+
+/// A running service.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    child: Child,
+    stop_signal: Signal,
+    stop_grace: Duration,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    /// `http://host:port`.
+    pub base_url: String,
+    /// From the spawn to the first successful readiness check.
+    pub ready_after: Duration,
+    /// The config files written for this start.
+    pub configs: Vec<PathBuf>,
+}
+
+impl ServiceProcess {
+    /// Renders the config files into `run_dir`, starts the service and waits until it is ready.
+    /// `values` must hold the service's `host` and `port` (and whatever its templates use);
+    /// `{config.NAME}` is filled in here.
+    pub async fn start(
+        service: &Service,
+        spec: &CommandSpec,
+        values: &Values,
+        run_dir: &Path,
+        on_line: LineSink,
+    ) -> Result<ServiceProcess, StartError> {
+        let user = spec.user.as_deref().map(resolve_user).transpose()?;
+        let mut values = values.clone();
+        for (name, c) in &spec.configs {
+            values.config(name, &run_dir.join(&c.file_name));
+        }
+        let render = |t: &super::Template, what: &str| {
+            t.render(&values).map_err(|source| StartError::Render {
+                what: what.to_string(),
+                source,
+            })
+        };
+        let mut configs = Vec::new();
+        for (name, c) in &spec.configs {
+            let text = render(&c.template, &format!("config `{name}`"))?;
+            let path = run_dir.join(&c.file_name);
+            write_private(&path, &text, user.map(|u| u.0)).map_err(|source| {
+                StartError::Config {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            configs.push(path);
+        }
+        let argv = spec
+            .argv
+            .iter()
+            .map(|a| render(a, "the command"))
+            .collect::<Result<Vec<_>, _>>()?;
+        // A relative program with a `/` is relative to `cwd`, whatever the platform's exec does.
+        let program = if argv[0].contains('/') {
+            spec.cwd.join(&argv[0])
+        } else {
+            PathBuf::from(&argv[0])
+        };
+        let mut cmd = Command::new(&program);
+        cmd.args(&argv[1..])
+            .current_dir(&spec.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &spec.env {
+            cmd.env(k, render(v, &format!("env `{k}`"))?);
+        }
+        // Its own process group, so that the stop signal reaches the workers a server forks
+        // (gunicorn, uvicorn) and not only the process we started.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        if let Some((uid, gid)) = user {
+            let iso = crate::sys::Isolation {
+                tmpfs: None,
+                user: Some((uid, gid)),
+            };
+            crate::sys::isolate(&mut cmd, &iso).map_err(|e| StartError::User {
+                user: spec.user.clone().unwrap_or_default(),
+                reason: e.to_string(),
+            })?;
+        }
+        let spawned = Instant::now();
+        let mut child =
+            pglab::proc::spawn_tied(cmd, Signal::SIGKILL).map_err(|source| StartError::Spawn {
+                program: argv[0].clone(),
+                source,
+            })?;
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        for (stream, pipe) in [
+            (
+                Stream::Stdout,
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            ),
+            (
+                Stream::Stderr,
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            ),
+        ] {
+            let Some(pipe) = pipe else { continue };
+            let (tail, on_line) = (Arc::clone(&tail), Arc::clone(&on_line));
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).split(b'\n') {
+                    let Ok(line) = line else { break };
+                    let line = String::from_utf8_lossy(&line);
+                    let line = line.trim_end_matches('\r');
+                    {
+                        let mut t = tail.lock().unwrap();
+                        if t.len() == TAIL {
+                            t.pop_front();
+                        }
+                        t.push_back(line.to_string());
+                    }
+                    on_line(stream, line);
+                }
+            });
+        }
+        let host = values.get("host").unwrap_or("127.0.0.1").to_string();
+        let port = values.get("port").unwrap_or("0").to_string();
+        let mut process = ServiceProcess {
+            child,
+            stop_signal: spec.stop_signal,
+            stop_grace: spec.stop_grace,
+            tail,
+            base_url: format!("http://{host}:{port}"),
+            ready_after: Duration::ZERO,
+            configs,
+        };
+        match process
+            .wait_ready(
+                &service.ready,
+                &format!("{host}:{port}"),
+                service.ready_within,
+            )
+            .await
+        {
+            Ok(()) => {
+                process.ready_after = spawned.elapsed();
+                Ok(process)
+            }
+            Err(e) => {
+                process.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn wait_ready(
+        &mut self,
+        ready: &Ready,
+        addr: &str,
+        within: Duration,
+    ) -> Result<(), StartError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .no_proxy()
+            .build()
+            .expect("a client without TLS builds");
+        let mut opened = false;
+        let mut last = String::from("no answer yet");
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader threads take in the last lines it wrote.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return Err(StartError::Exited {
+                    status: status.to_string(),
+                    tail: self.tail(),
+                });
+            }
+            if !opened {
+                opened = tokio::net::TcpStream::connect(addr).await.is_ok();
+            }
+            if opened {
+                match ready {
+                    Ready::Port => return Ok(()),
+                    Ready::Http { method, path } => {
+                        let method = reqwest::Method::from_bytes(method.as_bytes())
+                            .unwrap_or(reqwest::Method::GET);
+                        match client
+                            .request(method, format!("{}{path}", self.base_url))
+                            .send()
+                            .await
+                        {
+                            Ok(r) if r.status().is_success() => return Ok(()),
+                            Ok(r) => last = format!("status {}", r.status().as_u16()),
+                            Err(e) => last = e.to_string(),
+                        }
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let tail = self.tail();
+                return Err(match ready {
+                    Ready::Http { method, path } if opened => StartError::NeverReady {
+                        check: format!("{method} {path}"),
+                        within,
+                        last,
+                        tail,
+                    },
+                    _ => StartError::PortNeverOpened {
+                        addr: addr.to_string(),
+                        within,
+                        tail,
+                    },
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The last lines it wrote, oldest first.
+    pub fn tail(&self) -> Vec<String> {
+        self.tail.lock().unwrap().iter().cloned().collect()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Sends the stop signal to its process group, waits up to the grace period, then kills
+    /// the group. Returns its exit status.
+    pub async fn stop(&mut self) -> Option<ExitStatus> {
+        let group = Pid::from_raw(self.child.id() as i32);
+        if self.exited().is_none() {
+            // A paused service cannot act on the signal.
+            let _ = killpg(group, Signal::SIGCONT);
+            let _ = killpg(group, self.stop_signal);
+            let deadline = tokio::time::Instant::now() + self.stop_grace;
+            while tokio::time::Instant::now() < deadline && self.exited().is_none() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // Workers left in the group after the leader exited go too.
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A user name or uid to (uid, gid).
+fn resolve_user(user: &str) -> Result<(u32, u32), StartError> {
+    let err = |reason: String| StartError::User {
+        user: user.to_string(),
+        reason,
+    };
+    let found = match user.parse::<u32>() {
+        Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
+        Err(_) => nix::unistd::User::from_name(user),
+    }
+    .map_err(|e| err(e.to_string()))?
+    .ok_or_else(|| err("no such user on this machine".into()))?;
+    if !nix::unistd::Uid::effective().is_root() && found.uid != nix::unistd::Uid::effective() {
+        return Err(err("switching users needs root".into()));
+    }
+    Ok((found.uid.as_raw(), found.gid.as_raw()))
+}
+
+/// Writes `text` to a new file readable by its owner only (the service's user when it runs as
+/// another). An old file of the same name (from an earlier start) is removed first; the new one
+/// is created exclusively, so a link planted in its place is never followed.
+fn write_private(path: &Path, text: &str, owner: Option<u32>) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    if let Some(uid) = owner {
+        std::os::unix::fs::fchown(&f, Some(uid), None)?;
+    }
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests;
