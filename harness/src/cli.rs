@@ -483,6 +483,7 @@ async fn lab_options(
         }
     };
     Ok(LabOptions {
+        service: None,
         target: TargetSpec {
             program,
             extra_args: target_args,

@@ -4,6 +4,7 @@
 //!
 //! Labs share nothing: each has its own ports, directory and database, so several run at once.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{Journal, Resource, ResourceLog};
+use crate::labfile::{DepKind, LabFile, ServiceProcess};
 use crate::monitoring::{Monitoring, MonitoringOptions};
 use crate::payments::PaymentsStub;
 use crate::proxy::Proxy;
@@ -25,22 +27,55 @@ pub struct LabError(pub String);
 #[derive(Debug, Clone)]
 pub struct LabOptions {
     pub target: TargetSpec,
+    /// A service described by a lab file, started instead of target-app.
+    pub service: Option<Arc<LabFile>>,
     /// An existing server to make a fresh database on, instead of an ephemeral cluster.
     pub database_url: Option<String>,
     pub seed: u64,
 }
 
-/// Which of the lab's proxies: the one in front of the database, or the payments dependency's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProxyTarget {
-    Database,
-    Payments,
+/// Which of the lab's proxies a network fault acts on, by name: `database` and `payments` in
+/// target-app's lab, a dependency's name in a lab file's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProxyTarget(pub String);
+
+impl std::fmt::Display for ProxyTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 pub(crate) enum Database {
     Ephemeral(pglab::PgCluster),
-    Existing { admin_url: String, name: String },
+    Existing {
+        admin_url: String,
+        name: String,
+    },
+    /// The service has no PostgreSQL dependency.
+    None,
+}
+
+/// The paths the lab samples for health.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    pub liveness: Option<String>,
+    pub readiness: Option<String>,
+}
+
+/// What every lab has before its service starts.
+pub(crate) struct LabBase {
+    pub run_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub db: Database,
+    pub database_url: String,
+    /// The database URL through its fault proxy (empty without a database).
+    pub proxied_url: String,
+    pub proxies: BTreeMap<String, Proxy>,
+    pub payments: PaymentsStub,
+    pub admin_token: String,
+    pub user: Option<(u32, u32)>,
+    pub config: Option<PathBuf>,
 }
 
 /// A running lab.
@@ -50,13 +85,21 @@ pub struct Lab {
     pub(crate) db: Database,
     /// Direct URL of the run's database, bypassing the proxy (for the harness's own queries).
     pub database_url: String,
-    pub(crate) db_proxy: Proxy,
+    /// The fault proxies, by the name network faults use.
+    pub(crate) proxies: BTreeMap<String, Proxy>,
     pub payments: PaymentsStub,
-    pub(crate) payments_proxy: Proxy,
     pub(crate) spec: TargetSpec,
     pub(crate) env: TargetEnv,
     pub(crate) target: Mutex<Option<TargetProcess>>,
-    pub(crate) admin: TargetAdmin,
+    /// A service started from a lab file, instead of target-app.
+    pub(crate) service: Mutex<Option<ServiceProcess>>,
+    pub(crate) admin: Option<TargetAdmin>,
+    /// Where the service's Prometheus metrics are read, if it has any.
+    pub metrics_url: Option<String>,
+    /// The liveness and readiness paths the lab samples, if the service has them.
+    pub health: Health,
+    /// What the lab serves for the service's http dependencies (stopped with the lab).
+    canned: Vec<tokio::task::JoinHandle<()>>,
     pub base_url: String,
     pub recorder: Arc<Recorder>,
     monitoring: Mutex<Option<Monitoring>>,
@@ -117,70 +160,20 @@ impl Lab {
             None
         };
 
-        let db_name = format!("fivehundred_{}", uuid::Uuid::new_v4().simple());
-        let (db, database_url, upstream_port) = match &opts.database_url {
-            None => {
-                let mut cluster_opts = pglab::Options::default();
-                if let Some(n) = needs.max_connections {
-                    cluster_opts.max_connections = n;
-                }
-                let cluster = pglab::PgCluster::start_with(cluster_opts)
-                    .await
-                    .map_err(|e| LabError(format!("cannot start an ephemeral PostgreSQL: {e}")))?;
-                journal.resource(Resource::Process {
-                    pid: cluster.pid().unwrap_or(0),
-                    what: "postgres".into(),
-                    start_time: None,
-                });
-                journal.resource(Resource::Dir {
-                    path: cluster.root().to_path_buf(),
-                });
-                let url = cluster
-                    .create_database(&db_name)
-                    .await
-                    .map_err(|e| LabError(format!("cannot create the run's database: {e}")))?;
-                let port = cluster.port();
-                (Database::Ephemeral(cluster), url, port)
-            }
-            Some(admin_url) => {
-                journal.resource(Resource::Database {
-                    admin_url: admin_url.clone(),
-                    name: db_name.clone(),
-                });
-                let url = pglab::create_database(admin_url, &db_name)
-                    .await
-                    .map_err(|e| {
-                        LabError(format!(
-                            "cannot create a database on --database-url: {e}; check the URL and that the user may CREATE DATABASE"
-                        ))
-                    })?;
-                let port = url_port(admin_url).ok_or_else(|| {
-                    LabError(
-                        "--database-url must name a host and port (postgres://user@host:port/db)"
-                            .into(),
-                    )
-                })?;
-                (
-                    Database::Existing {
-                        admin_url: admin_url.clone(),
-                        name: db_name.clone(),
-                    },
-                    url,
-                    port,
-                )
-            }
+        let wants_db = opts
+            .service
+            .as_ref()
+            .is_none_or(|s| s.deps_of(DepKind::Postgres).next().is_some());
+        let (db, database_url, db_proxy) = if wants_db {
+            let (db, url, proxy) = start_database(opts, needs, journal).await?;
+            (db, url, Some(proxy))
+        } else {
+            (Database::None, String::new(), None)
         };
-        let upstream_host = url_host(&database_url).unwrap_or_else(|| "127.0.0.1".into());
-        let upstream = tokio::net::lookup_host((upstream_host.as_str(), upstream_port))
-            .await
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| LabError(format!("cannot resolve the database host {upstream_host}")))?;
-        let db_proxy = Proxy::start("127.0.0.1:0".parse().expect("addr"), upstream, opts.seed)
-            .await
-            .map_err(|e| LabError(format!("cannot start the database proxy: {e}")))?;
-        let proxied_url =
-            pglab::replace_host_port(&database_url, &db_proxy.local_addr().to_string());
+        let proxied_url = db_proxy
+            .as_ref()
+            .map(|p| pglab::replace_host_port(&database_url, &p.local_addr().to_string()))
+            .unwrap_or_default();
 
         let payments = PaymentsStub::start(opts.seed)
             .await
@@ -194,9 +187,49 @@ impl Lab {
         .map_err(|e| LabError(format!("cannot start the payments proxy: {e}")))?;
 
         let admin_token = uuid::Uuid::new_v4().simple().to_string();
+        let mut proxies = BTreeMap::new();
+        if let Some(p) = db_proxy {
+            proxies.insert("database".to_string(), p);
+        }
+        let payments_url = format!("http://{}", payments_proxy.local_addr());
+        proxies.insert("payments".to_string(), payments_proxy);
+        let base = LabBase {
+            run_dir,
+            data_dir,
+            db,
+            database_url,
+            proxied_url,
+            proxies,
+            payments,
+            admin_token,
+            user,
+            config,
+        };
+        if let Some(lab_file) = &opts.service {
+            // Boxed as `dyn Future + Send`: the service's start holds closures over borrowed
+            // values, and erasing its type here keeps callers' futures provably `Send`.
+            let start: std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<Lab, LabError>> + Send + '_>,
+            > = Box::pin(Lab::start_service(
+                opts, lab_file, needs, base, journal, recorder,
+            ));
+            return start.await;
+        }
+        let LabBase {
+            run_dir,
+            data_dir,
+            db,
+            database_url,
+            proxied_url,
+            proxies,
+            payments,
+            admin_token,
+            user,
+            config,
+        } = base;
         let env = TargetEnv {
             database_url: proxied_url,
-            payments_url: format!("http://{}", payments_proxy.local_addr()),
+            payments_url,
             data_dir: data_dir.clone(),
             admin_token: admin_token.clone(),
             config,
@@ -211,8 +244,9 @@ impl Lab {
             what: "target".into(),
             start_time: None,
         });
-        let admin = TargetAdmin::new(target.admin, &admin_token);
+        let admin = Some(TargetAdmin::new(target.admin, &admin_token));
         let base_url = target.base_url();
+        let target_admin_addr = target.admin;
         // Real Prometheus and Alertmanager, running the target's own rules on the lab's clock.
         // Without them the alert checks cannot be honest, so a missing stack stops the run.
         let monitoring = Monitoring::start(MonitoringOptions::new(
@@ -237,13 +271,19 @@ impl Lab {
             data_dir,
             db,
             database_url,
-            db_proxy,
+            proxies,
             payments,
-            payments_proxy,
             spec: opts.target.clone(),
             env,
             target: Mutex::new(Some(target)),
+            service: Mutex::new(None),
             admin,
+            metrics_url: Some(format!("http://{}/metrics", target_admin_addr)),
+            health: Health {
+                liveness: Some("/livez".into()),
+                readiness: Some("/readyz".into()),
+            },
+            canned: Vec::new(),
             base_url,
             recorder,
             monitoring: Mutex::new(Some(monitoring)),
@@ -253,27 +293,34 @@ impl Lab {
         })
     }
 
-    pub fn proxy(&self, which: ProxyTarget) -> &Proxy {
-        match which {
-            ProxyTarget::Database => &self.db_proxy,
-            ProxyTarget::Payments => &self.payments_proxy,
-        }
+    /// The fault proxy named `which`, if the lab has one.
+    pub fn proxy(&self, which: &ProxyTarget) -> Option<&Proxy> {
+        self.proxies.get(&which.0)
+    }
+
+    /// The names of the lab's fault proxies.
+    pub fn proxy_names(&self) -> Vec<String> {
+        self.proxies.keys().cloned().collect()
     }
 
     /// The PostgreSQL postmaster's pid, when the lab runs its own cluster.
     pub fn postgres_pid(&self) -> Option<u32> {
         match &self.db {
             Database::Ephemeral(c) => c.pid(),
-            Database::Existing { .. } => None,
+            Database::Existing { .. } | Database::None => None,
         }
     }
 
-    pub fn target_admin(&self) -> &TargetAdmin {
-        &self.admin
+    /// The target's admin API (metrics, failpoints), when it offers one.
+    pub fn target_admin(&self) -> Option<&TargetAdmin> {
+        self.admin.as_ref()
     }
 
     /// The target's pid while it runs.
     pub fn target_pid(&self) -> Option<u32> {
+        if let Some(s) = self.service.lock().ok()?.as_mut() {
+            return s.exited().is_none().then(|| s.pid());
+        }
         let mut guard = self.target.lock().ok()?;
         let t = guard.as_mut()?;
         t.exited().is_none().then(|| t.pid())
@@ -281,6 +328,9 @@ impl Lab {
 
     /// Whether the target process has exited (and how), without waiting.
     pub fn target_exit(&self) -> Option<String> {
+        if let Some(s) = self.service.lock().ok()?.as_mut() {
+            return s.exited().map(|status| status.to_string());
+        }
         let mut guard = self.target.lock().ok()?;
         guard.as_mut().and_then(|t| t.exited())
     }
@@ -370,6 +420,15 @@ impl Lab {
         if let Some(m) = monitoring {
             tokio::task::block_in_place(|| drop(m.stop()));
         }
+        for task in self.canned.drain(..) {
+            task.abort();
+        }
+        let service = self.service.lock().ok().and_then(|mut s| s.take());
+        if let Some(mut s) = service {
+            s.stop().await;
+            self.recorder
+                .event(EventKind::TargetExit, "service stopped by the lab");
+        }
         let target = self.target.lock().ok().and_then(|mut t| t.take());
         if let Some(mut t) = target {
             tokio::task::block_in_place(|| t.stop());
@@ -392,6 +451,78 @@ impl Lab {
             tokio::task::block_in_place(|| drop(db));
         }
     }
+}
+
+/// The run's database (an ephemeral cluster, or a fresh database on `--database-url`) and the
+/// fault proxy in front of it.
+async fn start_database(
+    opts: &LabOptions,
+    needs: &TargetNeeds,
+    journal: &Journal,
+) -> Result<(Database, String, Proxy), LabError> {
+    let db_name = format!("fivehundred_{}", uuid::Uuid::new_v4().simple());
+    let (db, database_url, upstream_port) = match &opts.database_url {
+        None => {
+            let mut cluster_opts = pglab::Options::default();
+            if let Some(n) = needs.max_connections {
+                cluster_opts.max_connections = n;
+            }
+            let cluster = pglab::PgCluster::start_with(cluster_opts)
+                .await
+                .map_err(|e| LabError(format!("cannot start an ephemeral PostgreSQL: {e}")))?;
+            journal.resource(Resource::Process {
+                pid: cluster.pid().unwrap_or(0),
+                what: "postgres".into(),
+                start_time: None,
+            });
+            journal.resource(Resource::Dir {
+                path: cluster.root().to_path_buf(),
+            });
+            let url = cluster
+                .create_database(&db_name)
+                .await
+                .map_err(|e| LabError(format!("cannot create the run's database: {e}")))?;
+            let port = cluster.port();
+            (Database::Ephemeral(cluster), url, port)
+        }
+        Some(admin_url) => {
+            journal.resource(Resource::Database {
+                admin_url: admin_url.clone(),
+                name: db_name.clone(),
+            });
+            let url = pglab::create_database(admin_url, &db_name)
+                .await
+                .map_err(|e| {
+                    LabError(format!(
+                        "cannot create a database on --database-url: {e}; check the URL and that the user may CREATE DATABASE"
+                    ))
+                })?;
+            let port = url_port(admin_url).ok_or_else(|| {
+                LabError(
+                    "--database-url must name a host and port (postgres://user@host:port/db)"
+                        .into(),
+                )
+            })?;
+            (
+                Database::Existing {
+                    admin_url: admin_url.clone(),
+                    name: db_name.clone(),
+                },
+                url,
+                port,
+            )
+        }
+    };
+    let upstream_host = url_host(&database_url).unwrap_or_else(|| "127.0.0.1".into());
+    let upstream = tokio::net::lookup_host((upstream_host.as_str(), upstream_port))
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| LabError(format!("cannot resolve the database host {upstream_host}")))?;
+    let db_proxy = Proxy::start("127.0.0.1:0".parse().expect("addr"), upstream, opts.seed)
+        .await
+        .map_err(|e| LabError(format!("cannot start the database proxy: {e}")))?;
+    Ok((db, database_url, db_proxy))
 }
 
 /// The configuration file the lab starts the target with, when a fault may change it. It sets
@@ -456,6 +587,8 @@ fn url_host(url: &str) -> Option<String> {
             .to_string(),
     )
 }
+
+mod service;
 
 #[cfg(test)]
 mod tests {

@@ -358,9 +358,14 @@ pub(crate) fn start_samplers(
         .build()
         .expect("a plain HTTP client builds");
     let mut tasks = Vec::new();
-    for endpoint in ["livez", "readyz"] {
+    let paths = [
+        ("livez", lab.health.liveness.clone()),
+        ("readyz", lab.health.readiness.clone()),
+    ];
+    for (endpoint, path) in paths {
+        let Some(path) = path else { continue };
         let (client, stop, rec) = (client.clone(), stop.clone(), lab.recorder.clone());
-        let url = format!("{}/{endpoint}", lab.base_url);
+        let url = format!("{}{path}", lab.base_url);
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -390,9 +395,12 @@ pub(crate) fn start_samplers(
             }
         }));
     }
-    let admin = Some(lab.target_admin().clone());
-    if let Some(admin) = admin {
+    if let Some(url) = lab.metrics_url.clone() {
         let (stop, rec) = (stop.clone(), lab.recorder.clone());
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("a plain HTTP client builds");
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -402,7 +410,11 @@ pub(crate) fn start_samplers(
                     _ = stop.cancelled() => break,
                 }
                 let at_ms = rec.now_ms();
-                if let Ok(text) = admin.metrics().await {
+                let text = match client.get(&url).send().await {
+                    Ok(r) => r.text().await.ok(),
+                    Err(_) => None,
+                };
+                if let Some(text) = text {
                     let values = parse_prometheus_text(&text)
                         .into_iter()
                         .filter(|(k, _)| !k.contains("_bucket{"))

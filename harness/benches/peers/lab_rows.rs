@@ -83,6 +83,7 @@ async fn start_lab(
     dir: &Path,
 ) -> Result<(Lab, Duration), String> {
     let opts = LabOptions {
+        service: None,
         target: TargetSpec {
             program: program.to_path_buf(),
             extra_args: vec!["--protections".into(), protections.into()],

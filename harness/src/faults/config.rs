@@ -354,7 +354,10 @@ pub struct Reloads {
 impl Reloads {
     async fn read(lab: &Lab) -> Result<Reloads, FaultError> {
         let text =
-            lab.target_admin().metrics().await.map_err(|e| {
+            lab.target_admin()
+                .ok_or_else(|| FaultError::Unsupported("the service has no admin API".into()))?
+                .metrics()
+                .await.map_err(|e| {
                 FaultError::Failed(format!("cannot read the target's metrics: {e}"))
             })?;
         Ok(Reloads::parse(&text))

@@ -49,7 +49,9 @@ impl FaultKind for Failpoint {
     }
 
     async fn inject(&self, lab: &Lab, _held: &mut Option<Self::Held>) -> Result<(), FaultError> {
-        let admin = lab.target_admin();
+        let admin = lab.target_admin().ok_or_else(|| {
+            FaultError::Unsupported("the service offers no failpoint API".into())
+        })?;
         admin
             .set_failpoint(&self.name, &self.action)
             .await
@@ -69,7 +71,9 @@ impl FaultKind for Failpoint {
     }
 
     async fn revert(&self, lab: &Lab, _held: &mut Option<Self::Held>) -> Result<(), FaultError> {
-        let admin = lab.target_admin();
+        let admin = lab.target_admin().ok_or_else(|| {
+            FaultError::Unsupported("the service offers no failpoint API".into())
+        })?;
         admin
             .clear_failpoint(&self.name)
             .await

@@ -83,10 +83,7 @@ impl FaultKind for Network {
     }
 
     fn describe(&self) -> String {
-        let target = match self.target {
-            ProxyTarget::Database => "database",
-            ProxyTarget::Payments => "payments",
-        };
+        let target = &self.target;
         let what = match self.fault {
             NetworkFault::Latency => format!(
                 "latency {}{}",
@@ -110,14 +107,14 @@ impl FaultKind for Network {
     }
 
     async fn inject(&self, lab: &Lab, _held: &mut Option<Self::Held>) -> Result<(), FaultError> {
-        let proxy = lab.proxy(self.target);
+        let proxy = self.proxy(lab)?;
         proxy
             .set_fault(self.proxy_fault())
             .map_err(|e| FaultError::Failed(e.to_string()))
     }
 
     async fn revert(&self, lab: &Lab, _held: &mut Option<Self::Held>) -> Result<(), FaultError> {
-        let proxy = lab.proxy(self.target);
+        let proxy = self.proxy(lab)?;
         proxy.clear_fault();
         if proxy.active_fault().is_some() {
             return Err(FaultError::Failed(format!(
@@ -130,6 +127,16 @@ impl FaultKind for Network {
 }
 
 impl Network {
+    fn proxy<'a>(&self, lab: &'a Lab) -> Result<&'a crate::proxy::Proxy, FaultError> {
+        lab.proxy(&self.target).ok_or_else(|| {
+            FaultError::Failed(format!(
+                "the lab has no proxy named `{}`; it has: {}",
+                self.target,
+                lab.proxy_names().join(", ")
+            ))
+        })
+    }
+
     /// The proxy's own form of this fault.
     pub fn proxy_fault(&self) -> FaultSpec {
         let fault = match self.fault {

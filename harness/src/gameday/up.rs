@@ -170,6 +170,7 @@ pub async fn lab_up(args: LabUpArgs) -> i32 {
     };
     let seed = args.seed.unwrap_or_else(rand::random::<u64>);
     let opts = LabOptions {
+        service: None,
         target: TargetSpec {
             program,
             extra_args: args.target_args.clone(),

@@ -28,6 +28,7 @@ pub mod service;
 pub mod template;
 mod validate;
 
+pub use service::ServiceProcess;
 pub use template::{DbAddress, Template, Values};
 
 /// The name looked for in the current directory when no `--lab` is given.

@@ -1,0 +1,417 @@
+//! A lab around a service described by a lab file: its dependencies behind the lab's fault
+//! proxies (the run's PostgreSQL, a user's TCP or HTTP upstream, canned HTTP answers the lab
+//! serves), the service started with every placeholder filled, its output recorded, and real
+//! Prometheus and Alertmanager when it has metrics and alert rules.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use super::{Health, Lab, LabBase, LabError, LabOptions};
+use crate::journal::{Journal, Resource};
+use crate::labfile::service::{LineSink, Stream};
+use crate::labfile::{
+    CannedAnswer, DbAddress, Dependency, HttpDep, LabFile, ServiceProcess, Setup, Start, Values,
+};
+use crate::monitoring::{Monitoring, MonitoringOptions};
+use crate::proxy::Proxy;
+use crate::record::Recorder;
+use crate::target::{TargetEnv, TargetNeeds};
+
+impl Lab {
+    /// Starts the lab-file service on top of what every lab has (see [`Lab::start_with`]).
+    pub(super) async fn start_service(
+        opts: &LabOptions,
+        lab_file: &LabFile,
+        needs: &TargetNeeds,
+        base: LabBase,
+        journal: &Journal,
+        recorder: Arc<Recorder>,
+    ) -> Result<Lab, LabError> {
+        let LabBase {
+            run_dir,
+            data_dir,
+            db,
+            database_url,
+            proxied_url,
+            mut proxies,
+            payments,
+            admin_token,
+            ..
+        } = base;
+        // Faults that need the service started a certain way are not offered for lab files
+        // yet (`fivehundred list --lab` says so); refuse rather than run without it.
+        if needs.data_tmpfs.is_some() || needs.unprivileged || needs.config_file {
+            return Err(LabError(format!(
+                "a lab-file service cannot yet be started with {needs}"
+            )));
+        }
+        let mut canned = Vec::new();
+        let host = "127.0.0.1";
+        let (service, base_url, values) = match &lab_file.service.start {
+            Start::Url(url) => (None, url.trim_end_matches('/').to_string(), None),
+            Start::Command(spec) => {
+                let port = match spec.port {
+                    Some(p) => p,
+                    None => free_port()?,
+                };
+                let mut values = Values::new(host, port, &data_dir, &admin_token);
+                for name in &spec.listeners {
+                    values.listener(name, host, free_port()?);
+                }
+                // The run's database stands for every postgres dependency, behind its proxy.
+                let db_proxy = proxies.remove("database");
+                for (name, dep) in &lab_file.deps {
+                    match dep {
+                        Dependency::Postgres { setup, .. } => {
+                            let Some(proxy) = &db_proxy else {
+                                return Err(LabError("the lab has no database".into()));
+                            };
+                            values.postgres(name, &db_address(&proxied_url, Some(proxy))?);
+                            let direct = db_address(&database_url, None)?;
+                            // On a task of its own, with owned values: sqlx's executor bounds
+                            // would otherwise make this future not `Send` for every lifetime.
+                            let dir = lab_file
+                                .file
+                                .parent()
+                                .unwrap_or(std::path::Path::new("."))
+                                .to_path_buf();
+                            let setup_task = tokio::spawn(run_setup(
+                                setup.clone(),
+                                name.clone(),
+                                direct,
+                                database_url.clone(),
+                                dir,
+                            ));
+                            setup_task
+                                .await
+                                .map_err(|e| LabError(format!("setup: {e}")))??;
+                        }
+                        Dependency::Tcp { upstream } => {
+                            let proxy = proxy_to(upstream, opts.seed, name).await?;
+                            values.tcp(name, host, proxy.local_addr().port());
+                            proxies.insert(name.clone(), proxy);
+                        }
+                        Dependency::Http(HttpDep::Upstream(url)) => {
+                            let hostport = url
+                                .split("://")
+                                .nth(1)
+                                .unwrap_or(url)
+                                .split('/')
+                                .next()
+                                .unwrap_or_default()
+                                .to_string();
+                            let proxy = proxy_to(&hostport, opts.seed, name).await?;
+                            values.http(name, host, proxy.local_addr().port());
+                            proxies.insert(name.clone(), proxy);
+                        }
+                        Dependency::Http(HttpDep::Canned(answers)) => {
+                            let (addr, task) = serve_canned(answers.clone()).await?;
+                            canned.push(task);
+                            let proxy = proxy_to(&addr.to_string(), opts.seed, name).await?;
+                            values.http(name, host, proxy.local_addr().port());
+                            proxies.insert(name.clone(), proxy);
+                        }
+                    }
+                }
+                if let (Some(proxy), Some(name)) = (
+                    db_proxy,
+                    lab_file.deps_of(crate::labfile::DepKind::Postgres).next(),
+                ) {
+                    proxies.insert(name.to_string(), proxy);
+                }
+                let rec = recorder.clone();
+                let sink: LineSink =
+                    Arc::new(move |_: Stream, line: &str| rec.log_line(line.to_string()));
+                let process =
+                    ServiceProcess::start(&lab_file.service, spec, &values, &run_dir, sink)
+                        .await
+                        .map_err(|e| LabError(format!("the service did not start: {e}")))?;
+                journal.resource(Resource::Process {
+                    pid: process.pid(),
+                    what: "service".into(),
+                    start_time: crate::journal::process_start_time(process.pid()),
+                });
+                let base_url = process.base_url.clone();
+                (Some(process), base_url, Some(values))
+            }
+        };
+        let metrics_url = lab_file.service.metrics.as_ref().and_then(|t| {
+            let text = match &values {
+                Some(v) => t.render(v).ok()?,
+                None => t.as_str().to_string(),
+            };
+            Some(if text.starts_with('/') {
+                format!("{base_url}{text}")
+            } else {
+                text
+            })
+        });
+        let monitoring = match (&lab_file.alerts, &metrics_url) {
+            (Some(rules), Some(url)) => {
+                Some(start_monitoring(&run_dir, url, rules, &recorder).await?)
+            }
+            _ => None,
+        };
+        let env = TargetEnv {
+            database_url: proxied_url,
+            payments_url: String::new(),
+            data_dir: data_dir.clone(),
+            admin_token,
+            config: None,
+            data_tmpfs: None,
+            user: None,
+        };
+        Ok(Lab {
+            run_dir,
+            data_dir,
+            db,
+            database_url,
+            proxies,
+            payments,
+            spec: opts.target.clone(),
+            env,
+            target: Mutex::new(None),
+            service: Mutex::new(service),
+            admin: None,
+            metrics_url,
+            health: Health {
+                liveness: lab_file.service.liveness.clone(),
+                readiness: lab_file.service.readiness.clone(),
+            },
+            canned,
+            base_url,
+            recorder,
+            monitoring: Mutex::new(monitoring),
+            seed: opts.seed,
+            resource_log: journal.resource_log().ok(),
+            fault_checks: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+fn free_port() -> Result<u16, LabError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| LabError(format!("cannot find a free port: {e}")))
+}
+
+/// The database as the service sees it (through `proxy`), or as it is.
+fn db_address(db_url: &str, proxy: Option<&Proxy>) -> Result<DbAddress, LabError> {
+    let url = reqwest::Url::parse(db_url)
+        .map_err(|e| LabError(format!("the run's database URL does not parse: {e}")))?;
+    let decode = |s: &str| percent_decode(s).unwrap_or_else(|| s.to_string());
+    Ok(DbAddress {
+        host: match proxy {
+            Some(_) => "127.0.0.1".into(),
+            None => url.host_str().unwrap_or("127.0.0.1").to_string(),
+        },
+        port: match proxy {
+            Some(p) => p.local_addr().port(),
+            None => url.port().unwrap_or(5432),
+        },
+        user: decode(url.username()),
+        password: decode(url.password().unwrap_or_default()),
+        name: decode(url.path().trim_start_matches('/')),
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A fault proxy in front of `upstream` (`host:port`).
+async fn proxy_to(upstream: &str, seed: u64, name: &str) -> Result<Proxy, LabError> {
+    let addr = tokio::net::lookup_host(upstream.to_string())
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            LabError(format!(
+                "the dependency {name}: cannot resolve its upstream {upstream}"
+            ))
+        })?;
+    Proxy::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        addr,
+        // Each proxy draws its own: the seed and the dependency's name.
+        name.bytes()
+            .fold(seed, |h, b| h.rotate_left(5) ^ u64::from(b)),
+    )
+    .await
+    .map_err(|e| LabError(format!("cannot start the proxy for {name}: {e}")))
+}
+
+/// The user's setup of a postgres dependency, on the run's database (not through the proxy).
+async fn run_setup(
+    setup: Setup,
+    name: String,
+    direct: DbAddress,
+    database_url: String,
+    dir: std::path::PathBuf,
+) -> Result<(), LabError> {
+    use sqlx::Connection;
+    match setup {
+        Setup::None => Ok(()),
+        Setup::Sql(files) => {
+            let mut conn = sqlx::PgConnection::connect(&database_url)
+                .await
+                .map_err(|e| LabError(format!("setup: cannot connect to the database: {e}")))?;
+            for file in &files {
+                let sql = std::fs::read_to_string(file)
+                    .map_err(|e| LabError(format!("setup: cannot read {}: {e}", file.display())))?;
+                // One transaction per file, in one simple query: all of it or none.
+                let whole = format!("BEGIN;\n{sql}\n;COMMIT;");
+                sqlx::Executor::execute(&mut conn, whole.as_str())
+                    .await
+                    .map_err(|e| LabError(format!("setup: {} failed: {e}", file.display())))?;
+            }
+            Ok(())
+        }
+        Setup::Command { argv, env } => {
+            let (argv, env) = render_setup(&argv, &env, &name, &direct)?;
+            let Some((program, args)) = argv.split_first() else {
+                return Err(LabError("setup command is empty".into()));
+            };
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(args)
+                .env("DATABASE_URL", &database_url)
+                .envs(env)
+                .current_dir(&dir);
+            let out = cmd
+                .output()
+                .await
+                .map_err(|e| LabError(format!("setup command {program}: {e}")))?;
+            if !out.status.success() {
+                let tail: Vec<&str> = std::str::from_utf8(&out.stderr)
+                    .unwrap_or_default()
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect();
+                return Err(LabError(format!(
+                    "setup command {program} failed ({}): {}",
+                    out.status,
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The setup command's argv and environment with `{deps.NAME...}` filled (done before any
+/// await: a closure over the values must not live across one).
+fn render_setup(
+    argv: &[crate::labfile::Template],
+    env: &BTreeMap<String, crate::labfile::Template>,
+    name: &str,
+    direct: &DbAddress,
+) -> Result<(Vec<String>, Vec<(String, String)>), LabError> {
+    let mut values = Values::default();
+    values.postgres(name, direct);
+    let render = |t: &crate::labfile::Template| {
+        t.render(&values)
+            .map_err(|e| LabError(format!("setup command: {e}")))
+    };
+    let argv = argv.iter().map(render).collect::<Result<Vec<_>, _>>()?;
+    let env = env
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), render(v)?)))
+        .collect::<Result<Vec<_>, LabError>>()?;
+    Ok((argv, env))
+}
+
+/// Serves canned answers on a free loopback port: the first answer whose request matches.
+async fn serve_canned(
+    answers: Vec<CannedAnswer>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), LabError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| LabError(format!("cannot serve canned answers: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| LabError(e.to_string()))?;
+    let answers = Arc::new(answers);
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let answers = answers.clone();
+        async move {
+            let method = req.method().as_str().to_string();
+            let path = req.uri().path().to_string();
+            match answers.iter().find(|a| a.matches(&method, &path)) {
+                Some(a) => {
+                    let mut resp =
+                        axum::response::Response::new(axum::body::Body::from(a.body.clone()));
+                    *resp.status_mut() = http::StatusCode::from_u16(a.status)
+                        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+                    for (k, v) in &a.headers {
+                        if let (Ok(k), Ok(v)) = (
+                            http::HeaderName::from_bytes(k.as_bytes()),
+                            http::HeaderValue::from_str(v),
+                        ) {
+                            resp.headers_mut().insert(k, v);
+                        }
+                    }
+                    resp
+                }
+                None => {
+                    let mut resp = axum::response::Response::new(axum::body::Body::from(format!(
+                        "no canned answer for {method} {path}"
+                    )));
+                    *resp.status_mut() = http::StatusCode::NOT_FOUND;
+                    resp
+                }
+            }
+        }
+    });
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((addr, task))
+}
+
+async fn start_monitoring(
+    run_dir: &std::path::Path,
+    metrics_url: &str,
+    rules: &std::path::Path,
+    recorder: &Arc<Recorder>,
+) -> Result<Monitoring, LabError> {
+    let hostport = metrics_url
+        .split("://")
+        .nth(1)
+        .unwrap_or(metrics_url)
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let monitoring = Monitoring::start(MonitoringOptions::new(
+        run_dir.to_path_buf(),
+        hostport,
+        rules.to_path_buf(),
+        recorder.start,
+    ))
+    .await
+    .map_err(|e| LabError(format!("cannot start the lab's monitoring: {e}")))?;
+    let production: BTreeMap<String, f64> = monitoring
+        .alert_names()
+        .into_iter()
+        .filter_map(|a| {
+            let d = monitoring.production_detection_time(&a)?;
+            Some((a, d.as_secs_f64()))
+        })
+        .collect();
+    recorder.with(|r| r.production_detection_s = production);
+    Ok(monitoring)
+}
