@@ -314,6 +314,9 @@ async fn run_setup(
     }
 }
 
+/// Environment variables, in order.
+type Env = Vec<(String, String)>;
+
 /// The setup command's argv and environment with `{deps.NAME...}` filled (done before any
 /// await: a closure over the values must not live across one).
 fn render_setup(
@@ -321,7 +324,7 @@ fn render_setup(
     env: &BTreeMap<String, crate::labfile::Template>,
     name: &str,
     direct: &DbAddress,
-) -> Result<(Vec<String>, Vec<(String, String)>), LabError> {
+) -> Result<(Vec<String>, Env), LabError> {
     let mut values = Values::default();
     values.postgres(name, direct);
     let render = |t: &crate::labfile::Template| {
