@@ -324,6 +324,9 @@ struct Shared {
     upstream: SocketAddr,
     seed: u64,
     state: watch::Sender<State>,
+    /// Whether the accept loop listens now: lets [`ProxyHandle::listening`] wait until a
+    /// disabled proxy really refuses, as Toxiproxy's API does before it answers.
+    listening: watch::Sender<bool>,
     cancel: CancellationToken,
     accepted: AtomicU64,
     active: AtomicU64,
@@ -357,6 +360,7 @@ impl Proxy {
                 enabled: true,
                 toxics: Arc::from(Vec::new()),
             }),
+            listening: watch::Sender::new(true),
             cancel: CancellationToken::new(),
             accepted: AtomicU64::new(0),
             active: AtomicU64::new(0),
@@ -508,6 +512,12 @@ impl ProxyHandle {
         self.shared.state.borrow().enabled
     }
 
+    /// Waits (at most `limit`) until the proxy listens, or refuses, as `listening` says.
+    pub async fn listening(&self, listening: bool, limit: Duration) {
+        let mut rx = self.shared.listening.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|l| *l == listening)).await;
+    }
+
     pub fn stats(&self) -> ProxyStats {
         stats_of(&self.shared)
     }
@@ -539,10 +549,12 @@ async fn accept_loop(
             // that is down gives them. Accepting and closing at once (the fallback for a
             // fraction) gives a different error ("server closed the connection unexpectedly").
             drop(listener);
+            shared.listening.send_replace(false);
             match refuse_until_revert(addr, &shared, &mut faults).await {
                 Some(l) => listener = l,
                 None => return,
             }
+            shared.listening.send_replace(true);
             continue;
         }
         tokio::select! {
@@ -956,37 +968,45 @@ impl<'a> Direction<'a> {
                 self.hold(n, Instant::now()).await;
                 carrier.drain(&mut to, n).await?;
                 self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-            } else {
-                self.copy_toxic_chunk(&mut carrier, &mut from, &mut to, limit)
-                    .await?;
+            } else if self
+                .copy_toxic_chunk(&mut carrier, &mut from, &mut to, limit)
+                .await?
+            {
+                return Ok(());
             }
         }
     }
 
-    /// One chunk under toxics: the no-toxic path above stays a plain copy loop.
+    /// One chunk under toxics: the no-toxic path above stays a plain copy loop. `true` once the
+    /// stream has ended (and its end was passed on).
     async fn copy_toxic_chunk(
         &mut self,
         carrier: &mut Carrier,
         from: &mut ReadHalf<'_>,
         to: &mut WriteHalf<'_>,
         limit: usize,
-    ) -> io::Result<()> {
+    ) -> io::Result<bool> {
         if self.toxics.exhausted() {
             return Err(toxic_cut(ToxicCut::Close));
         }
         let n = carrier.fill(from, self.toxics.chunk_limit(limit)).await?;
         if n == 0 {
+            // Behind a `timeout` toxic the end of the stream does not pass either: the
+            // connection ends when the toxic closes it, or goes on once the toxic is removed.
+            while self.toxics.drops() {
+                self.wait_for_change().await;
+            }
             let delay = self.toxics.close_delay();
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            return half_close(to).await;
+            return half_close(to).await.map(|()| true);
         }
         let read_at = Instant::now();
         // A toxic added while this direction waited for bytes applies to them.
         self.refresh();
         if self.toxics.drops() {
-            return carrier.discard(n);
+            return carrier.discard(n).map(|()| false);
         }
         self.hold(n, read_at).await;
         self.toxics.hold(n, read_at).await.map_err(toxic_cut)?;
@@ -1000,7 +1020,8 @@ impl<'a> Direction<'a> {
             offset += size;
         }
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        self.toxics.passed(n).map_err(toxic_cut)
+        self.toxics.passed(n).map_err(toxic_cut)?;
+        Ok(false)
     }
 
     /// Waits until the chunk of `n` bytes read at `read_at` may be written under the current

@@ -21,8 +21,8 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Mutex, watch};
 
+use super::Shared;
 use super::toxic::{ConnId, ToxicKind};
-use super::{Shared, Stream};
 
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
@@ -119,7 +119,6 @@ fn applying(shared: &Shared, conn: ConnId) -> Vec<PgToxic> {
         .borrow()
         .toxics
         .iter()
-        .filter(|t| t.stream == Stream::Upstream || t.stream == Stream::Downstream)
         .filter(|t| conn.affected_by(t))
         .filter_map(|t| match &t.kind {
             ToxicKind::Postgres(p) => Some(p.clone()),

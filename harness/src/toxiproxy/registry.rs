@@ -235,7 +235,7 @@ impl Registry {
                 }
             };
         } else {
-            e.held.handle().set_enabled(enabled);
+            set_enabled(&e.held.handle(), enabled).await;
         }
         Ok(e.to_json(name))
     }
@@ -261,7 +261,7 @@ impl Registry {
         for e in proxies.values_mut() {
             e.toxics.clear();
             e.apply_toxics()?;
-            e.held.handle().set_enabled(true);
+            set_enabled(&e.held.handle(), true).await;
         }
         Ok(())
     }
@@ -377,9 +377,17 @@ impl Registry {
             toxics: input.toxics.clone(),
         };
         entry.apply_toxics()?;
-        entry.held.handle().set_enabled(input.enabled);
+        set_enabled(&entry.held.handle(), input.enabled).await;
         Ok(entry)
     }
+}
+
+/// Enables or disables a proxy and answers once it listens or refuses, as Toxiproxy does.
+async fn set_enabled(proxy: &ProxyHandle, enabled: bool) {
+    proxy.set_enabled(enabled);
+    proxy
+        .listening(enabled, std::time::Duration::from_secs(2))
+        .await;
 }
 
 async fn stop(entry: Entry) {
