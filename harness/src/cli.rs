@@ -74,6 +74,13 @@ pub enum Command {
     Halt,
     /// The running lab: active faults and their deadlines, error rate, p99, firing alerts.
     Status(crate::gameday::StatusArgs),
+    /// A drop-in toxiproxy-server: Toxiproxy's HTTP API over the fault proxy (default
+    /// localhost:8474). Flags as toxiproxy-server takes them: -host, -port, -config FILE, -seed N.
+    #[command(disable_help_flag = true)]
+    Proxy {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -164,6 +171,7 @@ pub async fn main(cli: Cli) -> i32 {
         Command::Revert(args) => crate::gameday::revert(args).await,
         Command::Halt => crate::gameday::halt().await,
         Command::Status(args) => crate::gameday::status(args).await,
+        Command::Proxy { args } => toxiproxy_server(&args).await,
     }
 }
 
@@ -755,5 +763,25 @@ async fn show_progress(
     }
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+}
+
+/// `fivehundred proxy`: bad flags or config exit 2, a failed start 3.
+async fn toxiproxy_server(args: &[String]) -> i32 {
+    use crate::toxiproxy::server::{self, ServerError};
+    let result = match server::parse_args(args) {
+        Ok(args) => server::run(args).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(e @ ServerError::Usage(_)) => {
+            eprintln!("error: {e}");
+            EXIT_USAGE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_LAB
+        }
     }
 }

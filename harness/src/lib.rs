@@ -26,6 +26,7 @@
 //! - [`record`]: what a run records (requests, probes, metrics, logs, events); checks and reports
 //!   read only this.
 //! - [`proxy`]: the TCP fault proxy placed in front of the database and each dependency.
+//! - [`toxiproxy`]: Toxiproxy's HTTP API over the fault proxy (`fivehundred proxy`).
 //! - [`load`]: the open-loop load generator.
 //! - [`payments`]: the payments dependency the lab serves to the target.
 //! - [`monitoring`]: real Prometheus and Alertmanager for the lab, and the webhook that records
@@ -62,4 +63,5 @@ pub mod run;
 pub mod scenario;
 pub mod sys;
 pub mod target;
+pub mod toxiproxy;
 pub mod verdict;

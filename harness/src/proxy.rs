@@ -42,10 +42,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 mod carrier;
+mod http_answer;
+mod pgwire;
 #[cfg(test)]
 mod tests;
+pub mod toxic;
 
 use carrier::Carrier;
+pub use http_answer::HttpAnswer;
+pub use pgwire::PgToxic;
+use toxic::{ConnId, DirectionToxics, ToxicCut};
+pub use toxic::{Stream, Toxic, ToxicKind};
 
 /// A network fault, holding only its parameters. Serde-tagged by `kind` so a scenario can write
 /// `{ kind = "latency", latency = "200ms", jitter = "50ms" }`.
@@ -296,10 +303,30 @@ pub struct Proxy {
     all_closed: Option<mpsc::Receiver<()>>,
 }
 
+/// Everything that decides what the proxy does to a connection, watched by every connection.
+#[derive(Debug, Clone)]
+struct State {
+    fault: Option<FaultSpec>,
+    /// Toxiproxy's `enabled`: a disabled proxy refuses and closes connections, as `down` does,
+    /// but independently of the fault, so that neither undoes the other.
+    enabled: bool,
+    toxics: Arc<[Toxic]>,
+}
+
+impl State {
+    /// The proxy stops listening altogether.
+    fn refuses_all(&self) -> bool {
+        !self.enabled || FaultSpec::refuses_all(&self.fault)
+    }
+}
+
 struct Shared {
     upstream: SocketAddr,
     seed: u64,
-    fault: watch::Sender<Option<FaultSpec>>,
+    state: watch::Sender<State>,
+    /// Whether the accept loop listens now: lets [`ProxyHandle::listening`] wait until a
+    /// disabled proxy really refuses, as Toxiproxy's API does before it answers.
+    listening: watch::Sender<bool>,
     cancel: CancellationToken,
     accepted: AtomicU64,
     active: AtomicU64,
@@ -328,7 +355,12 @@ impl Proxy {
         let shared = Arc::new(Shared {
             upstream,
             seed,
-            fault: watch::Sender::new(None),
+            state: watch::Sender::new(State {
+                fault: None,
+                enabled: true,
+                toxics: Arc::from(Vec::new()),
+            }),
+            listening: watch::Sender::new(true),
             cancel: CancellationToken::new(),
             accepted: AtomicU64::new(0),
             active: AtomicU64::new(0),
@@ -363,27 +395,51 @@ impl Proxy {
     pub fn set_fault(&self, fault: impl Into<FaultSpec>) -> Result<(), ProxyError> {
         let spec = fault.into();
         spec.validate()?;
-        self.shared.fault.send_replace(Some(spec));
+        self.shared.state.send_modify(|s| s.fault = Some(spec));
         Ok(())
     }
 
     /// Deletes the active fault: every connection goes back to plain copying at once.
     pub fn clear_fault(&self) {
-        self.shared.fault.send_replace(None);
+        self.shared.state.send_modify(|s| s.fault = None);
     }
 
     pub fn active_fault(&self) -> Option<FaultSpec> {
-        self.shared.fault.borrow().clone()
+        self.shared.state.borrow().fault.clone()
+    }
+
+    /// Replaces the proxy's toxics (applied in this order), for new and open connections alike.
+    /// The active fault, if any, stays.
+    pub fn set_toxics(&self, toxics: Vec<Toxic>) -> Result<(), ProxyError> {
+        self.handle().set_toxics(toxics)
+    }
+
+    pub fn toxics(&self) -> Vec<Toxic> {
+        self.handle().toxics()
+    }
+
+    /// A disabled proxy does not listen and closes its open connections; enabling it listens
+    /// again on the same address.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.handle().set_enabled(enabled);
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.handle().enabled()
+    }
+
+    /// A handle that drives this proxy's toxics and `enabled` without owning it: dropping the
+    /// handle leaves the proxy running. This is how a registry of proxies (the Toxiproxy API)
+    /// reaches proxies that a lab owns.
+    pub fn handle(&self) -> ProxyHandle {
+        ProxyHandle {
+            local_addr: self.local_addr,
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     pub fn stats(&self) -> ProxyStats {
-        let s = &self.shared;
-        ProxyStats {
-            accepted: s.accepted.load(Ordering::Relaxed),
-            active: s.active.load(Ordering::Relaxed),
-            bytes_up: s.bytes_up.load(Ordering::Relaxed),
-            bytes_down: s.bytes_down.load(Ordering::Relaxed),
-        }
+        stats_of(&self.shared)
     }
 
     /// Stops listening, closes every connection, and returns once they are all closed.
@@ -395,6 +451,80 @@ impl Proxy {
         if let Some(mut closed) = self.all_closed.take() {
             let _ = closed.recv().await;
         }
+    }
+}
+
+fn stats_of(s: &Shared) -> ProxyStats {
+    ProxyStats {
+        accepted: s.accepted.load(Ordering::Relaxed),
+        active: s.active.load(Ordering::Relaxed),
+        bytes_up: s.bytes_up.load(Ordering::Relaxed),
+        bytes_down: s.bytes_down.load(Ordering::Relaxed),
+    }
+}
+
+/// See [`Proxy::handle`].
+#[derive(Clone)]
+pub struct ProxyHandle {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl ProxyHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn upstream(&self) -> SocketAddr {
+        self.shared.upstream
+    }
+
+    /// See [`Proxy::set_toxics`].
+    pub fn set_toxics(&self, toxics: Vec<Toxic>) -> Result<(), ProxyError> {
+        for t in &toxics {
+            if !(0.0..=1.0).contains(&t.toxicity) {
+                return Err(ProxyError::InvalidFault(format!(
+                    "toxicity of `{}` must be between 0 and 1, got {}",
+                    t.name, t.toxicity
+                )));
+            }
+        }
+        self.shared
+            .state
+            .send_modify(|s| s.toxics = Arc::from(toxics));
+        Ok(())
+    }
+
+    pub fn toxics(&self) -> Vec<Toxic> {
+        self.shared.state.borrow().toxics.to_vec()
+    }
+
+    /// See [`Proxy::set_enabled`].
+    pub fn set_enabled(&self, enabled: bool) {
+        self.shared.state.send_if_modified(|s| {
+            let changed = s.enabled != enabled;
+            s.enabled = enabled;
+            changed
+        });
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.shared.state.borrow().enabled
+    }
+
+    /// Waits (at most `limit`) until the proxy listens, or refuses, as `listening` says.
+    pub async fn listening(&self, listening: bool, limit: Duration) {
+        let mut rx = self.shared.listening.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|l| *l == listening)).await;
+    }
+
+    pub fn stats(&self) -> ProxyStats {
+        stats_of(&self.shared)
+    }
+
+    /// Whether the proxy this handle reaches has stopped (dropped or [`Proxy::stop`]ped).
+    pub fn is_stopped(&self) -> bool {
+        self.shared.cancel.is_cancelled()
     }
 }
 
@@ -410,19 +540,21 @@ async fn accept_loop(
     shared: Arc<Shared>,
     closed: mpsc::Sender<()>,
 ) {
-    let mut faults = shared.fault.subscribe();
+    let mut faults = shared.state.subscribe();
     let mut next_connection: u64 = 0;
     loop {
-        let spec = faults.borrow_and_update().clone();
-        if FaultSpec::refuses_all(&spec) {
+        let state = faults.borrow_and_update().clone();
+        if state.refuses_all() {
             // Stop listening so that clients get a real `ECONNREFUSED`, which is what a database
             // that is down gives them. Accepting and closing at once (the fallback for a
             // fraction) gives a different error ("server closed the connection unexpectedly").
             drop(listener);
+            shared.listening.send_replace(false);
             match refuse_until_revert(addr, &shared, &mut faults).await {
                 Some(l) => listener = l,
                 None => return,
             }
+            shared.listening.send_replace(true);
             continue;
         }
         tokio::select! {
@@ -448,11 +580,13 @@ async fn accept_loop(
                 next_connection += 1;
                 shared.accepted.fetch_add(1, Ordering::Relaxed);
                 let rng = ConnRng::new(shared.seed, number);
-                match FaultSpec::for_draw(&spec, rng.draw) {
+                let conn = ConnId { seed: shared.seed, number };
+                match FaultSpec::for_draw(&state.fault, rng.draw) {
                     Some(ProxyFault::Down) => drop(stream),
                     Some(ProxyFault::Reset) => reset(&stream),
                     _ => {
-                        tokio::spawn(serve(stream, rng, Arc::clone(&shared), closed.clone()));
+                        let shared = Arc::clone(&shared);
+                        tokio::spawn(serve(stream, rng, conn, shared, closed.clone()));
                     }
                 }
             }
@@ -466,7 +600,7 @@ async fn accept_loop(
 async fn refuse_until_revert(
     addr: SocketAddr,
     shared: &Shared,
-    faults: &mut watch::Receiver<Option<FaultSpec>>,
+    faults: &mut watch::Receiver<State>,
 ) -> Option<TcpListener> {
     let placeholder = bound_socket(addr);
     if let Err(e) = &placeholder {
@@ -479,7 +613,7 @@ async fn refuse_until_revert(
                 if changed.is_err() {
                     return None;
                 }
-                if !FaultSpec::refuses_all(&faults.borrow_and_update()) {
+                if !faults.borrow_and_update().refuses_all() {
                     break;
                 }
             }
@@ -564,24 +698,44 @@ enum Cut {
     Reset,
 }
 
-/// Resolves when the active fault says this connection must be cut.
-async fn cut_signal(mut faults: watch::Receiver<Option<FaultSpec>>, draw: f64) -> Cut {
+/// Resolves when the active fault, a disabled proxy or a `timeout` toxic says this connection
+/// must be cut.
+async fn cut_signal(mut faults: watch::Receiver<State>, draw: f64, conn: ConnId) -> Cut {
+    let mut timeouts_seen = std::collections::HashMap::new();
     loop {
-        match FaultSpec::for_draw(&faults.borrow_and_update(), draw) {
-            Some(ProxyFault::Down) => return Cut::Close,
-            Some(ProxyFault::Reset) => return Cut::Reset,
-            _ => {}
-        }
-        if faults.changed().await.is_err() {
-            pending::<()>().await;
+        let deadline = {
+            let state = faults.borrow_and_update();
+            match FaultSpec::for_draw(&state.fault, draw) {
+                Some(ProxyFault::Down) => return Cut::Close,
+                Some(ProxyFault::Reset) => return Cut::Reset,
+                _ => {}
+            }
+            if !state.enabled {
+                return Cut::Close;
+            }
+            toxic::timeout_deadline(&state.toxics, conn, &mut timeouts_seen)
+        };
+        let timeout = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            changed = faults.changed() => {
+                if changed.is_err() {
+                    pending::<()>().await;
+                }
+            }
+            _ = timeout => return Cut::Close,
         }
     }
 }
 
 /// Resolves once this connection is not stalled.
-async fn unstalled(mut faults: watch::Receiver<Option<FaultSpec>>, draw: f64) {
+async fn unstalled(mut faults: watch::Receiver<State>, draw: f64) {
     while matches!(
-        FaultSpec::for_draw(&faults.borrow_and_update(), draw),
+        FaultSpec::for_draw(&faults.borrow_and_update().fault, draw),
         Some(ProxyFault::Stall)
     ) {
         if faults.changed().await.is_err() {
@@ -593,17 +747,48 @@ async fn unstalled(mut faults: watch::Receiver<Option<FaultSpec>>, draw: f64) {
 async fn serve(
     mut client: TcpStream,
     rng: ConnRng,
+    conn: ConnId,
     shared: Arc<Shared>,
     _closed: mpsc::Sender<()>,
 ) {
     let _active = ActiveGuard::new(&shared.active);
-    let mut cut = pin!(cut_signal(shared.fault.subscribe(), rng.draw));
+    let mut cut = pin!(cut_signal(shared.state.subscribe(), rng.draw, conn));
+
+    // A toxic that speaks the connection's protocol (HTTP answers, PostgreSQL errors) takes the
+    // whole connection from its start.
+    let protocol = {
+        let state = shared.state.borrow();
+        state
+            .toxics
+            .iter()
+            .find(|t| t.kind.is_protocol() && conn.affected_by(t))
+            .map(|t| t.kind.clone())
+    };
+    match protocol {
+        Some(ToxicKind::Http(answer)) => {
+            tokio::select! {
+                _ = shared.cancel.cancelled() => {}
+                _ = &mut cut => {}
+                _ = http_answer::serve(client, &answer) => {}
+            }
+            return;
+        }
+        Some(ToxicKind::Postgres(_)) => {
+            tokio::select! {
+                _ = shared.cancel.cancelled() => {}
+                _ = &mut cut => {}
+                _ = pgwire::serve(client, conn, &shared) => {}
+            }
+            return;
+        }
+        _ => {}
+    }
 
     // A stalled connection does not reach the upstream at all, as behind a black-holed network:
     // connecting at once would hold a server connection slot (PostgreSQL's max_connections)
     // that the real fault would not.
     let connect = async {
-        unstalled(shared.fault.subscribe(), rng.draw).await;
+        unstalled(shared.state.subscribe(), rng.draw).await;
         TcpStream::connect(shared.upstream).await
     };
     let mut upstream = tokio::select! {
@@ -634,8 +819,10 @@ async fn serve(
     let end = {
         let (client_read, client_write) = client.split();
         let (upstream_read, upstream_write) = upstream.split();
-        let mut up = Direction::new(&shared, rng.draw, rng.up, &shared.bytes_up);
-        let mut down = Direction::new(&shared, rng.draw, rng.down, &shared.bytes_down);
+        let up_toxics = DirectionToxics::new(Stream::Upstream, conn, rng.up.clone());
+        let down_toxics = DirectionToxics::new(Stream::Downstream, conn, rng.down.clone());
+        let mut up = Direction::new(&shared, rng.draw, rng.up, up_toxics, &shared.bytes_up);
+        let mut down = Direction::new(&shared, rng.draw, rng.down, down_toxics, &shared.bytes_down);
         let mut up_done = false;
         let mut down_done = false;
         let mut up_copy = pin!(up.copy(client_read, upstream_write));
@@ -667,6 +854,22 @@ async fn serve(
     }
 }
 
+/// Passes a FIN on and lets the other direction carry on.
+async fn half_close(to: &mut WriteHalf<'_>) -> io::Result<()> {
+    match to.shutdown().await {
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+        other => other,
+    }
+}
+
+/// A toxic's end of a connection, as the error the connection task turns into a [`Cut`].
+fn toxic_cut(cut: ToxicCut) -> io::Error {
+    match cut {
+        ToxicCut::Reset => io::Error::new(io::ErrorKind::ConnectionReset, "reset_peer toxic"),
+        ToxicCut::Close => io::Error::other("limit_data toxic"),
+    }
+}
+
 /// When one side fails, the other is closed the same way: a reset is passed on as a reset.
 fn cut_for(e: &io::Error) -> Cut {
     tracing::debug!(error = %e, "proxied connection failed");
@@ -676,12 +879,15 @@ fn cut_for(e: &io::Error) -> Cut {
     }
 }
 
-/// One direction of one connection: copies chunks and applies the active fault to each.
+/// One direction of one connection: copies chunks and applies the active fault and toxics to
+/// each.
 struct Direction<'a> {
-    faults: watch::Receiver<Option<FaultSpec>>,
+    faults: watch::Receiver<State>,
     draw: f64,
     /// The fault as it applies to this connection; refreshed when the watch has changed.
     current: Option<ProxyFault>,
+    /// The toxics as they apply to this direction; refreshed with `current`.
+    toxics: DirectionToxics,
     rng: ChaCha8Rng,
     /// Bandwidth: the earliest time the next chunk may be written.
     next_send: Instant,
@@ -689,13 +895,24 @@ struct Direction<'a> {
 }
 
 impl<'a> Direction<'a> {
-    fn new(shared: &Shared, draw: f64, rng: ChaCha8Rng, bytes: &'a AtomicU64) -> Self {
-        let mut faults = shared.fault.subscribe();
-        let current = FaultSpec::for_draw(&faults.borrow_and_update(), draw).cloned();
+    fn new(
+        shared: &Shared,
+        draw: f64,
+        rng: ChaCha8Rng,
+        mut toxics: DirectionToxics,
+        bytes: &'a AtomicU64,
+    ) -> Self {
+        let mut faults = shared.state.subscribe();
+        let current = {
+            let state = faults.borrow_and_update();
+            toxics.update(&state.toxics);
+            FaultSpec::for_draw(&state.fault, draw).cloned()
+        };
         Direction {
             faults,
             draw,
             current,
+            toxics,
             rng,
             next_send: Instant::now(),
             bytes,
@@ -706,9 +923,14 @@ impl<'a> Direction<'a> {
     /// copy loop; waiting on `changed()` in a `select!` around every read was the alternative.
     fn refresh(&mut self) {
         if self.faults.has_changed().unwrap_or(false) {
-            self.current =
-                FaultSpec::for_draw(&self.faults.borrow_and_update(), self.draw).cloned();
+            self.take_state();
         }
+    }
+
+    fn take_state(&mut self) {
+        let state = self.faults.borrow_and_update();
+        self.current = FaultSpec::for_draw(&state.fault, self.draw).cloned();
+        self.toxics.update(&state.toxics);
     }
 
     async fn wait_for_change(&mut self) {
@@ -716,7 +938,7 @@ impl<'a> Direction<'a> {
             // The proxy is gone; the connection task is being cancelled.
             pending::<()>().await;
         }
-        self.current = FaultSpec::for_draw(&self.faults.borrow_and_update(), self.draw).cloned();
+        self.take_state();
     }
 
     async fn copy(&mut self, mut from: ReadHalf<'_>, mut to: WriteHalf<'_>) -> io::Result<()> {
@@ -738,18 +960,68 @@ impl<'a> Direction<'a> {
                     usize::try_from(*bytes_per_sec / 20).unwrap_or(usize::MAX)
                 }
             };
-            let n = carrier.fill(&mut from, limit).await?;
-            if n == 0 {
-                // Half-close: pass the FIN on and let the other direction carry on.
-                return match to.shutdown().await {
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
-                    other => other,
-                };
+            if self.toxics.is_empty() {
+                let n = carrier.fill(&mut from, limit).await?;
+                if n == 0 {
+                    return half_close(&mut to).await;
+                }
+                self.hold(n, Instant::now()).await;
+                carrier.drain(&mut to, n).await?;
+                self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            } else if self
+                .copy_toxic_chunk(&mut carrier, &mut from, &mut to, limit)
+                .await?
+            {
+                return Ok(());
             }
-            self.hold(n, Instant::now()).await;
-            carrier.drain(&mut to, n).await?;
-            self.bytes.fetch_add(n as u64, Ordering::Relaxed);
         }
+    }
+
+    /// One chunk under toxics: the no-toxic path above stays a plain copy loop. `true` once the
+    /// stream has ended (and its end was passed on).
+    async fn copy_toxic_chunk(
+        &mut self,
+        carrier: &mut Carrier,
+        from: &mut ReadHalf<'_>,
+        to: &mut WriteHalf<'_>,
+        limit: usize,
+    ) -> io::Result<bool> {
+        if self.toxics.exhausted() {
+            return Err(toxic_cut(ToxicCut::Close));
+        }
+        let n = carrier.fill(from, self.toxics.chunk_limit(limit)).await?;
+        if n == 0 {
+            // Behind a `timeout` toxic the end of the stream does not pass either: the
+            // connection ends when the toxic closes it, or goes on once the toxic is removed.
+            while self.toxics.drops() {
+                self.wait_for_change().await;
+            }
+            let delay = self.toxics.close_delay();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            return half_close(to).await.map(|()| true);
+        }
+        let read_at = Instant::now();
+        // A toxic added while this direction waited for bytes applies to them.
+        self.refresh();
+        if self.toxics.drops() {
+            return carrier.discard(n).map(|()| false);
+        }
+        self.hold(n, read_at).await;
+        self.toxics.hold(n, read_at).await.map_err(toxic_cut)?;
+        let (slices, pause) = self.toxics.slices(n);
+        let mut offset = 0;
+        for (i, size) in slices.iter().enumerate() {
+            if i > 0 && !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            carrier.drain_part(to, offset, *size).await?;
+            offset += size;
+        }
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        self.toxics.passed(n).map_err(toxic_cut)?;
+        Ok(false)
     }
 
     /// Waits until the chunk of `n` bytes read at `read_at` may be written under the current
@@ -777,7 +1049,14 @@ impl<'a> Direction<'a> {
             if until > Instant::now() {
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => {}
-                    _ = self.faults.changed() => continue,
+                    changed = self.faults.changed() => {
+                        if changed.is_err() {
+                            pending::<()>().await;
+                        }
+                        // `changed` marked the new state seen, so `refresh` would not take it.
+                        self.take_state();
+                        continue;
+                    }
                 }
             }
             if let Some(ProxyFault::Bandwidth { bytes_per_sec }) = &self.current {

@@ -72,10 +72,30 @@ impl Carrier {
 
     /// Passes on the `n` bytes taken in by the last [`Carrier::fill`].
     pub(super) async fn drain(&mut self, to: &mut WriteHalf<'_>, n: usize) -> io::Result<()> {
+        self.drain_part(to, 0, n).await
+    }
+
+    /// Passes on `len` bytes of the chunk taken in by the last [`Carrier::fill`], starting at
+    /// `offset`. Parts must be drained in order (a pipe has no offsets).
+    pub(super) async fn drain_part(
+        &mut self,
+        to: &mut WriteHalf<'_>,
+        offset: usize,
+        len: usize,
+    ) -> io::Result<()> {
         match self {
-            Carrier::Buffer(buf) => to.write_all(&buf[..n]).await,
+            Carrier::Buffer(buf) => to.write_all(&buf[offset..offset + len]).await,
             #[cfg(target_os = "linux")]
-            Carrier::Pipe(p) => p.drain(to, n).await,
+            Carrier::Pipe(p) => p.drain(to, len).await,
+        }
+    }
+
+    /// Throws away the `n` bytes taken in by the last [`Carrier::fill`].
+    pub(super) fn discard(&mut self, n: usize) -> io::Result<()> {
+        match self {
+            Carrier::Buffer(_) => Ok(()),
+            #[cfg(target_os = "linux")]
+            Carrier::Pipe(p) => p.discard(n),
         }
     }
 }
@@ -192,6 +212,25 @@ mod pipe {
                     Ok(moved) => left -= moved,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        }
+    }
+
+    impl Pipe {
+        /// Reads `n` bytes out of the pipe into nowhere. They are in the pipe already, so the
+        /// non-blocking reads do not wait.
+        pub(super) fn discard(&mut self, n: usize) -> io::Result<()> {
+            let mut scratch = [0u8; 16 * 1024];
+            let mut left = n;
+            while left > 0 {
+                let want = left.min(scratch.len());
+                match nix::unistd::read(&self.read, &mut scratch[..want]) {
+                    Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                    Ok(got) => left -= got,
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(e.into()),
                 }
             }
             Ok(())
