@@ -1,7 +1,8 @@
 //! What `recover` may touch. A journal says what a run made, but `recover` runs as root: it acts
 //! only on what it can prove the harness made, whatever a journal says. A process by its pid
 //! *and* start time; a directory only as a direct child of the temporary directory with a name
-//! the harness gives (`fivehundred-…`, `pglab-…`), owned by the caller and not a link; a
+//! the harness gives (`fivehundred-…`, `pglab-…`), owned by the caller (or by `postgres`, for a
+//! cluster made as root) and not a link; a
 //! database only by a name the harness gives (`fivehundred_<32 hex digits>`); a cgroup only
 //! under the cgroup filesystem with a name the harness gives.
 
@@ -110,14 +111,31 @@ fn dir_under(path: &Path, temp: &Path) -> Verdict {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Verdict::Gone,
         Err(e) => return Verdict::Refuse(e.to_string()),
     };
-    let me = nix::unistd::geteuid().as_raw();
     if !m.file_type().is_dir() {
         return Verdict::Refuse("not a directory (a link is never followed)".into());
     }
-    if m.uid() != me {
-        return Verdict::Refuse(format!("owned by uid {}, not by this user", m.uid()));
+    if !may_own(path, m.uid()) {
+        return Verdict::Refuse(format!(
+            "owned by uid {}, neither this user nor the one its PostgreSQL runs as",
+            m.uid()
+        ));
     }
     Verdict::Act
+}
+
+/// Whether a run's directory may belong to `uid`: the caller's own, or, for a cluster's
+/// directory (`pglab-`) made as root, the `postgres` user that pglab hands it to.
+fn may_own(path: &Path, uid: u32) -> bool {
+    let me = nix::unistd::geteuid();
+    if uid == me.as_raw() {
+        return true;
+    }
+    me.is_root()
+        && name_starts_with(path, &["pglab-"])
+        && nix::unistd::User::from_name("postgres")
+            .ok()
+            .flatten()
+            .is_some_and(|u| u.uid.as_raw() == uid)
 }
 
 /// A cgroup is removed only under the cgroup filesystem, named as the harness names its own.
@@ -177,6 +195,18 @@ mod tests {
             dir_under(&t.join("fivehundred-link"), t),
             Verdict::Refuse(_)
         ));
+        // A cluster's directory, handed to `postgres` by pglab as root: the run's own.
+        let pg = nix::unistd::User::from_name("postgres")
+            .unwrap()
+            .expect("no `postgres` user: PostgreSQL's server package makes it");
+        let cluster = t.join("pglab-cluster");
+        std::fs::create_dir(&cluster).unwrap();
+        nix::unistd::chown(&cluster, Some(pg.uid), None).unwrap();
+        assert_eq!(dir_under(&cluster, t), Verdict::Act);
+        let named_as_run = t.join("fivehundred-postgres-owned");
+        std::fs::create_dir(&named_as_run).unwrap();
+        nix::unistd::chown(&named_as_run, Some(pg.uid), None).unwrap();
+        assert!(matches!(dir_under(&named_as_run, t), Verdict::Refuse(_)));
         // Another user's, with the harness's name.
         let theirs = t.join("fivehundred-theirs");
         std::fs::create_dir(&theirs).unwrap();
