@@ -440,9 +440,10 @@ mod tests {
     #[test]
     fn a_started_target_has_no_database_password_on_its_command_line() {
         let dir = tempfile::tempdir().unwrap();
-        // A stand-in target that ignores its flags and stays up to be looked at.
+        // A stand-in target that ignores its flags and stays up to be looked at. The `exit`
+        // keeps the shell (and its command line) alive: a shell may exec its last command.
         let program = dir.path().join("target");
-        std::fs::write(&program, "#!/bin/sh\nsleep 30\n").unwrap();
+        std::fs::write(&program, "#!/bin/sh\nsleep 30\nexit 0\n").unwrap();
         std::fs::set_permissions(
             &program,
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -475,7 +476,16 @@ mod tests {
             })
             .expect("the stand-in target started");
         let pid = child.id();
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        // The parent may resume before the kernel has set the new program's arguments (the
+        // exec closes the descriptors that tell it, then builds the stack): wait for them.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let cmdline = loop {
+            let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+            if !c.is_empty() || std::time::Instant::now() > deadline {
+                break c;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
         let _ = child.kill();
         let _ = child.wait();
