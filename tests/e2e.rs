@@ -2,6 +2,7 @@
 //! target-app and a real PostgreSQL, as a user would, and we read its exit code and reports.
 
 mod gameday;
+mod random_kill;
 mod report_html;
 
 use std::path::{Path, PathBuf};
@@ -257,6 +258,47 @@ fn a_run_killed_with_sigkill_mid_fault_leaves_nothing_behind_after_recover() {
     );
     let again = run.command(&["recover"]).output().unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"));
+}
+
+/// Another user makes the state directory first (the fallback without HOME is in /tmp) and
+/// plants a journal naming /etc: `recover` must refuse the directory, touch nothing, and say so
+/// in one line.
+#[test]
+fn recover_refuses_a_state_directory_another_user_made_first_in_one_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let run = Run::new();
+    let state = run.state.path();
+    std::fs::create_dir(state.join("journals")).unwrap();
+    let victim = tempfile::Builder::new()
+        .prefix("fivehundred-victim-")
+        .tempdir()
+        .unwrap();
+    std::fs::write(
+        state.join("journals/20260101T000000-1-x.jsonl"),
+        format!(
+            "{{\"event\":\"resource\",\"resource\":{{\"kind\":\"dir\",\"path\":{:?}}}}}\n",
+            victim.path()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = run.command(&["recover"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", explain(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("mode 0777"), "{stderr}");
+    assert!(
+        victim.path().exists(),
+        "a planted journal made recover remove a directory"
+    );
+    // The same directory, another user's: refused too (a `run` stops before its lab).
+    std::fs::set_permissions(state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    nix::unistd::chown(state, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let out = run.command(&["recover"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", explain(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("owned by uid 65534"));
+    assert!(victim.path().exists());
+    nix::unistd::chown(state, Some(nix::unistd::geteuid()), None).unwrap();
 }
 
 #[test]

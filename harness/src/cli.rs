@@ -299,7 +299,13 @@ fn validate_lab(lab: &Path, files: &[String]) -> i32 {
 }
 
 async fn recover() -> i32 {
-    let done = crate::journal::recover().await;
+    let done = match crate::journal::recover().await {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_LAB;
+        }
+    };
     if done.is_empty() {
         println!("nothing to recover: no killed run left anything behind");
         return EXIT_OK;
@@ -476,7 +482,11 @@ async fn lab_options(
     target_args: Vec<String>,
     seed: u64,
 ) -> Result<LabOptions, i32> {
-    for r in crate::journal::recover().await {
+    let recovered = crate::journal::recover().await.map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_LAB
+    })?;
+    for r in recovered {
         eprintln!(
             "recovered what an earlier run left behind ({}): {}",
             r.journal.display(),

@@ -1,13 +1,37 @@
 //! The fault journal: an append-only file per run, written (and synced) *before* each fault is
 //! injected and each lab resource is created, so that `fivehundred recover` can undo what a
 //! killed run left behind. A run that ends normally deletes its journal.
+//!
+//! `recover` runs as root and kills, removes and drops what journals name, so the journals are
+//! trusted only as far as they are provably the caller's own: they live in a state directory
+//! private to the caller (0700, its owner, never a link), each written 0600 and created with
+//! `O_EXCL|O_NOFOLLOW`; a running run holds an exclusive `flock` on its journal for as long as
+//! it lives, which is how `recover` tells a live run from a dead one; and what a journal names
+//! is acted on only within the bounds of [`scope`].
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+mod scope;
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag};
 use serde::{Deserialize, Serialize};
+
+use crate::safefs::{Dir, SafeFsError};
+
+/// Journals are named `<time>-<pid>-<id>.jsonl`; one being created is `.jsonl.new` until its
+/// first entry is written and its lock taken.
+const EXT: &str = ".jsonl";
+const NEW_EXT: &str = ".jsonl.new";
+
+/// Held by `recover` while it acts, so two at once (two `run`s starting together) never act
+/// on the same journal.
+const RECOVER_LOCK: &str = "recover.lock";
 
 /// Where journals live: `$FIVEHUNDRED_STATE_DIR`, else `$XDG_STATE_HOME/fivehundred`, else
 /// `~/.local/state/fivehundred`.
@@ -22,6 +46,42 @@ pub fn state_dir() -> PathBuf {
         Some(h) => PathBuf::from(h).join(".local/state/fivehundred"),
         None => std::env::temp_dir().join("fivehundred-state"),
     }
+}
+
+/// Opens the state directory (see [`state_dir`]): created 0700 if missing, and refused if it is
+/// a link, another user's, or writable by others (a `/tmp/fivehundred-state` made by someone
+/// else first, planted journals and all). Its parent is the caller's own choice of place and
+/// is followed as given.
+pub fn open_state_dir() -> Result<Dir, SafeFsError> {
+    open_state_dir_at(&state_dir())
+}
+
+fn open_state_dir_at(path: &Path) -> Result<Dir, SafeFsError> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(SafeFsError::Path {
+            path: path.to_path_buf(),
+            why: "the state directory must be a directory below another",
+        });
+    };
+    std::fs::create_dir_all(parent).map_err(|e| SafeFsError::Sys {
+        op: "create",
+        path: parent.to_path_buf(),
+        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    })?;
+    Dir::open_trusted(parent)?.private_subdir(Path::new(name))
+}
+
+/// `<state dir>/journals`, private like the state directory.
+fn journals_dir(state: &Path) -> Result<Dir, SafeFsError> {
+    open_state_dir_at(state)?.private_subdir(Path::new("journals"))
+}
+
+/// A state directory refused, as one line that says what to do.
+pub fn refused(e: SafeFsError) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        format!("{e}; remove it or point FIVEHUNDRED_STATE_DIR at a directory of your own"),
+    )
 }
 
 /// Something a run created that must not outlive it.
@@ -83,36 +143,62 @@ pub struct JournalledFault {
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
+    /// The directory it is in, for its removal by name.
+    dir: Dir,
+    /// Held until the run ends: the proof, for `recover`, that the run still lives.
+    _lock: Flock<File>,
+    /// The same open file (so the same lock), for writing.
     file: Mutex<File>,
     next_id: Mutex<u64>,
 }
 
 impl Journal {
-    /// Opens a new journal in the state directory.
+    /// Opens a new journal in the state directory: created 0600 with `O_EXCL|O_NOFOLLOW`
+    /// under a name `recover` ignores, locked, its first entry written, and only then given
+    /// its name. So `recover` never sees a journal without its lock or its first entry.
     pub fn create(what: &str) -> std::io::Result<Journal> {
-        let dir = state_dir().join("journals");
-        fs::create_dir_all(&dir)?;
+        Journal::create_in(&state_dir(), what)
+    }
+
+    fn create_in(state: &Path, what: &str) -> std::io::Result<Journal> {
+        let dir = journals_dir(state).map_err(refused)?;
         let pid = std::process::id();
-        let path = dir.join(format!(
-            "{}-{pid}-{}.jsonl",
+        let stem = format!(
+            "{}-{pid}-{}",
             chrono::Utc::now().format("%Y%m%dT%H%M%S"),
             uuid::Uuid::new_v4().simple()
-        ));
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)?;
-        let j = Journal {
-            path,
-            file: Mutex::new(file),
+        );
+        let new_name = format!("{stem}{NEW_EXT}");
+        let name = format!("{stem}{EXT}");
+        let file = dir
+            .create_new_with(Path::new(&new_name), 0o600, OFlag::O_APPEND)
+            .map_err(std::io::Error::other)?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, errno)| std::io::Error::from(errno))?;
+        let file = Mutex::new(lock.try_clone()?);
+        let started = write_entry(
+            &file,
+            &Entry::Start {
+                pid,
+                start_time: process_start_time(pid),
+                what: what.to_string(),
+            },
+        )
+        .and_then(|()| {
+            dir.rename(Path::new(&new_name), Path::new(&name))
+                .map_err(std::io::Error::other)
+        });
+        if let Err(e) = started {
+            let _ = dir.remove_file(Path::new(&new_name));
+            return Err(e);
+        }
+        Ok(Journal {
+            path: dir.path().join(&name),
+            dir,
+            _lock: lock,
+            file,
             next_id: Mutex::new(0),
-        };
-        j.write(&Entry::Start {
-            pid,
-            start_time: process_start_time(pid),
-            what: what.to_string(),
-        })?;
-        Ok(j)
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -170,9 +256,11 @@ impl Journal {
         }
     }
 
-    /// The run ended and cleaned up after itself: the journal goes.
+    /// The run ended and cleaned up after itself: the journal goes (before its lock).
     pub fn finish(self) {
-        let _ = fs::remove_file(&self.path);
+        if let Some(name) = self.path.file_name() {
+            let _ = self.dir.remove_file(Path::new(name));
+        }
     }
 }
 
@@ -220,9 +308,9 @@ impl ResourceLog {
 /// The start time of a process (clock ticks since boot, from `/proc/PID/stat`): with the pid it
 /// identifies a process even after the pid has been reused.
 pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
@@ -242,45 +330,151 @@ pub struct Recovered {
     pub problems: Vec<String>,
 }
 
-/// Reverts what killed runs left behind: every journal whose run is no longer alive.
-/// Journals of runs still going are left alone.
-pub async fn recover() -> Vec<Recovered> {
-    let dir = state_dir().join("journals");
-    let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir(&dir) else {
-        return out;
-    };
-    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    paths.sort();
-    for path in paths {
-        if path.extension().is_none_or(|e| e != "jsonl") {
-            continue;
-        }
-        let Ok(file) = File::open(&path) else {
-            continue;
-        };
-        let entries: Vec<Entry> = BufReader::new(file)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| serde_json::from_str(&l).ok())
-            .collect();
-        if let Some(Entry::Start {
-            pid, start_time, ..
-        }) = entries.first()
-            && same_process_alive(*pid, *start_time)
-        {
-            continue;
-        }
-        out.push(recover_one(&path, &entries).await);
-    }
-    out
+/// Reverts what killed runs left behind: every journal whose run is no longer alive (its lock
+/// is free). Journals of runs still going are left alone; so is everything a journal names
+/// outside what [`scope`] allows. Fails only when the state directory cannot be trusted.
+pub async fn recover() -> Result<Vec<Recovered>, std::io::Error> {
+    recover_in(&state_dir()).await
 }
 
-async fn recover_one(path: &Path, entries: &[Entry]) -> Recovered {
+async fn recover_in(state: &Path) -> Result<Vec<Recovered>, std::io::Error> {
+    let dir = journals_dir(state).map_err(refused)?;
+    // Waits for a `recover` already at work: it may be undoing what this one would find.
+    let guard = open_state_dir_at(state)
+        .and_then(|state| lock_file(&state, Path::new(RECOVER_LOCK)))
+        .map_err(refused)?;
+    let _guard = tokio::task::spawn_blocking(move || Flock::lock(guard, FlockArg::LockExclusive))
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(|(_, errno)| std::io::Error::from(errno))?;
+    let mut names: Vec<_> = dir.entries().map_err(std::io::Error::other)?;
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        let Some(text) = name.to_str() else { continue };
+        if text.ends_with(NEW_EXT) {
+            remove_abandoned(&dir, &name);
+            continue;
+        }
+        if !text.ends_with(EXT) {
+            continue;
+        }
+        if let Some(r) = recover_journal(&dir, &name).await {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// The file `name` in `dir` for a lock: created 0600 if missing, never through a link.
+fn lock_file(dir: &Dir, name: &Path) -> Result<File, SafeFsError> {
+    match dir.create_new(name, 0o600) {
+        Ok(f) => Ok(f),
+        Err(SafeFsError::Sys {
+            errno: Errno::EEXIST,
+            ..
+        }) => dir.open_file(name, OFlag::O_RDONLY),
+        Err(e) => Err(e),
+    }
+}
+
+/// A journal whose creator died before giving it its name holds no resource (its first entry
+/// comes first): removed once its lock is free.
+fn remove_abandoned(dir: &Dir, name: &OsStr) {
+    let Ok(file) = dir.open_file(Path::new(name), OFlag::O_RDONLY) else {
+        return;
+    };
+    if let Ok(_lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        let _ = dir.remove_file(Path::new(name));
+    }
+}
+
+/// Recovers one journal if its run is dead; `None` if it is alive (or being recovered by
+/// another `recover`), or gone.
+async fn recover_journal(dir: &Dir, name: &OsStr) -> Option<Recovered> {
+    let path = dir.path().join(name);
     let mut rec = Recovered {
-        journal: path.to_path_buf(),
+        journal: path.clone(),
         ..Default::default()
     };
+    let file = match dir.open_file(Path::new(name), OFlag::O_RDONLY) {
+        Ok(f) => f,
+        Err(e) => {
+            rec.problems.push(format!("cannot open the journal: {e}"));
+            return Some(rec);
+        }
+    };
+    if let Err(why) = scope::trusted_journal(&file) {
+        rec.problems.push(format!("left alone: {why}"));
+        return Some(rec);
+    }
+    // A live run holds this lock for as long as it lives; nothing else says "alive" as well.
+    let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((_, Errno::EWOULDBLOCK)) => return None,
+        Err((_, e)) => {
+            rec.problems.push(format!("cannot lock the journal: {e}"));
+            return Some(rec);
+        }
+    };
+    // Removed by another `recover` between the listing and the lock: already done.
+    if lock.metadata().map(|m| m.nlink()).unwrap_or(0) == 0 {
+        return None;
+    }
+    let (entries, skipped) = match read_entries(&lock) {
+        Ok(read) => read,
+        Err(e) => {
+            rec.problems.push(format!("cannot read the journal: {e}"));
+            return Some(rec);
+        }
+    };
+    // A run whose lock was lost some other way, but whose process is still there, is not dead.
+    if let Some(Entry::Start {
+        pid, start_time, ..
+    }) = entries.first()
+        && same_process_alive(*pid, *start_time)
+    {
+        return None;
+    }
+    rec.actions.extend(skipped);
+    recover_entries(&mut rec, &entries).await;
+    if rec.problems.is_empty() {
+        // Removed while still locked: no other `recover` can take it up half done.
+        if let Err(e) = dir.remove_file(Path::new(name)) {
+            rec.problems.push(format!("cannot remove the journal: {e}"));
+        }
+    }
+    Some(rec)
+}
+
+/// Every entry that parses, and a note for each line that does not (not UTF-8, not JSON, or
+/// cut short by a kill mid-write): a bad line is skipped, never the end of the journal.
+fn read_entries(file: &File) -> std::io::Result<(Vec<Entry>, Vec<String>)> {
+    /// No journal grows near this; a larger file is not one the harness wrote.
+    const MAX: u64 = 64 << 20;
+    let mut bytes = Vec::new();
+    file.take(MAX).read_to_end(&mut bytes)?;
+    let mut entries = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match std::str::from_utf8(line)
+            .map_err(|e| e.to_string())
+            .and_then(|l| serde_json::from_str::<Entry>(l).map_err(|e| e.to_string()))
+        {
+            Ok(e) => entries.push(e),
+            Err(why) => skipped.push(format!(
+                "skipped line {} of the journal, not an entry: {why}",
+                i + 1
+            )),
+        }
+    }
+    Ok((entries, skipped))
+}
+
+async fn recover_entries(rec: &mut Recovered, entries: &[Entry]) {
     let reverted: Vec<u64> = entries
         .iter()
         .filter_map(|e| match e {
@@ -298,14 +492,21 @@ async fn recover_one(path: &Path, entries: &[Entry]) -> Recovered {
                     start_time,
                 },
         } = e
-            && same_process_alive(*pid, *start_time)
         {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            rec.actions
-                .push(format!("killed leftover {what} (pid {pid})"));
+            match scope::process(*pid, *start_time) {
+                scope::Verdict::Act => {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(*pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    rec.actions
+                        .push(format!("killed leftover {what} (pid {pid})"));
+                }
+                scope::Verdict::Gone => {}
+                scope::Verdict::Refuse(why) => rec
+                    .actions
+                    .push(format!("left {what} (pid {pid}) alone: {why}")),
+            }
         }
     }
     for e in entries.iter().rev() {
@@ -328,52 +529,73 @@ async fn recover_one(path: &Path, entries: &[Entry]) -> Recovered {
         }
     }
     for e in entries {
-        match e {
-            Entry::Resource {
-                resource: Resource::Database { admin_url, name },
-            } => match pglab::drop_database(admin_url, name).await {
+        if let Entry::Resource { resource } = e {
+            recover_resource(rec, resource).await;
+        }
+    }
+}
+
+/// Drops, removes what one resource entry names, if [`scope`] allows it.
+async fn recover_resource(rec: &mut Recovered, resource: &Resource) {
+    match resource {
+        Resource::Process { .. } => {}
+        Resource::Database { admin_url, name } => {
+            if let Err(why) = scope::database(name) {
+                rec.problems
+                    .push(format!("left database {name:?} alone: {why}"));
+                return;
+            }
+            match pglab::drop_database(admin_url, name).await {
                 Ok(()) => rec.actions.push(format!("dropped database {name}")),
                 Err(e) => rec
                     .problems
                     .push(format!("could not drop database {name}: {e}")),
-            },
-            // After the processes: a cgroup cannot go while anything runs in it.
-            Entry::Resource {
-                resource: Resource::Cgroup { path },
-            } if path.exists() => {
-                let p = path.clone();
-                let removed = tokio::task::spawn_blocking(move || {
-                    crate::cgroup::remove(&p, std::time::Duration::from_secs(5))
-                })
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-                match removed {
-                    Ok(()) => rec
-                        .actions
-                        .push(format!("removed cgroup {}", path.display())),
-                    Err(e) => rec.problems.push(e),
+            }
+        }
+        // After the processes: a cgroup cannot go while anything runs in it.
+        Resource::Cgroup { path } => {
+            match scope::cgroup(path) {
+                scope::Verdict::Act => {}
+                scope::Verdict::Gone => return,
+                scope::Verdict::Refuse(why) => {
+                    rec.problems
+                        .push(format!("left cgroup {} alone: {why}", path.display()));
+                    return;
                 }
             }
-            Entry::Resource {
-                resource: Resource::Dir { path },
-            } if path.exists() => match fs::remove_dir_all(path) {
+            let p = path.clone();
+            let removed = tokio::task::spawn_blocking(move || {
+                crate::cgroup::remove(&p, std::time::Duration::from_secs(5))
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            match removed {
+                Ok(()) => rec
+                    .actions
+                    .push(format!("removed cgroup {}", path.display())),
+                Err(e) => rec.problems.push(e),
+            }
+        }
+        Resource::Dir { path } => match scope::dir(path) {
+            scope::Verdict::Act => match std::fs::remove_dir_all(path) {
+                // std's remove_dir_all never follows a link inside the tree it removes.
                 Ok(()) => rec.actions.push(format!("removed {}", path.display())),
                 Err(e) => rec
                     .problems
                     .push(format!("could not remove {}: {e}", path.display())),
             },
-            _ => {}
-        }
+            scope::Verdict::Gone => {}
+            scope::Verdict::Refuse(why) => rec
+                .problems
+                .push(format!("left {} alone: {why}", path.display())),
+        },
     }
-    if rec.problems.is_empty() {
-        let _ = fs::remove_file(path);
-    }
-    rec
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn our_own_start_time_is_readable() {
@@ -383,5 +605,202 @@ mod tests {
             process_start_time(std::process::id())
         ));
         assert!(!same_process_alive(std::process::id(), Some(1)));
+    }
+
+    /// Above the largest pid Linux hands out (2^22): no process has it.
+    const DEAD_PID: u32 = (1 << 22) + 1;
+
+    fn line(e: &Entry) -> String {
+        serde_json::to_string(e).unwrap() + "\n"
+    }
+
+    /// A directory as a run makes one: directly in the temporary directory, named by the harness.
+    fn run_dir() -> PathBuf {
+        tempfile::Builder::new()
+            .prefix("fivehundred-journal-test-")
+            .tempdir()
+            .unwrap()
+            .keep()
+    }
+
+    /// A journal written by hand (as a killed run, or an attacker, would leave it).
+    fn plant(state: &Path, name: &str, text: &[u8]) -> PathBuf {
+        let dir = journals_dir(state).unwrap();
+        let mut f = dir.create_new(Path::new(name), 0o600).unwrap();
+        f.write_all(text).unwrap();
+        dir.path().join(name)
+    }
+
+    fn dead_run_with_dir(dir: &Path) -> String {
+        line(&Entry::Start {
+            pid: DEAD_PID,
+            start_time: Some(1),
+            what: "test".into(),
+        }) + &line(&Entry::Resource {
+            resource: Resource::Dir {
+                path: dir.to_path_buf(),
+            },
+        })
+    }
+
+    #[test]
+    fn a_state_directory_another_user_made_first_is_refused_in_one_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("fivehundred-state");
+        std::fs::create_dir(&state).unwrap();
+        nix::unistd::chown(&state, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        let err = Journal::create_in(&state, "test").unwrap_err().to_string();
+        assert!(err.contains("owned by uid 65534"), "{err}");
+        assert!(
+            err.contains("FIVEHUNDRED_STATE_DIR") && !err.contains('\n'),
+            "{err}"
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert!(rt.block_on(recover_in(&state)).is_err());
+        assert!(!state.join("journals").exists(), "something was made in it");
+    }
+
+    #[test]
+    fn a_state_directory_others_can_write_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Journal::create_in(&state, "test").unwrap_err().to_string();
+        assert!(err.contains("mode 0777"), "{err}");
+    }
+
+    #[test]
+    fn a_state_directory_that_is_a_symlink_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        std::os::unix::fs::symlink(elsewhere.path(), &state).unwrap();
+        assert!(Journal::create_in(&state, "test").is_err());
+    }
+
+    #[test]
+    fn journals_and_their_directories_are_private_to_their_owner() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        let j = Journal::create_in(&state, "test").unwrap();
+        j.resource(Resource::Database {
+            admin_url: "postgres://admin:pw@127.0.0.1:1/postgres".into(),
+            name: "fivehundred_00000000000000000000000000000000".into(),
+        });
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(&state.join("journals")), 0o700);
+        assert_eq!(mode(j.path()), 0o600, "the journal holds a password");
+        assert!(j.path().to_string_lossy().ends_with(EXT));
+        j.finish();
+        assert!(
+            std::fs::read_dir(state.join("journals"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_live_runs_journal_is_never_recovered_even_with_an_empty_first_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        let dir = run_dir();
+        // What a run's journal looks like just after a kill cut its first write short...
+        let text = format!("\n{{\"event\":\"sta\n{}", dead_run_with_dir(&dir));
+        let path = plant(&state, "20260101T000000-1-a.jsonl", text.as_bytes());
+        // ...while the run itself still holds its lock: it lives.
+        let held = Flock::lock(File::open(&path).unwrap(), FlockArg::LockExclusive).unwrap();
+        let done = recover_in(&state).await.unwrap();
+        assert!(done.is_empty(), "{done:?}");
+        assert!(dir.exists(), "a live run's directory was removed");
+        assert!(path.exists(), "a live run's journal was deleted");
+        drop(held);
+        let done = recover_in(&state).await.unwrap();
+        assert_eq!(done.len(), 1);
+        assert!(!dir.exists() && !path.exists());
+    }
+
+    #[tokio::test]
+    async fn a_journal_of_a_running_run_is_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        let dir = run_dir();
+        let j = Journal::create_in(&state, "test").unwrap();
+        j.resource(Resource::Dir { path: dir.clone() });
+        assert!(recover_in(&state).await.unwrap().is_empty());
+        assert!(dir.exists());
+        j.finish();
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_non_utf8_line_is_skipped_and_reported_and_the_entries_after_it_still_count() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        let (first, second) = (run_dir(), run_dir());
+        let mut text = dead_run_with_dir(&first).into_bytes();
+        text.extend_from_slice(b"\xff\xfe not a line\n");
+        text.extend_from_slice(
+            line(&Entry::Resource {
+                resource: Resource::Dir {
+                    path: second.clone(),
+                },
+            })
+            .as_bytes(),
+        );
+        let path = plant(&state, "20260101T000000-1-b.jsonl", &text);
+        let done = recover_in(&state).await.unwrap();
+        assert_eq!(done.len(), 1);
+        let actions = done[0].actions.join("\n");
+        assert!(actions.contains("skipped line 3"), "{actions}");
+        assert!(!first.exists() && !second.exists(), "{actions}");
+        assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn a_journal_others_could_write_is_not_acted_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        let dir = run_dir();
+        let path = plant(
+            &state,
+            "20260101T000000-1-c.jsonl",
+            dead_run_with_dir(&dir).as_bytes(),
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let done = recover_in(&state).await.unwrap();
+        assert!(done[0].problems[0].contains("left alone"), "{done:?}");
+        assert!(dir.exists());
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn two_recovers_at_once_recover_a_journal_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        let dirs: Vec<PathBuf> = (0..8).map(|_| run_dir()).collect();
+        for (i, d) in dirs.iter().enumerate() {
+            plant(
+                &state,
+                &format!("20260101T000000-1-{i}.jsonl"),
+                dead_run_with_dir(d).as_bytes(),
+            );
+        }
+        let (a, b) = tokio::join!(
+            tokio::spawn(recover_in_owned(state.clone())),
+            tokio::spawn(recover_in_owned(state.clone()))
+        );
+        let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
+        assert_eq!(a.len() + b.len(), 8, "{a:?} {b:?}");
+        assert!(a.iter().chain(&b).all(|r| r.problems.is_empty()));
+        assert!(dirs.iter().all(|d| !d.exists()));
+    }
+
+    async fn recover_in_owned(state: PathBuf) -> std::io::Result<Vec<Recovered>> {
+        recover_in(&state).await
     }
 }

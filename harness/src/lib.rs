@@ -15,6 +15,8 @@
 //! - [`journal`]: the on-disk fault journal and `recover`.
 //! - [`gameday`]: `lab up`, `inject`, `revert`, `halt`, `status`: a lab that stays up, faults by
 //!   hand with deadlines, a live dashboard, and a written record.
+//! - [`safefs`]: file operations as root that no symlink can redirect (descriptors, `openat`
+//!   with `O_NOFOLLOW`), for everything done inside a directory someone else owns.
 //! - [`sys`], [`cgroup`]: the system calls and cgroup files privileged faults use (mount
 //!   namespace, another user, prlimit; memory cgroups).
 //! - [`checks`]: what "responds correctly" means, evaluated on a recording.
@@ -60,6 +62,7 @@ pub mod proxy;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod safefs;
 pub mod scenario;
 pub mod sys;
 pub mod target;

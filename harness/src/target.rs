@@ -278,9 +278,7 @@ pub fn command(
     admin: SocketAddr,
 ) -> Result<Command, String> {
     let mut cmd = Command::new(&spec.program);
-    cmd.arg("--database-url")
-        .arg(&env.database_url)
-        .arg("--payments-url")
+    cmd.arg("--payments-url")
         .arg(&env.payments_url)
         .arg("--data-dir")
         .arg(&env.data_dir)
@@ -288,9 +286,11 @@ pub fn command(
         .arg(listen.to_string())
         .arg("--admin-listen")
         .arg(admin.to_string())
-        // The token goes by environment so it never shows in `ps`.
+        // The token and the database URL (with its password) go by environment so they never
+        // show in `ps`: a process's command line is readable by every user, its environment
+        // only by its owner and root.
         .env("APP_ADMIN_TOKEN", &env.admin_token)
-        .env_remove("DATABASE_URL")
+        .env("DATABASE_URL", &env.database_url)
         .env_remove("APP_PROTECTIONS")
         .env("RUST_BACKTRACE", "1")
         .stdin(Stdio::null())
@@ -457,4 +457,80 @@ pub fn locate_target_app(explicit: Option<&Path>) -> Result<PathBuf, String> {
         .ok_or_else(|| {
             "target-app is not built; run `cargo build -p target-app` (or use `cargo run -p fivehundred -- run`, which builds it), or pass --target-bin".into()
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Anyone on the machine can read a process's command line (`ps`, /proc/<pid>/cmdline); the
+    /// run's database password must not be there.
+    #[test]
+    fn a_started_target_has_no_database_password_on_its_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        // A stand-in target that ignores its flags and stays up to be looked at. The `exit`
+        // keeps the shell (and its command line) alive: a shell may exec its last command.
+        let program = dir.path().join("target");
+        std::fs::write(&program, "#!/bin/sh\nsleep 30\nexit 0\n").unwrap();
+        std::fs::set_permissions(
+            &program,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let spec = TargetSpec {
+            program,
+            extra_args: Vec::new(),
+        };
+        let env = TargetEnv {
+            database_url: "postgres://app:s3cret-pw@127.0.0.1:5432/fivehundred_x".into(),
+            payments_url: "http://127.0.0.1:1".into(),
+            data_dir: dir.path().join("data"),
+            admin_token: "token-123".into(),
+            config: None,
+            data_tmpfs: None,
+            user: None,
+        };
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut cmd = command(&spec, &env, addr, addr).unwrap();
+        // A script just written may still be open in a thread forked meanwhile (ETXTBSY).
+        let mut child = (0..50)
+            .find_map(|_| match cmd.spawn() {
+                Ok(c) => Some(c),
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    None
+                }
+                Err(e) => panic!("cannot start the stand-in target: {e}"),
+            })
+            .expect("the stand-in target started");
+        let pid = child.id();
+        // The parent may resume before the kernel has set the new program's arguments (the
+        // exec closes the descriptors that tell it, then builds the stack): wait for them.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let cmdline = loop {
+            let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+            if !c.is_empty() || std::time::Instant::now() > deadline {
+                break c;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(
+            cmdline.contains("--payments-url"),
+            "not the target: {cmdline}"
+        );
+        assert!(
+            !cmdline.contains("s3cret-pw"),
+            "password in `ps`: {cmdline}"
+        );
+        assert!(!cmdline.contains("token-123"), "token in `ps`: {cmdline}");
+        let environ = String::from_utf8_lossy(&environ);
+        assert!(
+            environ.contains("DATABASE_URL=postgres://app:s3cret-pw@"),
+            "the target is not given its database URL"
+        );
+    }
 }

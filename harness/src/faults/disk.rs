@@ -7,16 +7,20 @@
 //! and the tmpfs with it, ends with the target process, which dies with the controller.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::{FaultError, FaultKind};
 use crate::lab::Lab;
+use crate::safefs::{Dir, SafeFsError};
 use crate::target::TargetNeeds;
 
 /// The file the harness fills the disk with, at the top of the data directory.
 pub const FILLER: &str = ".fivehundred-filler";
+
+/// The one-byte file that checks a new file is refused.
+const PROBE: &str = ".fivehundred-probe";
 
 const DEFAULT_SIZE: u64 = 8 << 20;
 
@@ -82,26 +86,9 @@ impl FaultKind for DiskFull {
     async fn revert(&self, lab: &Lab, _held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         let dir = data_dir_of_target(lab)?;
         let size = self.size();
-        tokio::task::spawn_blocking(move || {
-            match std::fs::remove_file(dir.join(FILLER)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(failed(format!("cannot remove the filler: {e}"))),
-            }
-            // Verified: the filler is gone and at least half the disk is free again (the rest
-            // may hold the receipts written meanwhile).
-            let free = free_bytes(&dir)?;
-            if dir.join(FILLER).exists() || free < size / 2 {
-                return Err(failed(format!(
-                    "after removing the filler only {} of {} is free",
-                    format_bytes(free),
-                    format_bytes(size)
-                )));
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| FaultError::Failed(e.to_string()))?
+        tokio::task::spawn_blocking(move || unfill(&dir, size))
+            .await
+            .map_err(|e| FaultError::Failed(e.to_string()))?
     }
 }
 
@@ -118,9 +105,13 @@ fn failed(s: String) -> FaultError {
     FaultError::Failed(s)
 }
 
+fn fs_failed(e: SafeFsError) -> FaultError {
+    FaultError::Failed(e.to_string())
+}
+
 /// The target's data directory as the target sees it: through its own root, inside its mount
-/// namespace, where the tmpfs is.
-fn data_dir_of_target(lab: &Lab) -> Result<PathBuf, FaultError> {
+/// namespace, where the tmpfs is. Opened without following links: the target's user owns it.
+fn data_dir_of_target(lab: &Lab) -> Result<Dir, FaultError> {
     let pid = lab
         .target_pid()
         .ok_or_else(|| failed("the target is not running".into()))?;
@@ -130,17 +121,17 @@ fn data_dir_of_target(lab: &Lab) -> Result<PathBuf, FaultError> {
             "the target was started without a tmpfs data directory; filling the host's disk is not an option".into(),
         ));
     }
-    Ok(crate::target::seen_by(pid, &env.data_dir))
+    Dir::open_seen_by(pid, &env.data_dir).map_err(fs_failed)
 }
 
 /// Writes the filler until the filesystem refuses (ENOSPC), and again until a fresh write
 /// fails too: the target frees small files meanwhile (temporary receipts, readiness probes).
-/// Returns the bytes written.
-fn fill(dir: &Path, size: u64) -> Result<u64, FaultError> {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(FILLER))
+/// Returns the bytes written. The filler is always a file this call created: whatever the
+/// target's user left under its name (a link to a host file) is removed first, never opened.
+fn fill(dir: &Dir, size: u64) -> Result<u64, FaultError> {
+    dir.remove_file(Path::new(FILLER)).map_err(fs_failed)?;
+    let mut file = dir
+        .create_new(Path::new(FILLER), 0o600)
         .map_err(|e| failed(format!("cannot create the filler: {e}")))?;
     let chunk = vec![0xa5u8; 64 << 10];
     let mut written = 0u64;
@@ -174,21 +165,42 @@ fn fill(dir: &Path, size: u64) -> Result<u64, FaultError> {
     ))
 }
 
+/// Removes the filler (by name: a link left in its place is removed, not followed) and
+/// verifies that it is gone and at least half the disk is free again (the rest may hold the
+/// receipts written meanwhile).
+fn unfill(dir: &Dir, size: u64) -> Result<(), FaultError> {
+    dir.remove_file(Path::new(FILLER))
+        .map_err(|e| failed(format!("cannot remove the filler: {e}")))?;
+    let free = free_bytes(dir)?;
+    if dir.exists(Path::new(FILLER)) || free < size / 2 {
+        return Err(failed(format!(
+            "after removing the filler only {} of {} is free",
+            format_bytes(free),
+            format_bytes(size)
+        )));
+    }
+    Ok(())
+}
+
 /// Whether a new one-byte file is refused with ENOSPC, as the target's next write will be.
-fn probe_is_refused(dir: &Path) -> bool {
-    let probe = dir.join(".fivehundred-probe");
-    let refused = match std::fs::write(&probe, b"1") {
-        Err(e) => e.raw_os_error() == Some(libc::ENOSPC),
-        Ok(()) => false,
+/// Created with `O_EXCL|O_NOFOLLOW`: a link planted under the probe's name makes the probe
+/// fail (and is removed), it is never written through.
+fn probe_is_refused(dir: &Dir) -> bool {
+    let probe = Path::new(PROBE);
+    let refused = match dir.create_new(probe, 0o600) {
+        Err(SafeFsError::Sys { errno, .. }) => errno == nix::errno::Errno::ENOSPC,
+        Err(_) => false,
+        Ok(mut f) => match f.write_all(b"1").and_then(|()| f.sync_all()) {
+            Err(e) => e.raw_os_error() == Some(libc::ENOSPC),
+            Ok(()) => false,
+        },
     };
-    let _ = std::fs::remove_file(&probe);
+    let _ = dir.remove_file(probe);
     refused
 }
 
-fn free_bytes(dir: &Path) -> Result<u64, FaultError> {
-    let st = nix::sys::statvfs::statvfs(dir)
-        .map_err(|e| failed(format!("statvfs {}: {e}", dir.display())))?;
-    Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
+fn free_bytes(dir: &Dir) -> Result<u64, FaultError> {
+    dir.free_bytes().map_err(fs_failed)
 }
 
 /// `"8MiB"`, `"512KiB"`, `"1GiB"`, `"65536"` (bytes); `k`, `M`, `G` are binary too.
@@ -268,17 +280,17 @@ mod tests {
         )
         .unwrap();
         let mut child = pglab::proc::spawn_tied(cmd, nix::sys::signal::Signal::SIGKILL).unwrap();
-        let view = crate::target::seen_by(child.id(), dir.path());
+        let view = Dir::open_seen_by(child.id(), dir.path()).unwrap();
         let result = fill(&view, size);
         let refused = probe_is_refused(&view);
-        let removed = std::fs::remove_file(view.join(FILLER));
+        let removed = view.remove_file(Path::new(FILLER));
         let free = free_bytes(&view);
         let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let _ = child.kill();
         let _ = child.wait();
         assert!(result.unwrap() > size / 2);
         assert!(refused);
-        removed.unwrap();
+        assert!(removed.unwrap());
         assert_eq!(free.unwrap(), size);
         assert!(
             !host_mounts.contains(dir.path().to_str().unwrap()),
@@ -288,5 +300,69 @@ mod tests {
             !dir.path().join(FILLER).exists(),
             "the filler went to the host's disk"
         );
+    }
+
+    /// A host file standing in for `/etc/shadow`, with the contents and mode to check after.
+    fn host_file() -> (tempfile::TempDir, std::path::PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let host = tempfile::tempdir().unwrap();
+        let file = host.path().join("shadow");
+        std::fs::write(&file, "root:$6$secret:19000::::::\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        (host, file)
+    }
+
+    fn assert_untouched(file: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::read_to_string(file).unwrap(),
+            "root:$6$secret:19000::::::\n",
+            "the host file was written through the link"
+        );
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o640);
+    }
+
+    /// The attack: the target's user makes the probe's name a symlink to a host file, which a
+    /// probe written by path would truncate as root.
+    #[test]
+    fn a_probe_file_swapped_for_a_symlink_to_a_host_file_never_writes_the_host_file() {
+        let (_host, shadow) = host_file();
+        let data = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(&shadow, data.path().join(PROBE)).unwrap();
+        let dir = Dir::open(data.path()).unwrap();
+        assert!(!probe_is_refused(&dir));
+        assert_untouched(&shadow);
+        assert!(!data.path().join(PROBE).exists(), "the planted link stays");
+    }
+
+    /// The same with the filler's name, which a filler opened by path would append to.
+    #[test]
+    fn a_filler_swapped_for_a_symlink_to_a_host_file_never_writes_the_host_file() {
+        let (_host, shadow) = host_file();
+        let data = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(&shadow, data.path().join(FILLER)).unwrap();
+        let dir = Dir::open(data.path()).unwrap();
+        // Not a tmpfs: the fill stops at twice the size, with an error; only its own file grew.
+        assert!(fill(&dir, 64 << 10).is_err());
+        assert_untouched(&shadow);
+        let filler = std::fs::symlink_metadata(data.path().join(FILLER)).unwrap();
+        assert!(filler.is_file(), "the filler is a file of its own");
+        // Swapped again between inject and revert: the revert removes the link only.
+        std::fs::remove_file(data.path().join(FILLER)).unwrap();
+        std::os::unix::fs::symlink(&shadow, data.path().join(FILLER)).unwrap();
+        let _ = unfill(&dir, 64 << 10);
+        assert_untouched(&shadow);
+        assert!(std::fs::symlink_metadata(data.path().join(FILLER)).is_err());
+    }
+
+    /// The data directory itself swapped for a link (possible where its parent is the
+    /// target's): the fault refuses to open it at all.
+    #[test]
+    fn a_data_directory_swapped_for_a_symlink_is_refused() {
+        let (host, _) = host_file();
+        let parent = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(host.path(), parent.path().join("data")).unwrap();
+        assert!(Dir::open_seen_by(std::process::id(), &parent.path().join("data")).is_err());
     }
 }

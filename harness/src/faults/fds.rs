@@ -81,6 +81,10 @@ impl FaultKind for FdLimit {
 
     async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         let pid = target_pid(lab)?;
+        // With the pid, names the process: a pid reused by another process after the target
+        // died has another start time, and no limit may land on it.
+        let started = crate::journal::process_start_time(pid)
+            .ok_or_else(|| FaultError::Failed(format!("the target (pid {pid}) is gone")))?;
         let fds = Descriptors::read(pid).map_err(|e| {
             FaultError::Failed(format!("cannot list the target's descriptors: {e}"))
         })?;
@@ -117,7 +121,13 @@ impl FaultKind for FdLimit {
                 };
                 floor = floor.max(fds.reserve_floor());
                 let want = fds.limit(floor) + headroom;
-                if want < limit && crate::sys::set_nofile_limit(pid, want, hard).is_ok() {
+                if want >= limit {
+                    continue;
+                }
+                if !same_process(pid, started) {
+                    return; // the target died and its pid went to another process
+                }
+                if crate::sys::set_nofile_limit(pid, want, hard).is_ok() {
                     limit = want;
                 }
             }
@@ -144,6 +154,11 @@ impl FaultKind for FdLimit {
         // On failure what the retry needs stays held.
         result
     }
+}
+
+/// Whether `pid` is still the process that started at `started` (clock ticks since boot).
+fn same_process(pid: u32, started: u64) -> bool {
+    crate::journal::process_start_time(pid) == Some(started)
 }
 
 fn target_pid(lab: &Lab) -> Result<u32, FaultError> {
@@ -268,6 +283,25 @@ Max open files            37                   1048576              files     \n
         let fds = Descriptors::read(std::process::id()).unwrap();
         assert!(fds.open.contains(&fd) && fds.null.contains(&fd));
         assert!(fds.reserve_floor() > fd);
+    }
+
+    #[test]
+    fn a_pid_whose_start_time_changed_is_not_the_same_process() {
+        let me = std::process::id();
+        let started = crate::journal::process_start_time(me).unwrap();
+        assert!(same_process(me, started));
+        assert!(
+            !same_process(me, started + 1),
+            "a reused pid passes for the target"
+        );
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let then = crate::journal::process_start_time(pid);
+        child.wait().unwrap();
+        assert!(
+            then.is_none_or(|t| !same_process(pid, t)),
+            "a dead process passes"
+        );
     }
 
     #[test]

@@ -3,13 +3,13 @@
 //! unprivileged user for this (see [`TargetNeeds::unprivileged`]): root ignores mode bits, so
 //! against a root target the fault would do nothing. The EACCES it meets is the kernel's own.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::{FaultError, FaultKind};
 use crate::lab::Lab;
+use crate::safefs::{Dir, SafeFsError};
 use crate::target::TargetNeeds;
 
 /// Which path loses its permissions.
@@ -68,32 +68,31 @@ impl FaultKind for Permission {
     }
 
     async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
-        let path = self.path(lab)?;
-        let before = mode_of(&path)?;
+        let dir = self.dir(lab)?;
+        let before = dir.mode().map_err(failed)?;
         // Kept for the revert: the mode to restore is whatever it was, not a guess.
         *held = Some(before);
-        set_mode(&path, self.mode())?;
+        dir.set_mode(self.mode()).map_err(failed)?;
         lab.recorder.event(
             crate::record::EventKind::Note,
             format!(
                 "chmod {:04o} {} (was {before:04o})",
                 self.mode(),
-                path.display()
+                dir.path().display()
             ),
         );
         Ok(())
     }
 
     async fn revert(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
-        let Some(before) = held.take() else {
+        let Some(before) = *held else {
             // Never injected (it failed before the mode was read): nothing to restore.
             return Ok(());
         };
-        let path = self.path(lab)?;
-        if let Err(e) = set_mode(&path, before) {
-            *held = Some(before); // for the retry
-            return Err(e);
-        }
+        self.dir(lab)
+            .and_then(|dir| dir.set_mode(before).map_err(failed))?;
+        // Restored and verified; on failure the mode stays held for the retry.
+        *held = None;
         Ok(())
     }
 }
@@ -103,7 +102,10 @@ impl Permission {
         parse_mode(&self.mode).unwrap_or(0o500)
     }
 
-    fn path(&self, lab: &Lab) -> Result<PathBuf, FaultError> {
+    /// The directory whose mode flips, opened through the target's root without following any
+    /// link: the target's user owns the data directory and may have swapped `receipts` for a
+    /// symlink to a host file since the last call.
+    fn dir(&self, lab: &Lab) -> Result<Dir, FaultError> {
         let pid = lab
             .target_pid()
             .ok_or_else(|| FaultError::Failed("the target is not running".into()))?;
@@ -114,36 +116,26 @@ impl Permission {
                     .into(),
             ));
         }
-        let dir = crate::target::seen_by(pid, &env.data_dir);
-        Ok(match self.path {
-            PermissionPath::Receipts => dir.join("receipts"),
-            PermissionPath::DataDir => dir,
-        })
+        let rel = match self.path {
+            PermissionPath::Receipts => env.data_dir.join("receipts"),
+            PermissionPath::DataDir => env.data_dir.clone(),
+        };
+        open_flipped(pid, &rel)
     }
+}
+
+/// `path` inside process `pid`'s root, every component opened without following links.
+fn open_flipped(pid: u32, path: &Path) -> Result<Dir, FaultError> {
+    Dir::open_seen_by(pid, path).map_err(failed)
+}
+
+fn failed(e: SafeFsError) -> FaultError {
+    FaultError::Failed(e.to_string())
 }
 
 fn parse_mode(s: &str) -> Option<u32> {
     let digits = s.strip_prefix("0o").unwrap_or(s);
     u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o7777)
-}
-
-fn mode_of(path: &std::path::Path) -> Result<u32, FaultError> {
-    std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .map_err(|e| FaultError::Failed(format!("cannot read the mode of {}: {e}", path.display())))
-}
-
-/// chmod, verified by reading the mode back.
-fn set_mode(path: &std::path::Path, mode: u32) -> Result<(), FaultError> {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| FaultError::Failed(format!("chmod {mode:04o} {}: {e}", path.display())))?;
-    match mode_of(path)? {
-        m if m == mode => Ok(()),
-        m => Err(FaultError::Failed(format!(
-            "{} has mode {m:04o} after chmod {mode:04o}",
-            path.display()
-        ))),
-    }
 }
 
 #[cfg(test)]
@@ -158,12 +150,48 @@ mod tests {
         assert_eq!(parse_mode("77777"), None);
     }
 
+    /// The attack: the target's user owns the data directory, so between inject and revert it
+    /// swaps `receipts` for a symlink to a host file. The revert must fail, not chmod the file.
     #[test]
-    fn a_mode_change_reads_back_or_fails() {
-        let dir = tempfile::tempdir().unwrap();
-        set_mode(dir.path(), 0o500).unwrap();
-        assert_eq!(mode_of(dir.path()).unwrap(), 0o500);
-        set_mode(dir.path(), 0o700).unwrap();
-        assert!(set_mode(&dir.path().join("gone"), 0o700).is_err());
+    fn a_receipts_directory_swapped_for_a_symlink_to_a_host_file_leaves_the_host_file_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let host = tempfile::tempdir().unwrap();
+        let passwd = host.path().join("passwd");
+        std::fs::write(&passwd, "root:x:0:0::/root:/bin/sh\n").unwrap();
+        std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let receipts = data.path().join("receipts");
+        std::fs::create_dir(&receipts).unwrap();
+        let me = std::process::id();
+
+        // inject: the real directory flips to 0500.
+        let dir = open_flipped(me, &receipts).unwrap();
+        let before = dir.mode().unwrap();
+        dir.set_mode(0o500).unwrap();
+        drop(dir);
+        // The swap, as the directory's owner could do it.
+        std::fs::remove_dir(&receipts).unwrap();
+        std::os::unix::fs::symlink(&passwd, &receipts).unwrap();
+        // revert: refused, naming the link.
+        let err = open_flipped(me, &receipts)
+            .and_then(|d| d.set_mode(before).map_err(failed))
+            .unwrap_err();
+        assert!(err.to_string().contains("receipts"), "{err}");
+        let mode = std::fs::metadata(&passwd).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o644, "the host file's mode changed");
+        assert_eq!(
+            std::fs::read_to_string(&passwd).unwrap(),
+            "root:x:0:0::/root:/bin/sh\n"
+        );
+    }
+
+    /// The same swap one level up: the data directory itself as the link target's parent.
+    #[test]
+    fn a_data_directory_reached_through_a_symlinked_parent_is_refused() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::create_dir(host.path().join("receipts")).unwrap();
+        let data = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(host.path(), data.path().join("data")).unwrap();
+        assert!(open_flipped(std::process::id(), &data.path().join("data/receipts")).is_err());
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::journal::{process_start_time, state_dir};
+use crate::journal::{open_state_dir, process_start_time, refused, state_dir};
 
 /// What the running lab tells the other commands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,35 +29,51 @@ pub struct LabFile {
     pub started_at: String,
 }
 
+const LAB_FILE: &str = "lab.json";
+
 /// `<state dir>/lab.json`.
 pub fn lab_file_path() -> PathBuf {
-    state_dir().join("lab.json")
+    state_dir().join(LAB_FILE)
 }
 
 impl LabFile {
     /// Writes the file atomically (a reader never sees half of it), mode 0600: it holds the
-    /// token.
+    /// token. The temporary file is created with `O_EXCL|O_NOFOLLOW` in the private state
+    /// directory, so nothing planted under its name is written through.
     pub fn write(&self) -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = lab_file_path();
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+        let dir = open_state_dir().map_err(refused)?;
+        let tmp = format!("lab.json.{}", std::process::id());
+        let tmp = std::path::Path::new(&tmp);
+        dir.remove_file(tmp).map_err(std::io::Error::other)?;
+        let mut f = dir.create_new(tmp, 0o600).map_err(std::io::Error::other)?;
+        let written = serde_json::to_vec_pretty(self)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| f.write_all(&bytes))
+            .and_then(|()| f.sync_all())
+            .and_then(|()| {
+                dir.rename(tmp, std::path::Path::new(LAB_FILE))
+                    .map_err(std::io::Error::other)
+            });
+        if written.is_err() {
+            let _ = dir.remove_file(tmp);
         }
-        let tmp = path.with_extension(format!("json.{}", std::process::id()));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
+        written
     }
 
-    /// The lab file, if there is one (alive or not).
+    /// The lab file, if there is one (alive or not) and it is the caller's own: a file in a
+    /// state directory that is not private, or not owned by the caller, is not read.
     pub fn read() -> Option<LabFile> {
-        let text = std::fs::read_to_string(lab_file_path()).ok()?;
+        let file = open_state_dir()
+            .ok()?
+            .open_file(std::path::Path::new(LAB_FILE), nix::fcntl::OFlag::O_RDONLY)
+            .ok()?;
+        let meta = file.metadata().ok()?;
+        if std::os::unix::fs::MetadataExt::uid(&meta) != nix::unistd::geteuid().as_raw() {
+            return None;
+        }
+        let mut text = String::new();
+        // A lab file is a few hundred bytes; more is not one the lab wrote.
+        std::io::Read::read_to_string(&mut std::io::Read::take(file, 1 << 20), &mut text).ok()?;
         serde_json::from_str(&text).ok()
     }
 

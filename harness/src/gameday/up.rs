@@ -130,7 +130,14 @@ pub async fn lab_up(args: LabUpArgs) -> i32 {
         }
         let _ = std::fs::remove_file(super::client::lab_file_path());
     }
-    for r in crate::journal::recover().await {
+    let recovered = match crate::journal::recover().await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_LAB;
+        }
+    };
+    for r in recovered {
         eprintln!(
             "recovered what an earlier run left behind ({}): {}",
             r.journal.display(),
