@@ -22,6 +22,8 @@
 //! - [`explain`]: `fivehundred explain`: a failure mode for learners, protected and unprotected.
 //! - [`record`]: what a run records (requests, probes, metrics, logs, events); checks and reports
 //!   read only this.
+//! - [`docker`]: the container backend's mechanisms: the engine, labelled containers and
+//!   networks, images built from Debian's packages, container faults.
 //! - [`proxy`]: the TCP fault proxy placed in front of the database and each dependency.
 //! - [`load`]: the open-loop load generator.
 //! - [`payments`]: the payments dependency the lab serves to the target.
@@ -31,6 +33,7 @@
 pub mod cgroup;
 pub mod checks;
 pub mod cli;
+pub mod docker;
 pub mod duration_serde;
 pub mod explain;
 pub mod faults;
