@@ -187,7 +187,10 @@ async fn postgres_in_a_container_answers_sqlx_on_loopback_with_its_password_only
     let run = RunGuard::new();
     let (_network, pg) = lab(&engine, &run.0).await?;
     ensure!(select_one(&pg.url(), Duration::from_secs(10)).await? == 1);
-    let wrong = pg.url().replace("postgres:", "postgres:wrong");
+    let wrong = format!(
+        "postgres://postgres:wrong@127.0.0.1:{}/postgres",
+        pg.host_port()
+    );
     let refused = select_one(&wrong, Duration::from_secs(10)).await;
     ensure!(
         format!("{refused:?}").contains("password authentication failed"),
@@ -238,6 +241,8 @@ async fn target_app_in_a_container_reaches_its_database_through_a_proxy_on_the_h
         .env("APP_LISTEN", "0.0.0.0:8080")
         .env("APP_ADMIN_LISTEN", "0.0.0.0:9090")
         .env("APP_DATA_DIR", "/var/lib/target-app")
+        // Nothing serves payments here: only the database is looked at.
+        .env("APP_PAYMENTS_URL", "http://host.docker.internal:9/")
         .port(8080)
         .network(&network, &["target"]);
     let target = Container::start(&engine, &run.0, &spec).await?;
@@ -344,7 +349,7 @@ async fn a_lowered_memory_limit_kills_what_no_longer_fits_until_it_is_restored()
     let hog = [
         "sh",
         "-c",
-        "head -c 100000000 /dev/zero | tail -c 1 >/dev/null",
+        "head -c 100000000 /dev/zero | tail -n 1 >/dev/null",
     ];
     let injected = inject(
         &engine,

@@ -146,9 +146,13 @@ pub async fn ensure_base(engine: &Engine, progress: Progress<'_>) -> Result<Stri
         "building {image} from Debian's packages with debootstrap (first use; about 2 minutes)"
     ));
     let old = previous_id(engine, &image).await;
+    let started = std::time::Instant::now();
     build_base(engine, &image, &recipe, progress).await?;
     remove_replaced(engine, old, &image).await;
-    progress(&format!("built {image}"));
+    progress(&format!(
+        "built {image} in {}s",
+        started.elapsed().as_secs()
+    ));
     Ok(image)
 }
 
@@ -419,6 +423,7 @@ async fn ensure_built(
     progress(&format!("building {image} on {base}"));
     let tar = context_tar(context).map_err(DockerError::io("make the build context"))?;
     let old = previous_id(engine, image).await;
+    let started = std::time::Instant::now();
     let options = BuildImageOptions {
         t: Some(image.to_owned()),
         rm: true,
@@ -460,7 +465,10 @@ async fn ensure_built(
         });
     }
     remove_replaced(engine, old, image).await;
-    progress(&format!("built {image}"));
+    progress(&format!(
+        "built {image} in {}s",
+        started.elapsed().as_secs()
+    ));
     Ok(())
 }
 
