@@ -185,8 +185,14 @@ async fn images_are_built_once_then_reused_while_their_recipe_holds() -> Result<
 async fn postgres_in_a_container_answers_sqlx_on_loopback_with_its_password_only() -> Result<()> {
     let engine = engine().await?;
     let run = RunGuard::new();
+    ensure_postgres(&engine, &progress).await?;
+    let started = Instant::now();
     let (_network, pg) = lab(&engine, &run.0).await?;
     ensure!(select_one(&pg.url(), Duration::from_secs(10)).await? == 1);
+    eprintln!(
+        "network + PostgreSQL container answering in {:?}",
+        started.elapsed()
+    );
     let wrong = format!(
         "postgres://postgres:wrong@127.0.0.1:{}/postgres",
         pg.host_port()
