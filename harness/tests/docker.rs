@@ -181,6 +181,59 @@ async fn images_are_built_once_then_reused_while_their_recipe_holds() -> Result<
     Ok(())
 }
 
+/// A service image is rebuilt when its binary changes, the image it replaces is removed, and the
+/// new one is reused.
+#[tokio::test]
+async fn a_service_image_is_rebuilt_when_its_binary_changes_and_reused_after() -> Result<()> {
+    let engine = engine().await?;
+    let name = format!("test-{}", RunId::generate());
+    let dir = tempfile::tempdir()?;
+    let first = dir.path().join("first");
+    let second = dir.path().join("second");
+    std::fs::write(&first, b"#!/bin/sh\necho first\n")?;
+    std::fs::write(&second, b"#!/bin/sh\necho second\n")?;
+    let image = ensure_service(&engine, &name, &first, &progress).await?;
+    let first_id = engine.api().inspect_image(&image).await?.id;
+    let lines = std::sync::Mutex::new(Vec::<String>::new());
+    let record = |l: &str| lines.lock().unwrap().push(l.to_owned());
+    let outcome = async {
+        ensure_service(&engine, &name, &second, &record).await?;
+        let second_id = engine.api().inspect_image(&image).await?.id;
+        ensure!(second_id != first_id, "the changed binary was not built");
+        ensure!(
+            lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.starts_with("building")),
+            "no progress for the rebuild"
+        );
+        let old = engine
+            .api()
+            .inspect_image(first_id.as_deref().unwrap_or_default())
+            .await;
+        ensure!(old.is_err(), "the replaced image is still there");
+        lines.lock().unwrap().clear();
+        ensure_service(&engine, &name, &second, &record).await?;
+        ensure!(engine.api().inspect_image(&image).await?.id == second_id);
+        ensure!(
+            lines.lock().unwrap().is_empty(),
+            "rebuilt an unchanged image"
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    engine
+        .api()
+        .remove_image(
+            &image,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await?;
+    outcome
+}
+
 #[tokio::test]
 async fn postgres_in_a_container_answers_sqlx_on_loopback_with_its_password_only() -> Result<()> {
     let engine = engine().await?;

@@ -41,30 +41,25 @@ impl LabNetwork {
             .inspect_network(&id, None)
             .await
             .map_err(DockerError::api(format!("inspect network {name}")))?;
-        let config = inspected
+        let found = inspected
             .ipam
             .and_then(|ipam| ipam.config)
             .unwrap_or_default()
             .into_iter()
-            .find(|c| {
-                c.gateway
-                    .as_deref()
-                    .is_some_and(|g| g.parse::<Ipv4Addr>().is_ok())
+            .find_map(|c| {
+                let gateway = c.gateway.as_deref()?.parse::<Ipv4Addr>().ok()?;
+                Some((gateway, c.subnet.unwrap_or_default()))
             });
-        let Some(config) = config else {
+        let Some((gateway, subnet)) = found else {
             return Err(DockerError::Invalid(format!(
                 "network {name} has no IPv4 gateway"
             )));
         };
         Ok(LabNetwork {
-            gateway: config
-                .gateway
-                .unwrap_or_default()
-                .parse()
-                .unwrap_or(Ipv4Addr::UNSPECIFIED),
-            subnet: config.subnet.unwrap_or_default(),
             name,
             id,
+            gateway,
+            subnet,
         })
     }
 
