@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use fivehundred::docker::cleanup::{list_by_label, remove_by_label};
+use fivehundred::docker::cleanup::{list_by_label, remove_by_label, runs_present};
 use fivehundred::docker::faults::{ContainerFault, inject};
 use fivehundred::docker::image::{base_image, ensure_base, ensure_postgres, ensure_service};
 use fivehundred::docker::labels::{OWNER, OWNER_LABEL, RECIPE_LABEL, RUN_LABEL};
@@ -509,6 +509,7 @@ async fn everything_a_run_makes_carries_its_labels_and_remove_by_label_leaves_no
     let volumes = docker_cli(&["volume", "ls", "--filter", &label, "--format", "{{.Name}}"])?;
     ensure!(volumes.trim() == volume.name, "{volumes}");
 
+    ensure!(runs_present(&engine).await?.contains(&id));
     let removed = remove_by_label(&engine, &id).await?;
     ensure!(removed.containers.len() == 2 && removed.networks.len() == 1);
     ensure!(removed.volumes.len() == 1, "{removed:?}");
@@ -522,6 +523,7 @@ async fn everything_a_run_makes_carries_its_labels_and_remove_by_label_leaves_no
         ensure!(left.trim().is_empty(), "docker {args:?} still lists {left}");
     }
     ensure!(list_by_label(&engine, &id).await?.is_empty());
+    ensure!(!runs_present(&engine).await?.contains(&id));
     // A second removal finds nothing and is not an error.
     if !remove_by_label(&engine, &id).await?.is_empty() {
         bail!("a second removal found something");

@@ -6,6 +6,7 @@ use bollard::query_parameters::{
     RemoveVolumeOptions,
 };
 
+use super::labels::{OWNER, OWNER_LABEL, RUN_LABEL};
 use super::{DockerError, Engine, RunId, is_not_found};
 
 /// What [`remove_by_label`] removed, by name.
@@ -20,6 +21,55 @@ impl Removed {
     pub fn is_empty(&self) -> bool {
         self.containers.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
     }
+}
+
+/// The runs that have anything left in the engine (containers, networks or volumes labelled
+/// as fivehundred's), for a recovery that does not know which runs were killed.
+pub async fn runs_present(engine: &Engine) -> Result<Vec<RunId>, DockerError> {
+    use std::collections::{BTreeSet, HashMap};
+    let owned: HashMap<String, Vec<String>> =
+        HashMap::from([("label".to_owned(), vec![format!("{OWNER_LABEL}={OWNER}")])]);
+    let api = engine.api();
+    let mut runs = BTreeSet::new();
+    let containers = api
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(owned.clone()),
+            ..Default::default()
+        }))
+        .await
+        .map_err(DockerError::api("list containers"))?;
+    runs.extend(
+        containers
+            .into_iter()
+            .filter_map(|c| c.labels?.remove(RUN_LABEL)),
+    );
+    let networks = api
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(owned.clone()),
+        }))
+        .await
+        .map_err(DockerError::api("list networks"))?;
+    runs.extend(
+        networks
+            .into_iter()
+            .filter_map(|n| n.labels?.remove(RUN_LABEL)),
+    );
+    let volumes = api
+        .list_volumes(Some(ListVolumesOptions {
+            filters: Some(owned),
+        }))
+        .await
+        .map_err(DockerError::api("list volumes"))?;
+    runs.extend(
+        volumes
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|mut v| v.labels.remove(RUN_LABEL)),
+    );
+    // A label value that is not a valid run id was not written by us: leave it alone.
+    Ok(runs.iter().filter_map(|r| RunId::new(r).ok()).collect())
 }
 
 /// What is left of a run in the engine (containers in any state, networks, volumes).
