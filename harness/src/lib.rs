@@ -27,6 +27,8 @@
 //! - [`explain`]: `fivehundred explain`: a failure mode for learners, protected and unprotected.
 //! - [`record`]: what a run records (requests, probes, metrics, logs, events); checks and reports
 //!   read only this.
+//! - [`docker`]: the container backend's mechanisms: the engine, labelled containers and
+//!   networks, images built from Debian's packages, container faults.
 //! - [`proxy`]: the TCP fault proxy placed in front of the database and each dependency.
 //! - [`toxiproxy`]: Toxiproxy's HTTP API over the fault proxy (`fivehundred proxy`).
 //! - [`load`]: the open-loop load generator.
@@ -38,6 +40,7 @@ pub mod artifacts;
 pub mod cgroup;
 pub mod checks;
 pub mod cli;
+pub mod docker;
 pub mod duration_serde;
 pub mod exit;
 pub mod explain;
