@@ -15,11 +15,13 @@
 //! - [`sys`], [`cgroup`]: the system calls and cgroup files privileged faults use (mount
 //!   namespace, another user, prlimit; memory cgroups).
 //! - [`checks`]: what "responds correctly" means, evaluated on a recording.
+//! - [`leaks`]: the table of patterns for what an error body must never show.
 //! - [`report`]: terminal summary, JSON journal, JUnit XML.
 //! - [`html`]: `report.html`, the self-contained page with a timeline per scenario.
 //! - [`observed`]: the evidence of a run picked for a human (an error answer, a log line, the
 //!   metrics that moved), shared by the HTML report and `explain`.
 //! - [`explain`]: `fivehundred explain`: a failure mode for learners, protected and unprotected.
+//! - [`textfile`]: reading a user's file: regular files only, size-capped, UTF-8.
 //! - [`record`]: what a run records (requests, probes, metrics, logs, events); checks and reports
 //!   read only this.
 //! - [`proxy`]: the TCP fault proxy placed in front of the database and each dependency.
@@ -39,6 +41,7 @@ pub mod html;
 pub mod install;
 pub mod journal;
 pub mod lab;
+pub mod leaks;
 pub mod load;
 mod load_plan;
 pub mod monitoring;
@@ -51,3 +54,4 @@ pub mod run;
 pub mod scenario;
 pub mod sys;
 pub mod target;
+pub mod textfile;
