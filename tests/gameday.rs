@@ -235,7 +235,10 @@ fn lab_token(lab: &LabUp) -> String {
         &std::fs::read_to_string(lab.run.state.path().join("lab.json")).unwrap(),
     )
     .unwrap();
-    file["token"].as_str().expect("the lab file holds a token").to_string()
+    file["token"]
+        .as_str()
+        .expect("the lab file holds a token")
+        .to_string()
 }
 
 /// Any local process can reach the lab's loopback port: without the token it changes nothing,
@@ -255,7 +258,11 @@ fn an_unauthenticated_inject_from_loopback_is_refused_and_a_claimed_by_is_ignore
     let s = lab.status();
     assert!(active(&s).is_empty(), "nothing injected: {s:#}");
     assert!(
-        !s["log"].as_array().unwrap().iter().any(|e| e["action"] == "inject"),
+        !s["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "inject"),
         "{s:#}"
     );
 
@@ -264,7 +271,11 @@ fn an_unauthenticated_inject_from_loopback_is_refused_and_a_claimed_by_is_ignore
     let (code, answer) = http_raw(&control, "POST", "/api/inject", &bearer, claimed);
     assert_eq!(code, 201, "{answer}");
     let s = lab.status();
-    assert_eq!(active(&s)[0]["by"], "cli", "the token is the command line's: {s:#}");
+    assert_eq!(
+        active(&s)[0]["by"],
+        "cli",
+        "the token is the command line's: {s:#}"
+    );
     lab.ok(&["revert", "--all"]);
     let status = lab.stop(Signal::SIGTERM);
     assert!(status.success(), "exit {status}\n{}", lab.output());

@@ -1805,7 +1805,11 @@ mod tests {
         )
         .await;
         assert_eq!(problems.len(), 3, "{problems:#?}");
-        assert!(problems[0].contains("read-only transaction"), "{}", problems[0]);
+        assert!(
+            problems[0].contains("read-only transaction"),
+            "{}",
+            problems[0]
+        );
         assert!(problems[1].contains("could not run"), "{}", problems[1]);
         assert!(problems[2].contains("statement timeout"), "{}", problems[2]);
         let left: i64 = sqlx::query_scalar("SELECT count(*) FROM products")

@@ -101,7 +101,11 @@ impl Source<'_> {
     /// header or an inline table), for errors reported by a fault's own deserializer, which sees
     /// a plain table without positions.
     pub fn key_span(&self, table_start: usize, key: &str) -> Option<Range<usize>> {
-        let rest = &self.text[table_start..];
+        // An empty key is found everywhere and would never move the search on.
+        if key.is_empty() {
+            return None;
+        }
+        let rest = self.text.get(table_start..)?;
         let mut offset = table_start;
         for (i, line) in rest.split_inclusive('\n').enumerate() {
             let trimmed = line.trim_start();
@@ -1186,6 +1190,23 @@ require = ["500"]
     }
 
     #[test]
+    fn an_error_about_an_empty_key_is_reported_without_hanging() {
+        let src = Source {
+            file: Path::new("demo.toml"),
+            text: GOOD,
+        };
+        assert_eq!(src.key_span(0, ""), None);
+        assert_eq!(src.key_span(GOOD.len() + 5, "kind"), None);
+        // Found by the fuzz test below: the network fault's error for `jitter = ""` names no
+        // key, and the search for it never ended.
+        let e = err(&GOOD.replace(
+            "kind = \"failpoint\"\nname = \"list_products\"\naction = \"panic\"",
+            "kind = \"network\"\ntarget = \"database\"\nfault = \"latency\"\nlatency = \"1s\"\njitter = \"\"",
+        ));
+        assert!(e.line.is_some(), "{e}");
+    }
+
+    #[test]
     fn a_scenario_that_is_a_symlink_to_dev_zero_is_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let link = dir.path().join("zero.toml");
@@ -1251,7 +1272,12 @@ require = ["500"]
             let values: Vec<usize> = text.match_indices(" = ").map(|(i, _)| i + 3).collect();
             if let Some(&start) = values.get(at % values.len().max(1)) {
                 let end = text[start..].find('\n').map_or(text.len(), |n| start + n);
-                return format!("{}{}{}", &text[..start], with.unwrap_or("\"\""), &text[end..]);
+                return format!(
+                    "{}{}{}",
+                    &text[..start],
+                    with.unwrap_or("\"\""),
+                    &text[end..]
+                );
             }
         }
         let mut start = at % (text.len() + 1);

@@ -119,6 +119,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("bin.toml");
         std::fs::write(&f, b"name = \xff").unwrap();
-        assert!(matches!(read_capped(&f).unwrap_err(), ReadError::NotUtf8(7)));
+        assert!(matches!(
+            read_capped(&f).unwrap_err(),
+            ReadError::NotUtf8(7)
+        ));
     }
 }

@@ -84,7 +84,9 @@ impl std::fmt::Display for ShedReason {
 /// What a request axum refused did wrong, by the status axum chose.
 fn rejection_detail(status: StatusCode) -> &'static str {
     match status.as_u16() {
-        400 => "the request could not be read: its body is not valid JSON, or a part of its address is malformed",
+        400 => {
+            "the request could not be read: its body is not valid JSON, or a part of its address is malformed"
+        }
         404 => "there is nothing at this address",
         405 => "this method is not allowed at this address",
         413 => "the request body is too large",

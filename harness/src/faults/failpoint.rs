@@ -52,9 +52,7 @@ impl Failpoint {
             {
                 return Err((
                     "action",
-                    format!(
-                        "`{part}` sleeps too long: at most {MAX_SLEEP_MS} ms (1h)",
-                    ),
+                    format!("`{part}` sleeps too long: at most {MAX_SLEEP_MS} ms (1h)",),
                 ));
             }
         }
@@ -195,9 +193,16 @@ mod tests {
         ] {
             let (key, msg) = failpoint("get_product", bad).validate().unwrap_err();
             assert_eq!(key, "action", "{bad}");
-            assert!(msg.contains("at most") || msg.contains("not a failpoint action"), "{bad}: {msg}");
+            assert!(
+                msg.contains("at most") || msg.contains("not a failpoint action"),
+                "{bad}: {msg}"
+            );
         }
-        for good in ["sleep(200)", "10%2*delay(3600000)", "return(sleep(99999999))"] {
+        for good in [
+            "sleep(200)",
+            "10%2*delay(3600000)",
+            "return(sleep(99999999))",
+        ] {
             assert!(failpoint("get_product", good).validate().is_ok(), "{good}");
         }
     }

@@ -326,7 +326,10 @@ mod tests {
 
     #[test]
     fn a_limit_larger_than_the_host_is_refused_at_validation() {
-        assert!(host_memory().is_some_and(|m| m > 0), "/proc/meminfo has MemTotal");
+        assert!(
+            host_memory().is_some_and(|m| m > 0),
+            "/proc/meminfo has MemTotal"
+        );
         let e = within_host("4GiB", 4 << 30, 2 << 30).unwrap_err();
         assert!(e.contains("more than this host's memory (2.0 GiB)"), "{e}");
         assert!(within_host("1GiB", 1 << 30, 2 << 30).is_ok());

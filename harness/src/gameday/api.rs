@@ -594,7 +594,7 @@ async fn resume(
 async fn stop(
     State(app): State<App>,
     Extension(by): Extension<Who>,
-    Json(body): Json<ByBody>,
+    Json(_body): Json<ByBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
     eprintln!("stop asked by {by}");
     app.gd.stop.cancel();
@@ -651,7 +651,8 @@ mod tests {
         let body = serde_json::json!({ "name": "memory", "params": { "size": "15GiB" } });
         for req in [
             c.post(format!("{base}/api/inject")).json(&body),
-            c.post(format!("{base}/api/inject?token=s3cret")).json(&body),
+            c.post(format!("{base}/api/inject?token=s3cret"))
+                .json(&body),
             c.post(format!("{base}/api/inject"))
                 .bearer_auth("s3cre")
                 .json(&body),
@@ -711,7 +712,9 @@ mod tests {
                 .unwrap(),
         ] {
             assert_eq!(r.headers()[header::X_FRAME_OPTIONS], "DENY");
-            let csp = r.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+            let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap();
             assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
         }
     }
@@ -754,7 +757,10 @@ mod tests {
         let cookie = first.headers()[header::SET_COOKIE].to_str().unwrap();
         assert!(cookie.contains("HttpOnly"), "{cookie}");
         assert!(cookie.contains("SameSite=Strict"), "{cookie}");
-        assert!(!cookie.contains("s3cret"), "the token is not the cookie: {cookie}");
+        assert!(
+            !cookie.contains("s3cret"),
+            "the token is not the cookie: {cookie}"
+        );
         let again = open_response(&sessions, &code);
         assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
         assert!(again.headers().get(header::SET_COOKIE).is_none());

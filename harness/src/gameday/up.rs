@@ -16,11 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::abort::AbortCondition;
 use super::api::{Access, open_url, router};
-use super::session::Sessions;
 use super::client::LabFile;
 use super::control::{GameDay, Settings};
 use super::params::parse_for;
 use super::postmortem;
+use super::session::Sessions;
 use crate::checks::{self, CheckResult};
 use crate::cli::{EXIT_LAB, EXIT_OK, EXIT_USAGE};
 use crate::journal::{Journal, Resource};
@@ -421,9 +421,7 @@ async fn serve(
 fn print_banner(gd: &GameDay, info: &LabFile, first_link: &str, args: &LabUpArgs) {
     let s = &gd.settings;
     println!("fivehundred lab is up (seed {})", s.seed);
-    println!(
-        "  dashboard     {first_link}   (opens once; `fivehundred lab open` prints another)"
-    );
+    println!("  dashboard     {first_link}   (opens once; `fivehundred lab open` prints another)");
     if !args.listen.ip().is_loopback() {
         println!(
             "  listening on  {} (port {})",
