@@ -1190,6 +1190,30 @@ require = ["500"]
     }
 
     #[test]
+    fn durations_inside_faults_are_bounded_at_validation() {
+        let fault = "kind = \"failpoint\"\nname = \"list_products\"\naction = \"panic\"";
+        for (table, key) in [
+            (
+                "kind = \"network\"\ntarget = \"database\"\nfault = \"latency\"\nlatency = \"20m\"",
+                "latency",
+            ),
+            (
+                "kind = \"network\"\ntarget = \"database\"\nfault = \"latency\"\nlatency = \"1s\"\njitter = \"9999h\"",
+                "jitter",
+            ),
+            (
+                "kind = \"failpoint\"\nname = \"list_products\"\naction = \"sleep(18446744073709551615)\"",
+                "action",
+            ),
+        ] {
+            let e = err(&GOOD.replace(fault, table));
+            assert!(e.message.contains("at most"), "{table}: {e}");
+            let line = e.source_line.clone().unwrap_or_default();
+            assert!(line.starts_with(key), "{table}: points at `{line}`");
+        }
+    }
+
+    #[test]
     fn an_error_about_an_empty_key_is_reported_without_hanging() {
         let src = Source {
             file: Path::new("demo.toml"),
