@@ -207,6 +207,80 @@ fn http_status(base: &str, path: &str) -> u16 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// `METHOD path` to `base` with extra header lines and a JSON body, as plain HTTP/1.0: the
+/// status code and the whole answer.
+fn http_raw(base: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut s, &mut answer);
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+/// The lab's token, from its lab file (as the commands read it).
+fn lab_token(lab: &LabUp) -> String {
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(lab.run.state.path().join("lab.json")).unwrap(),
+    )
+    .unwrap();
+    file["token"]
+        .as_str()
+        .expect("the lab file holds a token")
+        .to_string()
+}
+
+/// Any local process can reach the lab's loopback port: without the token it changes nothing,
+/// and with it, it cannot pass itself off as the dashboard.
+#[test]
+fn an_unauthenticated_inject_from_loopback_is_refused_and_a_claimed_by_is_ignored() {
+    let mut lab = LabUp::start(&["--rate", "0"]);
+    let control = lab.status()["lab"]["control_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hog = r#"{"name":"memory","params":{"size":"64MiB"},"for":"30s","by":"page"}"#;
+    let (code, answer) = http_raw(&control, "POST", "/api/inject", "", hog);
+    assert_eq!(code, 401, "{answer}");
+    let (code, _) = http_raw(&control, "GET", "/api/status", "", "");
+    assert_eq!(code, 401, "reading needs a credential too");
+    let s = lab.status();
+    assert!(active(&s).is_empty(), "nothing injected: {s:#}");
+    assert!(
+        !s["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "inject"),
+        "{s:#}"
+    );
+
+    let bearer = format!("Authorization: Bearer {}\r\n", lab_token(&lab));
+    let claimed = r#"{"name":"failpoint","params":{"name":"get_product","action":"panic"},"for":"30s","by":"page"}"#;
+    let (code, answer) = http_raw(&control, "POST", "/api/inject", &bearer, claimed);
+    assert_eq!(code, 201, "{answer}");
+    let s = lab.status();
+    assert_eq!(
+        active(&s)[0]["by"],
+        "cli",
+        "the token is the command line's: {s:#}"
+    );
+    lab.ok(&["revert", "--all"]);
+    let status = lab.stop(Signal::SIGTERM);
+    assert!(status.success(), "exit {status}\n{}", lab.output());
+}
+
 /// The acceptance test of issue 8: inject from one terminal, watch the outage and the alert,
 /// halt, and get the record.
 #[test]
@@ -766,16 +840,24 @@ impl Drop for Browser {
 #[test]
 fn the_dashboard_in_chromium_injects_shows_the_outage_and_halts() {
     let mut lab = LabUp::start(&["--rate", "20"]);
-    let url = lab.status()["lab"]["dashboard_url"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // The browser gets in once, through a one-time link that sets its session cookie.
+    let url = lab.ok(&["lab", "open"]).trim().to_string();
+    assert!(url.contains("/open?code="), "{url}");
     let mut page = Browser::open(&url);
     page.wait(
         "the dashboard is live with the named faults",
         Duration::from_secs(30),
         "!!document.body.dataset.updated && !!document.querySelector('form.inject[data-name=\"db-down\"]')",
     );
+    assert_eq!(
+        page.eval("location.pathname + location.search"),
+        "/",
+        "no secret left in the page's address"
+    );
+    let control = url.split("/open").next().unwrap();
+    let path = &url[control.len()..];
+    let (code, answer) = http_raw(control, "GET", path, "", "");
+    assert_eq!(code, 401, "the link works once: {answer}");
     // The page draws requests as they come.
     page.wait(
         "2xx bars on the timeline",

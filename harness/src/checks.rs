@@ -7,9 +7,6 @@
 //! is tested end to end.
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
-
-use regex::Regex;
 
 use crate::record::{LogRecord, Phase, ProbeRecord, Recording, RequestRecord};
 pub use crate::record::{SeriesSelector, parse_series_selector};
@@ -569,42 +566,17 @@ pub fn problem_json(rec: &Recording, phase: Phase, reqs: &[&RequestRecord]) -> C
     }
 }
 
-static LEAKS: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
-    [
-        ("panic message", r"panicked at|thread '.*' panicked"),
-        ("source location", r"\.rs:\d+"),
-        ("file path", r"(^|[\s'\x22(])/(home|root|usr|var|tmp|etc|opt|proc|srv|work)/"),
-        (
-            "SQL",
-            r"(?i)\b(select\s+.+\s+from|insert\s+into|update\s+\w+\s+set|delete\s+from)\b|relation \x22|column \x22|syntax error at",
-        ),
-        ("SQLSTATE", r"(?i)sqlstate|error returned from database|\bcode: \x22?[0-9A-Z]{5}\b"),
-        ("connection string", r"(?i)postgres(ql)?://|mysql://|redis://"),
-        ("host and port", r"\b(localhost|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}):\d{2,5}\b"),
-        (
-            "errno text",
-            r"(?i)os error \d+|no space left on device|permission denied|connection refused|too many open files|broken pipe",
-        ),
-        ("library error", r"(?i)pool timed out|sqlx|hyper::|reqwest::|tokio::"),
-    ]
-    .into_iter()
-    .map(|(n, p)| (n, Regex::new(p).expect("leak patterns compile")))
-    .collect()
-});
-
-/// What an error body leaks, if anything: (kind, the matched text).
-pub fn find_leak(body: &str) -> Option<(&'static str, String)> {
-    LEAKS
-        .iter()
-        .find_map(|(name, re)| re.find(body).map(|m| (*name, m.as_str().to_string())))
+/// What an error body leaks, if anything, by the built-in patterns of [`crate::leaks`].
+pub fn find_leak(body: &str) -> Option<crate::leaks::Leak> {
+    crate::leaks::LeakScanner::builtin().find(body)
 }
 
 /// No error body leaks internals.
 pub fn no_leaks(rec: &Recording, phase: Phase, reqs: &[&RequestRecord]) -> CheckResult {
     let errs: Vec<&RequestRecord> = errors(reqs).collect();
-    let bad: Vec<(&RequestRecord, (&str, String))> = errs
+    let bad: Vec<(&RequestRecord, (String, String))> = errs
         .iter()
-        .filter_map(|r| find_leak(r.body().unwrap_or("")).map(|l| (*r, l)))
+        .filter_map(|r| find_leak(r.body().unwrap_or("")).map(|l| (*r, (l.kind, l.text))))
         .collect();
     if bad.is_empty() {
         pass(
@@ -1023,6 +995,41 @@ pub fn acknowledged_orders(rec: &Recording) -> Vec<String> {
         .collect()
 }
 
+/// How long one invariant may run.
+const INVARIANT_TIMEOUT: &str = "5s";
+
+/// Runs each invariant and says which do not hold. An invariant is the scenario's SQL run with
+/// the run's credentials: it runs in a read-only transaction (a write, even in a CTE or a
+/// function, is an error) with a statement timeout, and is rolled back.
+async fn check_invariants(conn: &mut sqlx::PgConnection, queries: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for q in queries {
+        match invariant_holds(conn, q).await {
+            Ok(true) => {}
+            Ok(false) => problems.push(format!("invariant violated: {q}")),
+            Err(e) => problems.push(format!("invariant `{q}` could not run: {e}")),
+        }
+    }
+    problems
+}
+
+async fn invariant_holds(conn: &mut sqlx::PgConnection, q: &str) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET TRANSACTION READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!(
+        "SET LOCAL statement_timeout = '{INVARIANT_TIMEOUT}'"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    // A prepared statement: one statement only, so `...; COMMIT; DELETE ...` cannot run either.
+    let holds = sqlx::query_scalar::<_, bool>(q).fetch_one(&mut *tx).await;
+    tx.rollback().await?;
+    holds
+}
+
 /// After the run: every acknowledged order is in the database exactly once, and the scenario's
 /// invariants hold.
 pub async fn data_integrity(
@@ -1077,15 +1084,7 @@ pub async fn data_integrity(
             Err(e) => problems.push(format!("cannot query orders: {e}")),
         }
     }
-    for q in &scenario.expect.data.invariants {
-        match sqlx::query_scalar::<_, bool>(q).fetch_one(&mut conn).await {
-            Ok(true) => {}
-            Ok(false) => {
-                problems.push(format!("invariant violated: {q}"));
-            }
-            Err(e) => problems.push(format!("invariant `{q}` could not run: {e}")),
-        }
-    }
+    problems.extend(check_invariants(&mut conn, &scenario.expect.data.invariants).await);
     let _ = conn.close().await;
     if problems.is_empty() {
         CheckResult::new(
@@ -1644,5 +1643,49 @@ mod tests {
             vec!["7f1c".to_string()],
             "a replayed order is one order"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_invariant_that_tries_to_write_fails_the_check_and_changes_nothing() {
+        use sqlx::Connection;
+        let pg = pglab::PgCluster::start()
+            .await
+            .expect("PostgreSQL server binaries are installed (apt-get install postgresql)");
+        let url = pg.create_database("invariants").await.unwrap();
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE products (id int, stock int)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO products VALUES (1, 5), (2, 7)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let problems = check_invariants(
+            &mut conn,
+            &[
+                "WITH gone AS (DELETE FROM products RETURNING 1) SELECT true".into(),
+                "SELECT true FROM (SELECT set_config('transaction_read_only', 'off', true)) s"
+                    .into(),
+                "SELECT pg_sleep(30) IS NOT NULL".into(),
+                "SELECT NOT EXISTS (SELECT 1 FROM products WHERE stock < 0)".into(),
+            ],
+        )
+        .await;
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(
+            problems[0].contains("read-only transaction"),
+            "{}",
+            problems[0]
+        );
+        assert!(problems[1].contains("could not run"), "{}", problems[1]);
+        assert!(problems[2].contains("statement timeout"), "{}", problems[2]);
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM products")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(left, 2, "nothing deleted");
+        conn.close().await.unwrap();
+        pg.stop();
     }
 }

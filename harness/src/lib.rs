@@ -20,11 +20,13 @@
 //! - [`sys`], [`cgroup`]: the system calls and cgroup files privileged faults use (mount
 //!   namespace, another user, prlimit; memory cgroups).
 //! - [`checks`]: what "responds correctly" means, evaluated on a recording.
+//! - [`leaks`]: the table of patterns for what an error body must never show.
 //! - [`report`]: terminal summary, JSON journal, JUnit XML.
 //! - [`html`]: `report.html`, the self-contained page with a timeline per scenario.
 //! - [`observed`]: the evidence of a run picked for a human (an error answer, a log line, the
 //!   metrics that moved), shared by the HTML report and `explain`.
 //! - [`explain`]: `fivehundred explain`: a failure mode for learners, protected and unprotected.
+//! - [`textfile`]: reading a user's file: regular files only, size-capped, UTF-8.
 //! - [`record`]: what a run records (requests, probes, metrics, logs, events); checks and reports
 //!   read only this.
 //! - [`docker`]: the container backend's mechanisms: the engine, labelled containers and
@@ -53,6 +55,7 @@ pub mod lab;
 pub mod labfile;
 #[cfg(test)]
 mod layers;
+pub mod leaks;
 pub mod load;
 mod load_plan;
 pub mod located;
@@ -69,5 +72,6 @@ pub mod safefs;
 pub mod scenario;
 pub mod sys;
 pub mod target;
+pub mod textfile;
 pub mod toxiproxy;
 pub mod verdict;

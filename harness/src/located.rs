@@ -86,7 +86,11 @@ impl Source<'_> {
     /// header or an inline table), for errors reported by a fault's own deserializer, which sees
     /// a plain table without positions.
     pub fn key_span(&self, table_start: usize, key: &str) -> Option<Range<usize>> {
-        let rest = &self.text[table_start..];
+        // An empty key is found everywhere and would never move the search on.
+        if key.is_empty() {
+            return None;
+        }
+        let rest = self.text.get(table_start..)?;
         let mut offset = table_start;
         for (i, line) in rest.split_inclusive('\n').enumerate() {
             let trimmed = line.trim_start();

@@ -455,18 +455,22 @@ mod humantime_serde_compat {
 // ---------------------------------------------------------------------------------------------
 // Loading and validation.
 
-/// Reads and validates one scenario file.
+/// Reads and validates one scenario file (a regular file of at most a few MiB).
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+    let text = crate::textfile::read_capped(path).map_err(|e| ScenarioError {
         file: path.to_path_buf(),
         line: None,
         column: None,
-        message: format!("cannot read the file: {e}"),
+        message: e.to_string(),
         hint: None,
         source_line: None,
     })?;
     parse(path, &text)
 }
+
+/// The longest duration a scenario may write anywhere: longer than any phase, far below what
+/// would overflow when added to an instant or to another duration at run time.
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 /// Validates scenario text; `path` is used in messages.
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
@@ -491,14 +495,27 @@ fn hint_for_toml_error(message: &str) -> Option<String> {
     }
 }
 
+/// A duration as written, at most [`MAX_DURATION`].
 fn duration(src: &Source, value: &Spanned<String>) -> Result<Duration, ScenarioError> {
-    parse_duration(value.get_ref()).map_err(|e| {
-        src.error(
-            Some(value.span()),
-            format!("`{}` is not a duration: {e}", value.get_ref()),
-            Some("write durations like \"250ms\", \"5s\" or \"2m\"".into()),
+    bounded_duration(value.get_ref())
+        .map_err(|(message, hint)| src.error(Some(value.span()), message, Some(hint)))
+}
+
+/// Parses a duration and bounds it; the error is (message, hint).
+fn bounded_duration(text: &str) -> Result<Duration, (String, String)> {
+    let d = parse_duration(text).map_err(|e| {
+        (
+            format!("`{text}` is not a duration: {e}"),
+            "write durations like \"250ms\", \"5s\" or \"2m\"".to_string(),
         )
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err((
+            format!("`{text}` is too long: at most 1h"),
+            "every duration in a scenario is at most 1h".to_string(),
+        ));
+    }
+    Ok(d)
 }
 
 fn statuses(src: &Source, values: &[Spanned<String>]) -> Result<Vec<StatusPattern>, ScenarioError> {
@@ -704,7 +721,17 @@ fn validate(src: &Source, raw: RawScenario) -> Result<Scenario, ScenarioError> {
         mix.push(m.get_ref().clone());
     }
     let timeout = match &raw.load.timeout {
-        Some(t) => duration(src, t)?,
+        Some(t) => {
+            let d = duration(src, t)?;
+            if d.is_zero() || d > MAX_LOAD_TIMEOUT {
+                return Err(src.error(
+                    Some(t.span()),
+                    format!("load timeout {} is out of range", t.get_ref()),
+                    Some("the load's timeout is more than 0 and at most 5m".into()),
+                ));
+            }
+            d
+        }
         None => Duration::from_secs(5),
     };
 
@@ -762,6 +789,9 @@ fn validate(src: &Source, raw: RawScenario) -> Result<Scenario, ScenarioError> {
     })
 }
 
+/// The longest a load request may wait for its answer.
+const MAX_LOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Alert names are checked against the rules the lab will run, so a typo is caught before
 /// anything runs instead of showing up as an alert that "never fired".
 fn alert_expectations(src: &Source, raw: RawAlerts) -> Result<AlertExpectations, ScenarioError> {
@@ -810,13 +840,9 @@ fn scheduled_fault(
     let timing = |t: &mut toml::Table, key: &str| -> Result<Option<Duration>, ScenarioError> {
         match t.remove(key) {
             None => Ok(None),
-            Some(toml::Value::String(s)) => parse_duration(&s).map(Some).map_err(|e| {
-                src.error(
-                    src.key_span(at, key),
-                    format!("`{s}` is not a duration: {e}"),
-                    Some("write durations like \"250ms\", \"5s\" or \"2m\"".into()),
-                )
-            }),
+            Some(toml::Value::String(s)) => bounded_duration(&s)
+                .map(Some)
+                .map_err(|(message, hint)| src.error(src.key_span(at, key), message, Some(hint))),
             Some(_) => Err(src.error(
                 src.key_span(at, key),
                 format!("`{key}` must be a duration string such as \"2s\""),
@@ -826,7 +852,10 @@ fn scheduled_fault(
     };
     let start = timing(&mut t, "start")?.unwrap_or(Duration::ZERO);
     let duration = timing(&mut t, "duration")?.unwrap_or(fault_len.saturating_sub(start));
-    if start + duration > fault_len {
+    // Both are at most an hour, so the sum cannot overflow; checked all the same, because a
+    // panic here is what a hostile file would aim for.
+    let end = start.checked_add(duration).unwrap_or(Duration::MAX);
+    if end > fault_len {
         return Err(src.error(
             src.key_span(at, "duration")
                 .or_else(|| src.key_span(at, "start"))
@@ -834,7 +863,7 @@ fn scheduled_fault(
             format!(
                 "the fault would run from {} to {}, past the end of the {} fault phase",
                 format_duration(start),
-                format_duration(start + duration),
+                format_duration(end),
                 format_duration(fault_len)
             ),
             Some("shorten it, start it earlier, or lengthen [phases] fault".into()),
@@ -1012,5 +1041,215 @@ require = ["500"]
     fn the_file_name_must_match_the_scenario_name() {
         let e = parse(Path::new("other.toml"), GOOD).unwrap_err();
         assert!(e.message.contains("other.toml"));
+    }
+
+    #[test]
+    fn a_fault_start_that_would_overflow_is_a_located_error_not_a_panic() {
+        let e = err(&GOOD.replace(
+            "action = \"panic\"",
+            "action = \"panic\"\nstart = \"18446744073709551615s\"",
+        ));
+        assert_eq!(e.line, Some(19), "{e}");
+        assert!(e.message.contains("at most 1h"), "{e}");
+    }
+
+    #[test]
+    fn every_duration_is_bounded_at_validation() {
+        for (from, to, line) in [
+            ("rate = 20", "rate = 20\ntimeout = \"10m\"", 8),
+            (
+                "require = [\"500\"]",
+                "require = [\"500\"]\nlatency = { p99 = \"200000h\" }",
+                23,
+            ),
+            (
+                "require = [\"500\"]",
+                "require = [\"500\"]\n[alerts]\nexpect = [{ name = \"HandlerPanics\", fires_within = \"99999999999h\" }]",
+                24,
+            ),
+            (
+                "action = \"panic\"",
+                "action = \"panic\"\nduration = \"5000000h\"",
+                19,
+            ),
+        ] {
+            let e = err(&GOOD.replace(from, to));
+            assert_eq!(e.line, Some(line), "{to}: {e}");
+            assert!(
+                e.message.contains("at most") || e.message.contains("out of range"),
+                "{to}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_inside_faults_are_bounded_at_validation() {
+        let fault = "kind = \"failpoint\"\nname = \"list_products\"\naction = \"panic\"";
+        for (table, key) in [
+            (
+                "kind = \"network\"\ntarget = \"database\"\nfault = \"latency\"\nlatency = \"20m\"",
+                "latency",
+            ),
+            (
+                "kind = \"network\"\ntarget = \"database\"\nfault = \"latency\"\nlatency = \"1s\"\njitter = \"9999h\"",
+                "jitter",
+            ),
+            (
+                "kind = \"failpoint\"\nname = \"list_products\"\naction = \"sleep(18446744073709551615)\"",
+                "action",
+            ),
+        ] {
+            let e = err(&GOOD.replace(fault, table));
+            assert!(e.message.contains("at most"), "{table}: {e}");
+            let line = e.source_line.clone().unwrap_or_default();
+            assert!(line.starts_with(key), "{table}: points at `{line}`");
+        }
+    }
+
+    #[test]
+    fn an_error_about_an_empty_key_is_reported_without_hanging() {
+        let src = Source {
+            file: Path::new("demo.toml"),
+            text: GOOD,
+        };
+        assert_eq!(src.key_span(0, ""), None);
+        assert_eq!(src.key_span(GOOD.len() + 5, "kind"), None);
+        // Found by the fuzz test below: the network fault's error for `jitter = ""` names no
+        // key, and the search for it never ended.
+        let e = err(&GOOD.replace(
+            "kind = \"failpoint\"\nname = \"list_products\"\naction = \"panic\"",
+            "kind = \"network\"\ntarget = \"database\"\nfault = \"latency\"\nlatency = \"1s\"\njitter = \"\"",
+        ));
+        assert!(e.line.is_some(), "{e}");
+    }
+
+    #[test]
+    fn a_scenario_that_is_a_symlink_to_dev_zero_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("zero.toml");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let e = load(&link).unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with(&link.display().to_string()), "{text}");
+        assert!(text.contains("not a regular file"), "{text}");
+    }
+
+    /// The catalogue's files, as (file name, text), to mutate.
+    fn catalogue_texts() -> Vec<(PathBuf, String)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let files = catalogue_files(&dir);
+        assert!(!files.is_empty(), "no scenario in {}", dir.display());
+        files
+            .into_iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).unwrap();
+                (PathBuf::from(p.file_name().unwrap()), text)
+            })
+            .collect()
+    }
+
+    /// Values a hostile or careless file would try in place of any token.
+    const NASTY: &[&str] = &[
+        "\"18446744073709551615s\"",
+        "\"99999999999999h\"",
+        "\"0s\"",
+        "\"1ns\"",
+        "\"\"",
+        "-1",
+        "0",
+        "1e308",
+        "-1e308",
+        "nan",
+        "inf",
+        "18446744073709551615",
+        "-9223372036854775808",
+        "4294967296",
+        "[",
+        "]",
+        "{",
+        "}",
+        "=",
+        "\"\\u0000\"",
+        "\"4777\"",
+        "\"sleep(18446744073709551615)\"",
+        "\"GET /products/{id}{id}{\"",
+        "\"POST /\"",
+        "[[fault]]\nkind = \"memory\"\n",
+        "{ uniform = [9223372036854775807, -9223372036854775808] }",
+        "{ uniform = [-9223372036854775808, 9223372036854775807] }",
+        "\"5xx\"",
+        "true",
+        "\"\u{1F4A5}\"",
+    ];
+
+    /// One edit of a valid file: the value of one `key = value` line replaced by a nasty one
+    /// (most edits, so validation gets past the TOML syntax), or a byte range replaced or removed.
+    fn mutate(text: &str, value: bool, at: usize, len: usize, with: Option<&str>) -> String {
+        if value {
+            let values: Vec<usize> = text.match_indices(" = ").map(|(i, _)| i + 3).collect();
+            if let Some(&start) = values.get(at % values.len().max(1)) {
+                let end = text[start..].find('\n').map_or(text.len(), |n| start + n);
+                return format!(
+                    "{}{}{}",
+                    &text[..start],
+                    with.unwrap_or("\"\""),
+                    &text[end..]
+                );
+            }
+        }
+        let mut start = at % (text.len() + 1);
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let mut end = (start + len).min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}{}{}", &text[..start], with.unwrap_or(""), &text[end..])
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            // Bounded so the three run in seconds; each case parses and validates a whole file.
+            #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn validation_never_panics_on_any_text(text in "\\PC{0,400}") {
+                let _ = parse(Path::new("fuzz.toml"), &text);
+            }
+
+            #[test]
+            fn loading_never_panics_on_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+                let dir = tempfile::tempdir().unwrap();
+                let f = dir.path().join("fuzz.toml");
+                std::fs::write(&f, &bytes).unwrap();
+                let _ = load(&f);
+            }
+
+            #[test]
+            fn validation_never_panics_on_a_mutated_catalogue_file(
+                which in any::<prop::sample::Index>(),
+                edits in proptest::collection::vec(
+                    (
+                        prop::bool::weighted(0.8),
+                        any::<usize>(),
+                        0usize..24,
+                        proptest::option::of(prop::sample::select(NASTY)),
+                    ),
+                    1..4,
+                ),
+            ) {
+                let files = catalogue_texts();
+                let (name, text) = which.get(&files);
+                let mut text = text.clone();
+                for (value, at, len, with) in edits {
+                    text = mutate(&text, value, at, len, with);
+                }
+                let _ = parse(name, &text);
+            }
+        }
     }
 }

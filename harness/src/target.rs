@@ -26,6 +26,18 @@ pub const PROTECTIONS: &[&str] = &[
     "schema-check",
 ];
 
+/// target-app's failpoints, checked when a scenario is validated. Target-specific knowledge:
+/// it belongs with the target's description (its lab file, once targets have one), not in the
+/// failpoint fault, which works for any service with fail-rs's admin API.
+pub const FAILPOINTS: &[&str] = &[
+    "list_products",
+    "get_product",
+    "create_order",
+    "get_order",
+    "receipt_worker",
+    "payments_charge",
+];
+
 /// How to start the target.
 #[derive(Debug, Clone)]
 pub struct TargetSpec {

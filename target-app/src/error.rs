@@ -81,6 +81,21 @@ impl std::fmt::Display for ShedReason {
     }
 }
 
+/// What a request axum refused did wrong, by the status axum chose.
+fn rejection_detail(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => {
+            "the request could not be read: its body is not valid JSON, or a part of its address is malformed"
+        }
+        404 => "there is nothing at this address",
+        405 => "this method is not allowed at this address",
+        413 => "the request body is too large",
+        415 => "the body must be JSON, sent with `Content-Type: application/json`",
+        422 => "the JSON body does not have the expected fields and types",
+        _ => "the request was refused",
+    }
+}
+
 /// Sent with every 503 that has no better estimate.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -125,8 +140,9 @@ impl AppError {
                 "this Idempotency-Key was already used for a different order",
             ),
             AppError::Unauthorized => ("unauthorized", "a valid bearer token is required"),
-            // axum's rejection texts describe the client's own request; safe to show.
-            AppError::Rejected { message, .. } => return ("rejected", message.clone()),
+            // axum's rejection texts name Rust types and echo the client's input: they stay in
+            // the log (`Display`), and the client reads what was wrong in this service's words.
+            AppError::Rejected { status, .. } => ("rejected", rejection_detail(*status)),
             AppError::Db(_) if self.status() == StatusCode::SERVICE_UNAVAILABLE => (
                 "dependency-unavailable",
                 "the database is unavailable; retry later",

@@ -1625,3 +1625,100 @@ async fn metrics_carry_every_name_of_the_contract() {
     }
     assert!(metric_value(&text, r#"app_db_pool_connections{state="max"}"#) >= 1.0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// what a client controls cannot grow the metrics or reach the error text
+
+#[tokio::test(flavor = "multi_thread")]
+async fn random_http_methods_add_one_series_labelled_other_not_one_each() {
+    let app = spawn_app("all").await;
+    for i in 0..40 {
+        let method = reqwest::Method::from_bytes(format!("FUZZ{i}X").as_bytes()).unwrap();
+        let r = app
+            .client
+            .request(method, format!("{}/products", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{}", r.status());
+    }
+    let text = app.state.metrics.render();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("app_http_requests_total{"))
+        .collect();
+    assert!(
+        series.iter().all(|l| !l.contains("FUZZ")),
+        "a client's method became a label: {series:#?}"
+    );
+    let other: Vec<&&str> = series
+        .iter()
+        .filter(|l| l.contains("method=\"other\""))
+        .collect();
+    assert_eq!(other.len(), 1, "{series:#?}");
+    assert!(other[0].ends_with(" 40"), "{other:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_is_not_an_order_is_answered_in_our_words_without_serde_text() {
+    let app = spawn_app("all").await;
+    let post = |body: &'static str, content_type: &'static str| {
+        app.client
+            .post(format!("{}/orders", app.url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let cases = [
+        (
+            post(
+                r#"{"product_id": 1, "customer_email": "a@example.com"}"#,
+                "application/json",
+            )
+            .await,
+            422,
+            "`quantity` is missing",
+        ),
+        (
+            post(
+                r#"{"product_id": "<script>", "quantity": 1, "customer_email": "a@b.c"}"#,
+                "application/json",
+            )
+            .await,
+            422,
+            "must be an object with product_id",
+        ),
+        (
+            post(r#"[1, 2, 3]"#, "application/json").await,
+            422,
+            "must be an object with product_id",
+        ),
+        (
+            post("{not json", "application/json").await,
+            400,
+            "not valid JSON",
+        ),
+        (
+            post(r#"{"product_id": 1}"#, "text/plain").await,
+            415,
+            "Content-Type: application/json",
+        ),
+    ];
+    for (response, status, words) in cases {
+        let body = assert_problem(response.unwrap(), status).await;
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(words), "{status}: {detail}");
+        // serde's text: Rust type names, its own phrasing, the client's input echoed back.
+        for serde_words in [
+            "NewOrder",
+            "invalid type",
+            "expected",
+            "line 1 column",
+            "Failed to deserialize",
+            "<script>",
+            "missing field",
+        ] {
+            assert!(!detail.contains(serde_words), "{status}: {detail}");
+        }
+    }
+}

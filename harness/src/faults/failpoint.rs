@@ -33,11 +33,30 @@ impl FaultKind for Failpoint {
         {
             return Err(("name", format!("`{}` is not a failpoint name", self.name)));
         }
+        if !crate::target::FAILPOINTS.contains(&self.name.as_str()) {
+            return Err((
+                "name",
+                format!(
+                    "the target has no failpoint `{}`; it has: {}",
+                    self.name,
+                    crate::target::FAILPOINTS.join(", ")
+                ),
+            ));
+        }
         for part in self.action.split("->") {
-            if !valid_action(part.trim()) {
+            let part = part.trim();
+            if !valid_action(part) {
                 return Err((
                     "action",
                     format!("`{}` is not a failpoint action", self.action),
+                ));
+            }
+            if let Some(ms) = sleep_ms(part)
+                && ms > MAX_SLEEP_MS
+            {
+                return Err((
+                    "action",
+                    format!("`{part}` sleeps too long: at most {MAX_SLEEP_MS} ms (1h)",),
                 ));
             }
         }
@@ -92,6 +111,20 @@ impl FaultKind for Failpoint {
     }
 }
 
+/// The longest `sleep(ms)` / `delay(ms)` a scenario may ask for: no scenario phase is longer.
+const MAX_SLEEP_MS: u64 = 3_600_000;
+
+/// The milliseconds of a `sleep(ms)` or `delay(ms)` term (after any `p%` and `cnt*`); `u64::MAX`
+/// when the argument is not a number of milliseconds that fits.
+fn sleep_ms(term: &str) -> Option<u64> {
+    let task = term.rsplit(['%', '*']).next().unwrap_or(term);
+    let arg = task
+        .strip_prefix("sleep(")
+        .or_else(|| task.strip_prefix("delay("))?
+        .strip_suffix(')')?;
+    Some(arg.trim().parse::<u64>().unwrap_or(u64::MAX))
+}
+
 /// Checks one `[p%][cnt*]task[(arg)]` term.
 fn valid_action(s: &str) -> bool {
     let mut rest = s;
@@ -139,6 +172,46 @@ mod tests {
         }
         for bad in ["explode", "120%panic", "x*return", "sleep(200", ""] {
             assert!(!valid_action(bad), "{bad}");
+        }
+    }
+
+    fn failpoint(name: &str, action: &str) -> Failpoint {
+        Failpoint {
+            name: name.into(),
+            action: action.into(),
+        }
+    }
+
+    #[test]
+    fn a_failpoint_the_target_does_not_have_is_refused_at_validation() {
+        let (key, msg) = failpoint("get_produkt", "panic").validate().unwrap_err();
+        assert_eq!(key, "name");
+        assert!(msg.contains("get_product"), "the known ones listed: {msg}");
+        assert!(failpoint("get_product", "panic").validate().is_ok());
+    }
+
+    #[test]
+    fn a_sleep_longer_than_an_hour_or_not_a_number_is_refused_at_validation() {
+        for bad in [
+            "sleep(3600001)",
+            "50%sleep(18446744073709551615)",
+            "2*delay(99999999999999999999)",
+            "sleep(abc)",
+            "return->sleep(4000000)",
+        ] {
+            let (key, msg) = failpoint("get_product", bad).validate().unwrap_err();
+            assert_eq!(key, "action", "{bad}");
+            assert!(
+                msg.contains("at most") || msg.contains("not a failpoint action"),
+                "{bad}: {msg}"
+            );
+        }
+        for good in [
+            "sleep(200)",
+            "10%2*delay(3600000)",
+            "return(sleep(99999999))",
+        ] {
+            assert!(failpoint("get_product", good).validate().is_ok(), "{good}");
         }
     }
 }

@@ -46,6 +46,11 @@ impl FaultKind for Memory {
         if !(32 << 20..=16 << 30).contains(&limit) {
             return Err(("limit", format!("`{}` is outside 32MiB..16GiB", self.limit)));
         }
+        // A limit the host cannot back never binds: the host runs out before the cgroup does,
+        // and its OOM killer picks among every process on it.
+        if let Some(host) = host_memory() {
+            within_host(&self.limit, limit, host).map_err(|e| ("limit", e))?;
+        }
         if hog >= limit {
             return Err((
                 "hog",
@@ -279,6 +284,31 @@ pub fn hog_main() -> Option<i32> {
     }
 }
 
+/// A limit of `limit` bytes (written `text`) on a host with `host` bytes.
+fn within_host(text: &str, limit: u64, host: u64) -> Result<(), String> {
+    if limit > host {
+        return Err(format!(
+            "`{text}` is more than this host's memory ({})",
+            format_bytes(host)
+        ));
+    }
+    Ok(())
+}
+
+/// The host's memory (`MemTotal` of /proc/meminfo), when it can be read.
+fn host_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +325,17 @@ mod tests {
             hog: "512KiB".into(),
         };
         assert_eq!(m.validate().unwrap_err().0, "limit");
+    }
+
+    #[test]
+    fn a_limit_larger_than_the_host_is_refused_at_validation() {
+        assert!(
+            host_memory().is_some_and(|m| m > 0),
+            "/proc/meminfo has MemTotal"
+        );
+        let e = within_host("4GiB", 4 << 30, 2 << 30).unwrap_err();
+        assert!(e.contains("more than this host's memory (2.0 GiB)"), "{e}");
+        assert!(within_host("1GiB", 1 << 30, 2 << 30).is_ok());
     }
 
     #[test]

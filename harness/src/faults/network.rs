@@ -61,6 +61,12 @@ impl FaultKind for Network {
         {
             return Err(("fraction", format!("fraction {f} is not between 0 and 1")));
         }
+        // Added to every chunk's send time by the proxy: bounded so no sum overflows later.
+        for (key, d) in [("latency", self.latency), ("jitter", self.jitter)] {
+            if d.is_some_and(|d| d > Duration::from_secs(600)) {
+                return Err((key, format!("{key} is too long: at most 10m")));
+            }
+        }
         match self.fault {
             NetworkFault::Latency if self.latency.is_none() => {
                 Err(("fault", "a latency fault needs `latency`".into()))

@@ -66,6 +66,9 @@ impl FaultKind for Overload {
         if self.timeout.is_some_and(|t| t.is_zero()) {
             return Err(("timeout", "the timeout must be positive".into()));
         }
+        if self.timeout.is_some_and(|t| t > Duration::from_secs(300)) {
+            return Err(("timeout", "the timeout is too long: at most 5m".into()));
+        }
         // The load generator compiles the mix (request lines, parameters, bodies): whatever it
         // refuses is reported now, before anything runs.
         let mut probe = self.plan("http://127.0.0.1:1", 0);

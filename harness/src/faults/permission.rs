@@ -37,6 +37,15 @@ impl FaultKind for Permission {
 
     fn validate(&self) -> Result<(), (&'static str, String)> {
         match parse_mode(&self.mode) {
+            // A permission flip takes rights away; setuid, setgid and sticky bits would hand
+            // some out (a setuid directory is harmless, but `4777` is never what a test needs).
+            Some(m) if m & 0o7000 != 0 => Err((
+                "mode",
+                format!(
+                    "`{}` sets setuid, setgid or sticky bits; use the permission bits only, like \"0500\"",
+                    self.mode
+                ),
+            )),
             Some(_) => Ok(()),
             None => Err((
                 "mode",
@@ -193,5 +202,20 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(host.path(), data.path().join("data")).unwrap();
         assert!(open_flipped(std::process::id(), &data.path().join("data/receipts")).is_err());
+    }
+
+    #[test]
+    fn modes_with_setuid_setgid_or_sticky_bits_are_refused_at_validation() {
+        let flip = |mode: &str| Permission {
+            path: PermissionPath::Receipts,
+            mode: mode.into(),
+        };
+        for bad in ["4777", "2755", "1777", "0o6000"] {
+            let (key, msg) = flip(bad).validate().unwrap_err();
+            assert_eq!(key, "mode");
+            assert!(msg.contains("setuid"), "{msg}");
+        }
+        assert!(flip("0500").validate().is_ok());
+        assert!(flip("0000").validate().is_ok());
     }
 }

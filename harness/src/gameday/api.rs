@@ -1,17 +1,20 @@
-//! The lab's control API and its dashboard page, served by axum. On loopback by default; bound
-//! anywhere else, every request needs the lab's token (`Authorization: Bearer`, or `?token=` on
-//! the page's address, which the page then sends as the header).
+//! The lab's control API and its dashboard page, served by axum. Every request needs a
+//! credential, on loopback too (any local user or process can reach a loopback port): the lab's
+//! token as `Authorization: Bearer` (the command line reads it from the 0600 lab file), or the
+//! dashboard's session cookie, set by a one-time link (see [`super::session`]). Who acted (cli or
+//! page) follows from which of the two was shown, never from the request body.
 //!
-//! Two more guards keep other web pages from driving the lab through a browser on the same
-//! machine: writes take JSON only (a cross-origin page cannot send JSON without a CORS preflight,
-//! which this server never approves), and on loopback the `Host` header must be a loopback name
-//! (a DNS-rebinding page would send its own host name).
+//! More guards keep other web pages from driving the lab through a browser on the same machine:
+//! the cookie is `SameSite=Strict` (another site's page never sends it), writes take JSON only (a
+//! cross-origin page cannot send JSON without a CORS preflight, which this server never
+//! approves), no page may frame the dashboard (clickjacking), and on loopback the `Host` header
+//! must be a loopback name (a DNS-rebinding page would send its own host name).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Extension, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,15 +25,18 @@ use super::client::{ApiError, LabFile};
 use super::control::{ControlError, Selector, Shared, Who};
 use super::live::{ErrorView, ReadinessChange, SecondView};
 use super::params::{FaultRequest, fault_table, parse_for, table_to_json};
+use super::session::Sessions;
 use crate::monitoring::AlertStatus;
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// How the API is reached, and by whom.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Access {
-    /// Required on every request when set.
-    pub token: Option<String>,
+    /// The token and the dashboard's sessions; one of the two is needed on every request.
+    pub sessions: Sessions,
+    /// Bound to loopback: the `Host` header must be a loopback name too.
+    pub loopback: bool,
 }
 
 #[derive(Clone)]
@@ -49,6 +55,8 @@ pub fn router(gd: Shared, info: LabFile, access: Access) -> Router {
     };
     Router::new()
         .route("/", get(dashboard))
+        .route("/open", get(open))
+        .route("/api/link", post(link))
         .route("/api/status", get(status))
         .route("/api/live", get(live))
         .route("/api/catalogue", get(catalogue))
@@ -109,69 +117,128 @@ impl From<ControlError> for Problem {
     }
 }
 
-/// Compares without an early exit, so the time taken says nothing about the token. Hand-written:
-/// four lines do not justify a dependency.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+/// Whether `host` (a `Host` header) names this machine's loopback.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    matches!(name, "127.0.0.1" | "localhost" | "[::1]")
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
-async fn guard(State(access): State<Arc<Access>>, req: Request, next: Next) -> Response {
-    match &access.token {
-        Some(token) => {
-            let bearer = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            let query = req.uri().query().and_then(|q| {
-                q.split('&')
-                    .find_map(|kv| kv.strip_prefix("token="))
-                    .map(str::to_string)
-            });
-            let ok = bearer.is_some_and(|b| same(b, token))
-                || query.as_deref().is_some_and(|q| same(q, token));
-            if !ok {
-                return Problem(
-                    StatusCode::UNAUTHORIZED,
-                    ApiError {
-                        error: "this lab needs its token".into(),
-                        hint: Some(
-                            "the lab printed it when it started; open the dashboard with ?token=TOKEN".into(),
-                        ),
-                        key: None,
-                    },
-                )
-                .into_response();
-            }
-        }
-        None => {
+/// Checks the caller on every request but the one-time link (which checks its own code), hands
+/// the handlers who it is, and forbids framing on every answer.
+async fn guard(State(access): State<Arc<Access>>, mut req: Request, next: Next) -> Response {
+    let mut resp = 'checked: {
+        if access.loopback {
             let host = req
                 .headers()
                 .get(header::HOST)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            let name = match host.rsplit_once(':') {
-                Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
-                _ => host,
-            };
-            let loopback = matches!(name, "127.0.0.1" | "localhost" | "[::1]")
-                || name
-                    .parse::<std::net::Ipv4Addr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            if !loopback {
-                return Problem::new(
+            if !loopback_host(host) {
+                break 'checked Problem::new(
                     StatusCode::FORBIDDEN,
                     format!("this lab answers loopback names only, not Host: {host}"),
                 )
                 .into_response();
             }
         }
+        if req.uri().path() == "/open" {
+            break 'checked next.run(req).await;
+        }
+        match access.sessions.caller(req.headers()) {
+            Some(who) => {
+                req.extensions_mut().insert(who);
+                next.run(req).await
+            }
+            None => Problem(
+                StatusCode::UNAUTHORIZED,
+                ApiError {
+                    error: "this lab needs its token, or the dashboard's session".into(),
+                    hint: Some(
+                        "open the one-time dashboard link the lab printed, or print a new one with `fivehundred lab open`; scripts send `Authorization: Bearer TOKEN` (the token is in the lab file)".into(),
+                    ),
+                    key: None,
+                },
+            )
+            .into_response(),
+        }
+    };
+    let h = resp.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        );
     }
-    next.run(req).await
+    resp
+}
+
+#[derive(Debug, Deserialize)]
+struct OpenQuery {
+    #[serde(default)]
+    code: String,
+}
+
+/// The one-time link: a live code sets the session cookie and sends the browser to the
+/// dashboard, whose address then holds no secret.
+async fn open(State(app): State<App>, Query(q): Query<OpenQuery>) -> Response {
+    open_response(&app.access.sessions, &q.code)
+}
+
+fn open_response(sessions: &Sessions, code: &str) -> Response {
+    match sessions.redeem(code) {
+        Some(value) => {
+            let cookie = Sessions::set_cookie(value);
+            (
+                StatusCode::SEE_OTHER,
+                [
+                    (header::LOCATION, "/".to_string()),
+                    (header::SET_COOKIE, cookie),
+                    (header::CACHE_CONTROL, "no-store".to_string()),
+                    // The code must not travel on to anything the page loads.
+                    (header::REFERRER_POLICY, "no-referrer".to_string()),
+                ],
+            )
+                .into_response()
+        }
+        None => Problem(
+            StatusCode::UNAUTHORIZED,
+            ApiError {
+                error: "this dashboard link was used already, has expired, or is not one".into(),
+                hint: Some("print a new one with `fivehundred lab open`".into()),
+                key: None,
+            },
+        )
+        .into_response(),
+    }
+}
+
+/// A new one-time dashboard link; for the command line only (a page that has a session does
+/// not need one, and must not hand sessions on).
+async fn link(
+    State(app): State<App>,
+    Extension(by): Extension<Who>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    if by != Who::Cli {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "new dashboard links are made with the lab's token (`fivehundred lab open`)",
+        ));
+    }
+    Ok(Json(
+        serde_json::json!({ "url": open_url(&app.info.control_url, &app.access.sessions.mint()) }),
+    ))
+}
+
+/// The one-time link for `code`.
+pub fn open_url(control_url: &str, code: &str) -> String {
+    format!("{}/open?code={code}", control_url.trim_end_matches('/'))
 }
 
 async fn dashboard() -> impl IntoResponse {
@@ -417,15 +484,9 @@ async fn detached<T: Send + 'static>(
     })
 }
 
-fn who(by: Option<Who>) -> Result<Who, Problem> {
-    match by.unwrap_or(Who::Cli) {
-        Who::Lab => Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "`by` is cli or page; only the lab acts as the lab",
-        )),
-        w => Ok(w),
-    }
-}
+/// A `by` in a request body: accepted for older clients, never believed (the caller is known from
+/// its credential).
+type Claimed = Option<serde::de::IgnoredAny>;
 
 // No `deny_unknown_fields`: serde does not support it next to `flatten`.
 #[derive(Debug, Deserialize)]
@@ -435,15 +496,15 @@ struct InjectBody {
     /// The deadline, `30s`; the lab's default when absent.
     #[serde(default, rename = "for")]
     for_: Option<String>,
-    #[serde(default)]
-    by: Option<Who>,
+    #[serde(default, rename = "by")]
+    _claimed: Claimed,
 }
 
 async fn inject(
     State(app): State<App>,
+    Extension(by): Extension<Who>,
     Json(body): Json<InjectBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
-    let by = who(body.by)?;
     let for_ = match body.for_.as_deref().filter(|s| !s.trim().is_empty()) {
         Some(s) => Some(parse_for(s).map_err(|e| {
             Problem(
@@ -473,15 +534,15 @@ struct RevertBody {
     id: Option<u64>,
     #[serde(flatten)]
     fault: FaultRequest,
-    #[serde(default)]
-    by: Option<Who>,
+    #[serde(default, rename = "by")]
+    _claimed: Claimed,
 }
 
 async fn revert(
     State(app): State<App>,
+    Extension(by): Extension<Who>,
     Json(body): Json<RevertBody>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    let by = who(body.by)?;
     let named = body.fault.name.is_some() || !body.fault.params.is_empty();
     let selector = match (body.all, body.id, named) {
         (true, None, false) => Selector::All,
@@ -502,17 +563,18 @@ async fn revert(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ByBody {
-    #[serde(default)]
-    by: Option<Who>,
+    #[serde(default, rename = "by")]
+    _claimed: Claimed,
     #[serde(default)]
     rate: Option<f64>,
 }
 
 async fn halt(
     State(app): State<App>,
-    Json(body): Json<ByBody>,
+    Extension(by): Extension<Who>,
+    // Parsed only to refuse what is not JSON (see the module's doc).
+    Json(_body): Json<ByBody>,
 ) -> Result<Json<super::control::HaltOutcome>, Problem> {
-    let by = who(body.by)?;
     let gd = app.gd.clone();
     Ok(Json(
         detached(async move { gd.halt(by, None).await }).await?,
@@ -521,9 +583,9 @@ async fn halt(
 
 async fn resume(
     State(app): State<App>,
+    Extension(by): Extension<Who>,
     Json(body): Json<ByBody>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    let by = who(body.by)?;
     let gd = app.gd.clone();
     let rate = detached(async move { gd.resume(body.rate, by).await }).await??;
     Ok(Json(serde_json::json!({ "rate": rate })))
@@ -531,9 +593,9 @@ async fn resume(
 
 async fn stop(
     State(app): State<App>,
-    Json(body): Json<ByBody>,
+    Extension(by): Extension<Who>,
+    Json(_body): Json<ByBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
-    let by = who(body.by)?;
     eprintln!("stop asked by {by}");
     app.gd.stop.cancel();
     Ok((
@@ -545,57 +607,169 @@ async fn stop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A bare route behind the guard, on a loopback port.
-    async fn guarded(token: Option<&str>) -> String {
-        let app = Router::new().route("/x", get(|| async { "ok" })).layer(
-            axum::middleware::from_fn_with_state(
-                Arc::new(Access {
-                    token: token.map(String::from),
-                }),
-                guard,
-            ),
-        );
+    /// Bare routes behind the guard, on a loopback port: `/x` answers who called, a POST to
+    /// `/api/inject` counts its calls and answers who the handler was told the caller is. Returns
+    /// the base address and the count.
+    async fn guarded(loopback: bool) -> (String, Arc<Access>, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let access = Arc::new(Access {
+            sessions: Sessions::new("s3cret".into()),
+            loopback,
+        });
+        let app = Router::new()
+            .route(
+                "/x",
+                get(|Extension(by): Extension<Who>| async move { by.to_string() }),
+            )
+            .route(
+                "/api/inject",
+                post(
+                    move |Extension(by): Extension<Who>, Json(_): Json<serde_json::Value>| {
+                        let counted = counted.clone();
+                        async move {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            by.to_string()
+                        }
+                    },
+                ),
+            )
+            .route("/open", get(|| async { "open" }))
+            .layer(axum::middleware::from_fn_with_state(access.clone(), guard));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        format!("http://{addr}/x")
+        (format!("http://{addr}"), access, calls)
     }
 
     #[tokio::test]
-    async fn with_a_token_every_request_needs_it() {
-        let url = guarded(Some("s3cret")).await;
+    async fn an_unauthenticated_post_to_inject_from_loopback_is_refused_and_reaches_nothing() {
+        let (base, _, calls) = guarded(true).await;
         let c = reqwest::Client::new();
-        let status =
-            |r: reqwest::RequestBuilder| async move { r.send().await.unwrap().status().as_u16() };
-        assert_eq!(status(c.get(&url)).await, 401);
-        assert_eq!(status(c.get(&url).bearer_auth("s3cre")).await, 401);
-        assert_eq!(status(c.get(&url).bearer_auth("s3cret")).await, 200);
-        assert_eq!(status(c.get(format!("{url}?token=s3cret"))).await, 200);
-        assert_eq!(status(c.get(format!("{url}?token=nope"))).await, 401);
+        let body = serde_json::json!({ "name": "memory", "params": { "size": "15GiB" } });
+        for req in [
+            c.post(format!("{base}/api/inject")).json(&body),
+            c.post(format!("{base}/api/inject?token=s3cret"))
+                .json(&body),
+            c.post(format!("{base}/api/inject"))
+                .bearer_auth("s3cre")
+                .json(&body),
+            c.post(format!("{base}/api/inject"))
+                .header(header::COOKIE, "fivehundred_session=s3cret")
+                .json(&body),
+        ] {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 401);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "no handler ran");
+        let r = c
+            .post(format!("{base}/api/inject"))
+            .bearer_auth("s3cret")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_claimed_by_is_ignored_the_credential_decides() {
+        let (base, access, _) = guarded(true).await;
+        let c = reqwest::Client::new();
+        let claimed = serde_json::json!({ "by": "page" });
+        let r = c
+            .post(format!("{base}/api/inject"))
+            .bearer_auth("s3cret")
+            .json(&claimed)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.text().await.unwrap(), "cli");
+        let secret = access.sessions.redeem(&access.sessions.mint()).unwrap();
+        let r = c
+            .post(format!("{base}/api/inject"))
+            .header(header::COOKIE, format!("fivehundred_session={secret}"))
+            .json(&serde_json::json!({ "by": "cli" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.text().await.unwrap(), "page");
+    }
+
+    #[tokio::test]
+    async fn no_answer_may_be_framed_by_another_page() {
+        let (base, _, _) = guarded(true).await;
+        let c = reqwest::Client::new();
+        for r in [
+            c.get(format!("{base}/x")).send().await.unwrap(),
+            c.get(format!("{base}/x"))
+                .bearer_auth("s3cret")
+                .send()
+                .await
+                .unwrap(),
+        ] {
+            assert_eq!(r.headers()[header::X_FRAME_OPTIONS], "DENY");
+            let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap();
+            assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        }
     }
 
     #[tokio::test]
     async fn on_loopback_only_loopback_host_names_are_answered() {
-        let url = guarded(None).await;
+        let (base, _, _) = guarded(true).await;
         let c = reqwest::Client::new();
         let with_host = |h: &'static str| {
-            let r = c.get(&url).header(header::HOST, h);
+            let r = c
+                .get(format!("{base}/x"))
+                .bearer_auth("s3cret")
+                .header(header::HOST, h);
             async move { r.send().await.unwrap().status().as_u16() }
         };
-        assert_eq!(c.get(&url).send().await.unwrap().status().as_u16(), 200);
+        assert_eq!(with_host("127.0.0.1:8080").await, 200);
         assert_eq!(with_host("localhost:8080").await, 200);
         assert_eq!(with_host("[::1]:8080").await, 200);
         // A page on another origin that rebinds its name to 127.0.0.1 sends its own name.
         assert_eq!(with_host("attacker.example").await, 403);
         assert_eq!(with_host("attacker.example:8080").await, 403);
+        let (beyond, _, _) = guarded(false).await;
+        let r = c
+            .get(format!("{beyond}/x"))
+            .bearer_auth("s3cret")
+            .header(header::HOST, "lab.example:8080")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "bound beyond loopback, any name");
     }
 
     #[test]
-    fn tokens_compare_whole() {
-        assert!(same("abc", "abc"));
-        assert!(!same("abc", "abd"));
-        assert!(!same("abc", "abcd"));
-        assert!(!same("", "a"));
+    fn the_one_time_link_sets_a_strict_http_only_cookie_once_and_sends_to_a_clean_address() {
+        let sessions = Sessions::new("s3cret".into());
+        let code = sessions.mint();
+        let first = open_response(&sessions, &code);
+        assert_eq!(first.status(), StatusCode::SEE_OTHER);
+        assert_eq!(first.headers()[header::LOCATION], "/");
+        let cookie = first.headers()[header::SET_COOKIE].to_str().unwrap();
+        assert!(cookie.contains("HttpOnly"), "{cookie}");
+        assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+        assert!(
+            !cookie.contains("s3cret"),
+            "the token is not the cookie: {cookie}"
+        );
+        let again = open_response(&sessions, &code);
+        assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+        assert!(again.headers().get(header::SET_COOKIE).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_one_time_link_route_is_reachable_without_a_credential() {
+        let (base, _, _) = guarded(true).await;
+        let r = reqwest::get(format!("{base}/open?code=x")).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
     }
 }

@@ -18,7 +18,7 @@ pub struct LabFile {
     /// With the pid, identifies the lab's process even after the pid is reused.
     pub start_time: Option<u64>,
     pub control_url: String,
-    /// Needed by every request when the lab is bound beyond loopback.
+    /// Needed by every request (the file is readable by its owner only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     pub dashboard_url: String,

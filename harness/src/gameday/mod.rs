@@ -12,9 +12,10 @@
 //! - [`abort`]: `--abort-if` conditions.
 //! - [`params`]: faults as typed at a game day (`network target=database fault=down`, `db-down`).
 //! - [`client`]: the lab file other terminals find the lab by, and the API client.
+//! - [`session`]: who may drive the lab: the token, one-time dashboard links, the page's cookie.
 //! - [`postmortem`]: `postmortem.md`, filled from the recording.
 //! - this file: the commands that talk to a running lab: `inject`, `revert`, `halt`, `status`,
-//!   `lab down`.
+//!   `lab down`, `lab open`.
 
 pub mod abort;
 pub mod api;
@@ -23,6 +24,7 @@ pub mod control;
 pub mod live;
 pub mod params;
 pub mod postmortem;
+pub mod session;
 pub mod up;
 
 use std::time::Duration;
@@ -42,6 +44,9 @@ pub enum LabCommand {
     Up(Box<LabUpArgs>),
     /// Stop the running lab: every fault is reverted, then the record is written.
     Down,
+    /// Print a new one-time link to the running lab's dashboard (it sets a session cookie in the
+    /// browser that opens it, and works once).
+    Open,
 }
 
 /// `fivehundred inject FAULT [KEY=VALUE...] [--for DURATION]`
@@ -101,6 +106,21 @@ pub async fn lab(cmd: LabCommand) -> i32 {
     match cmd {
         LabCommand::Up(args) => up::lab_up(*args).await,
         LabCommand::Down => down().await,
+        LabCommand::Open => open().await,
+    }
+}
+
+async fn open() -> i32 {
+    let client = match connect() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match client.post("/api/link", json!({})).await {
+        Ok(v) => {
+            println!("{}", v["url"].as_str().unwrap_or_default());
+            EXIT_OK
+        }
+        Err(e) => fail(e),
     }
 }
 
@@ -109,7 +129,7 @@ async fn down() -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Err(e) = client.post("/api/stop", json!({ "by": "cli" })).await {
+    if let Err(e) = client.post("/api/stop", json!({})).await {
         return fail(e);
     }
     eprintln!("the lab is stopping: reverting every fault, then writing the record…");
@@ -155,7 +175,6 @@ pub async fn inject(args: InjectArgs) -> i32 {
         Err(code) => return code,
     };
     let mut body = serde_json::to_value(&request).unwrap_or(Value::Null);
-    body["by"] = json!("cli");
     if let Some(d) = args.for_ {
         body["for"] = json!(humantime::format_duration(d).to_string());
     }
@@ -184,17 +203,13 @@ pub async fn inject(args: InjectArgs) -> i32 {
 
 pub async fn revert(args: RevertArgs) -> i32 {
     let body = if args.all {
-        json!({ "all": true, "by": "cli" })
+        json!({ "all": true })
     } else {
         let fault = args.fault.unwrap_or_default();
         match fault.trim_start_matches('#').parse::<u64>() {
-            Ok(id) if args.params.is_empty() => json!({ "id": id, "by": "cli" }),
+            Ok(id) if args.params.is_empty() => json!({ "id": id }),
             _ => match FaultRequest::from_words(&fault, &args.params) {
-                Ok(r) => {
-                    let mut b = serde_json::to_value(&r).unwrap_or(Value::Null);
-                    b["by"] = json!("cli");
-                    b
-                }
+                Ok(r) => serde_json::to_value(&r).unwrap_or(Value::Null),
                 Err(e) => {
                     eprintln!("error: {e}");
                     return EXIT_USAGE;
@@ -231,7 +246,7 @@ pub async fn halt() -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match client.post("/api/halt", json!({ "by": "cli" })).await {
+    match client.post("/api/halt", json!({})).await {
         Ok(v) => {
             let list = |k: &str| -> Vec<String> {
                 v[k].as_array()
@@ -304,7 +319,7 @@ fn status_text(v: &Value) -> String {
     );
     let _ = writeln!(
         s,
-        "dashboard {}",
+        "dashboard {}   (`fivehundred lab open` prints a one-time link that lets a browser in)",
         lab["dashboard_url"].as_str().unwrap_or("")
     );
     let load = &v["load"];

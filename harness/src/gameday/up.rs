@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::abort::AbortCondition;
-use super::api::{Access, router};
+use super::api::{Access, open_url, router};
 use super::client::LabFile;
 use super::control::{GameDay, Settings};
 use super::params::parse_for;
 use super::postmortem;
+use super::session::Sessions;
 use crate::checks::{self, CheckResult};
 use crate::exit::{EXIT_LAB, EXIT_OK, EXIT_USAGE};
 use crate::journal::{Journal, Resource};
@@ -50,8 +51,8 @@ pub struct LabUpArgs {
     /// Repeatable.
     #[arg(long = "abort-if", value_name = "CONDITION")]
     pub abort_if: Vec<AbortCondition>,
-    /// Serve the dashboard and control API here. Beyond loopback every request needs the token
-    /// the lab prints.
+    /// Serve the dashboard and control API here. Every request needs the lab's token (in the lab
+    /// file) or the dashboard's session (from a one-time link: `fivehundred lab open`).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
     /// How long an injected fault stays before the lab reverts it by itself, unless `inject
@@ -242,7 +243,7 @@ pub async fn lab_up(args: LabUpArgs) -> i32 {
     };
     let gd = Arc::new(GameDay::new(lab, journal, settings, started_wall));
     let up = serve(&gd, listener, &record_dir).await;
-    let (info, server, server_stop) = match up {
+    let (info, first_link, server, server_stop) = match up {
         Ok(u) => u,
         Err(e) => {
             eprintln!("error: {e}");
@@ -259,7 +260,7 @@ pub async fn lab_up(args: LabUpArgs) -> i32 {
     }
     let stop_sampling = CancellationToken::new();
     let samplers = crate::run::start_samplers(&gd.lab, stop_sampling.clone());
-    print_banner(&gd, &info, &args);
+    print_banner(&gd, &info, &first_link, &args);
 
     let clock_stop = CancellationToken::new();
     let mut clock = tokio::spawn(run_clock(gd.clone(), clock_stop.clone()));
@@ -351,18 +352,27 @@ fn record_dir(given: Option<&Path>, at: chrono::DateTime<chrono::Utc>) -> Result
     std::path::absolute(&dir).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
+/// What [`serve`] hands back: the lab file, the first one-time dashboard link, the server's task
+/// and what stops it.
+type Served = (
+    LabFile,
+    String,
+    tokio::task::JoinHandle<()>,
+    CancellationToken,
+);
+
 /// Writes the lab file and serves the control API until `stop` is cancelled.
 async fn serve(
     gd: &Arc<GameDay>,
     listener: tokio::net::TcpListener,
     record_dir: &Path,
-) -> Result<(LabFile, tokio::task::JoinHandle<()>, CancellationToken), String> {
+) -> Result<Served, String> {
     let bound = listener
         .local_addr()
         .map_err(|e| format!("cannot read the control address: {e}"))?;
-    // Beyond loopback, anyone who can reach the port could break the service: a token is
-    // required, made here and printed once (and kept in the lab file, readable by its owner).
-    let token = (!bound.ip().is_loopback()).then(|| uuid::Uuid::new_v4().simple().to_string());
+    // Any local user or process can reach a loopback port too: a token is required always, made
+    // here and kept in the lab file (readable by its owner), which the commands read it from.
+    let token = Sessions::new_token();
     // Commands on this machine reach the lab on loopback even when it listens everywhere.
     let local = if bound.ip().is_unspecified() {
         SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), bound.port())
@@ -370,17 +380,15 @@ async fn serve(
         bound
     };
     let control_url = format!("http://{local}");
-    let dashboard_url = match &token {
-        Some(t) => format!("{control_url}/?token={t}"),
-        None => format!("{control_url}/"),
-    };
+    // No secret in this address: the browser gets in through a one-time link (see `print_banner`).
+    let dashboard_url = format!("{control_url}/");
     let (prometheus_url, alertmanager_url) = gd.lab.monitoring_urls().unwrap_or_default();
     let pid = std::process::id();
     let info = LabFile {
         pid,
         start_time: crate::journal::process_start_time(pid),
         control_url,
-        token: token.clone(),
+        token: Some(token.clone()),
         dashboard_url,
         target_url: gd.lab.base_url.clone(),
         prometheus_url,
@@ -396,7 +404,13 @@ async fn serve(
             super::client::lab_file_path().display()
         )
     })?;
-    let app = router(gd.clone(), info.clone(), Access { token });
+    let sessions = Sessions::new(token);
+    let first_link = open_url(&info.control_url, &sessions.mint());
+    let access = Access {
+        sessions,
+        loopback: bound.ip().is_loopback(),
+    };
+    let app = router(gd.clone(), info.clone(), access);
     let stop = CancellationToken::new();
     let shutdown = stop.clone();
     let server = tokio::spawn(async move {
@@ -407,13 +421,13 @@ async fn serve(
             tracing::warn!("the control API stopped: {e}");
         }
     });
-    Ok((info, server, stop))
+    Ok((info, first_link, server, stop))
 }
 
-fn print_banner(gd: &GameDay, info: &LabFile, args: &LabUpArgs) {
+fn print_banner(gd: &GameDay, info: &LabFile, first_link: &str, args: &LabUpArgs) {
     let s = &gd.settings;
     println!("fivehundred lab is up (seed {})", s.seed);
-    println!("  dashboard     {}", info.dashboard_url);
+    println!("  dashboard     {first_link}   (opens once; `fivehundred lab open` prints another)");
     if !args.listen.ip().is_loopback() {
         println!(
             "  listening on  {} (port {})",
@@ -421,9 +435,10 @@ fn print_banner(gd: &GameDay, info: &LabFile, args: &LabUpArgs) {
             info.control_url.rsplit(':').next().unwrap_or("?")
         );
     }
-    if let Some(t) = &info.token {
-        println!("  token         {t}   (every request needs it: Authorization: Bearer TOKEN)");
-    }
+    println!(
+        "  token         in {} (the commands read it there; scripts send Authorization: Bearer TOKEN)",
+        super::client::lab_file_path().display()
+    );
     println!("  target        {}", info.target_url);
     println!("  prometheus    {}", info.prometheus_url);
     println!("  alertmanager  {}", info.alertmanager_url);

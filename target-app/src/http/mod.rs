@@ -22,7 +22,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -61,7 +61,7 @@ pub fn app(state: Arc<AppState>) -> Router {
 /// internal cause. This is also where `safe-errors` off swaps in the leaky body.
 async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -83,10 +83,10 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     let status = response.status();
     let m = &state.metrics;
     m.http_requests
-        .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+        .with_label_values(&[route.as_str(), method, status.as_str()])
         .inc();
     m.http_duration
-        .with_label_values(&[route.as_str(), method.as_str()])
+        .with_label_values(&[route.as_str(), method])
         .observe(started.elapsed().as_secs_f64());
 
     let Some(error) = response.extensions().get::<Arc<AppError>>().cloned() else {
@@ -114,6 +114,22 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         return leaky;
     }
     response
+}
+
+/// The `method` label: the methods this service knows, and `other` for the rest. The method is
+/// the client's choice (any token is a valid method), and each new label value is a new series
+/// kept for the life of the process.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// axum answers a few errors itself, as text/plain or with no body: an unknown route, a wrong

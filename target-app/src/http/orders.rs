@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -86,6 +87,36 @@ impl NewOrder {
     }
 }
 
+/// A body that is not an order, said in this service's words. serde's text (it names Rust types
+/// such as `NewOrder` and echoes the client's input back) goes to the log only.
+fn not_an_order(rejection: JsonRejection) -> AppError {
+    const FIELDS: [&str; 3] = ["product_id", "quantity", "customer_email"];
+    let text = rejection.body_text();
+    let message = text.clone();
+    match rejection {
+        JsonRejection::JsonDataError(_) => {
+            // Name the field only when it is one of ours: nothing the client sent is repeated.
+            let missing = FIELDS
+                .into_iter()
+                .find(|f| text.contains(&format!("missing field `{f}`")));
+            match missing {
+                Some(field) => AppError::Invalid {
+                    field,
+                    reason: "is missing",
+                },
+                None => AppError::Invalid {
+                    field: "body",
+                    reason: "must be an object with product_id (an integer), quantity (an integer) and customer_email (a string)",
+                },
+            }
+        }
+        other => AppError::Rejected {
+            status: other.status(),
+            message,
+        },
+    }
+}
+
 /// The optional `Idempotency-Key`, and whether it is acceptable (with `validation`).
 fn idempotency_key(headers: &HeaderMap, validate: bool) -> Result<Option<String>, AppError> {
     let Some(value) = headers.get("idempotency-key") else {
@@ -106,8 +137,9 @@ fn idempotency_key(headers: &HeaderMap, validate: bool) -> Result<Option<String>
 async fn create(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Json(new): Json<NewOrder>,
+    body: Result<Json<NewOrder>, JsonRejection>,
 ) -> Result<Response, AppError> {
+    let Json(new) = body.map_err(not_an_order)?;
     failpoints::check("create_order")?;
     let validation = state.protections.on(Protection::Validation);
     if validation {
