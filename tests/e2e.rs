@@ -2,6 +2,7 @@
 //! target-app and a real PostgreSQL, as a user would, and we read its exit code and reports.
 
 mod gameday;
+mod labfile_services;
 mod random_kill;
 mod report_html;
 

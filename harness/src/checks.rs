@@ -47,6 +47,15 @@ fn skip(name: &str, phase: Phase, summary: String) -> CheckResult {
     CheckResult::new(name, Some(phase), Verdict::Skip, summary)
 }
 
+/// A check of something the service does not promise (its lab file says so).
+fn not_promised(name: &str, phase: Phase) -> CheckResult {
+    skip(
+        name,
+        phase,
+        "the service does not promise this (its lab file's [expect])".into(),
+    )
+}
+
 /// Runs every recording-based check of a scenario.
 pub fn evaluate(scenario: &Scenario, rec: &Recording) -> Vec<CheckResult> {
     let mut out = Vec::new();
@@ -57,10 +66,20 @@ pub fn evaluate(scenario: &Scenario, rec: &Recording) -> Vec<CheckResult> {
         if let Some(c) = latency(phase, &reqs, expect) {
             out.push(c);
         }
-        out.push(problem_json(rec, phase, &reqs));
+        let contract = &scenario.contract;
+        out.push(match contract.problem_json {
+            true => problem_json(rec, phase, &reqs),
+            false => not_promised("problem-json", phase),
+        });
         out.push(no_leaks(rec, phase, &reqs));
-        out.push(request_id(rec, phase, &reqs));
-        out.push(retry_after(rec, phase, &reqs));
+        out.push(match contract.request_id {
+            true => request_id(rec, phase, &reqs),
+            false => not_promised("request-id", phase),
+        });
+        out.push(match contract.retry_after {
+            true => retry_after(rec, phase, &reqs),
+            false => not_promised("retry-after", phase),
+        });
         for (name, want) in [("readyz", expect.readyz), ("livez", expect.livez)] {
             if let Some(want) = want {
                 out.push(health(rec, phase, name, want));

@@ -46,6 +46,9 @@ pub enum Command {
         /// Directory of scenario files [default: ./scenarios, else the built-in catalogue].
         #[arg(long)]
         scenarios_dir: Option<PathBuf>,
+        /// A lab file: list the causes it makes possible, and why the others do not apply.
+        #[arg(long, value_name = "PATH")]
+        lab: Option<PathBuf>,
         /// Print the catalogue as JSON.
         #[arg(long)]
         json: bool,
@@ -109,6 +112,10 @@ pub struct RunArgs {
     /// Directory of scenario files [default: ./scenarios, else the built-in catalogue].
     #[arg(long)]
     pub scenarios_dir: Option<PathBuf>,
+    /// A lab file (fivehundred.toml) describing the service to test: runs its generic
+    /// catalogue (or the causes named) against that service instead of target-app.
+    #[arg(long, value_name = "PATH")]
+    pub lab: Option<PathBuf>,
     /// How many scenarios run at once, each in its own lab.
     #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub jobs: u16,
@@ -149,6 +156,15 @@ pub async fn main(cli: Cli) -> i32 {
         Command::Explain(args) => explain(args).await,
         Command::List {
             scenarios_dir,
+            lab: Some(lab),
+            json,
+        } => {
+            let _ = scenarios_dir;
+            list_lab(&lab, json)
+        }
+        Command::List {
+            scenarios_dir,
+            lab: None,
             json,
         } => list(scenarios_dir.unwrap_or_else(default_catalogue), json),
         Command::Validate { files, lab } => match lab {
@@ -208,6 +224,95 @@ fn load_all(specs: &[String], catalogue: &Path) -> Result<Vec<Scenario>, i32> {
         }
     }
     if bad { Err(EXIT_USAGE) } else { Ok(out) }
+}
+
+/// The scenarios of a lab file's generic catalogue: the causes named, or every one that applies.
+/// A cause named that does not apply is an error naming why; the others are listed as skipped.
+fn lab_scenarios(lab: &crate::labfile::LabFile, names: &[String]) -> Result<Vec<Scenario>, i32> {
+    let causes = crate::labfile::catalogue::catalogue(lab);
+    let mut out = Vec::new();
+    for name in names {
+        match causes.iter().find(|c| &c.name == name) {
+            Some(c) => match &c.applies {
+                Ok(s) => out.push((**s).clone()),
+                Err(why) => {
+                    eprintln!(
+                        "error: `{name}` does not apply to {}: {why}",
+                        lab.file.display()
+                    );
+                    return Err(EXIT_USAGE);
+                }
+            },
+            None => {
+                eprintln!(
+                    "error: no cause `{name}` for {}; its causes: {}",
+                    lab.file.display(),
+                    causes
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                return Err(EXIT_USAGE);
+            }
+        }
+    }
+    if names.is_empty() {
+        for c in &causes {
+            match &c.applies {
+                Ok(s) => out.push((**s).clone()),
+                Err(why) => eprintln!("not applicable: {}: {why}", c.name),
+            }
+        }
+    }
+    if out.is_empty() {
+        eprintln!(
+            "error: no cause applies to {} (`fivehundred list --lab` says why)",
+            lab.file.display()
+        );
+        return Err(EXIT_USAGE);
+    }
+    Ok(out)
+}
+
+/// `list --lab`: the causes a lab file makes possible, and why the others do not apply.
+fn list_lab(path: &Path, json: bool) -> i32 {
+    let lab = match crate::labfile::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let causes = crate::labfile::catalogue::catalogue(&lab);
+    if json {
+        let entries: Vec<serde_json::Value> = causes
+            .iter()
+            .map(|c| match &c.applies {
+                Ok(s) => serde_json::json!({
+                    "name": c.name, "cause": c.cause, "applies": true, "title": s.title,
+                }),
+                Err(why) => serde_json::json!({
+                    "name": c.name, "cause": c.cause, "applies": false, "why": why,
+                }),
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&entries).unwrap_or_default()
+        );
+        return EXIT_OK;
+    }
+    let w = causes.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let cw = causes.iter().map(|c| c.cause.len()).max().unwrap_or(0);
+    println!("{:w$}  {:cw$}  applies", "cause", "");
+    for c in &causes {
+        match &c.applies {
+            Ok(s) => println!("{:w$}  {:cw$}  yes: {}", c.name, c.cause, s.title),
+            Err(why) => println!("{:w$}  {:cw$}  no: {why}", c.name, c.cause),
+        }
+    }
+    EXIT_OK
 }
 
 fn list(catalogue: PathBuf, json: bool) -> i32 {
@@ -326,9 +431,25 @@ async fn recover() -> i32 {
 
 async fn run(args: RunArgs) -> i32 {
     let catalogue = args.scenarios_dir.clone().unwrap_or_else(default_catalogue);
-    let scenarios = match load_all(&args.scenarios, &catalogue) {
-        Ok(s) => s,
-        Err(code) => return code,
+    let service = match &args.lab {
+        Some(path) => match crate::labfile::load(path) {
+            Ok(lab) => Some(Arc::new(lab)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        },
+        None => None,
+    };
+    let scenarios = match &service {
+        Some(lab) => match lab_scenarios(lab, &args.scenarios) {
+            Ok(s) => s,
+            Err(code) => return code,
+        },
+        None => match load_all(&args.scenarios, &catalogue) {
+            Ok(s) => s,
+            Err(code) => return code,
+        },
     };
     let seed = args.seed.unwrap_or_else(rand::random::<u64>);
     let opts = match lab_options(
@@ -336,6 +457,7 @@ async fn run(args: RunArgs) -> i32 {
         args.database_url.clone(),
         args.target_args.clone(),
         seed,
+        service,
     )
     .await
     {
@@ -437,6 +559,9 @@ async fn run(args: RunArgs) -> i32 {
 
 fn reproduce_command(args: &RunArgs, seed: u64) -> String {
     let mut parts = vec!["fivehundred".to_string(), "run".into()];
+    if let Some(lab) = &args.lab {
+        parts.push(format!("--lab {}", lab.display()));
+    }
     parts.extend(args.scenarios.iter().cloned());
     parts.push(format!("--seed {seed}"));
     if args.strict {
@@ -481,6 +606,7 @@ async fn lab_options(
     database_url: Option<String>,
     target_args: Vec<String>,
     seed: u64,
+    service: Option<Arc<crate::labfile::LabFile>>,
 ) -> Result<LabOptions, i32> {
     let recovered = crate::journal::recover().await.map_err(|e| {
         eprintln!("error: {e}");
@@ -493,15 +619,19 @@ async fn lab_options(
             r.actions.join("; ")
         );
     }
-    let program = match tokio::task::block_in_place(|| locate_target_app(target_bin)) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Err(EXIT_LAB);
-        }
+    // A lab-file service needs no target-app: the lab starts the service its file describes.
+    let program = match &service {
+        Some(lab) => lab.program(),
+        None => match tokio::task::block_in_place(|| locate_target_app(target_bin)) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(EXIT_LAB);
+            }
+        },
     };
     Ok(LabOptions {
-        service: None,
+        service,
         target: TargetSpec {
             program,
             extra_args: target_args,
@@ -532,6 +662,7 @@ async fn explain(args: ExplainArgs) -> i32 {
         args.database_url.clone(),
         Vec::new(),
         seed,
+        None,
     )
     .await
     {

@@ -87,7 +87,9 @@ pub async fn run_scenario(
     let recording = recorder.snapshot();
     if result.completed {
         checks.extend(checks::evaluate(scenario, &recording));
-        checks.push(checks::data_integrity(&lab.database_url, scenario, &recording).await);
+        if scenario.contract.data_integrity && !lab.database_url.is_empty() {
+            checks.push(checks::data_integrity(&lab.database_url, scenario, &recording).await);
+        }
     }
     progress.set_phase("tearing down");
     lab.stop().await;

@@ -169,8 +169,36 @@ pub struct Scenario {
     pub faults: Vec<ScheduledFault>,
     pub expect: Expectations,
     pub alerts: AlertExpectations,
+    /// What the service promises of every answer, beyond each phase's status codes.
+    pub contract: Contract,
     /// Where it was read from.
     pub file: PathBuf,
+}
+
+/// What the service promises of every answer: target-app's contract for the catalogue's files,
+/// the lab file's `[expect]` for a service described by one. A check the service does not
+/// promise is skipped, with the reason, rather than failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contract {
+    /// Every 4xx/5xx is `application/problem+json` whose `status` is the HTTP status.
+    pub problem_json: bool,
+    /// Every answer carries `x-request-id`, and every error has a log line with it.
+    pub request_id: bool,
+    /// Every 503 says when to retry.
+    pub retry_after: bool,
+    /// The run's database holds every acknowledged order exactly once (target-app's orders).
+    pub data_integrity: bool,
+}
+
+impl Default for Contract {
+    fn default() -> Self {
+        Contract {
+            problem_json: true,
+            request_id: true,
+            retry_after: true,
+            data_integrity: true,
+        }
+    }
 }
 
 /// The learner's text: how this failure shows up and how to diagnose it.
@@ -785,6 +813,7 @@ fn validate(src: &Source, raw: RawScenario) -> Result<Scenario, ScenarioError> {
         faults,
         expect,
         alerts,
+        contract: Contract::default(),
         file: src.file.to_path_buf(),
     })
 }

@@ -596,6 +596,7 @@ fn effective_scenario(
             faults,
             expect: Expectations::default(),
             alerts: AlertExpectations::default(),
+            contract: Default::default(),
             file: PathBuf::from("(game day)"),
         },
     }

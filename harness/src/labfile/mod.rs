@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::load::MixEntry;
 pub use crate::located::Located as LabFileError;
 
+pub mod catalogue;
 pub mod init;
 mod raw;
 pub mod service;
@@ -51,6 +52,25 @@ pub struct LabFile {
 }
 
 impl LabFile {
+    /// The service's program, for what the machine's checks need to know of it.
+    pub fn program(&self) -> PathBuf {
+        match &self.service.start {
+            Start::Command(c) => c
+                .argv
+                .first()
+                .map(|t| {
+                    let p = PathBuf::from(t.as_str());
+                    if p.components().count() > 1 {
+                        c.cwd.join(p)
+                    } else {
+                        p
+                    }
+                })
+                .unwrap_or_default(),
+            Start::Url(_) => PathBuf::new(),
+        }
+    }
+
     /// Whether the service is told where its data directory is: the disk and permission causes
     /// need that.
     pub fn uses_data_dir(&self) -> bool {

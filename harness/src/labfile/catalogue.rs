@@ -1,0 +1,313 @@
+//! The generic catalogue of a lab file: every cause of HTTP 500 whose prerequisites the lab file
+//! provides, as a scenario with what "responds correctly" means for any service (DESIGN.md's
+//! defaults: no 5xx for a failing dependency or an overload, 503 instead, never a hang, readiness
+//! that follows the dependency, recovery without a restart), and for each cause that does not
+//! apply, why.
+//!
+//! Scenario files stay the way to state more (a route that must serve stale data, an alert that
+//! must fire); this is what a service gets from its lab file alone.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::{DepKind, Dependency, ErrorFormat, LabFile, Start};
+use crate::faults::Fault;
+use crate::scenario::{
+    AlertExpectations, Contract, DataExpect, Expectations, Health, LatencyLimits, Learn, LoadSpec,
+    PhaseExpect, Phases, Scenario, ScheduledFault, StatusExpect, StatusPattern,
+};
+
+/// One cause for one lab file: its scenario, or why it does not apply.
+#[derive(Debug, Clone)]
+pub struct Cause {
+    pub name: String,
+    /// In DESIGN.md's words.
+    pub cause: String,
+    pub applies: Result<Box<Scenario>, String>,
+}
+
+/// How long each phase of a generic scenario lasts.
+const PHASES: Phases = Phases {
+    steady: Duration::from_secs(5),
+    fault: Duration::from_secs(8),
+    recovery: Duration::from_secs(10),
+};
+
+/// Errors must stop within this long of a revert.
+const RECOVER_WITHIN: Duration = Duration::from_secs(10);
+
+/// Every cause, applicable or not, for `lab`. `program` is what a privileged fault would need
+/// to reach (the service's program), for the machine's checks.
+pub fn catalogue(lab: &LabFile) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let process = match &lab.service.start {
+        Start::Command(_) => Ok(()),
+        Start::Url(url) => Err(format!(
+            "the service is only a URL ({url}): the lab does not control its process"
+        )),
+    };
+    for (name, dep) in &lab.deps {
+        let (cause, what) = match dep.kind() {
+            DepKind::Postgres => ("database down", "its PostgreSQL"),
+            DepKind::Tcp => ("failing dependency", "its TCP dependency"),
+            DepKind::Http => ("failing dependency", "its HTTP dependency"),
+        };
+        let mentioned = if lab.mentions_dep(name) {
+            Ok(())
+        } else {
+            Err(format!(
+                "no template hands the service `{{deps.{name}.…}}`, so it cannot be using the lab's proxy"
+            ))
+        };
+        out.push(Cause {
+            name: format!("{name}-down"),
+            cause: cause.into(),
+            applies: mentioned.clone().and_then(|()| {
+                scenario(
+                    lab,
+                    &format!("{name}-down"),
+                    &format!("{what} `{name}` refuses every connection for eight seconds"),
+                    cause,
+                    network(name, "down", None)?,
+                    true,
+                )
+            }),
+        });
+        if matches!(dep, Dependency::Postgres { .. } | Dependency::Tcp { .. }) {
+            out.push(Cause {
+                name: format!("{name}-slow"),
+                cause: "database latency, timeouts".into(),
+                applies: mentioned.and_then(|()| {
+                    scenario(
+                        lab,
+                        &format!("{name}-slow"),
+                        &format!("every byte to and from `{name}` is delayed by two seconds"),
+                        "database latency, timeouts",
+                        network(name, "latency", Some("2s"))?,
+                        false,
+                    )
+                }),
+            });
+        }
+    }
+    if lab.deps_of(DepKind::Postgres).next().is_none() {
+        for (name, cause) in [
+            ("db-lock-contention", "database timeouts under load"),
+            ("db-connection-exhaustion", "database connectivity failures"),
+            ("bad-migration", "schema changes, bad deployments"),
+        ] {
+            out.push(not_applicable(name, cause, "no postgres dependency"));
+        }
+    } else {
+        for (name, cause) in [
+            ("db-lock-contention", "database timeouts under load"),
+            ("db-connection-exhaustion", "database connectivity failures"),
+            ("bad-migration", "schema changes, bad deployments"),
+        ] {
+            out.push(not_applicable(
+                name,
+                cause,
+                "needs the service's own table names: write a scenario file naming them",
+            ));
+        }
+    }
+    let overload = Fault::from_table(table(&format!(
+        "kind = \"overload\"\nrate = {}",
+        (lab.load.rate * 10.0).max(100.0).round()
+    )));
+    out.push(Cause {
+        name: "overload".into(),
+        cause: "exhausted resources under load".into(),
+        applies: match overload {
+            Ok(f) => scenario(
+                lab,
+                "overload",
+                "ten times the steady load arrives at once",
+                "exhausted resources under load",
+                f,
+                false,
+            ),
+            Err(e) => Err(e.message),
+        },
+    });
+    out.push(Cause {
+        name: "fd-exhaustion".into(),
+        cause: "exhausted resources".into(),
+        applies: process.clone().and_then(|()| {
+            let f = Fault::from_table(table("kind = \"fd-limit\"")).map_err(|e| e.message)?;
+            scenario(
+                lab,
+                "fd-exhaustion",
+                "the service's open-file limit is lowered to what it has open",
+                "exhausted resources",
+                f,
+                false,
+            )
+        }),
+    });
+    let later = "not yet offered for a service from a lab file";
+    for (name, cause, why) in [
+        (
+            "crash-restart",
+            "recent bad deployment / crash",
+            format!("{later} (the lab restarts only target-app)"),
+        ),
+        (
+            "memory-pressure",
+            "memory exhaustion",
+            format!("{later} (the hog's size must come from the service's own memory)"),
+        ),
+        (
+            "invalid-input",
+            "invalid payloads reaching the server",
+            format!("{later} (inputs are generated for target-app's routes)"),
+        ),
+    ] {
+        out.push(not_applicable(
+            name,
+            cause,
+            &process.clone().err().unwrap_or(why),
+        ));
+    }
+    let data_dir = if lab.uses_data_dir() {
+        format!("{later} (the service must start in a private mount namespace or as another user)")
+    } else {
+        "the service is not told a data directory (`{data_dir}`)".into()
+    };
+    for (name, cause) in [
+        ("disk-full", "out of disk"),
+        ("permission-flip", "file or directory permission problems"),
+    ] {
+        out.push(not_applicable(
+            name,
+            cause,
+            &process.clone().err().unwrap_or(data_dir.clone()),
+        ));
+    }
+    out
+}
+
+fn not_applicable(name: &str, cause: &str, why: &str) -> Cause {
+    Cause {
+        name: name.into(),
+        cause: cause.into(),
+        applies: Err(why.to_string()),
+    }
+}
+
+fn table(text: &str) -> toml::Table {
+    toml::from_str(text).unwrap_or_default()
+}
+
+fn network(dep: &str, fault: &str, latency: Option<&str>) -> Result<Fault, String> {
+    let mut text = format!("kind = \"network\"\ntarget = \"{dep}\"\nfault = \"{fault}\"\n");
+    if let Some(l) = latency {
+        text.push_str(&format!("latency = \"{l}\"\n"));
+    }
+    Fault::from_table(table(&text)).map_err(|e| e.message)
+}
+
+fn statuses(list: &[&str]) -> Vec<StatusPattern> {
+    list.iter()
+        .filter_map(|s| StatusPattern::parse(s))
+        .collect()
+}
+
+/// A generic scenario: steady state without errors, the fault, recovery without a restart.
+/// `readiness_fails`: the fault takes a dependency away, so a readiness path must say so.
+fn scenario(
+    lab: &LabFile,
+    name: &str,
+    title: &str,
+    cause: &str,
+    fault: Fault,
+    readiness_fails: bool,
+) -> Result<Box<Scenario>, String> {
+    if lab.requests.is_empty() {
+        return Err("the lab file has no [[request]] to send".into());
+    }
+    let has_readiness = lab.service.readiness.is_some();
+    let has_liveness = lab.service.liveness.is_some();
+    // A failing dependency or an overload may be refused (503), never answered with another 5xx
+    // and never left without an answer.
+    let degraded = statuses(&["2xx", "3xx", "4xx", "503"]);
+    let steady = PhaseExpect {
+        status: StatusExpect {
+            allow: Some(statuses(&["2xx", "3xx", "4xx"])),
+            ..Default::default()
+        },
+        readyz: has_readiness.then_some(Health::Pass),
+        livez: has_liveness.then_some(Health::Pass),
+        ..Default::default()
+    };
+    let during = PhaseExpect {
+        status: StatusExpect {
+            allow: Some(degraded.clone()),
+            ..Default::default()
+        },
+        latency: LatencyLimits {
+            max: Some(lab.load.timeout),
+            ..Default::default()
+        },
+        readyz: (has_readiness && readiness_fails).then_some(Health::Fail),
+        livez: has_liveness.then_some(Health::Pass),
+        ..Default::default()
+    };
+    let recovery = PhaseExpect {
+        status: StatusExpect {
+            allow: Some(degraded),
+            ..Default::default()
+        },
+        readyz: has_readiness.then_some(Health::Pass),
+        recover_within: Some(RECOVER_WITHIN),
+        ..Default::default()
+    };
+    Ok(Box::new(Scenario {
+        name: name.into(),
+        title: title.into(),
+        cause: cause.into(),
+        protection: None,
+        learn: Learn::default(),
+        load: LoadSpec {
+            rate: lab.load.rate,
+            mix: lab.requests.clone(),
+            timeout: lab.load.timeout,
+        },
+        phases: PHASES,
+        faults: vec![ScheduledFault {
+            fault,
+            start: Duration::ZERO,
+            duration: PHASES.fault,
+        }],
+        expect: Expectations {
+            steady,
+            fault: during,
+            recovery,
+            data: DataExpect {
+                acknowledged_orders: false,
+                invariants: Vec::new(),
+            },
+        },
+        alerts: AlertExpectations {
+            expect: Vec::new(),
+            // Any of the service's own alerts may fire while something is broken; none may
+            // fire in steady state (the `quiet` check).
+            allow: alert_names(lab.alerts.as_deref()),
+        },
+        contract: Contract {
+            problem_json: lab.expect.errors == ErrorFormat::ProblemJson,
+            request_id: false,
+            retry_after: lab.expect.retry_after,
+            data_integrity: false,
+        },
+        file: lab.file.clone(),
+    }))
+}
+
+fn alert_names(rules: Option<&Path>) -> Vec<String> {
+    rules
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|text| crate::monitoring::rule_timings(&text).ok())
+        .map(|t| t.into_iter().map(|t| t.alert).collect())
+        .unwrap_or_default()
+}

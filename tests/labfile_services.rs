@@ -1,0 +1,159 @@
+//! A service nobody here wrote, described by a lab file alone: datasette from PyPI, installed into
+//! a venv under the build directory (once; later runs reuse it), runs its generic catalogue.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::{Run, explain, root};
+
+/// A venv with `package` installed, under the build directory; the path of its `bin/`.
+fn venv_with(package: &str, import: &str) -> PathBuf {
+    let dir = root().join("target/venvs").join(import);
+    let python = dir.join("bin/python3");
+    let installed = python.exists()
+        && Command::new(&python)
+            .args(["-c", &format!("import {import}")])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !installed {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            made.status.success(),
+            "cannot make a venv at {} (is python3-venv installed?): {}",
+            dir.display(),
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let pip = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", package])
+            .output()
+            .expect("pip runs");
+        assert!(
+            pip.status.success(),
+            "cannot install {package} from PyPI: {}",
+            String::from_utf8_lossy(&pip.stderr)
+        );
+    }
+    dir.join("bin")
+}
+
+fn with_path(cmd: &mut Command, bin: &std::path::Path) {
+    let path = std::env::var("PATH").unwrap_or_default();
+    cmd.env("PATH", format!("{}:{path}", bin.display()));
+}
+
+#[test]
+fn list_says_which_causes_a_lab_file_makes_possible_and_why_the_others_do_not_apply() {
+    let run = Run::new();
+    let out = run
+        .command(&["list", "--lab", "examples/datasette/fivehundred.toml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", explain(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("overload") && text.contains("yes:"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("db-lock-contention") && l.contains("no postgres dependency")),
+        "{text}"
+    );
+    let out = run
+        .command(&["list", "--lab", "target-app/fivehundred.toml"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("db-down") && l.contains("yes:")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_cause_that_does_not_apply_is_refused_naming_why() {
+    let run = Run::new();
+    let out = run
+        .command(&[
+            "run",
+            "--lab",
+            "examples/datasette/fivehundred.toml",
+            "db-lock-contention",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no postgres dependency"),
+        "{}",
+        explain(&out)
+    );
+}
+
+#[test]
+fn datasette_from_pypi_runs_its_generic_catalogue_from_its_lab_file() {
+    let bin = venv_with("datasette", "datasette");
+    let run = Run::new();
+    let mut cmd = run.command(&[
+        "run",
+        "--lab",
+        "examples/datasette/fivehundred.toml",
+        "overload",
+        "fd-exhaustion",
+        "--seed",
+        "7",
+        "--report-dir",
+    ]);
+    cmd.arg(run.reports.path());
+    with_path(&mut cmd, &bin);
+    let out = cmd.output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(run.reports.path().join("report.json")).expect("report.json written"),
+    )
+    .unwrap();
+    let scenarios = report["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 2, "{}", explain(&out));
+    for s in scenarios {
+        let checks = s["checks"].as_array().unwrap();
+        // The service really answered: the steady state held and the fault was injected.
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["name"] == "status" && c["phase"] == "steady" && c["verdict"] == "pass"),
+            "{}: {}",
+            s["name"],
+            explain(&out)
+        );
+        let events = s["recording"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            events.iter().any(|e| e["kind"] == "inject"),
+            "{}: no injection recorded: {}",
+            s["name"],
+            explain(&out)
+        );
+        // What datasette does not promise is skipped, not failed.
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["name"] == "retry-after" && c["verdict"] == "skip"),
+            "{}",
+            s["name"]
+        );
+    }
+    // The verdict is datasette's own, whatever it is: the exit code follows the checks.
+    let failed = scenarios
+        .iter()
+        .flat_map(|s| s["checks"].as_array().unwrap())
+        .any(|c| c["verdict"] == "fail");
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(failed)),
+        "{}",
+        explain(&out)
+    );
+}
