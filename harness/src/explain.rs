@@ -211,7 +211,7 @@ fn rows(r: &Ran) -> Vec<(&'static str, Cell)> {
         client.push(obs.fault_statuses.clone());
     }
     match obs.error_response {
-        Some(r) => client.push(format!("e.g. {} {} → {}", r.method, r.path, answer(r))),
+        Some(r) => client.push(format!("e.g. {} {} → {}", r.method(), r.path, answer(r))),
         None => client.push("no error answer in this run".into()),
     }
     rows.push(("client", plain(client)));
@@ -877,15 +877,14 @@ mod tests {
                 seq: i,
                 at_ms: at,
                 route: "GET /products/{id}".into(),
-                method: "GET".into(),
                 path: "/products/1".into(),
-                request_headers: BTreeMap::new(),
+                request_headers: Default::default(),
                 request_body: None,
                 latency_ms: 3.0,
                 outcome: Outcome::Response {
                     status: if fail { 503 } else { 200 },
-                    headers,
-                    body: fail.then(|| "{\"status\":503,\"detail\":\"down\"}".to_string()),
+                    headers: headers.into(),
+                    body: fail.then(|| "{\"status\":503,\"detail\":\"down\"}".into()),
                 },
             });
         }

@@ -486,7 +486,12 @@ fn evidence_block(h: &mut String, e: &Evidence) {
 }
 
 fn request_block(h: &mut String, r: &RequestRecord) {
-    let mut t = format!("> {} {}   (sent at {})\n", r.method, r.path, secs(r.at_ms));
+    let mut t = format!(
+        "> {} {}   (sent at {})\n",
+        r.method(),
+        r.path,
+        secs(r.at_ms)
+    );
     for (k, v) in &r.request_headers {
         let _ = writeln!(t, "> {k}: {v}");
     }
@@ -1238,16 +1243,15 @@ mod tests {
             seq,
             at_ms,
             route: "GET /products/{id}".into(),
-            method: "GET".into(),
             path: "/products/1".into(),
-            request_headers: BTreeMap::new(),
+            request_headers: Default::default(),
             request_body: None,
             latency_ms: 12.0 + seq as f64,
             outcome: match status {
                 Some(status) => Outcome::Response {
                     status,
-                    headers,
-                    body: body.map(str::to_string),
+                    headers: headers.into(),
+                    body: body.map(Into::into),
                 },
                 None => Outcome::Error {
                     kind: crate::record::TransportError::Closed,

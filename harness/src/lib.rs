@@ -16,6 +16,7 @@
 //!   namespace, another user, prlimit; memory cgroups).
 //! - [`checks`]: what "responds correctly" means, evaluated on a recording.
 //! - [`report`]: terminal summary, JSON journal, JUnit XML.
+//! - [`digest`]: what the JSON journal keeps of the requests (errors whole, a summary per second).
 //! - [`html`]: `report.html`, the self-contained page with a timeline per scenario.
 //! - [`observed`]: the evidence of a run picked for a human (an error answer, a log line, the
 //!   metrics that moved), shared by the HTML report and `explain`.
@@ -31,6 +32,7 @@
 pub mod cgroup;
 pub mod checks;
 pub mod cli;
+pub mod digest;
 pub mod duration_serde;
 pub mod explain;
 pub mod faults;

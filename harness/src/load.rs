@@ -78,6 +78,9 @@ pub struct LoadPlan {
     /// Requests in flight beyond this are not sent but recorded as client errors.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: u64,
+    /// How much of each request is recorded: what checks read (the default), or everything.
+    #[serde(default)]
+    pub detail: crate::record::RecordDetail,
 }
 
 fn default_timeout() -> Duration {
@@ -101,6 +104,7 @@ impl LoadPlan {
             timeout: default_timeout(),
             seed: 0,
             max_in_flight: default_max_in_flight(),
+            detail: Default::default(),
         }
     }
 
@@ -538,6 +542,7 @@ struct Compiled {
     timeout: Duration,
     seed: u64,
     max_in_flight: u64,
+    detail: crate::record::RecordDetail,
     entries: Vec<Entry>,
     /// Cumulative weights, for a weighted draw with one random number.
     cumulative: Vec<u64>,
@@ -548,6 +553,8 @@ struct Compiled {
 struct Entry {
     /// The request line as written: the record's `route`.
     line: String,
+    /// The same, shared by every record of this entry.
+    route: crate::record::Route,
     method: Method,
     path: Vec<Piece>,
     body: Option<Vec<Piece>>,
@@ -621,6 +628,7 @@ impl Compiled {
             timeout: plan.timeout,
             seed: plan.seed,
             max_in_flight: plan.max_in_flight,
+            detail: plan.detail,
             entries,
             cumulative,
             tracks_orders,
@@ -716,6 +724,7 @@ impl Entry {
         let is_write = method != Method::GET && method != Method::HEAD;
         Ok(Entry {
             creates_orders: method == Method::POST && route == "/orders",
+            route: crate::record::Route::new(&line),
             line,
             method,
             path,

@@ -539,7 +539,6 @@ mod tests {
             seq: at_ms as u64,
             at_ms,
             route: "GET /x".into(),
-            method: "GET".into(),
             path: "/x".into(),
             request_headers: Default::default(),
             request_body: None,

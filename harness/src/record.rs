@@ -36,26 +36,284 @@ impl std::fmt::Display for Phase {
 }
 
 /// One request the load generator sent, and what came back.
+///
+/// A run keeps one of these per request, at thousands a second through a long game day, so the
+/// shape is kept small (about 130 bytes for a successful read): the route is shared with every
+/// other request of its route, headers and bodies are held only where a check reads them (see
+/// [`RecordDetail`]), and an empty header set costs one pointer. The JSON form is unchanged by
+/// this: `route`, `method`, `path`, `request_headers`, `request_body`, `latency_ms`, `outcome`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "RequestRecordJson", from = "RequestRecordJson")]
 pub struct RequestRecord {
     /// Position in the load sequence (0-based); the same seed gives the same sequence.
     pub seq: u64,
     /// When it was due to be sent, from the start of the run. Open-loop: independent of how
     /// fast earlier requests were answered.
     pub at_ms: f64,
-    /// The route template, e.g. `GET /products/{id}`; what checks and reports group by.
-    pub route: String,
-    pub method: String,
+    /// The route template with its method, e.g. `GET /products/{id}`; what checks and reports
+    /// group by. Shared by every request of the route.
+    pub route: Route,
     /// The concrete path, e.g. `/products/3`.
     pub path: String,
     /// Request headers the generator set beyond the defaults (e.g. `idempotency-key`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub request_headers: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_body: Option<String>,
+    pub request_headers: Headers,
+    pub request_body: Option<Box<str>>,
     /// Time from the due send time to the end of the response body (or the error).
     pub latency_ms: f64,
     pub outcome: Outcome,
+}
+
+/// How much of each request the load generator keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordDetail {
+    /// What checks read: every request's route, path, timing and status; the request headers
+    /// and body, the response headers and body of every error (a status >= 400, or no answer);
+    /// the body of a write's 2xx answer (the integrity check reads the order ids).
+    #[default]
+    Checked,
+    /// Every header and body of every request, as sent and as answered.
+    Everything,
+}
+
+/// A route template with its method, `GET /products/{id}`: one allocation shared by every
+/// request of the route (cloning it counts a reference).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Route(std::sync::Arc<str>);
+
+impl Route {
+    pub fn new(line: &str) -> Route {
+        Route(line.into())
+    }
+
+    /// The whole template, `GET /products/{id}`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The method, the template's first word.
+    pub fn method(&self) -> &str {
+        self.0.split(' ').next().unwrap_or("")
+    }
+}
+
+impl std::ops::Deref for Route {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Route {
+    fn from(line: &str) -> Route {
+        Route::new(line)
+    }
+}
+
+impl From<String> for Route {
+    fn from(line: String) -> Route {
+        Route(line.into())
+    }
+}
+
+impl PartialEq<str> for Route {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Route {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Route {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl Serialize for Route {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Route {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Route, D::Error> {
+        String::deserialize(d).map(Route::from)
+    }
+}
+
+/// Header names (lower case) and values. Most records keep none, so the empty set is one null
+/// pointer and a set is allocated only when it holds something. A success's headers are not
+/// kept, but whether it carried an `x-request-id` is (the request-id check reads that of every
+/// answer).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    // Boxed on purpose: an empty `BTreeMap` is 24 bytes in every record, a `None` box is 8.
+    #[allow(clippy::box_collection)]
+    map: Option<Box<BTreeMap<String, String>>>,
+    /// A non-empty `x-request-id` came with the answer, whether or not it is in `map`.
+    request_id_seen: bool,
+}
+
+impl Headers {
+    /// These headers, noting whether a non-empty `x-request-id` came with them.
+    pub fn with_request_id_seen(mut self, seen: bool) -> Headers {
+        self.request_id_seen = seen;
+        self
+    }
+
+    /// Whether a non-empty `x-request-id` came with the answer (kept or not).
+    pub fn has_request_id(&self) -> bool {
+        self.request_id_seen
+            || self
+                .get("x-request-id")
+                .is_some_and(|v| !v.trim().is_empty())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.map.as_ref()?.get(name).map(String::as_str)
+    }
+
+    pub fn insert(&mut self, name: String, value: String) {
+        self.map.get_or_insert_default().insert(name, value);
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        let map = self.map.as_mut()?;
+        let removed = map.remove(name);
+        if map.is_empty() {
+            self.map = None;
+        }
+        if name == "x-request-id" {
+            self.request_id_seen = false;
+        }
+        removed
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_none()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.as_ref().map_or(0, |m| m.len())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.map.iter().flat_map(|m| m.iter())
+    }
+}
+
+impl From<BTreeMap<String, String>> for Headers {
+    fn from(map: BTreeMap<String, String>) -> Headers {
+        Headers {
+            map: (!map.is_empty()).then(|| Box::new(map)),
+            request_id_seen: false,
+        }
+    }
+}
+
+impl FromIterator<(String, String)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Headers {
+        Headers::from(iter.into_iter().collect::<BTreeMap<_, _>>())
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = (&'a String, &'a String);
+    type IntoIter = Box<dyn Iterator<Item = (&'a String, &'a String)> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl std::ops::Index<&str> for Headers {
+    type Output = str;
+    /// Panics when the header is missing, like a map's index.
+    fn index(&self, name: &str) -> &str {
+        self.get(name)
+            .unwrap_or_else(|| panic!("no header {name:?}"))
+    }
+}
+
+impl Serialize for Headers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.len()))?;
+        for (k, v) in self.iter() {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Headers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Headers, D::Error> {
+        BTreeMap::<String, String>::deserialize(d).map(Headers::from)
+    }
+}
+
+/// A request record as it is written in report.json (its shape before records were made
+/// compact; readers of the JSON did not have to change).
+#[derive(Serialize, Deserialize)]
+struct RequestRecordJson {
+    seq: u64,
+    at_ms: f64,
+    route: Route,
+    method: String,
+    path: String,
+    #[serde(default, skip_serializing_if = "Headers::is_empty")]
+    request_headers: Headers,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_body: Option<Box<str>>,
+    latency_ms: f64,
+    outcome: Outcome,
+}
+
+impl From<RequestRecord> for RequestRecordJson {
+    fn from(r: RequestRecord) -> Self {
+        RequestRecordJson {
+            seq: r.seq,
+            at_ms: r.at_ms,
+            method: r.route.method().to_string(),
+            route: r.route,
+            path: r.path,
+            request_headers: r.request_headers,
+            request_body: r.request_body,
+            latency_ms: r.latency_ms,
+            outcome: r.outcome,
+        }
+    }
+}
+
+impl From<RequestRecordJson> for RequestRecord {
+    fn from(r: RequestRecordJson) -> Self {
+        RequestRecord {
+            seq: r.seq,
+            at_ms: r.at_ms,
+            route: r.route,
+            path: r.path,
+            request_headers: r.request_headers,
+            request_body: r.request_body,
+            latency_ms: r.latency_ms,
+            outcome: r.outcome,
+        }
+    }
 }
 
 /// How a request ended.
@@ -65,17 +323,19 @@ pub enum Outcome {
     /// The target answered.
     Response {
         status: u16,
-        /// Response headers, lower-case names. All of them are kept: there are few.
-        headers: BTreeMap<String, String>,
+        /// Response headers, lower-case names: all of them for an error (they are its
+        /// evidence), none for a success unless [`RecordDetail::Everything`] was asked for.
+        #[serde(default)]
+        headers: Headers,
         /// The body of every response with status >= 400, and of 2xx responses to writes
         /// (the integrity check needs the order ids). Cut at 16 KiB.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        body: Option<String>,
+        body: Option<Box<str>>,
     },
     /// No HTTP response: connection refused or reset, or the client's own deadline passed.
     Error {
         kind: TransportError,
-        message: String,
+        message: Box<str>,
     },
 }
 
@@ -91,7 +351,22 @@ pub enum TransportError {
     Other,
 }
 
+impl Outcome {
+    /// Whether this is an error: a status >= 400, or no answer at all.
+    pub fn is_error(&self) -> bool {
+        match self {
+            Outcome::Response { status, .. } => *status >= 400,
+            Outcome::Error { .. } => true,
+        }
+    }
+}
+
 impl RequestRecord {
+    /// The method, `GET`: the route template's first word.
+    pub fn method(&self) -> &str {
+        self.route.method()
+    }
+
     pub fn status(&self) -> Option<u16> {
         match &self.outcome {
             Outcome::Response { status, .. } => Some(*status),
@@ -99,9 +374,18 @@ impl RequestRecord {
         }
     }
 
+    /// Whether the target answered with a non-empty `x-request-id` (also known of answers whose
+    /// headers were not kept).
+    pub fn carries_request_id(&self) -> bool {
+        match &self.outcome {
+            Outcome::Response { headers, .. } => headers.has_request_id(),
+            Outcome::Error { .. } => false,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         match &self.outcome {
-            Outcome::Response { headers, .. } => headers.get(name).map(String::as_str),
+            Outcome::Response { headers, .. } => headers.get(name),
             Outcome::Error { .. } => None,
         }
     }
@@ -365,14 +649,13 @@ mod tests {
             seq: 0,
             at_ms,
             route: "GET /products".into(),
-            method: "GET".into(),
             path: "/products".into(),
-            request_headers: BTreeMap::new(),
+            request_headers: Headers::default(),
             request_body: None,
             latency_ms,
             outcome: Outcome::Error {
                 kind: TransportError::Timeout,
-                message: String::new(),
+                message: "".into(),
             },
         };
         assert_eq!(rec.request_phase(&req(500.0, 10.0)), Phase::Steady);

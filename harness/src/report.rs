@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::checks::{CheckResult, Evidence, Verdict};
+use crate::digest::{KeepRequests, RequestDigest};
 use crate::record::Recording;
 use crate::scenario::Scenario;
 
@@ -28,6 +29,10 @@ pub struct ScenarioReport {
     pub checks: Vec<CheckResult>,
     pub scenario: Scenario,
     pub recording: Recording,
+    /// Every request summarised per second, route and phase, when `recording.requests` holds
+    /// only the errors (report.json by default; see [`crate::digest`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_digest: Option<RequestDigest>,
 }
 
 impl ScenarioReport {
@@ -57,6 +62,28 @@ impl ScenarioReport {
             checks,
             scenario: scenario.clone(),
             recording,
+            request_digest: None,
+        }
+    }
+
+    /// This report with `keep` of its requests, and their summary when not all are kept.
+    fn thinned(&self, keep: KeepRequests) -> ScenarioReport {
+        ScenarioReport {
+            name: self.name.clone(),
+            title: self.title.clone(),
+            cause: self.cause.clone(),
+            protection: self.protection.clone(),
+            file: self.file.clone(),
+            verdict: self.verdict,
+            note: self.note.clone(),
+            duration_s: self.duration_s,
+            checks: self.checks.clone(),
+            scenario: self.scenario.clone(),
+            recording: crate::digest::thin(&self.recording, keep),
+            request_digest: match keep {
+                KeepRequests::All => self.request_digest.clone(),
+                KeepRequests::Errors => Some(crate::digest::digest(&self.recording)),
+            },
         }
     }
 
@@ -107,14 +134,33 @@ impl RunReport {
         }
     }
 
-    /// Writes `report.json`, `junit.xml` and `report.html` into `dir`.
+    /// Writes `report.json` (keeping the error requests whole and a summary of the others),
+    /// `junit.xml` and `report.html` into `dir`.
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        self.write_keeping(dir, KeepRequests::Errors)
+    }
+
+    /// [`RunReport::write`], with report.json keeping `keep` of the requests.
+    pub fn write_keeping(&self, dir: &Path, keep: KeepRequests) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(dir.join("report.json"), json)?;
+        std::fs::write(dir.join("report.json"), self.json(keep)?)?;
         std::fs::write(dir.join("junit.xml"), self.junit()?)?;
         std::fs::write(dir.join("report.html"), crate::html::render(self))?;
         Ok(())
+    }
+
+    /// The JSON journal: this report with `keep` of each scenario's requests. One line: the
+    /// file is for programs (`jq` pretty-prints it), and indentation made up a third of it.
+    pub fn json(&self, keep: KeepRequests) -> std::io::Result<Vec<u8>> {
+        let thinned = RunReport {
+            tool: self.tool.clone(),
+            seed: self.seed,
+            command: self.command.clone(),
+            started_at: self.started_at.clone(),
+            strict: self.strict,
+            scenarios: self.scenarios.iter().map(|s| s.thinned(keep)).collect(),
+        };
+        serde_json::to_vec(&thinned).map_err(std::io::Error::other)
     }
 
     /// JUnit XML: a test suite per scenario, a test case per check.
@@ -226,7 +272,11 @@ pub fn evidence_text(evidence: &[Evidence]) -> String {
     for e in evidence {
         match e {
             Evidence::Request { request, logs, why } => {
-                s.push_str(&format!("{why}\n  > {} {}\n", request.method, request.path));
+                s.push_str(&format!(
+                    "{why}\n  > {} {}\n",
+                    request.method(),
+                    request.path
+                ));
                 if let Some(b) = &request.request_body {
                     s.push_str(&format!("  > {b}\n"));
                 }

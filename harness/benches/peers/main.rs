@@ -19,6 +19,8 @@
 
 mod lab_rows;
 mod load_rows;
+mod oha;
+mod phases;
 mod proxy_rows;
 mod server;
 mod table;

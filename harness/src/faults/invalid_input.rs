@@ -329,7 +329,7 @@ async fn send(
                 Ok(bytes) => {
                     let body = (status >= 400 || request.method() != "GET").then(|| {
                         let cut = &bytes[..bytes.len().min(crate::load::BODY_LIMIT)];
-                        String::from_utf8_lossy(cut).into_owned()
+                        String::from_utf8_lossy(cut).into()
                     });
                     Outcome::Response {
                         status,
@@ -346,10 +346,9 @@ async fn send(
         seq,
         at_ms,
         route: request.route().into(),
-        method: request.method().into(),
         path: request.path(),
-        request_headers: request.headers(),
-        request_body: request.body(),
+        request_headers: request.headers().into(),
+        request_body: request.body().map(String::into_boxed_str),
         latency_ms: recorder.now_ms() - at_ms,
         outcome,
     };
@@ -369,7 +368,7 @@ fn transport(e: &reqwest::Error) -> Outcome {
     };
     Outcome::Error {
         kind,
-        message: e.to_string(),
+        message: e.to_string().into(),
     }
 }
 

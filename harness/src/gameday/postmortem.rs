@@ -425,7 +425,6 @@ mod tests {
                 seq: i,
                 at_ms: at,
                 route: "POST /orders".into(),
-                method: "POST".into(),
                 path: "/orders".into(),
                 request_headers: Default::default(),
                 request_body: None,
