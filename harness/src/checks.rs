@@ -1247,8 +1247,7 @@ mod tests {
             at_ms,
             route: "GET /products/{id}".into(),
             path: "/products/1".into(),
-            request_headers: Default::default(),
-            request_body: None,
+            sent: None,
             latency_ms: 10.0,
             outcome: Outcome::Response {
                 status,

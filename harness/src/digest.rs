@@ -255,8 +255,7 @@ mod tests {
             at_ms,
             route: route.into(),
             path: "/x".into(),
-            request_headers: Headers::default(),
-            request_body: None,
+            sent: None,
             latency_ms: ms,
             outcome: match status {
                 Some(status) => Outcome::Response {

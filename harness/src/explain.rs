@@ -878,8 +878,7 @@ mod tests {
                 at_ms: at,
                 route: "GET /products/{id}".into(),
                 path: "/products/1".into(),
-                request_headers: Default::default(),
-                request_body: None,
+                sent: None,
                 latency_ms: 3.0,
                 outcome: Outcome::Response {
                     status: if fail { 503 } else { 200 },

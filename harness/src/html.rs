@@ -492,10 +492,10 @@ fn request_block(h: &mut String, r: &RequestRecord) {
         r.path,
         secs(r.at_ms)
     );
-    for (k, v) in &r.request_headers {
+    for (k, v) in r.request_headers() {
         let _ = writeln!(t, "> {k}: {v}");
     }
-    if let Some(b) = &r.request_body {
+    if let Some(b) = r.request_body() {
         let _ = writeln!(t, ">\n> {}", cut(b));
     }
     match &r.outcome {
@@ -1244,8 +1244,7 @@ mod tests {
             at_ms,
             route: "GET /products/{id}".into(),
             path: "/products/1".into(),
-            request_headers: Default::default(),
-            request_body: None,
+            sent: None,
             latency_ms: 12.0 + seq as f64,
             outcome: match status {
                 Some(status) => Outcome::Response {

@@ -540,8 +540,7 @@ mod tests {
             at_ms,
             route: "GET /x".into(),
             path: "/x".into(),
-            request_headers: Default::default(),
-            request_body: None,
+            sent: None,
             latency_ms: 1.0,
             outcome: match status {
                 Some(status) => Outcome::Response {

@@ -277,7 +277,7 @@ pub fn evidence_text(evidence: &[Evidence]) -> String {
                     request.method(),
                     request.path
                 ));
-                if let Some(b) = &request.request_body {
+                if let Some(b) = request.request_body() {
                     s.push_str(&format!("  > {b}\n"));
                 }
                 match &request.outcome {

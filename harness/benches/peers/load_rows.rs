@@ -454,7 +454,7 @@ async fn recording(addr: SocketAddr) -> Vec<Row> {
 
 /// The `--record` child: sends `n` requests (target-app's mix: product reads and orders) and
 /// keeps every record in a [`Recorder`], as a scenario run does; prints its peak memory.
-pub fn record_main(n: u64, addr: &str) {
+pub fn record_main(n: u64, addr: &str, rate: f64) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -464,7 +464,7 @@ pub fn record_main(n: u64, addr: &str) {
     let recorder = Arc::new(Recorder::new(std::time::Instant::now()));
     let mut plan = LoadPlan::new(
         format!("http://{addr}"),
-        40_000.0,
+        rate,
         vec![
             MixEntry::new(8, "GET /products/{id}"),
             MixEntry::new(2, "POST /orders"),
@@ -481,11 +481,15 @@ pub fn record_main(n: u64, addr: &str) {
             CancellationToken::new(),
         ))
         .expect("a valid plan");
-    let kept = recorder.with(|r| r.requests.len());
+    let (kept, errors) = recorder.with(|r| {
+        let errors = r.requests.iter().filter(|q| q.outcome.is_error()).count();
+        (r.requests.len(), errors)
+    });
     println!(
         "{}",
         serde_json::json!({
             "records": kept,
+            "errors": errors,
             "baseline_kib": baseline,
             "peak_kib": peak_kib(),
             "achieved_rate": outcome.achieved_rate,

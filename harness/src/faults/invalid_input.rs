@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::FaultError;
 use crate::checks::{CheckResult, Evidence, Verdict};
 use crate::lab::Lab;
-use crate::record::{EventKind, Outcome, Phase, Recorder, RequestRecord, TransportError};
+use crate::record::{EventKind, Outcome, Phase, Recorder, RequestRecord, Sent, TransportError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -346,9 +346,8 @@ async fn send(
         seq,
         at_ms,
         route: request.route().into(),
-        path: request.path(),
-        request_headers: request.headers().into(),
-        request_body: request.body().map(String::into_boxed_str),
+        path: request.path().into(),
+        sent: Sent::new(request.headers().into(), request.body()),
         latency_ms: recorder.now_ms() - at_ms,
         outcome,
     };

@@ -204,7 +204,7 @@ impl Live {
                         at_ms: req.at_ms,
                         route: req.route.to_string(),
                         method: req.method().to_string(),
-                        path: req.path.clone(),
+                        path: req.path.to_string(),
                         status: req.status(),
                         problem,
                         latency_ms: req.latency_ms,
@@ -283,8 +283,7 @@ mod tests {
             at_ms,
             route: "GET /products/{id}".into(),
             path: "/products/1".into(),
-            request_headers: Default::default(),
-            request_body: None,
+            sent: None,
             latency_ms,
             outcome: match status {
                 Some(status) => Outcome::Response {

@@ -426,8 +426,7 @@ mod tests {
                 at_ms: at,
                 route: "POST /orders".into(),
                 path: "/orders".into(),
-                request_headers: Default::default(),
-                request_body: None,
+                sent: None,
                 latency_ms: 10.0,
                 outcome: crate::record::Outcome::Response {
                     status,

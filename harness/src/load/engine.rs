@@ -42,7 +42,7 @@ use super::{
     BODY_LIMIT, Compiled, Counters, CreatedOrders, Drawn, Entry, LoadOutcome, Sequence, Sink,
     millis,
 };
-use crate::record::{Headers, Outcome, RecordDetail, RequestRecord, TransportError};
+use crate::record::{Headers, Outcome, RecordDetail, RequestRecord, Sent, TransportError};
 
 /// Connections being opened at once, at most.
 const MAX_CONNECTING: usize = 4;
@@ -577,20 +577,16 @@ impl Engine {
                 // What was sent is evidence only for an error: a success keeps its route and
                 // path (the record stays small), unless everything was asked for.
                 let sent = outcome.is_error() || self.plan.detail == RecordDetail::Everything;
-                let (request_headers, request_body) = match sent {
-                    true => (
-                        drawn.headers().into(),
-                        drawn.body.map(String::into_boxed_str),
-                    ),
-                    false => (Headers::default(), None),
+                let sent = match sent {
+                    true => Sent::new(drawn.headers().into(), drawn.body),
+                    false => None,
                 };
                 sink.record(RequestRecord {
                     seq,
                     at_ms: millis(due.saturating_duration_since(self.run_start)),
                     route: entry.route.clone(),
-                    path: drawn.path,
-                    request_headers,
-                    request_body,
+                    path: drawn.path.into(),
+                    sent,
                     latency_ms: millis(due.elapsed()),
                     outcome,
                 });
