@@ -34,7 +34,7 @@ pub const ERRORS_KEPT: usize = 20;
 /// JSON, such as a panic's backtrace).
 const OTHER_LOG_LINES: usize = 100;
 /// Longest log line kept; a panic's line carries its whole backtrace.
-const LOG_LINE_LIMIT: usize = 4096;
+const LOG_LINE_LIMIT: usize = 2048;
 
 /// The requests of one run, summarised.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,7 +157,7 @@ pub fn thin(recording: &Recording, keep: KeepRequests) -> Recording {
             }
         })
         .map(|l| LogRecord {
-            at_ms: l.at_ms,
+            at_ms: tenth(l.at_ms),
             // The line is the record; its parsed form is only a copy of it.
             json: None,
             line: cut(&l.line),
@@ -169,6 +169,7 @@ pub fn thin(recording: &Recording, keep: KeepRequests) -> Recording {
             .probes
             .iter()
             .map(|p| ProbeRecord {
+                at_ms: tenth(p.at_ms),
                 // A passing probe's body says "pass"; a failing one's says why.
                 body: p.body.clone().filter(|_| p.status != Some(200)),
                 ..p.clone()
@@ -184,8 +185,13 @@ pub fn thin(recording: &Recording, keep: KeepRequests) -> Recording {
 }
 
 /// Metric samples as changes: the first sample whole, each later one with the series whose
-/// value differs from the sample before it.
+/// value differs from the sample before it. Histogram internals (`_bucket`, `_sum`) are left
+/// out: they change with every request, and the request summary has the latencies.
 fn changes(samples: &[MetricsSample]) -> Vec<MetricsSample> {
+    let internal = |series: &str| {
+        let name = series.split('{').next().unwrap_or(series);
+        name.ends_with("_bucket") || name.ends_with("_sum")
+    };
     let mut before: Option<&BTreeMap<String, f64>> = None;
     samples
         .iter()
@@ -193,12 +199,12 @@ fn changes(samples: &[MetricsSample]) -> Vec<MetricsSample> {
             let values = s
                 .values
                 .iter()
-                .filter(|(k, v)| before.is_none_or(|b| b.get(*k) != Some(*v)))
+                .filter(|(k, v)| !internal(k) && before.is_none_or(|b| b.get(*k) != Some(*v)))
                 .map(|(k, v)| (k.clone(), *v))
                 .collect();
             before = Some(&s.values);
             MetricsSample {
-                at_ms: s.at_ms,
+                at_ms: tenth(s.at_ms),
                 values,
             }
         })
@@ -228,6 +234,11 @@ fn outcome_key(r: &RequestRecord) -> String {
         }
         .to_string(),
     }
+}
+
+/// Tenths of a millisecond: the samples are taken every few hundred.
+fn tenth(ms: f64) -> f64 {
+    (ms * 10.0).round() / 10.0
 }
 
 /// The nearest-rank quantile of sorted values.
@@ -406,14 +417,18 @@ mod tests {
         for (at_ms, v) in [(0.0, 1.0), (1000.0, 1.0), (2000.0, 3.0)] {
             rec.metrics.push(MetricsSample {
                 at_ms,
-                values: BTreeMap::from([("a".to_string(), v), ("b".to_string(), 7.0)]),
+                values: BTreeMap::from([
+                    ("a".to_string(), v),
+                    ("b".to_string(), 7.0),
+                    ("h_sum".to_string(), v),
+                ]),
             });
         }
         let kept = thin(&rec, KeepRequests::Errors);
         let lines: Vec<&str> = kept.logs.iter().map(|l| l.line.as_str()).collect();
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[0].contains("kept-1"));
-        assert!(lines[1].starts_with("thread panicked") && lines[1].ends_with("(5921 more bytes)"));
+        assert!(lines[1].starts_with("thread panicked") && lines[1].ends_with("(7969 more bytes)"));
         assert!(kept.logs.iter().all(|l| l.json.is_none()));
         let changed: Vec<Vec<&str>> = kept
             .metrics
