@@ -149,14 +149,38 @@ fn report_html_of_a_failing_and_a_passing_scenario_renders_in_chromium_without_n
     assert_eq!(report["scenarios"][1]["verdict"], "pass");
     let page = run.reports.path().join("report.html");
     let html = std::fs::read_to_string(&page).expect("report.html is written with report.json");
-    // Per-second buckets, not every request: far smaller than the JSON journal.
+    // Per-second buckets, not every request, in both: the page and the journal stay small.
     let json_len = std::fs::metadata(run.reports.path().join("report.json"))
         .unwrap()
         .len();
     assert!(
-        (html.len() as u64) < json_len / 2 && html.len() < 1_000_000,
+        html.len() < 1_000_000 && json_len < 500_000,
         "report.html is {} bytes, report.json {json_len}",
         html.len()
+    );
+    // The journal keeps the errors whole and counts every request in its summary.
+    for s in report["scenarios"].as_array().unwrap() {
+        let digest = &s["request_digest"];
+        let counted: u64 = digest["seconds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["count"].as_u64().unwrap())
+            .sum();
+        assert!(counted > 100, "{counted} requests summarised");
+        assert_eq!(Some(counted), digest["total"].as_u64());
+        let kept = s["recording"]["requests"].as_array().unwrap();
+        assert!(kept.iter().all(|r| match r["outcome"]["type"].as_str() {
+            Some("response") => r["outcome"]["status"].as_u64().unwrap() >= 400,
+            _ => true,
+        }));
+    }
+    let failing = report["scenarios"][0]["recording"]["requests"]
+        .as_array()
+        .unwrap();
+    assert!(
+        !failing.is_empty(),
+        "the failing run's errors are kept whole"
     );
 
     let (out, netlog) = headless(&page, &["--dump-dom"]);

@@ -4,13 +4,14 @@
 
 use std::path::Path;
 
+use crate::digest::KeepRequests;
 use crate::report::RunReport;
 
-/// Writes `report.json`, `junit.xml` and `report.html` into `dir`.
-pub fn write(report: &RunReport, dir: &Path) -> std::io::Result<()> {
+/// Writes `report.json` (keeping `keep` of the requests: by default the error requests whole
+/// and a per-second summary of the others), `junit.xml` and `report.html` into `dir`.
+pub fn write(report: &RunReport, dir: &Path, keep: KeepRequests) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join("report.json"), json)?;
+    std::fs::write(dir.join("report.json"), report.json(keep)?)?;
     std::fs::write(dir.join("junit.xml"), report.junit()?)?;
     std::fs::write(dir.join("report.html"), crate::html::render(report))?;
     Ok(())

@@ -371,7 +371,7 @@ pub fn status(
     let mut groups: Vec<(String, Vec<&RequestRecord>, &StatusExpect)> =
         vec![("all routes".into(), reqs.to_vec(), &expect.status)];
     for (route, e) in &expect.routes {
-        let rs: Vec<&RequestRecord> = reqs.iter().copied().filter(|r| &r.route == route).collect();
+        let rs: Vec<&RequestRecord> = reqs.iter().copied().filter(|r| r.route == *route).collect();
         groups.push((route.clone(), rs, e));
     }
     for (label, rs, e) in &groups {
@@ -501,7 +501,7 @@ pub fn latency(phase: Phase, reqs: &[&RequestRecord], expect: &PhaseExpect) -> O
             .map(|r| Evidence::Note {
                 text: format!(
                     "{} {} took {:.0}ms and got {}",
-                    r.method,
+                    r.method(),
                     r.path,
                     r.latency_ms,
                     describe_status(r.status())
@@ -641,7 +641,7 @@ pub fn request_id(rec: &Recording, phase: Phase, reqs: &[&RequestRecord]) -> Che
     let missing: Vec<&RequestRecord> = answered
         .iter()
         .copied()
-        .filter(|r| r.header("x-request-id").is_none_or(str::is_empty))
+        .filter(|r| !r.carries_request_id())
         .collect();
     let errs: Vec<&RequestRecord> = errors(reqs).collect();
     let unlogged: Vec<&RequestRecord> = errs
@@ -1133,10 +1133,8 @@ mod tests {
             seq: 0,
             at_ms,
             route: "GET /products/{id}".into(),
-            method: "GET".into(),
             path: "/products/1".into(),
-            request_headers: Default::default(),
-            request_body: None,
+            sent: None,
             latency_ms: 10.0,
             outcome: Outcome::Response {
                 status,
@@ -1648,7 +1646,6 @@ mod tests {
     #[test]
     fn acknowledged_orders_come_from_201_bodies() {
         let mut a = resp(100.0, 201, &[], "{\"id\":\"7f1c\",\"quantity\":1}");
-        a.method = "POST".into();
         a.route = "POST /orders".into();
         let mut b = a.clone();
         b.outcome = Outcome::Response {

@@ -99,6 +99,10 @@ pub struct RunArgs {
     /// Print the whole report as JSON on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// Which requests report.json (and --json) keeps: `errors` keeps those that failed whole
+    /// and a per-second summary of all; `all` keeps every request.
+    #[arg(long, value_enum, default_value_t = crate::digest::KeepRequests::Errors)]
+    pub record: crate::digest::KeepRequests,
     /// Count a skipped scenario (a fault this machine cannot inject) as a failure.
     #[arg(long)]
     pub strict: bool,
@@ -531,15 +535,15 @@ async fn run(args: RunArgs) -> i32 {
         scenarios: reports,
     };
     if args.json {
-        match serde_json::to_string(&report) {
-            Ok(text) => println!("{text}"),
+        match report.json(args.record) {
+            Ok(text) => println!("{}", String::from_utf8_lossy(&text)),
             Err(e) => eprintln!("error: cannot print the report as JSON: {e}"),
         }
     } else {
         let _ = report.print_summary(&mut std::io::stdout(), colour(&std::io::stdout()));
     }
     if let Some(dir) = &args.report_dir {
-        match crate::artifacts::write(&report, dir) {
+        match crate::artifacts::write(&report, dir, args.record) {
             // With --json, stdout is for the JSON alone.
             Ok(()) if args.json => eprintln!("report: {}", dir.display()),
             Ok(()) => println!("report: {}", dir.display()),

@@ -108,7 +108,7 @@ pub async fn run_variants<G>(
             strict: false,
             scenarios: vec![report.clone()],
         };
-        let dir = match crate::artifacts::write(&run, &dir) {
+        let dir = match crate::artifacts::write(&run, &dir, crate::digest::KeepRequests::Errors) {
             Ok(()) => Some(dir),
             Err(e) => {
                 eprintln!("warning: cannot write the report to {}: {e}", dir.display());
@@ -211,7 +211,7 @@ fn rows(r: &Ran) -> Vec<(&'static str, Cell)> {
         client.push(obs.fault_statuses.clone());
     }
     match obs.error_response {
-        Some(r) => client.push(format!("e.g. {} {} → {}", r.method, r.path, answer(r))),
+        Some(r) => client.push(format!("e.g. {} {} → {}", r.method(), r.path, answer(r))),
         None => client.push("no error answer in this run".into()),
     }
     rows.push(("client", plain(client)));
@@ -877,15 +877,13 @@ mod tests {
                 seq: i,
                 at_ms: at,
                 route: "GET /products/{id}".into(),
-                method: "GET".into(),
                 path: "/products/1".into(),
-                request_headers: BTreeMap::new(),
-                request_body: None,
+                sent: None,
                 latency_ms: 3.0,
                 outcome: Outcome::Response {
                     status: if fail { 503 } else { 200 },
-                    headers,
-                    body: fail.then(|| "{\"status\":503,\"detail\":\"down\"}".to_string()),
+                    headers: headers.into(),
+                    body: fail.then(|| "{\"status\":503,\"detail\":\"down\"}".into()),
                 },
             });
         }

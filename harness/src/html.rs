@@ -486,11 +486,16 @@ fn evidence_block(h: &mut String, e: &Evidence) {
 }
 
 fn request_block(h: &mut String, r: &RequestRecord) {
-    let mut t = format!("> {} {}   (sent at {})\n", r.method, r.path, secs(r.at_ms));
-    for (k, v) in &r.request_headers {
+    let mut t = format!(
+        "> {} {}   (sent at {})\n",
+        r.method(),
+        r.path,
+        secs(r.at_ms)
+    );
+    for (k, v) in r.request_headers() {
         let _ = writeln!(t, "> {k}: {v}");
     }
-    if let Some(b) = &r.request_body {
+    if let Some(b) = r.request_body() {
         let _ = writeln!(t, ">\n> {}", cut(b));
     }
     match &r.outcome {
@@ -1238,16 +1243,14 @@ mod tests {
             seq,
             at_ms,
             route: "GET /products/{id}".into(),
-            method: "GET".into(),
             path: "/products/1".into(),
-            request_headers: BTreeMap::new(),
-            request_body: None,
+            sent: None,
             latency_ms: 12.0 + seq as f64,
             outcome: match status {
                 Some(status) => Outcome::Response {
                     status,
-                    headers,
-                    body: body.map(str::to_string),
+                    headers: headers.into(),
+                    body: body.map(Into::into),
                 },
                 None => Outcome::Error {
                     kind: crate::record::TransportError::Closed,

@@ -22,6 +22,7 @@
 //! - [`checks`]: what "responds correctly" means, evaluated on a recording.
 //! - [`leaks`]: the table of patterns for what an error body must never show.
 //! - [`report`]: terminal summary, JSON journal, JUnit XML.
+//! - [`digest`]: what the JSON journal keeps of the requests (errors whole, a summary per second).
 //! - [`html`]: `report.html`, the self-contained page with a timeline per scenario.
 //! - [`observed`]: the evidence of a run picked for a human (an error answer, a log line, the
 //!   metrics that moved), shared by the HTML report and `explain`.
@@ -42,6 +43,7 @@ pub mod artifacts;
 pub mod cgroup;
 pub mod checks;
 pub mod cli;
+pub mod digest;
 pub mod docker;
 pub mod duration_serde;
 pub mod exit;

@@ -78,6 +78,9 @@ pub struct LoadPlan {
     /// Requests in flight beyond this are not sent but recorded as client errors.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: u64,
+    /// How much of each request is recorded: what checks read (the default), or everything.
+    #[serde(default)]
+    pub detail: crate::record::RecordDetail,
 }
 
 fn default_timeout() -> Duration {
@@ -101,6 +104,7 @@ impl LoadPlan {
             timeout: default_timeout(),
             seed: 0,
             max_in_flight: default_max_in_flight(),
+            detail: Default::default(),
         }
     }
 
@@ -559,6 +563,7 @@ struct Compiled {
     timeout: Duration,
     seed: u64,
     max_in_flight: u64,
+    detail: crate::record::RecordDetail,
     entries: Vec<Entry>,
     /// Cumulative weights, for a weighted draw with one random number.
     cumulative: Vec<u64>,
@@ -569,6 +574,8 @@ struct Compiled {
 struct Entry {
     /// The request line as written: the record's `route`.
     line: String,
+    /// The same, shared by every record of this entry.
+    route: crate::record::Route,
     method: Method,
     path: Vec<Piece>,
     body: Option<Vec<Piece>>,
@@ -693,6 +700,7 @@ impl Compiled {
             timeout: plan.timeout,
             seed: plan.seed,
             max_in_flight: plan.max_in_flight,
+            detail: plan.detail,
             entries,
             cumulative,
             pools,
@@ -820,6 +828,7 @@ impl Entry {
             headers,
             captures: Vec::new(),
             capture_names,
+            route: crate::record::Route::new(&line),
             line,
             method,
             path,

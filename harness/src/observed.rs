@@ -540,10 +540,8 @@ mod tests {
             seq: at_ms as u64,
             at_ms,
             route: "GET /x".into(),
-            method: "GET".into(),
             path: "/x".into(),
-            request_headers: Default::default(),
-            request_body: None,
+            sent: None,
             latency_ms: 1.0,
             outcome: match status {
                 Some(status) => Outcome::Response {

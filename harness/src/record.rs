@@ -39,26 +39,326 @@ impl std::fmt::Display for Phase {
 }
 
 /// One request the load generator sent, and what came back.
+///
+/// A run keeps one of these per request, at thousands a second through a long game day, so the
+/// shape is kept small (about 130 bytes for a successful read): the route is shared with every
+/// other request of its route, headers and bodies are held only where a check reads them (see
+/// [`RecordDetail`]), and an empty header set costs one pointer. The JSON form is unchanged by
+/// this: `route`, `method`, `path`, `request_headers`, `request_body`, `latency_ms`, `outcome`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "RequestRecordJson", from = "RequestRecordJson")]
 pub struct RequestRecord {
     /// Position in the load sequence (0-based); the same seed gives the same sequence.
     pub seq: u64,
     /// When it was due to be sent, from the start of the run. Open-loop: independent of how
     /// fast earlier requests were answered.
     pub at_ms: f64,
-    /// The route template, e.g. `GET /products/{id}`; what checks and reports group by.
-    pub route: String,
-    pub method: String,
-    /// The concrete path, e.g. `/products/3`.
-    pub path: String,
-    /// Request headers the generator set beyond the defaults (e.g. `idempotency-key`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub request_headers: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_body: Option<String>,
+    /// The route template with its method, e.g. `GET /products/{id}`; what checks and reports
+    /// group by. Shared by every request of the route.
+    pub route: Route,
+    /// The concrete path, e.g. `/products/3`: up to 24 bytes kept inline, without an
+    /// allocation.
+    pub path: compact_str::CompactString,
+    /// What was sent beyond the request line: kept for errors (see [`RecordDetail`]); read it
+    /// through [`RequestRecord::request_headers`] and [`RequestRecord::request_body`].
+    pub sent: Option<Box<Sent>>,
     /// Time from the due send time to the end of the response body (or the error).
     pub latency_ms: f64,
     pub outcome: Outcome,
+}
+
+/// What a request carried beyond its line: the headers the generator set beyond the defaults
+/// (e.g. `idempotency-key`) and the body.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sent {
+    pub headers: Headers,
+    pub body: Option<Box<str>>,
+}
+
+impl Sent {
+    /// `None` when there is nothing to keep.
+    pub fn new(headers: Headers, body: Option<String>) -> Option<Box<Sent>> {
+        (!headers.is_empty() || body.is_some()).then(|| {
+            Box::new(Sent {
+                headers,
+                body: body.map(String::into_boxed_str),
+            })
+        })
+    }
+}
+
+/// How much of each request the load generator keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordDetail {
+    /// What checks read: every request's route, path, timing and status; the request headers
+    /// and body, the response headers and body of every error (a status >= 400, or no answer);
+    /// the body of a write's 2xx answer (the integrity check reads the order ids).
+    #[default]
+    Checked,
+    /// Every header and body of every request, as sent and as answered.
+    Everything,
+}
+
+/// A route template with its method, `GET /products/{id}`: one allocation shared by every
+/// request of the route (cloning it counts a reference).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Route(std::sync::Arc<str>);
+
+impl Route {
+    pub fn new(line: &str) -> Route {
+        Route(line.into())
+    }
+
+    /// The whole template, `GET /products/{id}`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The method, the template's first word.
+    pub fn method(&self) -> &str {
+        self.0.split(' ').next().unwrap_or("")
+    }
+}
+
+impl std::ops::Deref for Route {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Route {
+    fn from(line: &str) -> Route {
+        Route::new(line)
+    }
+}
+
+impl From<String> for Route {
+    fn from(line: String) -> Route {
+        Route(line.into())
+    }
+}
+
+impl PartialEq<str> for Route {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Route {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Route {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl Serialize for Route {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Route {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Route, D::Error> {
+        String::deserialize(d).map(Route::from)
+    }
+}
+
+/// Header names (lower case) and values. Most records keep none, so the empty set is one null
+/// pointer and a set is allocated only when it holds something. A success's headers are not
+/// kept, but whether it carried an `x-request-id` is (the request-id check reads that of every
+/// answer): that is one shared set, counted, not allocated per record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Option<std::sync::Arc<HeaderSet>>);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct HeaderSet {
+    map: BTreeMap<String, String>,
+    /// A non-empty `x-request-id` came with the answer, whether or not it is in `map`.
+    request_id_seen: bool,
+}
+
+/// The headers of every success that carried an `x-request-id` and kept no header.
+static REQUEST_ID_SEEN: std::sync::LazyLock<std::sync::Arc<HeaderSet>> =
+    std::sync::LazyLock::new(|| {
+        std::sync::Arc::new(HeaderSet {
+            map: BTreeMap::new(),
+            request_id_seen: true,
+        })
+    });
+
+impl Headers {
+    /// These headers, noting whether a non-empty `x-request-id` came with them.
+    pub fn with_request_id_seen(mut self, seen: bool) -> Headers {
+        match (&mut self.0, seen) {
+            (None, true) => self.0 = Some(REQUEST_ID_SEEN.clone()),
+            (None, false) => {}
+            (Some(set), seen) => std::sync::Arc::make_mut(set).request_id_seen = seen,
+        }
+        self
+    }
+
+    /// Whether a non-empty `x-request-id` came with the answer (kept or not).
+    pub fn has_request_id(&self) -> bool {
+        self.0.as_ref().is_some_and(|s| s.request_id_seen)
+            || self
+                .get("x-request-id")
+                .is_some_and(|v| !v.trim().is_empty())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.as_ref()?.map.get(name).map(String::as_str)
+    }
+
+    pub fn insert(&mut self, name: String, value: String) {
+        let set = self.0.get_or_insert_default();
+        std::sync::Arc::make_mut(set).map.insert(name, value);
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        let set = std::sync::Arc::make_mut(self.0.as_mut()?);
+        let removed = set.map.remove(name);
+        if name == "x-request-id" {
+            set.request_id_seen = false;
+        }
+        if set.map.is_empty() && !set.request_id_seen {
+            self.0 = None;
+        }
+        removed
+    }
+
+    /// Whether no header is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |s| s.map.len())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().flat_map(|s| s.map.iter())
+    }
+}
+
+impl From<BTreeMap<String, String>> for Headers {
+    fn from(map: BTreeMap<String, String>) -> Headers {
+        Headers((!map.is_empty()).then(|| {
+            std::sync::Arc::new(HeaderSet {
+                map,
+                request_id_seen: false,
+            })
+        }))
+    }
+}
+
+impl FromIterator<(String, String)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Headers {
+        Headers::from(iter.into_iter().collect::<BTreeMap<_, _>>())
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = (&'a String, &'a String);
+    type IntoIter = Box<dyn Iterator<Item = (&'a String, &'a String)> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl std::ops::Index<&str> for Headers {
+    type Output = str;
+    /// Panics when the header is missing, like a map's index.
+    fn index(&self, name: &str) -> &str {
+        self.get(name)
+            .unwrap_or_else(|| panic!("no header {name:?}"))
+    }
+}
+
+impl Serialize for Headers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.len()))?;
+        for (k, v) in self.iter() {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Headers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Headers, D::Error> {
+        BTreeMap::<String, String>::deserialize(d).map(Headers::from)
+    }
+}
+
+/// A request record as it is written in report.json (its shape before records were made
+/// compact; readers of the JSON did not have to change).
+#[derive(Serialize, Deserialize)]
+struct RequestRecordJson {
+    seq: u64,
+    at_ms: f64,
+    route: Route,
+    method: String,
+    path: compact_str::CompactString,
+    #[serde(default, skip_serializing_if = "Headers::is_empty")]
+    request_headers: Headers,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_body: Option<Box<str>>,
+    latency_ms: f64,
+    outcome: Outcome,
+}
+
+impl From<RequestRecord> for RequestRecordJson {
+    fn from(r: RequestRecord) -> Self {
+        RequestRecordJson {
+            seq: r.seq,
+            at_ms: r.at_ms,
+            method: r.route.method().to_string(),
+            route: r.route,
+            path: r.path,
+            request_headers: r
+                .sent
+                .as_ref()
+                .map(|s| s.headers.clone())
+                .unwrap_or_default(),
+            request_body: r.sent.and_then(|s| s.body),
+            latency_ms: r.latency_ms,
+            outcome: r.outcome,
+        }
+    }
+}
+
+impl From<RequestRecordJson> for RequestRecord {
+    fn from(r: RequestRecordJson) -> Self {
+        RequestRecord {
+            seq: r.seq,
+            at_ms: r.at_ms,
+            route: r.route,
+            path: r.path,
+            sent: Sent::new(r.request_headers, r.request_body.map(String::from)),
+            latency_ms: r.latency_ms,
+            outcome: r.outcome,
+        }
+    }
 }
 
 /// How a request ended.
@@ -68,17 +368,19 @@ pub enum Outcome {
     /// The target answered.
     Response {
         status: u16,
-        /// Response headers, lower-case names. All of them are kept: there are few.
-        headers: BTreeMap<String, String>,
+        /// Response headers, lower-case names: all of them for an error (they are its
+        /// evidence), none for a success unless [`RecordDetail::Everything`] was asked for.
+        #[serde(default)]
+        headers: Headers,
         /// The body of every response with status >= 400, and of 2xx responses to writes
         /// (the integrity check needs the order ids). Cut at 16 KiB.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        body: Option<String>,
+        body: Option<Box<str>>,
     },
     /// No HTTP response: connection refused or reset, or the client's own deadline passed.
     Error {
         kind: TransportError,
-        message: String,
+        message: Box<str>,
     },
 }
 
@@ -94,7 +396,33 @@ pub enum TransportError {
     Other,
 }
 
+impl Outcome {
+    /// Whether this is an error: a status >= 400, or no answer at all.
+    pub fn is_error(&self) -> bool {
+        match self {
+            Outcome::Response { status, .. } => *status >= 400,
+            Outcome::Error { .. } => true,
+        }
+    }
+}
+
 impl RequestRecord {
+    /// The headers the generator set beyond the defaults, where kept.
+    pub fn request_headers(&self) -> &Headers {
+        static NONE: Headers = Headers(None);
+        self.sent.as_ref().map_or(&NONE, |s| &s.headers)
+    }
+
+    /// The request's body, where kept.
+    pub fn request_body(&self) -> Option<&str> {
+        self.sent.as_ref()?.body.as_deref()
+    }
+
+    /// The method, `GET`: the route template's first word.
+    pub fn method(&self) -> &str {
+        self.route.method()
+    }
+
     pub fn status(&self) -> Option<u16> {
         match &self.outcome {
             Outcome::Response { status, .. } => Some(*status),
@@ -102,9 +430,18 @@ impl RequestRecord {
         }
     }
 
+    /// Whether the target answered with a non-empty `x-request-id` (also known of answers whose
+    /// headers were not kept).
+    pub fn carries_request_id(&self) -> bool {
+        match &self.outcome {
+            Outcome::Response { headers, .. } => headers.has_request_id(),
+            Outcome::Error { .. } => false,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         match &self.outcome {
-            Outcome::Response { headers, .. } => headers.get(name).map(String::as_str),
+            Outcome::Response { headers, .. } => headers.get(name),
             Outcome::Error { .. } => None,
         }
     }
@@ -425,14 +762,12 @@ mod tests {
             seq: 0,
             at_ms,
             route: "GET /products".into(),
-            method: "GET".into(),
             path: "/products".into(),
-            request_headers: BTreeMap::new(),
-            request_body: None,
+            sent: None,
             latency_ms,
             outcome: Outcome::Error {
                 kind: TransportError::Timeout,
-                message: String::new(),
+                message: "".into(),
             },
         };
         assert_eq!(rec.request_phase(&req(500.0, 10.0)), Phase::Steady);
@@ -456,5 +791,18 @@ mod tests {
         assert_eq!(v.get("app_x{a=\"1,1\",b=\"2\"}"), Some(&3.0));
         assert_eq!(v.get("plain"), Some(&4.5));
         assert_eq!(v.len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn a_request_record_stays_small() {
+        // A successful read costs this much plus its path (one small allocation): a long run
+        // at thousands of requests a second keeps one of these per request.
+        let size = std::mem::size_of::<RequestRecord>();
+        assert!(size <= 112, "{size} bytes");
     }
 }

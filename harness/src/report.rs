@@ -7,6 +7,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::checks::{CheckResult, Evidence, Verdict};
+use crate::digest::{KeepRequests, RequestDigest};
 use crate::record::Recording;
 use crate::scenario::Scenario;
 
@@ -27,6 +28,10 @@ pub struct ScenarioReport {
     pub checks: Vec<CheckResult>,
     pub scenario: Scenario,
     pub recording: Recording,
+    /// Every request summarised per second, route and phase, when `recording.requests` holds
+    /// only the errors (report.json by default; see [`crate::digest`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_digest: Option<RequestDigest>,
 }
 
 impl ScenarioReport {
@@ -56,6 +61,28 @@ impl ScenarioReport {
             checks,
             scenario: scenario.clone(),
             recording,
+            request_digest: None,
+        }
+    }
+
+    /// This report with `keep` of its requests, and their summary when not all are kept.
+    fn thinned(&self, keep: KeepRequests) -> ScenarioReport {
+        ScenarioReport {
+            name: self.name.clone(),
+            title: self.title.clone(),
+            cause: self.cause.clone(),
+            protection: self.protection.clone(),
+            file: self.file.clone(),
+            verdict: self.verdict,
+            note: self.note.clone(),
+            duration_s: self.duration_s,
+            checks: self.checks.clone(),
+            scenario: self.scenario.clone(),
+            recording: crate::digest::thin(&self.recording, keep),
+            request_digest: match keep {
+                KeepRequests::All => self.request_digest.clone(),
+                KeepRequests::Errors => Some(crate::digest::digest(&self.recording)),
+            },
         }
     }
 
@@ -104,6 +131,20 @@ impl RunReport {
         } else {
             0
         }
+    }
+
+    /// The JSON journal: this report with `keep` of each scenario's requests. One line: the
+    /// file is for programs (`jq` pretty-prints it), and indentation made up a third of it.
+    pub fn json(&self, keep: KeepRequests) -> std::io::Result<Vec<u8>> {
+        let thinned = RunReport {
+            tool: self.tool.clone(),
+            seed: self.seed,
+            command: self.command.clone(),
+            started_at: self.started_at.clone(),
+            strict: self.strict,
+            scenarios: self.scenarios.iter().map(|s| s.thinned(keep)).collect(),
+        };
+        serde_json::to_vec(&thinned).map_err(std::io::Error::other)
     }
 
     /// JUnit XML: a test suite per scenario, a test case per check.
@@ -215,8 +256,12 @@ pub fn evidence_text(evidence: &[Evidence]) -> String {
     for e in evidence {
         match e {
             Evidence::Request { request, logs, why } => {
-                s.push_str(&format!("{why}\n  > {} {}\n", request.method, request.path));
-                if let Some(b) = &request.request_body {
+                s.push_str(&format!(
+                    "{why}\n  > {} {}\n",
+                    request.method(),
+                    request.path
+                ));
+                if let Some(b) = request.request_body() {
                     s.push_str(&format!("  > {b}\n"));
                 }
                 match &request.outcome {

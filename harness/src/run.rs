@@ -92,6 +92,8 @@ pub async fn run_scenario(
         }
     }
     progress.set_phase("tearing down");
+    // Marks where the run's time goes (the bench sums it per phase over the catalogue).
+    recorder.event(EventKind::PhaseStart, "teardown");
     lab.stop().await;
     drop(lab);
     let _ = std::fs::remove_dir_all(&run_dir);
@@ -287,6 +289,8 @@ async fn wait_for_resolutions(
         return;
     };
     progress.set_phase("waiting for alerts to resolve");
+    lab.recorder
+        .event(EventKind::PhaseStart, "waiting for alerts to resolve");
     let deadline = revert_ms + ms(longest) + 1000.0;
     loop {
         lab.collect_alerts();

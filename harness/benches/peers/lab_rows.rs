@@ -256,12 +256,16 @@ pub fn suite_rows() -> Vec<Row> {
         }
     };
     let mut rows: Vec<Row> = Vec::new();
+    let mut by_part: Vec<Row> = Vec::new();
     for jobs in [1u16, 2] {
         eprintln!("bench: the whole catalogue, --jobs {jobs} (minutes)…");
+        let reports = tempfile::tempdir().expect("a temporary directory");
         let started = Instant::now();
         let out = Command::new(env!("CARGO_BIN_EXE_fivehundred"))
             .args(["run", "--jobs", &jobs.to_string(), "--target-bin"])
             .arg(&program)
+            .arg("--report-dir")
+            .arg(reports.path())
             .current_dir(workspace())
             .stdin(Stdio::null())
             .stderr(Stdio::null())
@@ -288,7 +292,18 @@ pub fn suite_rows() -> Vec<Row> {
                     Some(1) => format!("failed: {}", failed.join(", ")),
                     other => format!("exit code {}", other.unwrap_or(-1)),
                 };
-                let row = row.ours(&[took]).note(verdict);
+                // Where the time went, summed over the scenarios (with two labs at a time the
+                // sum exceeds the wall time).
+                let parts = match crate::phases::catalogue_parts(reports.path()) {
+                    Ok((sums, n)) => {
+                        if jobs == 1 {
+                            by_part = part_rows(&sums, took);
+                        }
+                        format!("{n} scenarios: {}", crate::phases::describe(&sums))
+                    }
+                    Err(e) => format!("no breakdown: {e}"),
+                };
+                let row = row.ours(&[took]).note(verdict).note(parts);
                 match one_lab {
                     Some(t) => {
                         let row = row.peer("`--jobs 1`", &[t]);
@@ -302,7 +317,31 @@ pub fn suite_rows() -> Vec<Row> {
         };
         rows.push(row);
     }
+    rows.extend(by_part);
     rows
+}
+
+/// One row per part of a scenario's run, summed over the catalogue run one lab at a time, with
+/// its share of the wall time.
+fn part_rows(sums: &std::collections::BTreeMap<&'static str, f64>, wall: f64) -> Vec<Row> {
+    crate::phases::PARTS
+        .iter()
+        .map(|part| {
+            let secs = sums.get(part).copied().unwrap_or(0.0);
+            Row::new(
+                "suite time by part",
+                &format!("{part}, summed over the catalogue, `--jobs 1`"),
+                "s",
+                Better::Lower,
+                "report",
+            )
+            .ours(&[secs])
+            .note(format!(
+                "{:.0} % of the wall time",
+                100.0 * secs / wall.max(1e-9)
+            ))
+        })
+        .collect()
 }
 
 /// An alert's notification delay, measured on the lab's real Prometheus and Alertmanager with a

@@ -45,7 +45,17 @@ pub async fn rows(reps: usize) -> Vec<Row> {
     };
     let url = format!("http://{addr}/products/7");
     let mut rows = rate(reps, &url).await;
+    // The open-loop peer's search starts from our top rate.
+    let reference = rows
+        .first()
+        .and_then(|r| r.ours.as_ref())
+        .map(|s| s.median)
+        .filter(|r| *r > 0.0)
+        .unwrap_or(10_000.0);
     rows.extend(accuracy(reps, addr).await);
+    rows.extend(
+        crate::oha::rows(reps, &format!("http://{addr}"), reference, SUSTAINED_P99_MS).await,
+    );
     rows.extend(recording(addr).await);
     rows
 }
@@ -422,9 +432,13 @@ async fn recording(addr: SocketAddr) -> Vec<Row> {
         "peak memory per 100,000 records, run of 100,000",
         "MiB",
         Better::Lower,
-        "report",
+        "≤ 19.1 MiB (200 bytes a request)",
     )
     .ours(&per_100k[..per_100k.len().min(1)]);
+    small.met = small
+        .ours
+        .as_ref()
+        .map(|s| s.median * 1024.0 * 1024.0 / 100_000.0 <= 200.0);
     small.note = notes.join("; ");
     let large = Row::new(
         "recording cost",
@@ -440,7 +454,7 @@ async fn recording(addr: SocketAddr) -> Vec<Row> {
 
 /// The `--record` child: sends `n` requests (target-app's mix: product reads and orders) and
 /// keeps every record in a [`Recorder`], as a scenario run does; prints its peak memory.
-pub fn record_main(n: u64, addr: &str) {
+pub fn record_main(n: u64, addr: &str, rate: f64) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -450,7 +464,7 @@ pub fn record_main(n: u64, addr: &str) {
     let recorder = Arc::new(Recorder::new(std::time::Instant::now()));
     let mut plan = LoadPlan::new(
         format!("http://{addr}"),
-        40_000.0,
+        rate,
         vec![
             MixEntry::new(8, "GET /products/{id}"),
             MixEntry::new(2, "POST /orders"),
@@ -467,11 +481,15 @@ pub fn record_main(n: u64, addr: &str) {
             CancellationToken::new(),
         ))
         .expect("a valid plan");
-    let kept = recorder.with(|r| r.requests.len());
+    let (kept, errors) = recorder.with(|r| {
+        let errors = r.requests.iter().filter(|q| q.outcome.is_error()).count();
+        (r.requests.len(), errors)
+    });
     println!(
         "{}",
         serde_json::json!({
             "records": kept,
+            "errors": errors,
             "baseline_kib": baseline,
             "peak_kib": peak_kib(),
             "achieved_rate": outcome.achieved_rate,

@@ -13,12 +13,14 @@
 //! - `--protections-breakdown`: also measure target-app with one protection on at a time.
 //!
 //! The bench runs itself as helper processes: `--serve-http` (the HTTP server every load
-//! generator is measured against) and `--record N ADDR` (the recording-cost measurement).
+//! generator is measured against) and `--record N ADDR [RATE]` (the recording-cost measurement).
 //! `--probe RATE SECONDS [MAX_IN_FLIGHT]` runs the load generator once against that server and prints what it
 //! saw: for looking into a figure by hand (and under `valgrind --tool=callgrind`).
 
 mod lab_rows;
 mod load_rows;
+mod oha;
+mod phases;
 mod proxy_rows;
 mod server;
 mod table;
@@ -81,7 +83,11 @@ fn main() {
             .and_then(|n| n.parse().ok())
             .unwrap_or(100_000);
         let addr = argv.get(i + 2).cloned().unwrap_or_default();
-        return load_rows::record_main(n, &addr);
+        let rate = argv
+            .get(i + 3)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(40_000.0);
+        return load_rows::record_main(n, &addr, rate);
     }
     if let Some(i) = argv.iter().position(|a| a == load_rows::PROBE_FLAG) {
         let rate = argv

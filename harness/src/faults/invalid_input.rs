@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::{FaultError, FaultKind};
 use crate::verdict::{CheckResult, Evidence, Verdict};
 use crate::lab::Lab;
-use crate::record::{EventKind, Outcome, Phase, Recorder, RequestRecord, TransportError};
+use crate::record::{EventKind, Outcome, Phase, Recorder, RequestRecord, Sent, TransportError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -329,7 +329,7 @@ async fn send(
                 Ok(bytes) => {
                     let body = (status >= 400 || request.method() != "GET").then(|| {
                         let cut = &bytes[..bytes.len().min(crate::load::BODY_LIMIT)];
-                        String::from_utf8_lossy(cut).into_owned()
+                        String::from_utf8_lossy(cut).into()
                     });
                     Outcome::Response {
                         status,
@@ -346,10 +346,8 @@ async fn send(
         seq,
         at_ms,
         route: request.route().into(),
-        method: request.method().into(),
-        path: request.path(),
-        request_headers: request.headers(),
-        request_body: request.body(),
+        path: request.path().into(),
+        sent: Sent::new(request.headers().into(), request.body()),
         latency_ms: recorder.now_ms() - at_ms,
         outcome,
     };
@@ -369,7 +367,7 @@ fn transport(e: &reqwest::Error) -> Outcome {
     };
     Outcome::Error {
         kind,
-        message: e.to_string(),
+        message: e.to_string().into(),
     }
 }
 

@@ -202,9 +202,9 @@ impl Live {
                     };
                     ErrorView {
                         at_ms: req.at_ms,
-                        route: req.route.clone(),
-                        method: req.method.clone(),
-                        path: req.path.clone(),
+                        route: req.route.to_string(),
+                        method: req.method().to_string(),
+                        path: req.path.to_string(),
                         status: req.status(),
                         problem,
                         latency_ms: req.latency_ms,
@@ -272,7 +272,6 @@ pub fn impact(reqs: &[&RequestRecord], from_ms: f64, to_ms: f64) -> Impact {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::time::{Duration, Instant};
 
     use super::*;
@@ -283,10 +282,8 @@ mod tests {
             seq: 0,
             at_ms,
             route: "GET /products/{id}".into(),
-            method: "GET".into(),
             path: "/products/1".into(),
-            request_headers: BTreeMap::new(),
-            request_body: None,
+            sent: None,
             latency_ms,
             outcome: match status {
                 Some(status) => Outcome::Response {
@@ -294,7 +291,7 @@ mod tests {
                     headers: [("x-request-id".to_string(), format!("r{at_ms}"))]
                         .into_iter()
                         .collect(),
-                    body: (status >= 400).then(|| "{}".to_string()),
+                    body: (status >= 400).then(|| "{}".into()),
                 },
                 None => Outcome::Error {
                     kind: TransportError::Connect,

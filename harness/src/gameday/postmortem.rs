@@ -425,10 +425,8 @@ mod tests {
                 seq: i,
                 at_ms: at,
                 route: "POST /orders".into(),
-                method: "POST".into(),
                 path: "/orders".into(),
-                request_headers: Default::default(),
-                request_body: None,
+                sent: None,
                 latency_ms: 10.0,
                 outcome: crate::record::Outcome::Response {
                     status,

@@ -679,33 +679,34 @@ async fn teardown(gd: Arc<GameDay>, reason: &str, record_dir: &Path, args: &LabU
         )],
     };
     let mut code = report.exit_code();
-    let written = crate::artifacts::write(&report, record_dir).and_then(|()| {
-        let md = postmortem::render(&postmortem::Input {
-            started,
-            ended_ms: end_ms,
-            scenario: args.scenario.as_deref(),
-            target: target_line(args),
-            rate: scenario.load.rate,
-            seed: report.seed,
-            windows: &windows,
-            log: &log,
-            recording: &recording,
-            checks: &checks,
-            unreverted: &unreverted,
+    let written = crate::artifacts::write(&report, record_dir, crate::digest::KeepRequests::Errors)
+        .and_then(|()| {
+            let md = postmortem::render(&postmortem::Input {
+                started,
+                ended_ms: end_ms,
+                scenario: args.scenario.as_deref(),
+                target: target_line(args),
+                rate: scenario.load.rate,
+                seed: report.seed,
+                windows: &windows,
+                log: &log,
+                recording: &recording,
+                checks: &checks,
+                unreverted: &unreverted,
+            });
+            std::fs::write(record_dir.join("postmortem.md"), md)?;
+            let gameday = serde_json::json!({
+                "started_at": started_at,
+                "stopped": reason,
+                "faults": windows,
+                "log": log,
+                "abort_if": args.abort_if.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            });
+            std::fs::write(
+                record_dir.join("gameday.json"),
+                serde_json::to_vec_pretty(&gameday).map_err(std::io::Error::other)?,
+            )
         });
-        std::fs::write(record_dir.join("postmortem.md"), md)?;
-        let gameday = serde_json::json!({
-            "started_at": started_at,
-            "stopped": reason,
-            "faults": windows,
-            "log": log,
-            "abort_if": args.abort_if.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        });
-        std::fs::write(
-            record_dir.join("gameday.json"),
-            serde_json::to_vec_pretty(&gameday).map_err(std::io::Error::other)?,
-        )
-    });
     match written {
         Ok(()) => {
             println!("record: {}", record_dir.display());

@@ -42,7 +42,7 @@ use super::{
     BODY_LIMIT, Compiled, Counters, CreatedOrders, Drawn, Entry, LoadOutcome, Sequence, Sink,
     millis,
 };
-use crate::record::{Outcome, RequestRecord, TransportError};
+use crate::record::{Headers, Outcome, RecordDetail, RequestRecord, Sent, TransportError};
 
 /// Connections being opened at once, at most.
 const MAX_CONNECTING: usize = 4;
@@ -370,7 +370,7 @@ async fn schedule(engine: Arc<Engine>, shard: Shard, cancel: CancellationToken) 
             );
             let outcome = Outcome::Error {
                 kind: TransportError::Other,
-                message,
+                message: message.into(),
             };
             engine.finish(seq, due, None, drawn, outcome);
         } else {
@@ -488,13 +488,14 @@ impl Engine {
         if let Err(message) = encode(plan, entry, &job.drawn, request) {
             let outcome = Outcome::Error {
                 kind: TransportError::Other,
-                message,
+                message: message.into(),
             };
             return (outcome, None);
         }
         let records = matches!(*self.sink, Sink::Records(_));
         let keep = Keep {
             headers: records,
+            success_headers: records && plan.detail == RecordDetail::Everything,
             error_body: records,
             success_body: (entry.keep_success_body && records) || !entry.captures.is_empty(),
             body_limit: BODY_LIMIT,
@@ -509,15 +510,15 @@ impl Engine {
             Some(Ok(answer)) => {
                 let outcome = Outcome::Response {
                     status: answer.status,
-                    headers: answer.headers,
-                    body: answer.body,
+                    headers: Headers::from(answer.headers).with_request_id_seen(answer.request_id),
+                    body: answer.body.map(String::into_boxed_str),
                 };
                 (outcome, Some(answer.took))
             }
             Some(Err(failure)) => {
                 let outcome = Outcome::Error {
                     kind: failure.kind,
-                    message: failure.message,
+                    message: failure.message.into(),
                 };
                 (outcome, None)
             }
@@ -570,15 +571,19 @@ impl Engine {
         match &*self.sink {
             Sink::Records(sink) => {
                 let entry = &self.plan.entries[drawn.entry];
-                let request_headers = drawn.headers();
+                // What was sent is evidence only for an error: a success keeps its route and
+                // path (the record stays small), unless everything was asked for.
+                let sent = outcome.is_error() || self.plan.detail == RecordDetail::Everything;
+                let sent = match sent {
+                    true => Sent::new(drawn.headers().into(), drawn.body),
+                    false => None,
+                };
                 sink.record(RequestRecord {
                     seq,
                     at_ms: millis(due.saturating_duration_since(self.run_start)),
-                    route: entry.line.clone(),
-                    method: entry.method.to_string(),
-                    path: drawn.path,
-                    request_headers,
-                    request_body: drawn.body,
+                    route: entry.route.clone(),
+                    path: drawn.path.into(),
+                    sent,
                     latency_ms: millis(due.elapsed()),
                     outcome,
                 });
@@ -631,7 +636,7 @@ async fn connection_task(engine: Arc<Engine>, done: mpsc::Sender<()>) {
                     None,
                     Outcome::Error {
                         kind: failure.kind,
-                        message: failure.message,
+                        message: failure.message.into(),
                     },
                 );
             }
@@ -670,7 +675,7 @@ async fn connection_task(engine: Arc<Engine>, done: mpsc::Sender<()>) {
 fn timeout(limit: Duration) -> Outcome {
     Outcome::Error {
         kind: TransportError::Timeout,
-        message: format!("no answer within {}", humantime::format_duration(limit)),
+        message: format!("no answer within {}", humantime::format_duration(limit)).into(),
     }
 }
 

@@ -13,7 +13,7 @@ use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::record::{Outcome, RequestRecord, TransportError};
+use crate::record::{Headers, Outcome, RecordDetail, RequestRecord, TransportError};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -232,6 +232,8 @@ fn mixed(base: &str, seed: u64) -> LoadPlan {
         ],
     );
     p.seed = seed;
+    // These tests compare what was sent with what was planned: keep all of it.
+    p.detail = RecordDetail::Everything;
     p
 }
 
@@ -239,11 +241,11 @@ fn mixed(base: &str, seed: u64) -> LoadPlan {
 fn request_part(r: &RequestRecord) -> (u64, String, String, String, String, Option<String>) {
     (
         r.seq,
-        r.route.clone(),
-        r.method.clone(),
-        r.path.clone(),
-        format!("{:?}", r.request_headers),
-        r.request_body.clone(),
+        r.route.to_string(),
+        r.method().to_string(),
+        r.path.to_string(),
+        format!("{:?}", r.request_headers()),
+        r.request_body().map(String::from),
     )
 }
 
@@ -260,30 +262,29 @@ async fn the_same_seed_sends_the_same_requests() {
     let preview = mixed(&base, 5).preview(60).unwrap();
     for (p, r) in preview.iter().zip(&first) {
         assert_eq!(
-            (p.seq, &p.route, &p.path, &p.body),
-            (r.seq, &r.route, &r.path, &r.request_body)
+            (p.seq, p.route.as_str(), p.path.as_str(), p.body.as_deref()),
+            (r.seq, r.route.as_str(), &*r.path, r.request_body())
         );
-        assert_eq!(p.headers, r.request_headers);
+        assert_eq!(&Headers::from(p.headers.clone()), r.request_headers());
     }
     // The mix is honoured and the parts are filled in.
     let orders: Vec<_> = first.iter().filter(|r| r.route == "POST /orders").collect();
     assert!(!orders.is_empty() && orders.len() < 40);
     for o in &orders {
-        let body: serde_json::Value =
-            serde_json::from_str(o.request_body.as_deref().unwrap()).unwrap();
+        let body: serde_json::Value = serde_json::from_str(o.request_body().unwrap()).unwrap();
         let product = body["product_id"].as_i64().unwrap();
         assert!((1..=20).contains(&product));
         assert_eq!(
             body["customer_email"],
             format!("user-{}@example.com", o.seq)
         );
-        let key = &o.request_headers["idempotency-key"];
+        let key = &o.request_headers()["idempotency-key"];
         assert!(uuid::Uuid::parse_str(key).is_ok());
-        assert_eq!(o.request_headers["content-type"], "application/json");
+        assert_eq!(&o.request_headers()["content-type"], "application/json");
     }
     let keys: std::collections::HashSet<_> = orders
         .iter()
-        .map(|o| &o.request_headers["idempotency-key"])
+        .map(|o| &o.request_headers()["idempotency-key"])
         .collect();
     assert_eq!(keys.len(), orders.len(), "idempotency keys repeat");
 }
@@ -306,10 +307,13 @@ async fn error_bodies_and_answers_to_writes_are_recorded() {
 
     let broken: Vec<_> = records
         .iter()
-        .filter(|r| r.path == "/products/13")
+        .filter(|r| &*r.path == "/products/13")
         .collect();
-    let fine: Vec<_> = records.iter().filter(|r| r.path == "/products/2").collect();
-    let orders: Vec<_> = records.iter().filter(|r| r.method == "POST").collect();
+    let fine: Vec<_> = records
+        .iter()
+        .filter(|r| &*r.path == "/products/2")
+        .collect();
+    let orders: Vec<_> = records.iter().filter(|r| r.method() == "POST").collect();
     assert!(!broken.is_empty() && !fine.is_empty() && !orders.is_empty());
     for r in &broken {
         assert_eq!(r.status(), Some(503));
@@ -322,10 +326,17 @@ async fn error_bodies_and_answers_to_writes_are_recorded() {
     for r in &fine {
         assert_eq!(r.status(), Some(200));
         assert_eq!(r.body(), None, "bodies of successful reads are not kept");
+        assert_eq!(r.header("x-request-id"), None, "nor their headers");
+        assert!(r.carries_request_id(), "but that an x-request-id came is");
     }
     for r in &orders {
         assert_eq!(r.status(), Some(201));
         assert!(r.body().unwrap().starts_with("{\"id\":\"order-"));
+        // What was sent is evidence for errors only.
+        assert!(
+            r.request_headers().is_empty() && r.request_body().is_none(),
+            "{r:?}"
+        );
     }
     assert_eq!(outcome.progress.server_errors, broken.len() as u64);
     assert_eq!(outcome.progress.completed, 40);
@@ -495,10 +506,13 @@ async fn a_load_spread_over_threads_sends_the_same_requests_once_each() {
     let preview = p.preview(300).unwrap();
     for (planned, sent) in preview.iter().zip(&records) {
         assert_eq!(
-            (&planned.path, &planned.body),
-            (&sent.path, &sent.request_body)
+            (planned.path.as_str(), planned.body.as_deref()),
+            (&*sent.path, sent.request_body())
         );
-        assert_eq!(planned.headers, sent.request_headers);
+        assert_eq!(
+            &Headers::from(planned.headers.clone()),
+            sent.request_headers()
+        );
     }
     assert!(
         records.iter().all(|r| r.status().is_some()),
@@ -513,18 +527,20 @@ async fn a_retry_sends_the_same_request_with_the_same_key() {
         retry_same_key: 2,
         ..MixEntry::new(1, "POST /orders")
     }];
-    let (_, records) = run_collect(&plan(&base, 200.0, 6, mix)).await;
-    assert_eq!(request_part(&records[0]).3, records[1].path);
+    let mut p = plan(&base, 200.0, 6, mix);
+    p.detail = RecordDetail::Everything;
+    let (_, records) = run_collect(&p).await;
+    assert_eq!(request_part(&records[0]).3, &*records[1].path);
     for group in records.chunks(3) {
-        let key = &group[0].request_headers["idempotency-key"];
+        let key = &group[0].request_headers()["idempotency-key"];
         for r in group {
-            assert_eq!(&r.request_headers["idempotency-key"], key);
-            assert_eq!(r.request_body, group[0].request_body);
+            assert_eq!(&r.request_headers()["idempotency-key"], key);
+            assert_eq!(r.request_body(), group[0].request_body());
         }
     }
     assert_ne!(
-        records[0].request_headers["idempotency-key"],
-        records[3].request_headers["idempotency-key"]
+        &records[0].request_headers()["idempotency-key"],
+        &records[3].request_headers()["idempotency-key"]
     );
     let keys = seen.keys();
     assert_eq!(keys.len(), 6);

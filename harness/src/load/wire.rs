@@ -90,8 +90,10 @@ fn classify(e: &io::Error) -> TransportError {
 /// What of an answer is kept.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Keep {
-    /// The headers (all of them for errors; see [`Known`]).
+    /// The headers of an answer >= 400 (all of them; see [`Known`]).
     pub headers: bool,
+    /// The headers of any other answer too (without the framing ones).
+    pub success_headers: bool,
     /// The body of an answer >= 400.
     pub error_body: bool,
     /// The body of a 2xx answer (writes: the integrity check needs the order ids).
@@ -105,6 +107,9 @@ pub(super) struct Keep {
 pub(super) struct Answer {
     pub status: u16,
     pub headers: BTreeMap<String, String>,
+    /// Whether the answer carried a non-empty `x-request-id` (known even where the headers
+    /// are not kept: the request-id check reads it of every answer).
+    pub request_id: bool,
     pub body: Option<String>,
     /// From the request's first write to the answer's last byte, as wrk times a request.
     pub took: Duration,
@@ -178,7 +183,7 @@ impl Conn {
             // Nothing read yet: nothing to parse.
             let parsed = match self.buf.pending() {
                 [] => Ok(None),
-                pending => parse_head(pending, keep.headers),
+                pending => parse_head(pending, keep.headers, keep.success_headers),
             };
             if let Some(head) = parsed.map_err(Failure::invalid)? {
                 // 1xx answers are interim (101 switches protocols: nothing more for us).
@@ -249,6 +254,7 @@ impl Conn {
         let answer = Answer {
             status,
             headers: head.headers,
+            request_id: head.request_id,
             body: keep_body.then(|| String::from_utf8_lossy(&body.kept).into_owned()),
             took,
         };
@@ -388,6 +394,8 @@ struct Head {
     persistent: bool,
     /// The headers recorded: lower-case names, repeated headers joined with ", ".
     headers: BTreeMap<String, String>,
+    /// Whether a non-empty `x-request-id` came with it.
+    request_id: bool,
 }
 
 /// Headers the framing reads, told apart by length first: this runs for every answer.
@@ -403,6 +411,8 @@ enum Known {
     Connection,
     /// Other framing headers (`date`, `keep-alive`): only recorded for errors.
     Framing,
+    /// `x-request-id`: whether it is there is noted for every answer.
+    RequestId,
     Other,
 }
 
@@ -412,15 +422,17 @@ fn known(name: &str) -> Known {
         4 if is("date") => Known::Framing,
         10 if is("connection") => Known::Connection,
         10 if is("keep-alive") => Known::Framing,
+        12 if is("x-request-id") => Known::RequestId,
         14 if is("content-length") => Known::ContentLength,
         17 if is("transfer-encoding") => Known::TransferEncoding,
         _ => Known::Other,
     }
 }
 
-/// Parses an answer's head; `None` while it is incomplete. With `record`, the headers are
-/// collected (see [`Known`] for which).
-fn parse_head(bytes: &[u8], record: bool) -> Result<Option<Head>, String> {
+/// Parses an answer's head; `None` while it is incomplete. With `record`, the headers of an
+/// error are collected, and with `record_success` those of other answers too (see [`Known`]
+/// for which).
+fn parse_head(bytes: &[u8], record: bool, record_success: bool) -> Result<Option<Head>, String> {
     // Uninitialised slots: initialising a hundred headers for every answer cost more than
     // parsing it.
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -438,11 +450,13 @@ fn parse_head(bytes: &[u8], record: bool) -> Result<Option<Head>, String> {
     let status = response.code.unwrap_or(0);
     let http11 = response.version == Some(1);
     let record_all = status >= 400;
+    let record = record && (record_all || record_success);
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut transfer_encoding = false;
     let mut close = false;
     let mut keep_alive = false;
+    let mut request_id = false;
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     for h in response.headers.iter() {
         let kind = known(h.name);
@@ -474,9 +488,11 @@ fn parse_head(bytes: &[u8], record: bool) -> Result<Option<Head>, String> {
                     keep_alive |= token.eq_ignore_ascii_case("keep-alive");
                 }
             }
+            Known::RequestId => request_id |= h.value.iter().any(|b| !b.is_ascii_whitespace()),
             Known::Framing | Known::Other => {}
         }
-        if !record || (kind != Known::Other && !record_all) {
+        let kept = matches!(kind, Known::Other | Known::RequestId);
+        if !record || (!kept && !record_all) {
             continue;
         }
         let value = lossy(h.value);
@@ -503,6 +519,7 @@ fn parse_head(bytes: &[u8], record: bool) -> Result<Option<Head>, String> {
         framing,
         persistent,
         headers,
+        request_id,
     }))
 }
 
@@ -575,7 +592,7 @@ mod tests {
     use super::*;
 
     fn head(text: &str) -> Head {
-        parse_head(text.as_bytes(), true).unwrap().unwrap()
+        parse_head(text.as_bytes(), true, true).unwrap().unwrap()
     }
 
     #[test]
@@ -594,15 +611,16 @@ mod tests {
         let h = head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\ncontent-length: 0\r\n\r\n");
         assert!(h.persistent);
         assert_eq!(
-            parse_head(b"HTTP/1.1 200 OK\r\ncontent-", true)
+            parse_head(b"HTTP/1.1 200 OK\r\ncontent-", true, true)
                 .unwrap()
                 .map(|h| h.len),
             None
         );
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", true).is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", true, true).is_err());
         assert!(
             parse_head(
                 b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+                true,
                 true
             )
             .is_err()
@@ -648,6 +666,7 @@ mod tests {
 
     const KEEP: Keep = Keep {
         headers: true,
+        success_headers: true,
         error_body: true,
         success_body: true,
         body_limit: 10,
