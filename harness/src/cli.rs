@@ -233,7 +233,7 @@ fn load_all(specs: &[String], catalogue: &Path) -> Result<Vec<Scenario>, i32> {
 /// The scenarios of a lab file's generic catalogue: the causes named, or every one that applies.
 /// A cause named that does not apply is an error naming why; the others are listed as skipped.
 fn lab_scenarios(lab: &crate::labfile::LabFile, names: &[String]) -> Result<Vec<Scenario>, i32> {
-    let causes = crate::labfile::catalogue::catalogue(lab);
+    let causes = crate::catalogue::catalogue(lab);
     let mut out = Vec::new();
     for name in names {
         match causes.iter().find(|c| &c.name == name) {
@@ -288,7 +288,7 @@ fn list_lab(path: &Path, json: bool) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let causes = crate::labfile::catalogue::catalogue(&lab);
+    let causes = crate::catalogue::catalogue(&lab);
     if json {
         let entries: Vec<serde_json::Value> = causes
             .iter()

@@ -40,6 +40,7 @@
 //!   alert notifications.
 
 pub mod artifacts;
+pub mod catalogue;
 pub mod cgroup;
 pub mod checks;
 pub mod cli;

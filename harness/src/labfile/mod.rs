@@ -22,7 +22,6 @@ use serde::Serialize;
 use crate::load::MixEntry;
 pub use crate::located::Located as LabFileError;
 
-pub mod catalogue;
 pub mod init;
 mod raw;
 pub mod service;

@@ -10,8 +10,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{DepKind, Dependency, ErrorFormat, LabFile, Start};
 use crate::faults::Fault;
+use crate::labfile::{DepKind, Dependency, ErrorFormat, LabFile, Start};
 use crate::scenario::{
     AlertExpectations, Contract, DataExpect, Expectations, Health, LatencyLimits, Learn, LoadSpec,
     PhaseExpect, Phases, Scenario, ScheduledFault, StatusExpect, StatusPattern,
