@@ -11,7 +11,14 @@
 //! - [`run`]: one scenario end to end: lab, phases, load, faults, checks.
 //! - [`lab`]: the database, proxies, payments stub and target process of one run.
 //! - [`target`]: the target process and its admin API client.
-//! - [`faults`]: one type per fault kind, with `inject` and `revert`.
+//! - [`faults`]: one type per fault kind implementing [`faults::FaultKind`], one list of kinds,
+//!   and [`faults::Injector`], the one protocol (journal, inject, record, revert) every path uses.
+//! - [`labfile`], [`catalogue`]: lab files describing any service, and the generic catalogue of
+//!   causes a lab file makes possible.
+//! - [`toxiproxy`]: Toxiproxy's HTTP API over the fault proxy (`fivehundred proxy`).
+//! - [`docker`]: the container backend's mechanisms (engine, images, containers, their faults).
+//! - [`verdict`], [`progress`], [`exit`]: leaf vocabularies (a check's result, live counters,
+//!   exit codes); `layers` (a test) keeps the modules free of import circles.
 //! - [`journal`]: the on-disk fault journal and `recover`.
 //! - [`gameday`]: `lab up`, `inject`, `revert`, `halt`, `status`: a lab that stays up, faults by
 //!   hand with deadlines, a live dashboard, and a written record.

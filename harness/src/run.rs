@@ -158,7 +158,8 @@ async fn drive(
     // answer arrives: a slow service may not have answered any of the steady phase's yet, so
     // wait (at most the load's timeout) for the first before judging.
     let answered_by = Instant::now() + scenario.load.timeout;
-    while rec.with(|r| r.requests_in(Phase::Steady).next().is_none()) && Instant::now() < answered_by
+    while rec.with(|r| r.requests_in(Phase::Steady).next().is_none())
+        && Instant::now() < answered_by
     {
         if sleep_or_cancel(Duration::from_millis(100), cancel).await {
             break;
