@@ -119,7 +119,7 @@ enum Entry {
     /// the journal), its description, and what `recover` does about it after a crash.
     Inject {
         id: u64,
-        fault: serde_json::Value,
+        fault: Box<serde_json::value::RawValue>,
         #[serde(default)]
         describe: String,
         #[serde(default)]
@@ -134,7 +134,7 @@ enum Entry {
 /// kind says up front what is left to undo after a crash, and `recover` reports that.
 #[derive(Debug, Clone)]
 pub struct JournalledFault {
-    pub spec: serde_json::Value,
+    pub spec: Box<serde_json::value::RawValue>,
     pub describe: String,
     pub orphan: &'static str,
 }
@@ -521,7 +521,7 @@ async fn recover_entries(rec: &mut Recovered, entries: &[Entry]) {
             // What a fault leaves behind lives in the run's processes, database, cgroups and
             // directories, all journalled as resources and undone here; each kind says which.
             let what = if describe.is_empty() {
-                fault.to_string()
+                fault.get().to_string()
             } else {
                 describe.clone()
             };

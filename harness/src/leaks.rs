@@ -110,7 +110,10 @@ const BUILTIN: &[Builtin] = &[
     ),
     p(
         "SQLSTATE",
-        r#"(?i)sqlstate|error returned from database|\bcode: "?[0-9A-Z]{5}\b"#,
+        // A PostgreSQL SQLSTATE (its classes: 00-58, 72, F0, HV, P0, XX) after the word, or the
+        // word itself in text; not a JSON key of a service's own error classes (MLflow's
+        // `"sqlstate": "KAM00"`).
+        r#"(?i)sqlstate[\s:=("']{0,6}(?:[0-5][0-9A-Z]|72|F0|HV|P0|XX)[0-9A-Z]{3}\b|\bsqlstate(?:[^"'a-z0-9_]|$)|error returned from database|\bcode: "?[0-9A-Z]{5}\b"#,
     ),
     p(
         "connection string",
@@ -490,6 +493,15 @@ mod tests {
             "SQLSTATE",
             "error returned from database: SQLSTATE 57P01",
             "The database is unavailable; try again shortly.",
+        );
+    }
+
+    #[test]
+    fn a_postgres_sqlstate_in_a_json_field_is_a_leak_but_a_services_own_error_class_is_not() {
+        check(
+            "SQLSTATE",
+            r#"{"error": "query failed", "sqlstate": "42P01"}"#,
+            r#"{"error_code": "INVALID_PARAMETER_VALUE", "message": "Experiment ID must be a valid integer.", "sqlstate": "KAM00"}"#,
         );
     }
 

@@ -15,6 +15,7 @@ use sqlx::Connection;
 use super::{FaultError, FaultKind};
 use super::pg;
 use crate::lab::Lab;
+use crate::target::TargetNeeds;
 use crate::record::EventKind;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +69,15 @@ impl FaultKind for Connections {
             ));
         }
         Ok(())
+    }
+
+    /// The lab's own PostgreSQL runs with this fault's `max_connections`, so that a few dozen
+    /// sessions fill it.
+    fn target_needs(&self) -> TargetNeeds {
+        TargetNeeds {
+            max_connections: Some(self.max_connections),
+            ..Default::default()
+        }
     }
 
     fn describe(&self) -> String {

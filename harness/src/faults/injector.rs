@@ -59,7 +59,10 @@ impl<'a> Injector<'a> {
     /// Journals `fault` (synced) before anything is done to the lab; returns it ready to inject.
     pub fn journal(&self, fault: &Fault) -> Result<Injected, FaultError> {
         let entry = JournalledFault {
-            spec: serde_json::to_value(fault).unwrap_or_default(),
+            // As written (its `kind` first), not re-sorted: people and tests read journals.
+            spec: serde_json::value::to_raw_value(fault).map_err(|e| {
+                FaultError::Failed(format!("cannot write the fault for the journal: {e}"))
+            })?,
             describe: fault.describe(),
             orphan: fault.orphan(),
         };

@@ -302,6 +302,14 @@ mod tests {
     }
 
     #[test]
+    fn a_connections_fault_starts_the_lab_database_with_its_small_limit() {
+        let f = Fault::from_table(table("kind = \"connections\"\nmax_connections = 17")).unwrap();
+        assert_eq!(f.target_needs().max_connections, Some(17));
+        let f = Fault::from_table(table("kind = \"crash\"")).unwrap();
+        assert_eq!(f.target_needs(), TargetNeeds::default());
+    }
+
+    #[test]
     fn faults_round_trip_through_the_journal_format() {
         let f = Fault::from_table(table(
             "kind = \"network\"\ntarget = \"database\"\nfault = \"latency\"\nlatency = \"300ms\"",

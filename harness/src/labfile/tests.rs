@@ -403,3 +403,73 @@ async fn init_finds_the_port_and_writes_a_lab_file_that_validates() {
         Err(init::InitError::Exists(_))
     ));
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The shipped lab files: real shapes to mutate.
+    fn shipped() -> Vec<(std::path::PathBuf, String)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        [
+            "target-app/fivehundred.toml",
+            "examples/datasette/fivehundred.toml",
+            "examples/mlflow/fivehundred.toml",
+        ]
+        .iter()
+        .map(|p| {
+            let path = root.join(p);
+            let text = std::fs::read_to_string(&path).unwrap();
+            (path, text)
+        })
+        .collect()
+    }
+
+    proptest! {
+        // Bounded so they run in seconds; each case parses and validates a whole file.
+        #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn a_lab_file_of_any_text_never_panics(text in "\\PC{0,400}") {
+            let _ = parse(Path::new("fuzz.toml"), &text);
+        }
+
+        #[test]
+        fn a_lab_file_of_any_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let dir = tempfile::tempdir().unwrap();
+            let f = dir.path().join("fivehundred.toml");
+            std::fs::write(&f, &bytes).unwrap();
+            let _ = load(&f);
+        }
+
+        #[test]
+        fn a_mutated_shipped_lab_file_never_panics(
+            which in any::<prop::sample::Index>(),
+            at in any::<prop::sample::Index>(),
+            len in 0usize..24,
+            with in prop::sample::select(vec!["", "{", "}", "\"", "[", "{deps.", "{listen.x}", "= 1e999", "\u{0}", "99999999999999999999"]),
+        ) {
+            let files = shipped();
+            let (path, text) = which.get(&files);
+            let mut cut = at.index(text.len().max(1)).min(text.len());
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let mut end = (cut + len).min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let mutated = format!("{}{}{}", &text[..cut], with, &text[end..]);
+            let _ = parse(path, &mutated);
+        }
+    }
+
+    #[test]
+    fn a_lab_file_that_is_a_symlink_to_dev_zero_is_refused_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("fivehundred.toml");
+        std::os::unix::fs::symlink("/dev/zero", &f).unwrap();
+        let e = load(&f).unwrap_err();
+        assert!(e.to_string().contains("fivehundred.toml"), "{e}");
+    }
+}
