@@ -119,7 +119,7 @@ enum Entry {
     /// the journal), its description, and what `recover` does about it after a crash.
     Inject {
         id: u64,
-        fault: Box<serde_json::value::RawValue>,
+        fault: serde_json::Value,
         #[serde(default)]
         describe: String,
         #[serde(default)]
@@ -205,7 +205,7 @@ impl Journal {
         &self.path
     }
 
-    fn write(&self, entry: &Entry) -> std::io::Result<()> {
+    fn write(&self, entry: &impl Serialize) -> std::io::Result<()> {
         write_entry(&self.file, entry)
     }
 
@@ -237,11 +237,21 @@ impl Journal {
             *n += 1;
             *n
         };
-        self.write(&Entry::Inject {
+        // Written as the fault serialises itself (its `kind` first); read back as a value.
+        #[derive(Serialize)]
+        struct InjectLine<'a> {
+            event: &'static str,
+            id: u64,
+            fault: &'a serde_json::value::RawValue,
+            describe: &'a str,
+            orphan: &'a str,
+        }
+        self.write(&InjectLine {
+            event: "inject",
             id,
-            fault: fault.spec.clone(),
-            describe: fault.describe.clone(),
-            orphan: fault.orphan.to_string(),
+            fault: &fault.spec,
+            describe: &fault.describe,
+            orphan: fault.orphan,
         })?;
         Ok(id)
     }
@@ -266,7 +276,7 @@ impl Journal {
 
 /// Appends one entry and syncs it. Both handles on a journal append (`O_APPEND`), one line per
 /// write, so their entries never interleave.
-fn write_entry(file: &Mutex<File>, entry: &Entry) -> std::io::Result<()> {
+fn write_entry(file: &Mutex<File>, entry: &impl Serialize) -> std::io::Result<()> {
     let mut line = serde_json::to_string(entry).map_err(std::io::Error::other)?;
     line.push('\n');
     let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
@@ -521,7 +531,7 @@ async fn recover_entries(rec: &mut Recovered, entries: &[Entry]) {
             // What a fault leaves behind lives in the run's processes, database, cgroups and
             // directories, all journalled as resources and undone here; each kind says which.
             let what = if describe.is_empty() {
-                fault.get().to_string()
+                fault.to_string()
             } else {
                 describe.clone()
             };
