@@ -249,23 +249,13 @@ impl Lab {
         let target_admin_addr = target.admin;
         // Real Prometheus and Alertmanager, running the target's own rules on the lab's clock.
         // Without them the alert checks cannot be honest, so a missing stack stops the run.
-        let monitoring = Monitoring::start(MonitoringOptions::new(
-            run_dir.clone(),
-            target.admin.to_string(),
-            crate::monitoring::alert_rules_file(),
-            recorder.start,
-        ))
-        .await
-        .map_err(|e| LabError(format!("cannot start the lab's monitoring: {e}")))?;
-        let production: std::collections::BTreeMap<String, f64> = monitoring
-            .alert_names()
-            .into_iter()
-            .filter_map(|a| {
-                let d = monitoring.production_detection_time(&a)?;
-                Some((a, d.as_secs_f64()))
-            })
-            .collect();
-        recorder.with(|r| r.production_detection_s = production);
+        let monitoring = start_monitoring(
+            &run_dir,
+            &target.admin.to_string(),
+            &crate::monitoring::alert_rules_file(),
+            &recorder,
+        )
+        .await?;
         Ok(Lab {
             run_dir,
             data_dir,
@@ -451,6 +441,34 @@ impl Lab {
             tokio::task::block_in_place(|| drop(db));
         }
     }
+}
+
+/// The lab's Prometheus scraping `target` (`host:port`) with `rules` on the lab's clock, and
+/// its Alertmanager; what each alert would take to detect in production goes in the recording.
+async fn start_monitoring(
+    run_dir: &Path,
+    target: &str,
+    rules: &Path,
+    recorder: &Arc<Recorder>,
+) -> Result<Monitoring, LabError> {
+    let monitoring = Monitoring::start(MonitoringOptions::new(
+        run_dir.to_path_buf(),
+        target.to_string(),
+        rules.to_path_buf(),
+        recorder.start,
+    ))
+    .await
+    .map_err(|e| LabError(format!("cannot start the lab's monitoring: {e}")))?;
+    let production: BTreeMap<String, f64> = monitoring
+        .alert_names()
+        .into_iter()
+        .filter_map(|a| {
+            let d = monitoring.production_detection_time(&a)?;
+            Some((a, d.as_secs_f64()))
+        })
+        .collect();
+    recorder.with(|r| r.production_detection_s = production);
+    Ok(monitoring)
 }
 
 /// The run's database (an ephemeral cluster, or a fresh database on `--database-url`) and the

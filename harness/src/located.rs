@@ -118,6 +118,18 @@ impl Source<'_> {
 }
 
 impl Located {
+    /// A file refused before it was read (too large, not a regular file, not UTF-8).
+    pub fn refused(file: &Path, error: &crate::textfile::ReadError) -> Located {
+        Located {
+            file: file.to_path_buf(),
+            line: None,
+            column: None,
+            message: error.to_string(),
+            hint: None,
+            source_line: None,
+        }
+    }
+
     /// A file that could not be read at all: no line, no column.
     pub fn unreadable(file: &Path, error: &std::io::Error) -> Located {
         Located {

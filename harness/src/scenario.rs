@@ -485,14 +485,7 @@ mod humantime_serde_compat {
 
 /// Reads and validates one scenario file (a regular file of at most a few MiB).
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    let text = crate::textfile::read_capped(path).map_err(|e| ScenarioError {
-        file: path.to_path_buf(),
-        line: None,
-        column: None,
-        message: e.to_string(),
-        hint: None,
-        source_line: None,
-    })?;
+    let text = crate::textfile::read_capped(path).map_err(|e| ScenarioError::refused(path, &e))?;
     parse(path, &text)
 }
 

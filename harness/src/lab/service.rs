@@ -13,7 +13,6 @@ use crate::labfile::service::{LineSink, Stream};
 use crate::labfile::{
     CannedAnswer, DbAddress, Dependency, HttpDep, LabFile, ServiceProcess, Setup, Start, Values,
 };
-use crate::monitoring::{Monitoring, MonitoringOptions};
 use crate::proxy::Proxy;
 use crate::record::Recorder;
 use crate::target::{TargetEnv, TargetNeeds};
@@ -149,7 +148,16 @@ impl Lab {
         });
         let monitoring = match (&lab_file.alerts, &metrics_url) {
             (Some(rules), Some(url)) => {
-                Some(start_monitoring(&run_dir, url, rules, &recorder).await?)
+                // Prometheus scrapes `/metrics` on the metrics URL's host and port.
+                let hostport = url
+                    .split("://")
+                    .nth(1)
+                    .unwrap_or(url)
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                Some(super::start_monitoring(&run_dir, &hostport, rules, &recorder).await?)
             }
             _ => None,
         };
@@ -383,38 +391,4 @@ async fn serve_canned(
         let _ = axum::serve(listener, app).await;
     });
     Ok((addr, task))
-}
-
-async fn start_monitoring(
-    run_dir: &std::path::Path,
-    metrics_url: &str,
-    rules: &std::path::Path,
-    recorder: &Arc<Recorder>,
-) -> Result<Monitoring, LabError> {
-    let hostport = metrics_url
-        .split("://")
-        .nth(1)
-        .unwrap_or(metrics_url)
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let monitoring = Monitoring::start(MonitoringOptions::new(
-        run_dir.to_path_buf(),
-        hostport,
-        rules.to_path_buf(),
-        recorder.start,
-    ))
-    .await
-    .map_err(|e| LabError(format!("cannot start the lab's monitoring: {e}")))?;
-    let production: BTreeMap<String, f64> = monitoring
-        .alert_names()
-        .into_iter()
-        .filter_map(|a| {
-            let d = monitoring.production_detection_time(&a)?;
-            Some((a, d.as_secs_f64()))
-        })
-        .collect();
-    recorder.with(|r| r.production_detection_s = production);
-    Ok(monitoring)
 }

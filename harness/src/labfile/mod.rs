@@ -340,14 +340,7 @@ pub struct LoadDefaults {
 /// Reads and validates a lab file.
 pub fn load(path: &Path) -> Result<LabFile, LabFileError> {
     // Capped and regular files only, as scenario files: a symlink to /dev/zero is refused.
-    let text = crate::textfile::read_capped(path).map_err(|e| LabFileError {
-        file: path.to_path_buf(),
-        line: None,
-        column: None,
-        message: e.to_string(),
-        hint: None,
-        source_line: None,
-    })?;
+    let text = crate::textfile::read_capped(path).map_err(|e| LabFileError::refused(path, &e))?;
     parse(path, &text)
 }
 
