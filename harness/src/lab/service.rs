@@ -92,15 +92,7 @@ impl Lab {
                             proxies.insert(name.clone(), proxy);
                         }
                         Dependency::Http(HttpDep::Upstream(url)) => {
-                            let hostport = url
-                                .split("://")
-                                .nth(1)
-                                .unwrap_or(url)
-                                .split('/')
-                                .next()
-                                .unwrap_or_default()
-                                .to_string();
-                            let proxy = proxy_to(&hostport, opts.seed, name).await?;
+                            let proxy = proxy_to(&host_port(url), opts.seed, name).await?;
                             values.http(name, host, proxy.local_addr().port());
                             proxies.insert(name.clone(), proxy);
                         }
@@ -149,15 +141,7 @@ impl Lab {
         let monitoring = match (&lab_file.alerts, &metrics_url) {
             (Some(rules), Some(url)) => {
                 // Prometheus scrapes `/metrics` on the metrics URL's host and port.
-                let hostport = url
-                    .split("://")
-                    .nth(1)
-                    .unwrap_or(url)
-                    .split('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
-                Some(super::start_monitoring(&run_dir, &hostport, rules, &recorder).await?)
+                Some(super::start_monitoring(&run_dir, &host_port(url), rules, &recorder).await?)
             }
             _ => None,
         };
@@ -196,6 +180,17 @@ impl Lab {
             fault_checks: Mutex::new(Vec::new()),
         })
     }
+}
+
+/// `host:port` of an `http://host:port/path` URL.
+fn host_port(url: &str) -> String {
+    url.split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn free_port() -> Result<u16, LabError> {
