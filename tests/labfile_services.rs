@@ -102,6 +102,7 @@ fn datasette_from_pypi_runs_its_generic_catalogue_from_its_lab_file() {
         "examples/datasette/fivehundred.toml",
         "overload",
         "fd-exhaustion",
+        "crash-restart",
         "--seed",
         "7",
         "--report-dir",
@@ -114,7 +115,7 @@ fn datasette_from_pypi_runs_its_generic_catalogue_from_its_lab_file() {
     )
     .unwrap();
     let scenarios = report["scenarios"].as_array().unwrap();
-    assert_eq!(scenarios.len(), 2, "{}", explain(&out));
+    assert_eq!(scenarios.len(), 3, "{}", explain(&out));
     for s in scenarios {
         let checks = s["checks"].as_array().unwrap();
         // The service really answered: the steady state held and the fault was injected.
@@ -145,6 +146,34 @@ fn datasette_from_pypi_runs_its_generic_catalogue_from_its_lab_file() {
             s["name"]
         );
     }
+    // The crash really killed datasette and the lab started a new one: requests went
+    // unanswered while it was gone, and the restart was journalled with a new pid.
+    let crash = scenarios
+        .iter()
+        .find(|s| s["name"] == "crash-restart")
+        .expect("crash-restart ran");
+    let checks = crash["checks"].as_array().unwrap();
+    // The fault phase's status check requires an unanswered request; recovery's needs the new
+    // process to serve.
+    for phase in ["fault", "recovery"] {
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["name"] == "status" && c["phase"] == phase && c["verdict"] == "pass"),
+            "crash-restart status[{phase}]: {}",
+            explain(&out)
+        );
+    }
+    assert!(
+        crash["recording"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "target_exit"
+                && e["detail"].as_str().unwrap_or("").contains("SIGKILL")),
+        "{}",
+        explain(&out)
+    );
     // The verdict is datasette's own, whatever it is: the exit code follows the checks.
     let failed = scenarios
         .iter()
@@ -153,6 +182,50 @@ fn datasette_from_pypi_runs_its_generic_catalogue_from_its_lab_file() {
     assert_eq!(
         out.status.code(),
         Some(i32::from(failed)),
+        "{}",
+        explain(&out)
+    );
+}
+
+/// A service that is handed a dependency's address and never uses it fails with a message that
+/// names the dependency and the placeholder, and no fault is injected: a fault on a
+/// dependency nobody reaches through the lab's proxy would pass having tested nothing.
+#[test]
+fn a_service_that_ignores_its_dependency_address_is_named_and_nothing_is_injected() {
+    let run = Run::new();
+    let dir = run.reports.path().join("lab");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lab = dir.join("fivehundred.toml");
+    // Python's own static file server: told where `cache` is, it never connects to it.
+    std::fs::write(
+        &lab,
+        r#"[service]
+command = ["python3", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
+env = { CACHE_ADDR = "{deps.cache.addr}" }
+ready = "GET /"
+
+[deps.cache]
+kind = "tcp"
+upstream = "127.0.0.1:9"
+
+[[request]]
+path = "/"
+"#,
+    )
+    .unwrap();
+    let out = run
+        .command(&["run", "--lab", lab.to_str().unwrap(), "cache-down"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    assert!(
+        stdout.contains("never connected to `cache`") && stdout.contains("{deps.cache."),
+        "{}",
+        explain(&out)
+    );
+    assert!(
+        stdout.contains("no fault was injected"),
         "{}",
         explain(&out)
     );

@@ -145,13 +145,32 @@ pub fn catalogue(lab: &LabFile) -> Vec<Cause> {
             )
         }),
     });
+    out.push(Cause {
+        name: "crash-restart".into(),
+        cause: "recent bad deployment / crash".into(),
+        applies: process.clone().and_then(|()| {
+            let f = Fault::from_table(table("kind = \"crash\"")).map_err(|e| e.message)?;
+            let mut s = scenario(
+                lab,
+                "crash-restart",
+                "the service is killed with SIGKILL mid-load and started again eight seconds later",
+                "recent bad deployment / crash",
+                f,
+                true,
+            )?;
+            // Nothing answers while it is gone (refused connections), but nothing answers
+            // wrongly; its restart must be ready to serve.
+            let during = &mut s.expect.fault;
+            during.status.allow = Some(statuses(&["2xx", "3xx", "4xx", "none"]));
+            during.status.require = statuses(&["none"]);
+            if lab.service.liveness.is_some() {
+                during.livez = Some(Health::Fail);
+            }
+            Ok(s)
+        }),
+    });
     let later = "not yet offered for a service from a lab file";
     for (name, cause, why) in [
-        (
-            "crash-restart",
-            "recent bad deployment / crash",
-            format!("{later} (the lab restarts only target-app)"),
-        ),
         (
             "memory-pressure",
             "memory exhaustion",

@@ -93,6 +93,8 @@ pub struct Lab {
     pub(crate) target: Mutex<Option<TargetProcess>>,
     /// A service started from a lab file, instead of target-app.
     pub(crate) service: Mutex<Option<ServiceProcess>>,
+    /// How to start the lab-file service again after a crash.
+    service_start: Option<process::ServiceStart>,
     pub(crate) admin: Option<TargetAdmin>,
     /// Where the service's Prometheus metrics are read, if it has any.
     pub metrics_url: Option<String>,
@@ -267,6 +269,7 @@ impl Lab {
             env,
             target: Mutex::new(Some(target)),
             service: Mutex::new(None),
+            service_start: None,
             admin,
             metrics_url: Some(format!("http://{}/metrics", target_admin_addr)),
             health: Health {
@@ -606,7 +609,10 @@ fn url_host(url: &str) -> Option<String> {
     )
 }
 
+mod process;
 mod service;
+
+pub use process::Killed;
 
 #[cfg(test)]
 mod tests {

@@ -51,7 +51,9 @@ pub mod toxic;
 use carrier::Carrier;
 pub use http_answer::HttpAnswer;
 pub use pgwire::PgToxic;
-use toxic::{ConnId, DirectionToxics, ToxicCut};
+use toxic::{DirectionToxics, ToxicCut};
+// pgwire reads toxics through `Shared`, never from `toxic` itself (which names pgwire's type).
+use toxic::ConnId;
 pub use toxic::{Stream, Toxic, ToxicKind};
 
 /// A network fault, holding only its parameters. Serde-tagged by `kind` so a scenario can write
@@ -332,6 +334,22 @@ struct Shared {
     active: AtomicU64,
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
+}
+
+impl Shared {
+    /// The PostgreSQL toxics that apply to connection `conn` now.
+    fn postgres_toxics(&self, conn: ConnId) -> Vec<PgToxic> {
+        self.state
+            .borrow()
+            .toxics
+            .iter()
+            .filter(|t| conn.affected_by(t))
+            .filter_map(|t| match &t.kind {
+                ToxicKind::Postgres(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 impl Proxy {

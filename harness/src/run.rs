@@ -183,6 +183,29 @@ async fn drive(
         return driven;
     }
 
+    // A dependency the service never reached through its proxy cannot be faulted: say so
+    // rather than pass a fault that touched nothing.
+    let unused = lab.unused_dependencies();
+    if !unused.is_empty() {
+        for (name, addr) in &unused {
+            driven.checks.push(CheckResult::new(
+                "dependency",
+                Some(Phase::Steady),
+                Verdict::Fail,
+                format!(
+                    "the service never connected to `{name}` through the lab's proxy ({addr}) \
+                     while it started and served the steady phase: it does not use the address \
+                     the lab gave it (`{{deps.{name}.…}}`), so a fault on `{name}` \
+                     would test nothing"
+                ),
+            ));
+        }
+        driven.note =
+            Some("a dependency was never used through its proxy, so no fault was injected".into());
+        finish(load, load_cancel, stop_sampling, samplers).await;
+        return driven;
+    }
+
     // Fault phase: inject on schedule, revert on schedule (or at once on cancel/error).
     let fault_start = rec.now_ms();
     rec.event(EventKind::PhaseStart, "fault");

@@ -18,7 +18,8 @@ pub enum Verdict {
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckResult {
     /// Stable name: `status`, `latency`, `problem-json`, `no-leaks`, `request-id`,
-    /// `retry-after`, `readyz`, `livez`, `metric`, `recovery`, `no-restart`, `data-integrity`.
+    /// `retry-after`, `readyz`, `livez`, `metric`, `recovery`, `no-restart`, `data-integrity`,
+    /// `dependency` (a lab-file service never used a dependency's proxy).
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,

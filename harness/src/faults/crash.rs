@@ -1,20 +1,18 @@
-//! A crash: the target process killed mid-load (SIGKILL by default: no handler runs, nothing is
+//! A crash: the service's process killed mid-load (SIGKILL by default: no handler runs, nothing is
 //! flushed, transactions in flight are cut), and started again by the lab when the fault ends,
 //! as a process supervisor would, on the same addresses with the same environment.
 //!
 //! The exit is recorded as planned, so that the `no-restart` check, which fails a target that
 //! had to be restarted to recover, does not count the crash the scenario asked for.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 use super::{FaultError, FaultKind};
-use crate::lab::Lab;
+use crate::lab::{Killed, Lab};
 use crate::record::EventKind;
-use crate::target::TargetProcess;
 
 use crate::record::PLANNED_EXIT as PLANNED;
 
@@ -32,20 +30,10 @@ fn default_signal() -> String {
 
 const SIGNALS: &[&str] = &["SIGKILL", "SIGABRT", "SIGSEGV"];
 
-/// Where the killed process listened, kept in the lab until the restart.
-pub struct Addresses {
-    listen: SocketAddr,
-    admin: SocketAddr,
-    pid: u32,
-}
-
-/// How long the restarted target gets to answer `/livez`.
-const READY_WITHIN: Duration = Duration::from_secs(30);
-
 impl FaultKind for Crash {
     const HINT: &'static str = "a crash fault takes optionally signal = \"SIGKILL\" | \"SIGABRT\" | \"SIGSEGV\"";
-    const ORPHAN: &'static str = "nothing to undo: the target and its restart ended with the run";
-    type Held = Addresses;
+    const ORPHAN: &'static str = "nothing to undo: the service and its restart ended with the run";
+    type Held = Killed;
 
     fn validate(&self) -> Result<(), (&'static str, String)> {
         if !SIGNALS.contains(&self.signal.as_str()) {
@@ -63,79 +51,41 @@ impl FaultKind for Crash {
 
     fn describe(&self) -> String {
         format!(
-            "crash: kill the target with {}, restart it after",
+            "crash: kill the service with {}, restart it after",
             self.signal
         )
     }
 
     async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
-        let taken = lab.take_target();
-        let Some(mut target) = taken else {
-            return Err(FaultError::Failed("the target is not running".into()));
-        };
-        let pid = target.pid();
-        *held = Some(Addresses {
-                listen: target.listen,
-                admin: target.admin,
-                pid,
-            });
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), self.signal())
-            .map_err(|e| FaultError::Failed(format!("cannot signal the target: {e}")))?;
-        // Reap it, so that its exit is a fact before the fault counts as injected.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        let status = loop {
-            if let Some(status) = target.exited() {
-                break status;
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(FaultError::Failed(format!(
-                    "the target (pid {pid}) did not die of {}",
-                    self.signal
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        let (killed, status) = lab
+            .kill_service(self.signal())
+            .await
+            .map_err(FaultError::Failed)?;
+        *held = Some(killed);
         lab.recorder.event(
             EventKind::TargetExit,
-            format!("target killed with {}: {status} {PLANNED}", self.signal),
+            format!("service killed with {}: {status} {PLANNED}", self.signal),
         );
         Ok(())
     }
 
-    /// Starts the target again where it was, and checks it answers `/livez` as a new process.
+    /// Starts the service again where it was and checks that it is alive as a new process.
     async fn revert(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         if let Some(pid) = lab.target_pid() {
             // Already running (a second revert): nothing to start.
-            return self.verify_alive(lab, pid).await;
+            return verify_alive(lab, pid).await;
         }
-        let Some(at) = held.take() else {
+        let Some(killed) = *held else {
             return Err(FaultError::Failed(
-                "the target is not running and where it listened is unknown".into(),
+                "the service is not running and where it listened is unknown".into(),
             ));
         };
-        let (spec, env) = lab.target_setup();
-        let started =
-            TargetProcess::start_on(spec, env, &lab.recorder, at.listen, at.admin, READY_WITHIN)
-                .await;
-        let target = match started {
-            Ok(t) => t,
-            Err(e) => {
-                // Keep the addresses for the next attempt.
-                *held = Some(at);
-                return Err(FaultError::Failed(format!(
-                    "cannot restart the target: {e}"
-                )));
-            }
-        };
-        let pid = target.pid();
-        lab.journal_restarted_target(pid);
-        lab.put_target(target);
-        if pid == at.pid {
-            return Err(FaultError::Failed(format!(
-                "the restarted target has the killed one's pid {pid}"
-            )));
-        }
-        self.verify_alive(lab, pid).await
+        let pid = lab
+            .restart_service(&killed)
+            .await
+            .map_err(FaultError::Failed)?;
+        *held = None;
+        verify_alive(lab, pid).await
     }
 }
 
@@ -143,37 +93,29 @@ impl Crash {
     fn signal(&self) -> Signal {
         self.signal.parse().unwrap_or(Signal::SIGKILL)
     }
-
-    async fn verify_alive(&self, lab: &Lab, pid: u32) -> Result<(), FaultError> {
-        let url = format!("{}/livez", lab.base_url);
-        let answer = reqwest::Client::new()
-            .get(&url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await;
-        match answer {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(FaultError::Failed(format!(
-                "the restarted target (pid {pid}) answers /livez with {}",
-                r.status()
-            ))),
-            Err(e) => Err(FaultError::Failed(format!(
-                "the restarted target (pid {pid}) does not answer /livez: {e}"
-            ))),
-        }
-    }
 }
 
-impl Lab {
-    /// Journals a target the crash fault started, so that `recover` kills it if the controller
-    /// is killed before the lab stops it. (It is tied to the controller as the first one was, so
-    /// this is the second line of defence.)
-    fn journal_restarted_target(&self, pid: u32) {
-        let _ = self.journal_resource(crate::journal::Resource::Process {
-            pid,
-            what: "target (restarted by the crash fault)".into(),
-            start_time: None,
-        });
+/// The restarted service answers its liveness path (when it has one; its start already waited
+/// for readiness).
+async fn verify_alive(lab: &Lab, pid: u32) -> Result<(), FaultError> {
+    let Some(path) = &lab.health.liveness else {
+        return Ok(());
+    };
+    let url = format!("{}{path}", lab.base_url);
+    let answer = reqwest::Client::new()
+        .get(&url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    match answer {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(FaultError::Failed(format!(
+            "the restarted service (pid {pid}) answers {path} with {}",
+            r.status()
+        ))),
+        Err(e) => Err(FaultError::Failed(format!(
+            "the restarted service (pid {pid}) does not answer {path}: {e}"
+        ))),
     }
 }
 

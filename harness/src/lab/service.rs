@@ -115,7 +115,7 @@ impl Lab {
                 let sink: LineSink =
                     Arc::new(move |_: Stream, line: &str| rec.log_line(line.to_string()));
                 let process =
-                    ServiceProcess::start(&lab_file.service, spec, &values, &run_dir, sink)
+                    ServiceProcess::start(&lab_file.service, spec, &values, &run_dir, sink.clone())
                         .await
                         .map_err(|e| LabError(format!("the service did not start: {e}")))?;
                 journal.resource(Resource::Process {
@@ -124,12 +124,12 @@ impl Lab {
                     start_time: crate::journal::process_start_time(process.pid()),
                 });
                 let base_url = process.base_url.clone();
-                (Some(process), base_url, Some(values))
+                (Some(process), base_url, Some((values, sink)))
             }
         };
         let metrics_url = lab_file.service.metrics.as_ref().and_then(|t| {
             let text = match &values {
-                Some(v) => t.render(v).ok()?,
+                Some((v, _)) => t.render(v).ok()?,
                 None => t.as_str().to_string(),
             };
             Some(if text.starts_with('/') {
@@ -165,6 +165,13 @@ impl Lab {
             env,
             target: Mutex::new(None),
             service: Mutex::new(service),
+            service_start: values.and_then(|(values, sink)| {
+                Some(super::process::ServiceStart {
+                    lab_file: opts.service.clone()?,
+                    values,
+                    sink,
+                })
+            }),
             admin: None,
             metrics_url,
             health: Health {
@@ -179,6 +186,28 @@ impl Lab {
             resource_log: journal.resource_log().ok(),
             fault_checks: Mutex::new(Vec::new()),
         })
+    }
+}
+
+impl Lab {
+    /// The lab-file service's dependencies that no connection ever came to through the lab's
+    /// proxy, with the proxy's address: a service that ignores the address it was given (a
+    /// hard-coded host, a config file the templates do not reach) would make every fault on
+    /// that dependency test nothing.
+    pub fn unused_dependencies(&self) -> Vec<(String, String)> {
+        let Some(start) = &self.service_start else {
+            return Vec::new();
+        };
+        start
+            .lab_file
+            .deps
+            .keys()
+            .filter_map(|name| {
+                let proxy = self.proxies.get(name)?;
+                (proxy.stats().accepted == 0)
+                    .then(|| (name.clone(), proxy.local_addr().to_string()))
+            })
+            .collect()
     }
 }
 

@@ -21,8 +21,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Mutex, watch};
 
-use super::Shared;
-use super::toxic::{ConnId, ToxicKind};
+use super::{ConnId, Shared};
 
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
@@ -55,7 +54,8 @@ pub(super) async fn serve(mut client: TcpStream, conn: ConnId, shared: &Shared) 
     let Some(startup) = read_startup(&mut client).await else {
         return;
     };
-    if applying(shared, conn)
+    if shared
+        .postgres_toxics(conn)
         .iter()
         .any(|t| matches!(t, PgToxic::TooManyClients))
     {
@@ -110,21 +110,6 @@ struct Pending {
     status: u8,
     /// The first `ReadyForQuery` has come: authentication is over and queries may be matched.
     ready: bool,
-}
-
-/// The PostgreSQL toxics that apply to this connection now.
-fn applying(shared: &Shared, conn: ConnId) -> Vec<PgToxic> {
-    shared
-        .state
-        .borrow()
-        .toxics
-        .iter()
-        .filter(|t| conn.affected_by(t))
-        .filter_map(|t| match &t.kind {
-            ToxicKind::Postgres(p) => Some(p.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Reads the startup packet, answering "no" to encryption requests; `None` when the client
@@ -226,7 +211,7 @@ async fn upstream_side(
             let ready = pending.borrow().ready;
             // Only a whole batch is matched; what a `Flush` sends ahead is passed on.
             let toxic = if ready && role == Role::EndsBatch {
-                first_match(&applying(shared, conn), &sql)
+                first_match(&shared.postgres_toxics(conn), &sql)
             } else {
                 None
             };
@@ -333,7 +318,7 @@ async fn stall(shared: &Shared, conn: ConnId, matches: &str, duration: Duration)
     }
     let mut state = shared.state.subscribe();
     loop {
-        let still = applying(shared, conn).iter().any(
+        let still = shared.postgres_toxics(conn).iter().any(
             |t| matches!(t, PgToxic::Stall { matches: m, duration } if m == matches && duration.is_zero()),
         );
         if !still || state.changed().await.is_err() {

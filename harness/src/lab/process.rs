@@ -1,0 +1,151 @@
+//! The service process as faults see it: killed as a crash kills it and started again where
+//! it was, as a supervisor would, whether it is target-app or a service from a lab file.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+use super::Lab;
+use crate::journal::Resource;
+use crate::labfile::service::LineSink;
+use crate::labfile::{LabFile, ServiceProcess, Start, Values};
+use crate::target::TargetProcess;
+
+/// What the lab keeps to start a lab-file service again.
+pub(crate) struct ServiceStart {
+    pub lab_file: Arc<LabFile>,
+    pub values: Values,
+    pub sink: LineSink,
+}
+
+/// A process a fault killed: enough to start it again where it was.
+#[derive(Debug, Clone, Copy)]
+pub enum Killed {
+    Target {
+        pid: u32,
+        listen: SocketAddr,
+        admin: SocketAddr,
+    },
+    Service {
+        pid: u32,
+    },
+}
+
+impl Killed {
+    pub fn pid(&self) -> u32 {
+        match self {
+            Killed::Target { pid, .. } | Killed::Service { pid } => *pid,
+        }
+    }
+}
+
+/// How long the killed process gets to die, and the restarted one to become ready.
+const DIE_WITHIN: Duration = Duration::from_secs(5);
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
+impl Lab {
+    /// Kills the service with `signal` and reaps it; returns what it was and how it ended. A
+    /// lab-file service's whole process group gets the signal: workers a crash would take with
+    /// their parent (a pre-fork server's) must not keep serving.
+    pub async fn kill_service(&self, signal: Signal) -> Result<(Killed, String), String> {
+        if let Some(mut s) = self.service.lock().ok().and_then(|mut s| s.take()) {
+            let pid = s.pid();
+            let _ = killpg(Pid::from_raw(pid as i32), signal);
+            let status = reap(pid, signal, || s.exited()).await?;
+            // Whatever of its group outlived the leader goes too.
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            return Ok((Killed::Service { pid }, status.to_string()));
+        }
+        let Some(mut target) = self.take_target() else {
+            return Err("the service is not running".into());
+        };
+        let pid = target.pid();
+        let killed = Killed::Target {
+            pid,
+            listen: target.listen,
+            admin: target.admin,
+        };
+        kill(Pid::from_raw(pid as i32), signal)
+            .map_err(|e| format!("cannot signal the service: {e}"))?;
+        let status = reap(pid, signal, || target.exited()).await?;
+        Ok((killed, status))
+    }
+
+    /// Starts what [`Lab::kill_service`] killed again, on the same addresses with the same
+    /// environment, and waits until it is ready. Returns the new pid.
+    pub async fn restart_service(&self, killed: &Killed) -> Result<u32, String> {
+        let pid = match killed {
+            Killed::Target { listen, admin, .. } => {
+                let (spec, env) = self.target_setup();
+                let target = TargetProcess::start_on(
+                    spec,
+                    env,
+                    &self.recorder,
+                    *listen,
+                    *admin,
+                    READY_WITHIN,
+                )
+                .await
+                .map_err(|e| format!("cannot restart the service: {e}"))?;
+                let pid = target.pid();
+                self.put_target(target);
+                pid
+            }
+            Killed::Service { .. } => {
+                let Some(start) = &self.service_start else {
+                    return Err("the lab does not start this service".into());
+                };
+                let Start::Command(spec) = &start.lab_file.service.start else {
+                    return Err("the service is only a URL: the lab cannot start it".into());
+                };
+                let process = ServiceProcess::start(
+                    &start.lab_file.service,
+                    spec,
+                    &start.values,
+                    &self.run_dir,
+                    start.sink.clone(),
+                )
+                .await
+                .map_err(|e| format!("cannot restart the service: {e}"))?;
+                let pid = process.pid();
+                if let Ok(mut slot) = self.service.lock() {
+                    *slot = Some(process);
+                }
+                pid
+            }
+        };
+        // Journalled so that `recover` stops it if the controller dies before the lab does.
+        let _ = self.journal_resource(Resource::Process {
+            pid,
+            what: "service (restarted by the crash fault)".into(),
+            start_time: crate::journal::process_start_time(pid),
+        });
+        if pid == killed.pid() {
+            return Err(format!(
+                "the restarted service has the killed one's pid {pid}"
+            ));
+        }
+        Ok(pid)
+    }
+}
+
+/// Waits until `exited` reports the process gone.
+async fn reap<S: std::fmt::Display>(
+    pid: u32,
+    signal: Signal,
+    mut exited: impl FnMut() -> Option<S>,
+) -> Result<String, String> {
+    let deadline = tokio::time::Instant::now() + DIE_WITHIN;
+    loop {
+        if let Some(status) = exited() {
+            return Ok(status.to_string());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("the service (pid {pid}) did not die of {signal}"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
