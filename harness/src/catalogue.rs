@@ -169,40 +169,91 @@ pub fn catalogue(lab: &LabFile) -> Vec<Cause> {
             Ok(s)
         }),
     });
+    out.push(Cause {
+        name: "memory-pressure".into(),
+        cause: "memory exhaustion".into(),
+        applies: process.clone().and_then(|()| {
+            // A cgroup charges only what is allocated after a process joins it, so the limit is
+            // the room left for new allocations whatever the service already holds: the hog
+            // leaves it 32 MiB.
+            let f = Fault::from_table(table(
+                "kind = \"memory\"\nlimit = \"256MiB\"\nhog = \"224MiB\"",
+            ))
+            .map_err(|e| e.message)?;
+            scenario(
+                lab,
+                "memory-pressure",
+                "the service's processes are put in a cgroup that leaves them 32 MiB of new memory",
+                "memory exhaustion",
+                f,
+                false,
+            )
+        }),
+    });
     let later = "not yet offered for a service from a lab file";
-    for (name, cause, why) in [
-        (
-            "memory-pressure",
-            "memory exhaustion",
-            format!("{later} (the hog's size must come from the service's own memory)"),
-        ),
-        (
-            "invalid-input",
-            "invalid payloads reaching the server",
-            format!("{later} (inputs are generated for target-app's routes)"),
-        ),
-    ] {
+    for (name, cause, why) in [(
+        "invalid-input",
+        "invalid payloads reaching the server",
+        format!("{later} (inputs are generated for target-app's routes)"),
+    )] {
         out.push(not_applicable(
             name,
             cause,
             &process.clone().err().unwrap_or(why),
         ));
     }
-    let data_dir = if lab.uses_data_dir() {
-        format!("{later} (the service must start in a private mount namespace or as another user)")
-    } else {
-        "the service is not told a data directory (`{data_dir}`)".into()
+    let data_dir = process.clone().and_then(|()| {
+        if lab.uses_data_dir() {
+            Ok(())
+        } else {
+            Err("the service is not told a data directory (`{data_dir}`)".to_string())
+        }
+    });
+    out.push(Cause {
+        name: "disk-full".into(),
+        cause: "out of disk".into(),
+        applies: data_dir.clone().and_then(|()| {
+            // The service starts with a private tmpfs as its data directory, which the fault
+            // fills: writes there fail with ENOSPC, the host's disks are never touched.
+            let f = Fault::from_table(table("kind = \"disk-full\"")).map_err(|e| e.message)?;
+            scenario(
+                lab,
+                "disk-full",
+                "the service's data directory (a private tmpfs) is filled until a write fails with ENOSPC",
+                "out of disk",
+                f,
+                false,
+            )
+        }),
+    });
+    let user = match &lab.service.start {
+        Start::Command(spec) => spec.user.clone(),
+        Start::Url(_) => None,
     };
-    for (name, cause) in [
-        ("disk-full", "out of disk"),
-        ("permission-flip", "file or directory permission problems"),
-    ] {
-        out.push(not_applicable(
-            name,
-            cause,
-            &process.clone().err().unwrap_or(data_dir.clone()),
-        ));
-    }
+    out.push(Cause {
+        name: "permission-flip".into(),
+        cause: "file or directory permission problems".into(),
+        applies: data_dir.and_then(|()| {
+            if user.as_deref().is_none_or(|u| u == "root" || u == "0") {
+                return Err(
+                    "the service runs as root, which file modes do not bind: give it a `user`"
+                        .to_string(),
+                );
+            }
+            let f = Fault::from_table(table(
+                "kind = \"permission\"\npath = \"data-dir\"\nmode = \"0500\"",
+            ))
+            .map_err(|e| e.message)?;
+            scenario(
+                lab,
+                "permission-flip",
+                "the service's data directory becomes read-only for its user",
+                "file or directory permission problems",
+                f,
+                false,
+            )
+        }),
+    });
     out
 }
 
@@ -329,4 +380,79 @@ fn alert_names(rules: Option<&Path>) -> Vec<String> {
         .and_then(|text| crate::monitoring::rule_timings(&text).ok())
         .map(|t| t.into_iter().map(|t| t.alert).collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn causes(text: &str) -> BTreeMap<String, Result<String, String>> {
+        let lab = crate::labfile::parse(Path::new("fivehundred.toml"), text).expect("valid");
+        catalogue(&lab)
+            .into_iter()
+            .map(|c| {
+                let applies = c.applies.map(|s| s.faults[0].fault.kind().to_string());
+                (c.name, applies)
+            })
+            .collect()
+    }
+
+    const STARTED: &str = r#"
+[service]
+command = ["srv", "--data", "{data_dir}", "--port", "{port}"]
+[[request]]
+path = "/"
+"#;
+
+    #[test]
+    fn a_started_service_with_a_data_directory_gets_the_process_and_disk_causes() {
+        let c = causes(STARTED);
+        for (name, kind) in [
+            ("crash-restart", "crash"),
+            ("memory-pressure", "memory"),
+            ("disk-full", "disk-full"),
+            ("fd-exhaustion", "fd-limit"),
+            ("overload", "overload"),
+        ] {
+            assert_eq!(c[name].as_deref(), Ok(kind), "{name}");
+        }
+        // Root ignores file modes: the flip would test nothing.
+        let why = c["permission-flip"].clone().unwrap_err();
+        assert!(why.contains("`user`"), "{why}");
+    }
+
+    #[test]
+    fn a_service_with_a_user_of_its_own_gets_the_permission_flip() {
+        let text = STARTED.replace("[[request]]", "user = \"nobody\"\n[[request]]");
+        assert_eq!(
+            causes(&text)["permission-flip"].as_deref(),
+            Ok("permission")
+        );
+    }
+
+    #[test]
+    fn a_service_that_is_only_a_url_gets_no_process_cause_and_says_why() {
+        let c = causes("[service]\nurl = \"http://127.0.0.1:8000\"\n[[request]]\npath = \"/\"\n");
+        for name in [
+            "crash-restart",
+            "memory-pressure",
+            "disk-full",
+            "fd-exhaustion",
+        ] {
+            let why = c[name].clone().unwrap_err();
+            assert!(why.contains("only a URL"), "{name}: {why}");
+        }
+        assert_eq!(c["overload"].as_deref(), Ok("overload"));
+    }
+
+    #[test]
+    fn without_a_data_directory_the_disk_causes_say_so() {
+        let c = causes("[service]\ncommand = [\"srv\", \"{port}\"]\n[[request]]\npath = \"/\"\n");
+        for name in ["disk-full", "permission-flip"] {
+            let why = c[name].clone().unwrap_err();
+            assert!(why.contains("{data_dir}"), "{name}: {why}");
+        }
+    }
 }

@@ -79,9 +79,10 @@ impl FaultKind for Memory {
 
     async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         let (limit, hog_bytes) = self.bytes();
-        let pid = lab
-            .target_pid()
-            .ok_or_else(|| FaultError::Failed("the target is not running".into()))?;
+        let pids = lab.service_pids();
+        let Some(&pid) = pids.first() else {
+            return Err(FaultError::Failed("the service is not running".into()));
+        };
         let parent = crate::privileges::memory_cgroup().map_err(FaultError::Unsupported)?;
         let original = cgroup::memory_cgroup_of(&pid.to_string()).map_err(FaultError::Failed)?;
         let name = cgroup::child_name();
@@ -98,12 +99,17 @@ impl FaultKind for Memory {
                 original,
                 hog: None,
             });
-        group.add(pid).map_err(|e| {
-            FaultError::Failed(format!(
-                "cannot move the target into {}: {e}",
-                group.path.display()
-            ))
-        })?;
+        for &p in &pids {
+            if p != pid && !Path::new(&format!("/proc/{p}")).exists() {
+                continue; // a worker that exited meanwhile
+            }
+            group.add(p).map_err(|e| {
+                FaultError::Failed(format!(
+                    "cannot move the service's process {p} into {}: {e}",
+                    group.path.display()
+                ))
+            })?;
+        }
         let hog = start_hog(lab, &group, hog_bytes).await?;
         let hog_pid = hog.id();
         if let Some(mut p) = held.take() {
@@ -113,9 +119,10 @@ impl FaultKind for Memory {
         // Verified: both are in the cgroup, and it holds at least what the hog took.
         let procs = group.procs();
         let usage = group.usage().map_err(FaultError::Failed)?;
-        if !procs.contains(&pid) || !procs.contains(&hog_pid) || usage < hog_bytes {
+        if !pids.iter().all(|p| procs.contains(p)) || !procs.contains(&hog_pid) || usage < hog_bytes
+        {
             return Err(FaultError::Failed(format!(
-                "the cgroup {} holds processes {procs:?} and {} (expected the target {pid} and the hog {hog_pid}, and at least {})",
+                "the cgroup {} holds processes {procs:?} and {} (expected the service {pids:?} and the hog {hog_pid}, and at least {})",
                 group.path.display(),
                 format_bytes(usage),
                 format_bytes(hog_bytes)
@@ -142,15 +149,15 @@ impl FaultKind for Memory {
             let _ = hog.kill();
             let _ = hog.wait();
         }
-        if let Some(pid) = lab.target_pid()
-            && let Err(e) = p.original.add(pid)
-        {
-            let msg = format!(
-                "cannot move the target back to {}: {e}",
-                p.original.path.display()
-            );
-            *held = Some(p); // for the retry
-            return Err(FaultError::Failed(msg));
+        for pid in lab.service_pids() {
+            if let Err(e) = p.original.add(pid) {
+                let msg = format!(
+                    "cannot move the service's process {pid} back to {}: {e}",
+                    p.original.path.display()
+                );
+                *held = Some(p); // for the retry
+                return Err(FaultError::Failed(msg));
+            }
         }
         let group = p.group.clone();
         let removed = tokio::task::spawn_blocking(move || group.remove(Duration::from_secs(5)))

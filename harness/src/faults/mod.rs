@@ -122,6 +122,11 @@ macro_rules! kinds {
                 match self { $(Fault::$variant(f) => f.describe(),)* }
             }
 
+            /// The kind, as files name it: `network`.
+            pub fn kind(&self) -> &'static str {
+                match self { $(Fault::$variant(_) => $name,)* }
+            }
+
             /// Whether this machine allows the fault's mechanism (see
             /// [`FaultKind::check_supported`]).
             pub fn check_supported(&self) -> Result<(), String> {

@@ -18,6 +18,8 @@ use crate::target::TargetProcess;
 pub(crate) struct ServiceStart {
     pub lab_file: Arc<LabFile>,
     pub values: Values,
+    /// The private tmpfs of its data directory (the disk-full fault's), each start a new one.
+    pub data_tmpfs: Option<u64>,
     pub sink: LineSink,
 }
 
@@ -106,6 +108,7 @@ impl Lab {
                     spec,
                     &start.values,
                     &self.run_dir,
+                    start.data_tmpfs.map(|size| (self.data_dir.clone(), size)),
                     start.sink.clone(),
                 )
                 .await
@@ -132,6 +135,45 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Every process of the running service: the one the lab started and, for a lab-file
+    /// service, the rest of its process group (a pre-fork server's workers), which a fault on
+    /// "the service" must reach too. Empty when it is not running.
+    pub fn service_pids(&self) -> Vec<u32> {
+        let Some(leader) = self.target_pid() else {
+            return Vec::new();
+        };
+        let mut pids = vec![leader];
+        if self.service_start.is_some() {
+            pids.extend(group_members(leader).into_iter().filter(|p| *p != leader));
+        }
+        pids
+    }
+}
+
+/// The processes whose process group is `pgid`, from `/proc`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| pgrp_of(&stat))
+                == Some(pgid)
+        })
+        .collect()
+}
+
+/// The process group in a `/proc/PID/stat` line: the third field after the command, which is
+/// in parentheses and may itself hold spaces and parentheses.
+fn pgrp_of(stat: &str) -> Option<u32> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
 /// Waits until `exited` reports the process gone.
 async fn reap<S: std::fmt::Display>(
     pid: u32,
@@ -147,5 +189,21 @@ async fn reap<S: std::fmt::Display>(
             return Err(format!("the service (pid {pid}) did not die of {signal}"));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_process_group_is_read_past_a_command_with_spaces_and_parentheses() {
+        assert_eq!(pgrp_of("42 (a b) c)) S 1 4242 4242 0 -1"), Some(4242));
+        assert_eq!(pgrp_of("42 (x) S 1"), None);
+        let me = std::process::id();
+        let own = std::fs::read_to_string(format!("/proc/{me}/stat")).unwrap();
+        let pgid = nix::unistd::getpgrp().as_raw() as u32;
+        assert_eq!(pgrp_of(&own), Some(pgid));
+        assert!(group_members(pgid).contains(&me));
     }
 }

@@ -38,13 +38,27 @@ impl Lab {
             admin_token,
             ..
         } = base;
-        // Faults that need the service started a certain way are not offered for lab files
-        // yet (`fivehundred list --lab` says so); refuse rather than run without it.
-        if needs.data_tmpfs.is_some() || needs.unprivileged || needs.config_file {
+        // A fault that needs the service started a certain way: a private tmpfs as its data
+        // directory is made here; file modes bind only a service that runs as a user of its
+        // own (`user` in the lab file); a lab config file is target-app's alone.
+        let user = match &lab_file.service.start {
+            Start::Command(spec) => spec.user.clone(),
+            Start::Url(_) => None,
+        };
+        if needs.unprivileged && user.as_deref().is_none_or(|u| u == "root" || u == "0") {
+            return Err(LabError(
+                "file modes do not bind a service that runs as root: give it a `user` in the lab file".into(),
+            ));
+        }
+        if needs.config_file {
             return Err(LabError(format!(
-                "a lab-file service cannot yet be started with {needs}"
+                "a lab-file service cannot be started with {needs}"
             )));
         }
+        let owner = user
+            .as_deref()
+            .map(|u| hand_over(&data_dir, u))
+            .transpose()?;
         let mut canned = Vec::new();
         let host = "127.0.0.1";
         let (service, base_url, values) = match &lab_file.service.start {
@@ -114,10 +128,16 @@ impl Lab {
                 let rec = recorder.clone();
                 let sink: LineSink =
                     Arc::new(move |_: Stream, line: &str| rec.log_line(line.to_string()));
-                let process =
-                    ServiceProcess::start(&lab_file.service, spec, &values, &run_dir, sink.clone())
-                        .await
-                        .map_err(|e| LabError(format!("the service did not start: {e}")))?;
+                let process = ServiceProcess::start(
+                    &lab_file.service,
+                    spec,
+                    &values,
+                    &run_dir,
+                    needs.data_tmpfs.map(|size| (data_dir.clone(), size)),
+                    sink.clone(),
+                )
+                .await
+                .map_err(|e| LabError(format!("the service did not start: {e}")))?;
                 journal.resource(Resource::Process {
                     pid: process.pid(),
                     what: "service".into(),
@@ -151,8 +171,8 @@ impl Lab {
             data_dir: data_dir.clone(),
             admin_token,
             config: None,
-            data_tmpfs: None,
-            user: None,
+            data_tmpfs: needs.data_tmpfs,
+            user: owner,
         };
         Ok(Lab {
             run_dir,
@@ -169,6 +189,7 @@ impl Lab {
                 Some(super::process::ServiceStart {
                     lab_file: opts.service.clone()?,
                     values,
+                    data_tmpfs: needs.data_tmpfs,
                     sink,
                 })
             }),
@@ -209,6 +230,25 @@ impl Lab {
             })
             .collect()
     }
+}
+
+/// Makes the data directory the service's own when it runs as `user`: `{data_dir}` is where
+/// it may write.
+fn hand_over(data_dir: &std::path::Path, user: &str) -> Result<(u32, u32), LabError> {
+    let found = match user.parse::<u32>() {
+        Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
+        Err(_) => nix::unistd::User::from_name(user),
+    };
+    let Ok(Some(u)) = found else {
+        return Err(LabError(format!("no user `{user}` on this machine")));
+    };
+    nix::unistd::chown(data_dir, Some(u.uid), Some(u.gid)).map_err(|e| {
+        LabError(format!(
+            "cannot hand {} to user `{user}`: {e}",
+            data_dir.display()
+        ))
+    })?;
+    Ok((u.uid.as_raw(), u.gid.as_raw()))
 }
 
 /// `host:port` of an `http://host:port/path` URL.

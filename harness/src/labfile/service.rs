@@ -91,12 +91,14 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Renders the config files into `run_dir`, starts the service and waits until it is ready.
     /// `values` must hold the service's `host` and `port` (and whatever its templates use);
-    /// `{config.NAME}` is filled in here.
+    /// `{config.NAME}` is filled in here. With `data_tmpfs` (a directory and a size), the
+    /// service starts in a mount namespace of its own with a private tmpfs there.
     pub async fn start(
         service: &Service,
         spec: &CommandSpec,
         values: &Values,
         run_dir: &Path,
+        data_tmpfs: Option<(PathBuf, u64)>,
         on_line: LineSink,
     ) -> Result<ServiceProcess, StartError> {
         let user = spec.user.as_deref().map(resolve_user).transpose()?;
@@ -145,10 +147,10 @@ impl ServiceProcess {
         // Its own process group, so that the stop signal reaches the workers a server forks
         // (gunicorn, uvicorn) and not only the process we started.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        if let Some((uid, gid)) = user {
+        if user.is_some() || data_tmpfs.is_some() {
             let iso = crate::sys::Isolation {
-                tmpfs: None,
-                user: Some((uid, gid)),
+                tmpfs: data_tmpfs,
+                user,
             };
             crate::sys::isolate(&mut cmd, &iso).map_err(|e| StartError::User {
                 user: spec.user.clone().unwrap_or_default(),

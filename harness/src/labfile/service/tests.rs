@@ -60,7 +60,7 @@ async fn start(lab: &LabFile, port: u16, dir: &Path) -> Result<ServiceProcess, S
         panic!("a command")
     };
     let (sink, _) = collect();
-    ServiceProcess::start(&lab.service, cmd, &values(port, dir), dir, sink).await
+    ServiceProcess::start(&lab.service, cmd, &values(port, dir), dir, None, sink).await
 }
 
 #[tokio::test]
@@ -88,6 +88,7 @@ text = "listen = \"{listen}\"\n""#,
         cmd,
         &values(port, dir.path()),
         dir.path(),
+        None,
         sink,
     )
     .await
