@@ -200,6 +200,22 @@ pub struct Pressure {
     hog: Option<Child>,
 }
 
+/// Dropped without a revert (a panic, an abandoned run): the hog is killed, whatever is left in
+/// the cgroup goes back to where the service was, and the cgroup is removed, so nothing waits
+/// for `recover`. After a revert there is nothing left to drop.
+impl Drop for Pressure {
+    fn drop(&mut self) {
+        if let Some(mut hog) = self.hog.take() {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+        for pid in self.group.procs() {
+            let _ = self.original.add(pid);
+        }
+        let _ = self.group.remove(Duration::from_secs(2));
+    }
+}
+
 /// The hog is the `fivehundred` binary itself, re-executed; a test binary cannot be.
 fn hog_program() -> Result<std::path::PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("our own executable ({e})"))?;

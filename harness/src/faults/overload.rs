@@ -45,10 +45,17 @@ fn flash_sale() -> Vec<MixEntry> {
 /// still on): it stops scheduling after this long.
 const LONGEST: Duration = Duration::from_secs(600);
 
-/// The running extra load, kept in the lab until the revert.
+/// The running extra load, kept until the revert.
 pub struct Running {
-    handle: LoadHandle,
+    handle: Option<LoadHandle>,
     cancel: CancellationToken,
+}
+
+/// Dropped without a revert (a panic, an abandoned run): the extra load stops scheduling.
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
 }
 
 impl FaultKind for Overload {
@@ -96,21 +103,25 @@ impl FaultKind for Overload {
         let cancel = CancellationToken::new();
         let handle = load::start(&plan, lab.recorder.start, sink, cancel.clone())
             .map_err(|e| FaultError::Failed(format!("the extra load cannot start: {e}")))?;
-        *held = Some(Running { handle, cancel });
+        *held = Some(Running {
+            handle: Some(handle),
+            cancel,
+        });
         Ok(())
     }
 
     /// Stops scheduling, lets the requests in flight finish (they are recorded), and checks
     /// that nothing of the extra load is still running.
     async fn revert(&self, _lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
-        let Some(Running { handle, cancel }) = held.take() else {
+        let Some(running) = held.take() else {
             return Ok(()); // never started
         };
-        cancel.cancel();
+        running.cancel.cancel();
         let limit = self.timeout.unwrap_or(Duration::from_secs(5)) + Duration::from_secs(2);
-        match tokio::time::timeout(limit, handle.wait()).await {
-            Ok(outcome) if outcome.progress.in_flight == 0 => Ok(()),
-            Ok(outcome) => Err(FaultError::Failed(format!(
+        match tokio::time::timeout(limit, running.wait()).await {
+            Ok(None) => Ok(()),
+            Ok(Some(outcome)) if outcome.progress.in_flight == 0 => Ok(()),
+            Ok(Some(outcome)) => Err(FaultError::Failed(format!(
                 "the extra load still has {} requests in flight",
                 outcome.progress.in_flight
             ))),
@@ -118,6 +129,12 @@ impl FaultKind for Overload {
                 "the extra load did not stop within {limit:?}"
             ))),
         }
+    }
+}
+
+impl Running {
+    async fn wait(mut self) -> Option<load::LoadOutcome> {
+        Some(self.handle.take()?.wait().await)
     }
 }
 
