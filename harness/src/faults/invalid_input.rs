@@ -631,8 +631,16 @@ mod tests {
                 .map(|_| requests().new_tree(&mut runner).unwrap().current())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(draw(1), draw(1));
-        assert_ne!(draw(1), draw(2));
+        // On a stack as large as the fault's own generator thread has.
+        std::thread::Builder::new()
+            .stack_size(GENERATOR_STACK)
+            .spawn(move || {
+                assert_eq!(draw(1), draw(1));
+                assert_ne!(draw(1), draw(2));
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]
