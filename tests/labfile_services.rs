@@ -103,6 +103,8 @@ fn datasette_from_pypi_runs_its_generic_catalogue_from_its_lab_file() {
         "overload",
         "fd-exhaustion",
         "crash-restart",
+        "memory-pressure",
+        "disk-full",
         "--seed",
         "7",
         "--report-dir",
@@ -115,7 +117,7 @@ fn datasette_from_pypi_runs_its_generic_catalogue_from_its_lab_file() {
     )
     .unwrap();
     let scenarios = report["scenarios"].as_array().unwrap();
-    assert_eq!(scenarios.len(), 3, "{}", explain(&out));
+    assert_eq!(scenarios.len(), 5, "{}", explain(&out));
     for s in scenarios {
         let checks = s["checks"].as_array().unwrap();
         // The service really answered: the steady state held and the fault was injected.
@@ -174,6 +176,20 @@ fn datasette_from_pypi_runs_its_generic_catalogue_from_its_lab_file() {
         "{}",
         explain(&out)
     );
+    // The memory and disk faults reached datasette's own processes and data directory.
+    let note = |name: &str, needle: &str| {
+        scenarios
+            .iter()
+            .find(|s| s["name"] == name)
+            .and_then(|s| s["recording"]["events"].as_array())
+            .is_some_and(|events| {
+                events.iter().any(|e| {
+                    e["kind"] == "note" && e["detail"].as_str().unwrap_or("").contains(needle)
+                })
+            })
+    };
+    assert!(note("memory-pressure", "224 MiB of it the hog"), "{}", explain(&out));
+    assert!(note("disk-full", "fails with ENOSPC"), "{}", explain(&out));
     // The verdict is datasette's own, whatever it is: the exit code follows the checks.
     let failed = scenarios
         .iter()
