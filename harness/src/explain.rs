@@ -6,6 +6,11 @@
 //!
 //! The runs are sequential, not parallel: two labs at once on a small machine would change the
 //! latencies the checks measure, and the point is a fair comparison.
+//!
+//! This file holds the runs, the introduction and the side-by-side comparison; the responder's
+//! steps are in `diagnosis`.
+
+mod diagnosis;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,14 +18,13 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::{Evidence, Verdict};
+use crate::checks::Verdict;
 use crate::lab::LabOptions;
-use crate::observed::{self, Observed};
-#[cfg(test)]
-use crate::record::Phase;
+use crate::observed;
 use crate::report::{RunReport, ScenarioReport};
 use crate::run::{Progress, RunError, run_scenario};
 use crate::scenario::Scenario;
+pub use diagnosis::diagnosis;
 
 /// One of the two runs: which protections, and what came of it.
 #[derive(Debug)]
@@ -502,303 +506,6 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
     out
 }
 
-/// The responder's steps, each pointing at this run's evidence for it. The evidence comes from
-/// the run without the protection when there is one (that is where the failure is visible), else
-/// from the only run.
-pub fn diagnosis(scenario: &Scenario, runs: &[Ran], style: Style) -> String {
-    let width = style.width.unwrap_or(100).clamp(50, 110);
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "\n{}",
-        style.paint(
-            "1;4",
-            "Diagnosing it, step by step, with this run's evidence"
-        )
-    );
-    let Some(main) = runs.last() else {
-        let _ = writeln!(o, "  (nothing ran, so there is no evidence to point at)");
-        return o;
-    };
-    let protected = runs.first().filter(|_| runs.len() > 1);
-    let s = &main.report;
-    let obs = observed::observe(s);
-    let json = |path: &str| match &main.dir {
-        Some(d) => format!("{}/report.json {path}", d.display()),
-        None => format!("report.json {path}"),
-    };
-    let mut steps: Vec<(&str, &str, String)> = Vec::new();
-
-    steps.push((
-        "reproduce",
-        "Make it happen again on purpose, with the same seed: the same requests, the same fault.",
-        format!(
-            "{}{}",
-            main.command,
-            main.dir
-                .as_ref()
-                .map(|d| format!("\nreport: {}", d.join("report.html").display()))
-                .unwrap_or_default()
-        ),
-    ));
-
-    let logs = match (obs.error_response, obs.error_log) {
-        (Some(r), Some(l)) => {
-            let id = r.header("x-request-id").unwrap_or("(no request id)");
-            format!(
-                "request {} → {}\n{}",
-                short_id(id),
-                log_summary(l),
-                evidence_location(s, id)
-                    .map(|p| json(&p))
-                    .unwrap_or_else(|| json("scenarios[0].recording.logs"))
-            )
-        }
-        (None, Some(l)) => format!(
-            "{}\n{}",
-            log_summary(l),
-            json("scenarios[0].recording.logs")
-        ),
-        (Some(r), None) => format!(
-            "request {} got {}, and no log line carries its id: the log does not explain it",
-            short_id(r.header("x-request-id").unwrap_or("(none)")),
-            answer(r)
-        ),
-        (None, None) => "no error answer and no error log line in this run".into(),
-    };
-    steps.push((
-        "read logs",
-        "Take the request id the client got (x-request-id) and find its log line: it carries the internal cause.",
-        logs,
-    ));
-
-    let inject = obs.fault_window.map(|w| w.0);
-    let mut metrics = match obs.metrics.iter().find(|m| m.moved()) {
-        Some(m) => format!(
-            "{} {} → {}{}{}\n{}",
-            m.series,
-            num(m.before),
-            num(m.extreme),
-            m.first_change_ms
-                .map(|t| format!(", first moved at {:.1}s", t / 1000.0))
-                .unwrap_or_default(),
-            inject
-                .map(|t| format!("; the fault was injected at {:.1}s", t / 1000.0))
-                .unwrap_or_default(),
-            json("scenarios[0].recording.metrics")
-        ),
-        None => "no metric moved in the fault phase: the metrics do not show this failure".into(),
-    };
-    match obs.alerts.iter().find(|a| a.firing) {
-        Some(a) => {
-            let _ = write!(
-                metrics,
-                "\nfirst alert: {}",
-                observed::describe_alert(a, obs.fault_window)
-            );
-        }
-        None => metrics.push_str("\nno alert fired: the responder would hear of it from users"),
-    }
-    steps.push((
-        "correlate metrics",
-        "Line the error rate up with the metrics and the alerts: what moves first is closest to the cause.",
-        metrics,
-    ));
-
-    let rd = &obs.readiness;
-    let deps = if rd.failed > 0 {
-        format!(
-            "/readyz failed {} of {} samples{}\n{}",
-            rd.failed,
-            rd.samples,
-            if rd.failing_components.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", rd.failing_components.join("; "))
-            },
-            json("scenarios[0].recording.probes")
-        )
-    } else {
-        let dep_errors = moved_named(&obs, &["app_db_errors_total", "app_payments_errors_total"]);
-        if dep_errors.is_empty() {
-            "readiness stayed green and no dependency error counter moved: not a dependency".into()
-        } else {
-            format!(
-                "readiness stayed green, but {} moved",
-                dep_errors.join(", ")
-            )
-        }
-    };
-    steps.push((
-        "check dependencies",
-        "Ask the service which dependency it thinks is failing (/readyz names the component), then check that dependency itself.",
-        deps,
-    ));
-
-    let config = moved_named(
-        &obs,
-        &[
-            "app_config_reloads_total{result=\"failure\"}",
-            "app_config_last_reload_successful",
-            "app_disk_write_errors_total{errno=\"EACCES\"}",
-            "app_disk_write_errors_total{errno=\"EROFS\"}",
-        ],
-    );
-    let restarts = s
-        .recording
-        .events
-        .iter()
-        .filter(|e| e.kind == crate::record::EventKind::TargetExit)
-        .filter(|e| !e.detail.contains("stopped by the lab"))
-        .count();
-    steps.push((
-        "configuration and permissions",
-        "Rule out a bad config reload, a permission flip or a restart loop.",
-        if config.is_empty() && restarts == 0 {
-            "no config reload failed, no EACCES/EROFS write errors, the target did not exit: not configuration or permissions here".into()
-        } else {
-            let mut t = Vec::new();
-            if !config.is_empty() {
-                t.push(format!("moved: {}", config.join(", ")));
-            }
-            if restarts > 0 {
-                t.push(format!("the target exited {restarts} time(s)"));
-            }
-            t.join("; ")
-        },
-    ));
-
-    let revert = s
-        .recording
-        .events
-        .iter()
-        .find(|e| e.kind == crate::record::EventKind::Revert);
-    steps.push((
-        "roll back",
-        "Undo the change that broke it (deploy, config, migration) or restore the dependency; turn the protection back on.",
-        {
-            let mut t = match revert {
-                Some(e) => format!("the lab reverted the fault at {:.1}s ({})", e.at_ms / 1000.0, e.detail),
-                None => "no fault was reverted in this run (none was injected)".into(),
-            };
-            if let Some(p) = protected {
-                let pobs = observed::observe(&p.report);
-                let _ = write!(
-                    t,
-                    "\nwith --protections {} the fault phase answered {} ({})",
-                    p.protections,
-                    if pobs.fault_statuses.is_empty() { "nothing" } else { &pobs.fault_statuses },
-                    match p.report.verdict {
-                        Verdict::Pass => "every check passed",
-                        Verdict::Fail => "some checks failed",
-                        Verdict::Skip => "skipped",
-                    }
-                );
-            }
-            t
-        },
-    ));
-
-    let verify = ["recovery[recovery]", "readyz[recovery]", "status[recovery]"]
-        .iter()
-        .filter_map(|id| {
-            let i = s.checks.iter().position(|c| c.id() == *id)?;
-            let c = &s.checks[i];
-            Some(format!(
-                "{} {}: {}  ({})",
-                match c.verdict {
-                    Verdict::Pass => "✓",
-                    Verdict::Fail => "✗",
-                    Verdict::Skip => "-",
-                },
-                c.id(),
-                c.summary,
-                json(&format!("scenarios[0].checks[{i}]"))
-            ))
-        })
-        .collect::<Vec<_>>();
-    steps.push((
-        "verify",
-        "After the fix, watch errors return to the baseline and readiness pass again, without a restart.",
-        if verify.is_empty() {
-            "no recovery checks ran in this run".into()
-        } else {
-            verify.join("\n")
-        },
-    ));
-
-    for (i, (name, what, evidence)) in steps.iter().enumerate() {
-        let _ = writeln!(o, "\n  {}. {}", i + 1, style.paint("1", name));
-        for l in wrap(what, width - 5) {
-            let _ = writeln!(o, "     {l}");
-        }
-        for (k, l) in evidence.lines().enumerate() {
-            for (j, w) in wrap(l, width - 13).into_iter().enumerate() {
-                let _ = writeln!(
-                    o,
-                    "     {} {}",
-                    if k == 0 && j == 0 {
-                        style.paint("36", "this run:")
-                    } else {
-                        " ".repeat(9)
-                    },
-                    w
-                );
-            }
-        }
-    }
-    if !scenario.learn.diagnose.is_empty() {
-        let _ = writeln!(o, "\n  {}", style.paint("1", "for this failure mode"));
-        for l in wrap(&scenario.learn.diagnose, width - 5) {
-            let _ = writeln!(o, "     {l}");
-        }
-    }
-    o
-}
-
-/// The first 8 characters of a request id and an ellipsis: enough to search for.
-fn short_id(id: &str) -> String {
-    if id.chars().count() > 12 {
-        format!("{}…", id.chars().take(8).collect::<String>())
-    } else {
-        id.to_string()
-    }
-}
-
-/// The series among `names` (exact keys or bare names) that moved in the fault phase.
-fn moved_named(obs: &Observed<'_>, names: &[&str]) -> Vec<String> {
-    obs.metrics
-        .iter()
-        .filter(|m| m.moved())
-        .filter(|m| {
-            names
-                .iter()
-                .any(|n| m.series == *n || m.series.starts_with(&format!("{n}{{")))
-        })
-        .map(|m| format!("{} {} → {}", m.series, num(m.before), num(m.extreme)))
-        .collect()
-}
-
-/// Where in report.json a request with this id is shown as evidence: the first failed check
-/// that has it, else any check that has it.
-fn evidence_location(s: &ScenarioReport, request_id: &str) -> Option<String> {
-    let has = |c: &crate::checks::CheckResult| {
-        c.evidence.iter().any(|e| match e {
-            Evidence::Request { request, .. } => request.header("x-request-id") == Some(request_id),
-            _ => false,
-        })
-    };
-    let i = s
-        .checks
-        .iter()
-        .position(|c| c.verdict == Verdict::Fail && has(c))
-        .or_else(|| s.checks.iter().position(has))?;
-    Some(format!(
-        "scenarios[0].checks[{i}] ({}) evidence",
-        s.checks[i].id()
-    ))
-}
-
 /// The line printed when the comparison did not show the expected contrast: with the
 /// protection on the scenario should pass, with it off it should fail.
 pub fn contrast_note(runs: &[Ran]) -> Option<String> {
@@ -826,6 +533,7 @@ fn verdict_word(v: Verdict) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Phase;
 
     #[test]
     fn wrap_keeps_words_whole_and_cuts_only_overlong_ones() {

@@ -82,14 +82,30 @@ fn alert_changes(rec: &Recording) -> Vec<AlertChange> {
     out
 }
 
-pub fn render(i: &Input) -> String {
-    let rec = i.recording;
-    let at = |ms: f64| {
-        (i.started + chrono::Duration::milliseconds(ms as i64))
+impl Input<'_> {
+    /// The wall-clock time (UTC) of a moment `ms` after the lab's start.
+    fn at(&self, ms: f64) -> String {
+        (self.started + chrono::Duration::milliseconds(ms as i64))
             .format("%H:%M:%S")
             .to_string()
-    };
+    }
+}
+
+/// Writes the postmortem: the facts, then the timeline, impact, detection, what worked and what
+/// did not, and the sections for people.
+pub fn render(i: &Input) -> String {
     let mut s = String::new();
+    facts(&mut s, i);
+    timeline(&mut s, i);
+    impact_section(&mut s, i);
+    detection(&mut s, i);
+    outcomes(&mut s, i);
+    for_people(&mut s);
+    s
+}
+
+/// The title and the table of facts: when, what target, scenario, load, faults, the record.
+fn facts(s: &mut String, i: &Input) {
     let _ = writeln!(
         s,
         "# Postmortem: game day of {}\n",
@@ -108,8 +124,8 @@ pub fn render(i: &Input) -> String {
     let _ = writeln!(
         s,
         "| lab | {} – {} UTC ({}) |",
-        at(0.0),
-        at(i.ended_ms),
+        i.at(0.0),
+        i.at(i.ended_ms),
         secs(i.ended_ms)
     );
     let _ = writeln!(s, "| target | `{}` |", cell(&i.target));
@@ -147,8 +163,12 @@ pub fn render(i: &Input) -> String {
         s,
         "## Summary\n\n_To write: what we set out to learn, what happened, what we learned — three sentences._\n"
     );
+}
 
-    // --- timeline ---
+/// The timeline: the game-day log, alert changes, readiness changes and exits of the target,
+/// in time order.
+fn timeline(s: &mut String, i: &Input) {
+    let rec = i.recording;
     let _ = writeln!(s, "## Timeline\n");
     let _ = writeln!(
         s,
@@ -198,22 +218,25 @@ pub fn render(i: &Input) -> String {
     }
     lines.sort_by(|a, b| a.0.total_cmp(&b.0));
     if lines.is_empty() {
-        let _ = writeln!(s, "| {} | +0.0s | nothing was injected | |", at(0.0));
+        let _ = writeln!(s, "| {} | +0.0s | nothing was injected | |", i.at(0.0));
     }
     for (ms, what, who) in &lines {
         let _ = writeln!(
             s,
             "| {} | +{} | {} | {} |",
-            at(*ms),
+            i.at(*ms),
             secs(*ms),
             cell(what),
             who
         );
     }
     let _ = writeln!(s);
+}
 
-    // --- impact ---
-    let reqs: Vec<&RequestRecord> = rec.requests.iter().collect();
+/// Impact in numbers: the whole lab, the baseline before the first fault, and each fault
+/// window.
+fn impact_section(s: &mut String, i: &Input) {
+    let reqs: Vec<&RequestRecord> = i.recording.requests.iter().collect();
     let all = impact(&reqs, 0.0, f64::INFINITY);
     let _ = writeln!(s, "## Impact\n");
     let _ = writeln!(
@@ -236,96 +259,48 @@ pub fn render(i: &Input) -> String {
         );
     }
     let _ = writeln!(s);
-    if !i.windows.is_empty() {
+    if i.windows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "| fault | window (UTC) | lasted | ended | requests | failed | error rate | p99 | worst 5 s p99 | answers |\n|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for w in i.windows {
+        let end = w.reverted_at_ms.unwrap_or(i.ended_ms);
+        let m = impact(&reqs, w.injected_at_ms, end);
         let _ = writeln!(
             s,
-            "| fault | window (UTC) | lasted | ended | requests | failed | error rate | p99 | worst 5 s p99 | answers |\n|---|---|---|---|---|---|---|---|---|---|"
+            "| #{} {} | {} – {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            w.id,
+            cell(&w.fault),
+            i.at(w.injected_at_ms),
+            i.at(end),
+            secs(end - w.injected_at_ms),
+            cell(w.how.as_deref().unwrap_or("not reverted")),
+            m.requests,
+            m.failures,
+            pct(m.failures, m.requests),
+            latency(m.p99_ms),
+            latency(m.worst_5s_p99_ms),
+            cell(&m.statuses)
         );
-        for w in i.windows {
-            let end = w.reverted_at_ms.unwrap_or(i.ended_ms);
-            let m = impact(&reqs, w.injected_at_ms, end);
-            let _ = writeln!(
-                s,
-                "| #{} {} | {} – {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                w.id,
-                cell(&w.fault),
-                at(w.injected_at_ms),
-                at(end),
-                secs(end - w.injected_at_ms),
-                cell(w.how.as_deref().unwrap_or("not reverted")),
-                m.requests,
-                m.failures,
-                pct(m.failures, m.requests),
-                latency(m.p99_ms),
-                latency(m.worst_5s_p99_ms),
-                cell(&m.statuses)
-            );
-        }
-        let _ = writeln!(s);
     }
+    let _ = writeln!(s);
+}
 
-    // --- detection ---
+/// Detection: each alert's first firing after each injection, with the time to detect, and the
+/// fault windows no alert fired in.
+fn detection(s: &mut String, i: &Input) {
     let _ = writeln!(s, "## Detection\n");
-    let fired: Vec<AlertChange> = alert_changes(rec)
+    let fired: Vec<AlertChange> = alert_changes(i.recording)
         .into_iter()
         .filter(|a| a.firing)
         .collect();
     if fired.is_empty() {
         let _ = writeln!(s, "No alert fired.\n");
     } else {
-        let _ = writeln!(
-            s,
-            "Detection time is from the injection before the alert to its first notification, on the lab's clock (the lab runs the production rules faster); the production estimate is the rule's `for` plus its shortest window.\n"
-        );
-        let _ = writeln!(
-            s,
-            "| alert | fired (UTC) | after | detection time | in production, about |\n|---|---|---|---|---|"
-        );
-        // The first firing of each alert after each injection: a flapping alert fires again
-        // without being detected again.
-        let mut seen: Vec<(String, Option<u64>)> = Vec::new();
-        for a in &fired {
-            let cause = i
-                .windows
-                .iter()
-                .filter(|w| w.injected_at_ms <= a.at_ms)
-                .max_by(|x, y| x.injected_at_ms.total_cmp(&y.injected_at_ms));
-            let key = (a.alert.clone(), cause.map(|w| w.id));
-            if seen.contains(&key) {
-                continue;
-            }
-            seen.push(key);
-            let (after, took) = match cause {
-                Some(w) => (
-                    format!(
-                        "#{} {}{}",
-                        w.id,
-                        w.fault,
-                        match w.reverted_at_ms {
-                            Some(r) if r < a.at_ms => " (after its revert)",
-                            _ => "",
-                        }
-                    ),
-                    secs(a.at_ms - w.injected_at_ms),
-                ),
-                None => ("no fault (before any injection)".into(), "–".into()),
-            };
-            let prod = rec
-                .production_detection_s
-                .get(&a.alert)
-                .map(|p| secs(p * 1000.0))
-                .unwrap_or_else(|| "–".into());
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} |",
-                a.alert,
-                at(a.at_ms),
-                cell(&after),
-                took,
-                prod
-            );
-        }
-        let _ = writeln!(s);
+        detection_table(s, i, &fired);
     }
     for w in i.windows {
         let end = w.reverted_at_ms.unwrap_or(i.ended_ms);
@@ -343,8 +318,69 @@ pub fn render(i: &Input) -> String {
         }
     }
     let _ = writeln!(s);
+}
 
-    // --- what worked, what did not ---
+/// The table of detection times, one row per alert and the injection before it.
+fn detection_table(s: &mut String, i: &Input, fired: &[AlertChange]) {
+    let _ = writeln!(
+        s,
+        "Detection time is from the injection before the alert to its first notification, on the lab's clock (the lab runs the production rules faster); the production estimate is the rule's `for` plus its shortest window.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| alert | fired (UTC) | after | detection time | in production, about |\n|---|---|---|---|---|"
+    );
+    // The first firing of each alert after each injection: a flapping alert fires again
+    // without being detected again.
+    let mut seen: Vec<(String, Option<u64>)> = Vec::new();
+    for a in fired {
+        let cause = i
+            .windows
+            .iter()
+            .filter(|w| w.injected_at_ms <= a.at_ms)
+            .max_by(|x, y| x.injected_at_ms.total_cmp(&y.injected_at_ms));
+        let key = (a.alert.clone(), cause.map(|w| w.id));
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        let (after, took) = match cause {
+            Some(w) => (
+                format!(
+                    "#{} {}{}",
+                    w.id,
+                    w.fault,
+                    match w.reverted_at_ms {
+                        Some(r) if r < a.at_ms => " (after its revert)",
+                        _ => "",
+                    }
+                ),
+                secs(a.at_ms - w.injected_at_ms),
+            ),
+            None => ("no fault (before any injection)".into(), "–".into()),
+        };
+        let prod = i
+            .recording
+            .production_detection_s
+            .get(&a.alert)
+            .map(|p| secs(p * 1000.0))
+            .unwrap_or_else(|| "–".into());
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            a.alert,
+            i.at(a.at_ms),
+            cell(&after),
+            took,
+            prod
+        );
+    }
+    let _ = writeln!(s);
+}
+
+/// What worked (the passed checks) and what did not (failed checks, aborts, faults left in
+/// place).
+fn outcomes(s: &mut String, i: &Input) {
     let passed: Vec<&CheckResult> = i
         .checks
         .iter()
@@ -383,6 +419,11 @@ pub fn render(i: &Input) -> String {
         s,
         "\nEvery check with its evidence (the failing request and response, the log lines with its request id) is in [report.html](report.html).\n"
     );
+}
+
+/// The sections only people can write: root cause, contributing factors, the response, action
+/// items.
+fn for_people(s: &mut String) {
     for (title, prompt) in [
         (
             "Root cause",
@@ -403,7 +444,6 @@ pub fn render(i: &Input) -> String {
         s,
         "## Action items\n\n| action | owner | due |\n|---|---|---|\n| _to write_ | | |"
     );
-    s
 }
 
 #[cfg(test)]
