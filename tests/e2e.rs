@@ -1,6 +1,7 @@
 //! End to end: the real `fivehundred` binary runs the real scenarios against the real
 //! target-app and a real PostgreSQL, as a user would, and we read its exit code and reports.
 
+mod docker_backend;
 mod gameday;
 mod labfile_services;
 mod random_kill;

@@ -188,7 +188,11 @@ fn datasette_from_pypi_runs_its_generic_catalogue_from_its_lab_file() {
                 })
             })
     };
-    assert!(note("memory-pressure", "224 MiB of it the hog"), "{}", explain(&out));
+    assert!(
+        note("memory-pressure", "224 MiB of it the hog"),
+        "{}",
+        explain(&out)
+    );
     assert!(note("disk-full", "fails with ENOSPC"), "{}", explain(&out));
     // The verdict is datasette's own, whatever it is: the exit code follows the checks.
     let failed = scenarios

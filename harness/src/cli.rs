@@ -110,6 +110,11 @@ pub struct RunArgs {
     /// instead of an ephemeral cluster.
     #[arg(long, env = "FIVEHUNDRED_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Where the lab's own PostgreSQL runs: `process` (a cluster from this machine's server
+    /// binaries) or `docker` (a container of the local Docker engine, its image built from
+    /// Debian's packages on first use; nothing is pulled).
+    #[arg(long, value_enum, default_value_t = crate::lab::Backend::Process, conflicts_with = "database_url")]
+    pub backend: crate::lab::Backend,
     /// The target binary [default: target-app, built if needed].
     #[arg(long, env = "FIVEHUNDRED_TARGET_BIN")]
     pub target_bin: Option<PathBuf>,
@@ -465,7 +470,10 @@ async fn run(args: RunArgs) -> i32 {
     )
     .await
     {
-        Ok(o) => o,
+        Ok(o) => LabOptions {
+            backend: args.backend,
+            ..o
+        },
         Err(code) => return code,
     };
     let command = reproduce_command(&args, seed);
@@ -568,6 +576,9 @@ fn reproduce_command(args: &RunArgs, seed: u64) -> String {
     }
     parts.extend(args.scenarios.iter().cloned());
     parts.push(format!("--seed {seed}"));
+    if args.backend == crate::lab::Backend::Docker {
+        parts.push("--backend docker".into());
+    }
     if args.strict {
         parts.push("--strict".into());
     }
@@ -641,6 +652,7 @@ async fn lab_options(
             extra_args: target_args,
         },
         database_url,
+        backend: crate::lab::Backend::Process,
         seed,
     })
 }

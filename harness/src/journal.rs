@@ -102,6 +102,9 @@ pub enum Resource {
     /// A cgroup made for a fault (memory pressure); removed on recovery once the processes in it
     /// are gone.
     Cgroup { path: PathBuf },
+    /// The containers, networks and volumes of a container-backend lab, all labelled with this
+    /// run id; removed on recovery by that label (nothing without it is touched).
+    Containers { run: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -584,6 +587,28 @@ async fn recover_resource(rec: &mut Recovered, resource: &Resource) {
                     .actions
                     .push(format!("removed cgroup {}", path.display())),
                 Err(e) => rec.problems.push(e),
+            }
+        }
+        Resource::Containers { run } => {
+            let removed = async {
+                let run = crate::docker::RunId::new(run).map_err(|e| e.to_string())?;
+                let engine = crate::docker::Engine::connect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                crate::docker::cleanup::remove_by_label(&engine, &run)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            .await;
+            match removed {
+                Ok(r) if r.is_empty() => {}
+                Ok(r) => rec.actions.push(format!(
+                    "removed run {run}'s containers {:?}, networks {:?} and volumes {:?}",
+                    r.containers, r.networks, r.volumes
+                )),
+                Err(e) => rec
+                    .problems
+                    .push(format!("could not remove the containers of run {run}: {e}")),
             }
         }
         Resource::Dir { path } => match scope::dir(path) {

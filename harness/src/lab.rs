@@ -31,7 +31,18 @@ pub struct LabOptions {
     pub service: Option<Arc<LabFile>>,
     /// An existing server to make a fresh database on, instead of an ephemeral cluster.
     pub database_url: Option<String>,
+    /// Where the lab's own PostgreSQL runs.
+    pub backend: Backend,
     pub seed: u64,
+}
+
+/// Where the lab runs what it starts itself: processes on this machine, or containers of the
+/// Docker engine (the database, for now).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    #[default]
+    Process,
+    Docker,
 }
 
 /// Which of the lab's proxies a network fault acts on, by name: `database` and `payments` in
@@ -51,6 +62,12 @@ pub(crate) enum Database {
     Existing {
         admin_url: String,
         name: String,
+    },
+    /// PostgreSQL in a container on a lab network of its own, both labelled with `run`.
+    Container {
+        pg: crate::docker::postgres::PgContainer,
+        engine: crate::docker::Engine,
+        run: crate::docker::RunId,
     },
     /// The service has no PostgreSQL dependency.
     None,
@@ -300,8 +317,14 @@ impl Lab {
     pub fn postgres_pid(&self) -> Option<u32> {
         match &self.db {
             Database::Ephemeral(c) => c.pid(),
-            Database::Existing { .. } | Database::None => None,
+            Database::Existing { .. } | Database::Container { .. } | Database::None => None,
         }
+    }
+
+    /// Whether the lab's PostgreSQL is its own (a cluster or a container it started), not a
+    /// server shared with others (`--database-url`).
+    pub fn owns_database(&self) -> bool {
+        matches!(self.db, Database::Ephemeral(_) | Database::Container { .. })
     }
 
     /// The target's admin API (metrics, failpoints), when it offers one.
@@ -432,6 +455,11 @@ impl Lab {
         if let Database::Existing { admin_url, name } = &self.db {
             let _ = pglab::drop_database(admin_url, name).await;
         }
+        if let Database::Container { pg, engine, run } = &self.db {
+            let _ = pg.container.clone().remove().await;
+            // Then everything else of the run, by its labels: its network.
+            let _ = crate::docker::cleanup::remove_by_label(engine, run).await;
+        }
         if let Database::Ephemeral(_) = &self.db {
             // Dropping the cluster stops the server and removes its files.
             let db = std::mem::replace(
@@ -483,6 +511,19 @@ async fn start_database(
 ) -> Result<(Database, String, Proxy), LabError> {
     let db_name = format!("fivehundred_{}", uuid::Uuid::new_v4().simple());
     let (db, database_url, upstream_port) = match &opts.database_url {
+        None if opts.backend == Backend::Docker => {
+            let run = crate::docker::RunId::generate();
+            // Journalled before anything exists: `recover` removes what carries the label.
+            journal.resource(Resource::Containers {
+                run: run.as_str().to_string(),
+            });
+            let (pg, engine) = start_container_database(&run, needs).await?;
+            let url = pglab::create_database(&pg.url(), &db_name)
+                .await
+                .map_err(|e| LabError(format!("cannot create the run's database: {e}")))?;
+            let port = pg.host_port();
+            (Database::Container { pg, engine, run }, url, port)
+        }
         None => {
             let mut cluster_opts = pglab::Options::default();
             if let Some(n) = needs.max_connections {
@@ -544,6 +585,35 @@ async fn start_database(
         .await
         .map_err(|e| LabError(format!("cannot start the database proxy: {e}")))?;
     Ok((db, database_url, db_proxy))
+}
+
+/// PostgreSQL as a container (its image built on first use) on a lab network of the run's.
+async fn start_container_database(
+    run: &crate::docker::RunId,
+    needs: &TargetNeeds,
+) -> Result<(crate::docker::postgres::PgContainer, crate::docker::Engine), LabError> {
+    use crate::docker::{Engine, LabNetwork, image, postgres::PgContainer};
+    let failed =
+        |what: &str, e: &dyn std::fmt::Display| LabError(format!("--backend docker: {what}: {e}"));
+    let engine = Engine::connect()
+        .await
+        .map_err(|e| failed("no Docker engine", &e))?;
+    let progress = |line: &str| eprintln!("  {line}");
+    let image = image::ensure_postgres(&engine, &progress)
+        .await
+        .map_err(|e| failed("cannot build the PostgreSQL image", &e))?;
+    let network = LabNetwork::create(&engine, run, "lab")
+        .await
+        .map_err(|e| failed("cannot create the lab network", &e))?;
+    let settings: Vec<String> = needs
+        .max_connections
+        .map(|n| format!("max_connections={n}"))
+        .into_iter()
+        .collect();
+    let pg = PgContainer::start_with(&engine, run, &network, &image, &settings)
+        .await
+        .map_err(|e| failed("PostgreSQL did not start", &e))?;
+    Ok((pg, engine))
 }
 
 /// The configuration file the lab starts the target with, when a fault may change it. It sets

@@ -89,6 +89,7 @@ async fn start_lab(
             extra_args: vec!["--protections".into(), protections.into()],
         },
         database_url: None,
+        backend: Default::default(),
         seed: 1,
     };
     let run_dir = tempfile::Builder::new()

@@ -30,12 +30,26 @@ impl PgContainer {
         network: &LabNetwork,
         image: &str,
     ) -> Result<PgContainer, DockerError> {
+        Self::start_with(engine, run, network, image, &[]).await
+    }
+
+    /// [`PgContainer::start`] with server settings (`max_connections=5`), each passed as `-c`.
+    pub async fn start_with(
+        engine: &Engine,
+        run: &RunId,
+        network: &LabNetwork,
+        image: &str,
+        settings: &[String],
+    ) -> Result<PgContainer, DockerError> {
         // Hex, so it needs no quoting anywhere; it goes to the container in its environment.
         let password = uuid::Uuid::new_v4().simple().to_string();
-        let spec = ContainerSpec::new("postgres", image)
+        let mut spec = ContainerSpec::new("postgres", image)
             .env("POSTGRES_PASSWORD", &password)
             .port(PORT)
             .network(network, &[ALIAS]);
+        if !settings.is_empty() {
+            spec = spec.cmd(settings.iter().flat_map(|s| ["-c".to_string(), s.clone()]));
+        }
         let container = Container::start(engine, run, &spec).await?;
         let pg = PgContainer {
             container,

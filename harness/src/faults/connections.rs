@@ -93,7 +93,7 @@ impl FaultKind for Connections {
     }
 
     async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
-        if lab.postgres_pid().is_none() {
+        if !lab.owns_database() {
             return Err(FaultError::Unsupported(
                 "connection exhaustion runs on the lab's own PostgreSQL: on a shared server \
                  (--database-url) it would take every connection of everyone else"

@@ -184,6 +184,7 @@ pub async fn lab_up(args: LabUpArgs) -> i32 {
             extra_args: args.target_args.clone(),
         },
         database_url: args.database_url.clone(),
+        backend: crate::lab::Backend::Process,
         seed,
     };
     let journal = match Journal::create("game day") {
