@@ -9,54 +9,27 @@
 //! stack, so the most recently used connection is used again and a light load keeps few
 //! connections open.
 //!
-//! A request that finds no idle connection waits in a queue, taken from by whichever connection
-//! is free first: one that finishes its request, or one being opened for it. A connection is
-//! opened for the queue (at most [`MAX_CONNECTING`] at a time) when:
-//! - none has finished a request for [`STALLED_AFTER`]: a target that stops answering gets a
-//!   connection per request in flight, as the open loop needs (at the rates of a scenario,
-//!   requests are further apart than that, so a slow target always gets a new connection);
-//! - there are fewer than the load needs by Little's law, counted with the fastest recent
-//!   service time and a margin ([`LITTLE_MARGIN`], [`SPARE_CONNECTIONS`]): a target that is
-//!   slow for every request gets as many connections as it holds requests.
-//!
-//! Opening a connection for every request that found none idle was the first design. Near the
-//! machine's capacity, and after each hiccup of the machine (a few milliseconds without CPU,
-//! hundreds of requests overdue at once), it opened hundreds of connections, which cost the
-//! target more than the backlog and made the next hiccup worse; Little's law with the mean
-//! service time did the same, since queueing in this thread lengthens the mean.
+//! `pool.rs` holds the connection tasks' shared state and when a new connection is opened;
+//! `connection.rs` a connection task; `encode.rs` a request's bytes.
 
-use std::collections::VecDeque;
-use std::pin::{Pin, pin};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::Method;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::pace::Pacer;
-use super::wire::{Answer, Conn, Dest, Failure, Keep};
-use super::{
-    BODY_LIMIT, Compiled, Counters, CreatedOrders, Drawn, Entry, LoadOutcome, Sequence, Sink,
-    millis,
-};
-use crate::record::{Headers, Outcome, RecordDetail, RequestRecord, Sent, TransportError};
+use super::{Compiled, Counters, CreatedOrders, Drawn, LoadOutcome, Sequence, Sink};
+use crate::record::{Outcome, TransportError};
 
-/// Connections being opened at once, at most.
-const MAX_CONNECTING: usize = 4;
-/// When no connection has finished a request for this long, the queue gets a new one. Not
-/// shorter: a thread of a busy machine is regularly left without CPU for a few milliseconds, and
-/// nothing finishes meanwhile either.
-const STALLED_AFTER: Duration = Duration::from_millis(5);
-/// Connections for Little's law: this many times the rate times the service time, plus
-/// [`SPARE_CONNECTIONS`]. The margin covers a loaded target answering several times slower than
-/// its fastest.
-const LITTLE_MARGIN: f64 = 4.0;
-const SPARE_CONNECTIONS: usize = 16;
-/// Service times are remembered over two windows of this length.
-const SERVICE_WINDOW: Duration = Duration::from_millis(100);
+mod connection;
+mod encode;
+mod pool;
+
+use connection::connection_task;
+use pool::Pool;
 
 /// Above this many requests per second, the load is spread over more threads.
 const RATE_PER_THREAD: f64 = 50_000.0;
@@ -120,10 +93,7 @@ pub(super) fn spawn(
                 counters: Arc::clone(&counters),
                 orders: Arc::clone(&orders),
                 run_start,
-                pool: Mutex::new(Pool {
-                    rate: plan.rate / shards as f64,
-                    ..Pool::default()
-                }),
+                pool: Mutex::new(Pool::new(plan.rate / shards as f64)),
             };
             let (tx, cancel) = (tx.clone(), cancel.clone());
             std::thread::Builder::new()
@@ -230,89 +200,6 @@ struct Job {
 struct Assignment {
     job: Job,
     mailbox: mpsc::Sender<Assignment>,
-}
-
-/// The connection tasks' shared state.
-#[derive(Default)]
-struct Pool {
-    /// Set when scheduling is over: tasks with nothing left to do end instead of waiting.
-    closed: bool,
-    /// The idle tasks' mailboxes, most recently used last.
-    idle: Vec<mpsc::Sender<Assignment>>,
-    /// Due requests no connection was free for, oldest first.
-    queue: VecDeque<(Instant, Job)>,
-    /// Connection tasks opening their connection.
-    connecting: usize,
-    /// Connection tasks with a connection, busy or idle.
-    connected: usize,
-    /// When a connection last finished a request.
-    last_finished: Option<Instant>,
-    /// The recent service time (send to answer), for Little's law.
-    service: ServiceFloor,
-    /// This thread's share of the plan's rate, per second.
-    rate: f64,
-}
-
-/// The shortest service time seen in the current and the previous [`SERVICE_WINDOW`]: how
-/// long the target takes when nothing else is in the way, following it as it changes. A floor
-/// and not a mean: queueing anywhere (in this thread when it is short of CPU, in the target when
-/// it is) lengthens the mean, and more connections would add to that queueing.
-#[derive(Default)]
-struct ServiceFloor {
-    window_start: Option<Instant>,
-    current: Option<Duration>,
-    previous: Option<Duration>,
-}
-
-impl ServiceFloor {
-    fn note(&mut self, now: Instant, took: Duration) {
-        match self.window_start {
-            Some(start) if now.saturating_duration_since(start) < SERVICE_WINDOW => {}
-            _ => {
-                self.window_start = Some(now);
-                self.previous = self.current.take();
-            }
-        }
-        self.current = Some(self.current.map_or(took, |c| c.min(took)));
-    }
-
-    fn get(&self) -> Option<Duration> {
-        match (self.current, self.previous) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-}
-
-impl Pool {
-    /// Notes that a connection finished a request whose exchange took `took`.
-    fn finished(&mut self, took: Duration) {
-        let now = Instant::now();
-        self.last_finished = Some(now);
-        self.service.note(now, took);
-    }
-
-    /// Whether to open another connection for the queue (and count it as being opened): see the
-    /// module's documentation; and always when no connection is busy or being opened (nobody
-    /// else would take the queue).
-    fn grow(&mut self) -> bool {
-        if self.queue.is_empty() || self.connecting >= MAX_CONNECTING {
-            return false;
-        }
-        let busy = self.connected - self.idle.len();
-        let stalled = self
-            .last_finished
-            .is_none_or(|t| t.elapsed() >= STALLED_AFTER);
-        let needed = self.service.get().map(|s| {
-            (LITTLE_MARGIN * self.rate * s.as_secs_f64()).ceil() as usize + SPARE_CONNECTIONS
-        });
-        let short = needed.is_none_or(|n| self.connected + self.connecting < n);
-        let grow = stalled || short || (self.connecting == 0 && busy == 0);
-        if grow {
-            self.connecting += 1;
-        }
-        grow
-    }
 }
 
 async fn schedule(engine: Arc<Engine>, shard: Shard, cancel: CancellationToken) -> ShardEnd {
@@ -465,310 +352,4 @@ impl Engine {
         *mailbox = Some(next.mailbox);
         Some(next.job)
     }
-
-    /// Sends one request on `conn` (connecting first if there is none) and reads its answer,
-    /// within the plan's timeout from its due time (`deadline`). With an answer comes the time
-    /// from its request's first write to its last byte.
-    async fn send(
-        &self,
-        conn: &mut Option<Conn>,
-        request: &mut Vec<u8>,
-        job: &Job,
-        deadline: Pin<&mut Sleep>,
-    ) -> (Outcome, Option<Duration>) {
-        let lag = Instant::now()
-            .saturating_duration_since(job.due)
-            .as_micros() as u64;
-        let c = &self.counters;
-        c.max_lag_us.fetch_max(lag, Ordering::Relaxed);
-        c.total_lag_us.fetch_add(lag, Ordering::Relaxed);
-
-        let plan = &self.plan;
-        let entry = &plan.entries[job.drawn.entry];
-        if let Err(message) = encode(plan, entry, &job.drawn, request) {
-            let outcome = Outcome::Error {
-                kind: TransportError::Other,
-                message: message.into(),
-            };
-            return (outcome, None);
-        }
-        let records = matches!(*self.sink, Sink::Records(_));
-        let keep = Keep {
-            headers: records,
-            success_headers: records && plan.detail == RecordDetail::Everything,
-            error_body: records,
-            success_body: (entry.keep_success_body && records) || !entry.captures.is_empty(),
-            body_limit: BODY_LIMIT,
-        };
-        let head = entry.method == Method::HEAD;
-        let result = tokio::select! {
-            biased;
-            r = exchange(conn, &plan.dest, request, head, keep, &self.counters.connections) => Some(r),
-            _ = deadline => None,
-        };
-        match result {
-            Some(Ok(answer)) => {
-                let outcome = Outcome::Response {
-                    status: answer.status,
-                    headers: Headers::from(answer.headers).with_request_id_seen(answer.request_id),
-                    body: answer.body.map(String::into_boxed_str),
-                };
-                (outcome, Some(answer.took))
-            }
-            Some(Err(failure)) => {
-                let outcome = Outcome::Error {
-                    kind: failure.kind,
-                    message: failure.message.into(),
-                };
-                (outcome, None)
-            }
-            None => {
-                // Cut off mid-exchange: the connection's state is unknown.
-                *conn = None;
-                (timeout(plan.timeout), None)
-            }
-        }
-    }
-
-    /// Records a dispatched job's outcome.
-    /// `exchange`: from its request's first write to its answer's last byte, if it was answered.
-    fn complete(&self, job: Job, exchange: Option<Duration>, outcome: Outcome) {
-        let entry = &self.plan.entries[job.drawn.entry];
-        if let Outcome::Response {
-            status: 200..=299,
-            body: Some(body),
-            ..
-        } = &outcome
-            && !entry.captures.is_empty()
-        {
-            self.orders.add(&entry.captures, body);
-        }
-        self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.finish(job.seq, job.due, exchange, job.drawn, outcome);
-    }
-
-    fn finish(
-        &self,
-        seq: u64,
-        due: Instant,
-        exchange: Option<Duration>,
-        drawn: Drawn,
-        outcome: Outcome,
-    ) {
-        let c = &self.counters;
-        match &outcome {
-            Outcome::Response { status, .. } if *status >= 500 => {
-                c.server_errors.fetch_add(1, Ordering::Relaxed);
-            }
-            Outcome::Response { status, .. } if *status >= 400 => {
-                c.client_errors.fetch_add(1, Ordering::Relaxed);
-            }
-            Outcome::Response { .. } => {}
-            Outcome::Error { .. } => {
-                c.transport_errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        match &*self.sink {
-            Sink::Records(sink) => {
-                let entry = &self.plan.entries[drawn.entry];
-                // What was sent is evidence only for an error: a success keeps its route and
-                // path (the record stays small), unless everything was asked for.
-                let sent = outcome.is_error() || self.plan.detail == RecordDetail::Everything;
-                let sent = match sent {
-                    true => Sent::new(drawn.headers().into(), drawn.body),
-                    false => None,
-                };
-                sink.record(RequestRecord {
-                    seq,
-                    at_ms: millis(due.saturating_duration_since(self.run_start)),
-                    route: entry.route.clone(),
-                    path: drawn.path.into(),
-                    sent,
-                    latency_ms: millis(due.elapsed()),
-                    outcome,
-                });
-            }
-            Sink::Tally(tally) => tally.lock().unwrap().add(&outcome, due.elapsed(), exchange),
-        }
-        c.completed.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// One connection task: opens its connection (for the queue), then carries one job at a time
-/// until scheduling is over.
-async fn connection_task(engine: Arc<Engine>, done: mpsc::Sender<()>) {
-    let plan = &engine.plan;
-    let connected = match tokio::time::timeout(plan.timeout, Conn::connect(&plan.dest)).await {
-        Ok(c) => c,
-        Err(_) => Err(Failure {
-            kind: TransportError::Connect,
-            message: format!(
-                "cannot connect within {}",
-                humantime::format_duration(plan.timeout)
-            ),
-            unsent: true,
-        }),
-    };
-    let grow = {
-        let mut pool = engine.pool.lock().unwrap();
-        pool.connecting -= 1;
-        match &connected {
-            // The connection could not be opened for the oldest queued request: that is its
-            // answer. (Requests are not held back for a target that refuses connections.)
-            Err(_) => pool.queue.pop_front(),
-            Ok(_) => {
-                pool.connected += 1;
-                engine.counters.connections.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-        }
-        .map(|(_, job)| (job, pool.grow()))
-    };
-    let mut conn = match connected {
-        Ok(c) => Some(c),
-        Err(failure) => {
-            if let Some((job, grow)) = grow {
-                if grow {
-                    engine.open_connection(&done);
-                }
-                engine.complete(
-                    job,
-                    None,
-                    Outcome::Error {
-                        kind: failure.kind,
-                        message: failure.message.into(),
-                    },
-                );
-            }
-            return;
-        }
-    };
-    let (mailbox, mut inbox) = mpsc::channel(1);
-    let mut mailbox = Some(mailbox);
-    let mut request = Vec::with_capacity(512);
-    // One timer for the task, moved later for each request (each is due after the last), which
-    // tokio does without touching its timer wheel.
-    let far = Instant::now() + Duration::from_secs(86_400);
-    let mut deadline = pin!(tokio::time::sleep_until(far));
-    let mut finished = None;
-    while let Some(job) = engine
-        .next_job(&mut inbox, &mut mailbox, &done, finished)
-        .await
-    {
-        let started = Instant::now();
-        let (outcome, exchange) = if started >= job.due + plan.timeout {
-            // Waited in the queue past its deadline: not sent at all.
-            finished = None;
-            (timeout(plan.timeout), None)
-        } else {
-            deadline.as_mut().reset(job.due + plan.timeout);
-            let sent = engine
-                .send(&mut conn, &mut request, &job, deadline.as_mut())
-                .await;
-            finished = Some(started.elapsed());
-            sent
-        };
-        engine.complete(job, exchange, outcome);
-    }
-}
-
-fn timeout(limit: Duration) -> Outcome {
-    Outcome::Error {
-        kind: TransportError::Timeout,
-        message: format!("no answer within {}", humantime::format_duration(limit)).into(),
-    }
-}
-
-/// The exchange on `conn`, connecting when there is no connection or the server closed it while
-/// it was idle. A request that could not be written on a kept-alive connection is sent again on
-/// a new one, as hyper's pool does: the server never saw it.
-async fn exchange(
-    conn: &mut Option<Conn>,
-    dest: &Dest,
-    request: &[u8],
-    head: bool,
-    keep: Keep,
-    opened: &std::sync::atomic::AtomicU64,
-) -> Result<Answer, Failure> {
-    if conn.as_ref().is_some_and(Conn::is_stale) {
-        *conn = None;
-    }
-    let mut fresh = false;
-    loop {
-        if conn.is_none() {
-            fresh = true;
-            *conn = Some(Conn::connect(dest).await?);
-            opened.fetch_add(1, Ordering::Relaxed);
-        }
-        let c = conn.as_mut().expect("connected above");
-        match c.exchange(request, head, keep).await {
-            Ok((answer, reusable)) => {
-                if !reusable {
-                    *conn = None;
-                }
-                return Ok(answer);
-            }
-            Err(failure) => {
-                *conn = None;
-                if failure.unsent && !fresh {
-                    continue;
-                }
-                return Err(failure);
-            }
-        }
-    }
-}
-
-/// Writes the request for `drawn` into `out`: the request line, `Host`, the generator's own
-/// headers (as recorded in [`RequestRecord::request_headers`]), `Content-Length` and the body.
-fn encode(plan: &Compiled, entry: &Entry, drawn: &Drawn, out: &mut Vec<u8>) -> Result<(), String> {
-    // Placeholder values are the scenario's to choose; one that would break the request line
-    // fails this request instead of sending something else.
-    let valid = |p: &str| p.bytes().all(|b| b > b' ' && b != 0x7f && b != b'#');
-    if !valid(&plan.prefix) || !valid(&drawn.path) {
-        return Err(format!(
-            "invalid path {:?}: a path cannot hold spaces, control characters or `#`",
-            drawn.path
-        ));
-    }
-    out.clear();
-    out.extend_from_slice(entry.method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(plan.prefix.as_bytes());
-    out.extend_from_slice(drawn.path.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-    out.extend_from_slice(plan.host.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    if drawn.body.is_some() {
-        out.extend_from_slice(b"content-type: application/json\r\n");
-    }
-    if let Some(key) = &drawn.key {
-        out.extend_from_slice(b"idempotency-key: ");
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    for (name, value) in &drawn.headers {
-        // A value drawn from a list or captured from an answer could hold a line break, which
-        // would smuggle a header or a second request: fail this request instead.
-        if value.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
-            return Err(format!(
-                "invalid value {value:?} for header `{name}`: control characters"
-            ));
-        }
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    let body = drawn.body.as_deref().unwrap_or("");
-    // A request with a body, or a method that usually has one, says how long it is; a GET
-    // without a body says nothing, as hyper does.
-    if !body.is_empty() || ![Method::GET, Method::HEAD, Method::DELETE].contains(&entry.method) {
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body.as_bytes());
-    Ok(())
 }
