@@ -112,3 +112,107 @@ fn a_docker_backend_run_killed_mid_fault_leaves_no_container_network_or_volume_a
     let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
     assert!(after.is_empty(), "left after recover: {after:?}");
 }
+
+/// A container fault in a scenario file: the database's container paused for eight seconds
+/// (every PostgreSQL process frozen, every connection left open). target-app answers 503 instead
+/// of hanging, and serves again once the container is unpaused.
+#[test]
+fn a_paused_database_container_is_a_fault_a_scenario_can_name() {
+    let run = Run::new();
+    let file = run.reports.path().join("db-paused.toml");
+    std::fs::write(
+        &file,
+        r#"name = "db-paused"
+title = "The database's container is paused for eight seconds"
+cause = "database timeouts"
+
+[load]
+rate = 30
+mix = [
+  { weight = 5, request = "GET /products/{id}", params = { id = { uniform = [1, 5] } } },
+  { weight = 3, request = "POST /orders" },
+]
+
+[phases]
+steady = "5s"
+fault = "8s"
+recovery = "10s"
+
+[[fault]]
+kind = "container"
+target = "database"
+action = "pause"
+
+[expect.steady]
+allow = ["2xx"]
+
+[expect.fault]
+forbid = ["500"]
+require = ["503"]
+livez = "pass"
+
+[expect.recovery]
+forbid = ["500"]
+recover_within = "8s"
+readyz = "pass"
+
+[alerts]
+allow = ["DatabaseUnavailable", "DatabaseSlow", "CircuitOpen", "HighErrorRate", "OutboxBacklogGrowing"]
+"#,
+    )
+    .unwrap();
+    let out = run
+        .command(&[
+            "run",
+            file.to_str().unwrap(),
+            "--backend",
+            "docker",
+            "--seed",
+            "7",
+            "--report-dir",
+            run.reports.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(run.reports.path().join("report.json")).expect("report.json"),
+    )
+    .unwrap();
+    let events = report["scenarios"][0]["recording"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "revert"
+                && e["detail"].as_str().unwrap_or("").contains("container")),
+        "{}",
+        explain(&out)
+    );
+}
+
+/// Without `--backend docker` the lab's database is no container: the fault is refused as
+/// unsupported, by name, and nothing is faked.
+#[test]
+fn a_container_fault_without_the_docker_backend_is_skipped_naming_the_flag() {
+    let run = Run::new();
+    let file = run.reports.path().join("db-paused.toml");
+    std::fs::write(
+        &file,
+        "name = \"db-paused\"\ntitle = \"t\"\ncause = \"c\"\n[load]\nrate = 10\nmix = [{ weight = 1, request = \"GET /products\" }]\n[phases]\nsteady = \"2s\"\nfault = \"2s\"\nrecovery = \"2s\"\n[[fault]]\nkind = \"container\"\ntarget = \"database\"\naction = \"pause\"\n",
+    )
+    .unwrap();
+    let out = run
+        .command(&["run", file.to_str().unwrap(), "--seed", "7", "--strict"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("--backend docker"), "{}", explain(&out));
+    assert_ne!(out.status.code(), Some(0), "{}", explain(&out));
+}

@@ -180,6 +180,8 @@ kinds! {
     "fd-limit" => FdLimit(fds::FdLimit),
     /// An invalid configuration reloaded with SIGHUP, or a second start with a bad setting.
     "config" => Config(config::Config),
+    /// The lab's database container paused, killed, stopped, cut off or starved (Docker labs).
+    "container" => Container(container::Container),
 }
 
 pub use config::ConfigChange;

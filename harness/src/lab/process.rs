@@ -136,6 +136,21 @@ impl Lab {
 }
 
 impl Lab {
+    /// The lab's database container, its engine and the name of its network, when the lab runs
+    /// its PostgreSQL in Docker.
+    pub fn database_container(
+        &self,
+    ) -> Option<(
+        &crate::docker::Engine,
+        &crate::docker::postgres::PgContainer,
+        String,
+    )> {
+        match &self.db {
+            super::Database::Container { pg, engine, run } => Some((engine, pg, run.name("lab"))),
+            _ => None,
+        }
+    }
+
     /// Every process of the running service: the one the lab started and, for a lab-file
     /// service, the rest of its process group (a pre-fork server's workers), which a fault on
     /// "the service" must reach too. Empty when it is not running.

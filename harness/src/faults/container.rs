@@ -1,0 +1,203 @@
+//! A fault on one of the lab's containers, for a lab whose PostgreSQL runs in Docker
+//! (`--backend docker`): paused (every process frozen, its connections left open), killed or
+//! stopped (and started again), cut from its network (a real disconnect, not through the
+//! proxy), its memory limit lowered, or its CPU throttled. The mechanisms and their reverts are
+//! the container backend's own ([`crate::docker::faults`]); this kind aims them at the lab's
+//! database container and waits, after a restart, until the server accepts connections again.
+
+use serde::{Deserialize, Serialize};
+
+use super::disk::parse_bytes;
+use super::{FaultError, FaultKind};
+use crate::docker::faults::{ContainerFault, Injected};
+use crate::lab::Lab;
+
+/// Which container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerTarget {
+    Database,
+}
+
+/// What happens to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Pause,
+    Kill,
+    Stop,
+    Disconnect,
+    Memory,
+    Cpu,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Container {
+    pub target: ContainerTarget,
+    pub action: Action,
+    /// For `memory`: the lowered limit, like `"64MiB"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// For `cpu`: the share of one CPU it may use, like `0.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+}
+
+/// What the revert needs: the backend's undo record, and for a restart how many times the
+/// server had said it was ready before.
+pub struct Held {
+    injected: Injected,
+    ready_before: Option<usize>,
+}
+
+const PERIOD_US: i64 = 100_000;
+
+impl FaultKind for Container {
+    const HINT: &'static str = "a container fault takes target = \"database\" and action = \"pause\" | \"kill\" | \"stop\" | \"disconnect\" | \"memory\" (with memory = \"64MiB\") | \"cpu\" (with cpus = 0.1); the lab's database must run in Docker (--backend docker)";
+    const ORPHAN: &'static str = "nothing to undo: the run's containers are removed with its other resources";
+    type Held = Held;
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        match (self.action, &self.memory, self.cpus) {
+            (Action::Memory, None, _) => {
+                return Err(("action", "a memory action needs `memory`, e.g. \"64MiB\"".into()));
+            }
+            (Action::Cpu, _, None) => {
+                return Err(("action", "a cpu action needs `cpus`, e.g. 0.1".into()));
+            }
+            (a, Some(_), _) if a != Action::Memory => {
+                return Err(("memory", "`memory` belongs to the memory action".into()));
+            }
+            (a, _, Some(_)) if a != Action::Cpu => {
+                return Err(("cpus", "`cpus` belongs to the cpu action".into()));
+            }
+            _ => {}
+        }
+        self.fault("lab")
+            .validate()
+            .map_err(|e| (self.key(), e.to_string()))
+    }
+
+    fn describe(&self) -> String {
+        let what = match self.action {
+            Action::Pause => "paused".to_string(),
+            Action::Kill => "killed with SIGKILL, started again after".into(),
+            Action::Stop => "stopped, started again after".into(),
+            Action::Disconnect => "disconnected from its network".into(),
+            Action::Memory => format!(
+                "its memory limited to {}",
+                self.memory.as_deref().unwrap_or("?")
+            ),
+            Action::Cpu => format!("throttled to {} of a CPU", self.cpus.unwrap_or(0.0)),
+        };
+        format!("container: the database's container {what}")
+    }
+
+    async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        let Some((engine, pg, network)) = lab.database_container() else {
+            return Err(FaultError::Unsupported(
+                "the lab's database is not a container: run with --backend docker".into(),
+            ));
+        };
+        let restarts = matches!(self.action, Action::Kill | Action::Stop);
+        let ready_before = if restarts {
+            Some(pg.times_ready().await.map_err(failed)?)
+        } else {
+            None
+        };
+        let injected = crate::docker::faults::inject(engine, &pg.container.id, &self.fault(&network))
+            .await
+            .map_err(failed)?;
+        *held = Some(Held {
+            injected,
+            ready_before,
+        });
+        Ok(())
+    }
+
+    async fn revert(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+        let Some(h) = held.as_ref() else {
+            return Ok(()); // nothing was done
+        };
+        let Some((engine, pg, _)) = lab.database_container() else {
+            return Err(FaultError::Failed("the database container is gone".into()));
+        };
+        h.injected.revert(engine).await.map_err(failed)?;
+        if let Some(seen) = h.ready_before {
+            // Verified: the server in the started container accepts connections again.
+            pg.wait_ready(seen).await.map_err(failed)?;
+        }
+        *held = None;
+        Ok(())
+    }
+}
+
+impl Container {
+    fn key(&self) -> &'static str {
+        match self.action {
+            Action::Memory => "memory",
+            Action::Cpu => "cpus",
+            _ => "action",
+        }
+    }
+
+    /// The backend's fault, on the lab network named `network`.
+    fn fault(&self, network: &str) -> ContainerFault {
+        match self.action {
+            Action::Pause => ContainerFault::Pause,
+            Action::Kill => ContainerFault::Kill,
+            Action::Stop => ContainerFault::Stop { timeout_secs: 10 },
+            Action::Disconnect => ContainerFault::Disconnect {
+                network: network.to_string(),
+            },
+            Action::Memory => ContainerFault::MemoryLimit {
+                bytes: self
+                    .memory
+                    .as_deref()
+                    .and_then(|m| parse_bytes(m).ok())
+                    .map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+            },
+            Action::Cpu => ContainerFault::CpuQuota {
+                period_us: PERIOD_US,
+                quota_us: (self.cpus.unwrap_or(0.0) * PERIOD_US as f64) as i64,
+            },
+        }
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> FaultError {
+    FaultError::Failed(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Container, String> {
+        let c: Container = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.validate().map_err(|(k, m)| format!("{k}: {m}"))?;
+        Ok(c)
+    }
+
+    #[test]
+    fn each_action_takes_only_its_own_parameter_and_within_the_engine_s_bounds() {
+        assert!(parse("target = \"database\"\naction = \"pause\"").is_ok());
+        let c = parse("target = \"database\"\naction = \"cpu\"\ncpus = 0.1").unwrap();
+        assert_eq!(
+            c.fault("n"),
+            ContainerFault::CpuQuota {
+                period_us: 100_000,
+                quota_us: 10_000
+            }
+        );
+        let err = parse("target = \"database\"\naction = \"memory\"").unwrap_err();
+        assert!(err.starts_with("action:"), "{err}");
+        let err = parse("target = \"database\"\naction = \"pause\"\ncpus = 0.5").unwrap_err();
+        assert!(err.starts_with("cpus:"), "{err}");
+        // Below the engine's smallest memory limit: refused before anything runs.
+        let err = parse("target = \"database\"\naction = \"memory\"\nmemory = \"1MiB\"").unwrap_err();
+        assert!(err.starts_with("memory:") && err.contains("6 MiB"), "{err}");
+        assert!(parse("target = \"cache\"\naction = \"pause\"").is_err());
+    }
+}
