@@ -369,6 +369,11 @@ fn scenario(
             request_id: false,
             retry_after: lab.expect.retry_after,
             data_integrity: false,
+            json_errors: match &lab.expect.errors {
+                ErrorFormat::Json { fields } => Some(fields.clone()),
+                ErrorFormat::ProblemJson | ErrorFormat::Any => None,
+            },
+            leak_patterns: lab.expect.leak_patterns.clone(),
         },
         file: lab.file.clone(),
     }))

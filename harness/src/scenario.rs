@@ -64,6 +64,12 @@ pub struct Contract {
     pub retry_after: bool,
     /// The run's database holds every acknowledged order exactly once (target-app's orders).
     pub data_integrity: bool,
+    /// Without problem+json: every 4xx/5xx body is a JSON object with each of these members
+    /// (a lab file's `errors = "json"` and its `error_fields`).
+    pub json_errors: Option<Vec<String>>,
+    /// Regular expressions no error body may match, on top of the built-in leak patterns (a lab
+    /// file's `leak_patterns`).
+    pub leak_patterns: Vec<String>,
 }
 
 impl Default for Contract {
@@ -73,6 +79,8 @@ impl Default for Contract {
             request_id: true,
             retry_after: true,
             data_integrity: true,
+            json_errors: None,
+            leak_patterns: Vec::new(),
         }
     }
 }

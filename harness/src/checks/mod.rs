@@ -35,9 +35,9 @@ use common::not_promised;
 pub use data::{acknowledged_orders, data_integrity};
 pub use health::health;
 pub use latency::latency;
-pub use leaks::{find_leak, no_leaks};
+pub use leaks::{find_leak, no_leaks, no_leaks_with};
 pub use metrics::metric;
-pub use problem_json::{problem_json, problem_json_violation};
+pub use problem_json::{json_errors, problem_json, problem_json_violation};
 pub use recovery::{no_restart, recovery};
 pub use request_id::request_id;
 pub use retry_after::retry_after;
@@ -60,11 +60,14 @@ pub fn evaluate(scenario: &Scenario, rec: &Recording) -> Vec<CheckResult> {
             out.push(c);
         }
         let contract = &scenario.contract;
-        out.push(match contract.problem_json {
-            true => problem_json(rec, phase, &reqs),
-            false => not_promised("problem-json", phase),
+        out.push(if contract.problem_json {
+            problem_json(rec, phase, &reqs)
+        } else if let Some(fields) = &contract.json_errors {
+            json_errors(rec, phase, &reqs, fields)
+        } else {
+            not_promised("problem-json", phase)
         });
-        out.push(no_leaks(rec, phase, &reqs));
+        out.push(no_leaks_with(rec, phase, &reqs, &contract.leak_patterns));
         out.push(match contract.request_id {
             true => request_id(rec, phase, &reqs),
             false => not_promised("request-id", phase),

@@ -65,3 +65,63 @@ pub fn problem_json(rec: &Recording, phase: Phase, reqs: &[&RequestRecord]) -> C
         )
     }
 }
+
+/// Why an error response is not a JSON object with every member of `fields`, if it is not.
+pub fn json_error_violation(r: &RequestRecord, fields: &[String]) -> Option<String> {
+    let body = r.body().unwrap_or("");
+    let v: serde_json::Value = match serde_json::from_str(body) {
+        Ok(v) => v,
+        Err(e) => return Some(format!("body is not JSON: {e}")),
+    };
+    let Some(object) = v.as_object() else {
+        return Some("body is JSON but not an object".into());
+    };
+    let missing: Vec<&str> = fields
+        .iter()
+        .filter(|f| !object.contains_key(f.as_str()))
+        .map(String::as_str)
+        .collect();
+    (!missing.is_empty()).then(|| format!("no `{}` member", missing.join("`, `")))
+}
+
+/// Every 4xx/5xx is a JSON object with each of `fields` (the error format a lab file promises).
+pub fn json_errors(
+    rec: &Recording,
+    phase: Phase,
+    reqs: &[&RequestRecord],
+    fields: &[String],
+) -> CheckResult {
+    let errs: Vec<&RequestRecord> = errors(reqs).collect();
+    let bad: Vec<(&RequestRecord, String)> = errs
+        .iter()
+        .filter_map(|r| json_error_violation(r, fields).map(|w| (*r, w)))
+        .collect();
+    let shape = if fields.is_empty() {
+        "JSON objects".to_string()
+    } else {
+        format!("JSON objects with `{}`", fields.join("`, `"))
+    };
+    if bad.is_empty() {
+        return pass(
+            "error-format",
+            phase,
+            format!("all {} error responses are {shape}", errs.len()),
+        );
+    }
+    let first = bad[0].1.clone();
+    fail(
+        "error-format",
+        phase,
+        format!(
+            "{} of {} error responses are not {shape}: {first}",
+            bad.len(),
+            errs.len()
+        ),
+    )
+    .with(
+        bad.into_iter()
+            .take(MAX_EXAMPLES)
+            .map(|(r, w)| request_evidence(rec, r, w))
+            .collect(),
+    )
+}
