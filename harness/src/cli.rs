@@ -5,22 +5,24 @@
 //!
 //! Output: results on stdout (plain when it is not a terminal or `NO_COLOR` is set, JSON with
 //! `--json`), progress and diagnostics on stderr.
+//!
+//! Running scenarios (one after another or side by side), the progress bars, colour and the
+//! summary belong to the suite runner ([`crate::run::suite`]): `run` here only loads the
+//! scenarios and settles the lab's options, then hands them over.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::lab::LabOptions;
-use crate::report::RunReport;
-use crate::run::{Progress, RunError, default_catalogue, run_scenario};
+use crate::run::suite::{self, Suite, lab_options, spawn_signal_handler, terminal_width};
+use crate::run::{RunError, default_catalogue};
 use crate::scenario::{self, Scenario};
-use crate::target::{TargetSpec, locate_target_app};
 
 pub use crate::exit::{EXIT_CHECK_FAILED, EXIT_LAB, EXIT_OK, EXIT_USAGE};
+pub use crate::run::suite::{Bars, ProgressView, colour};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -438,6 +440,8 @@ async fn recover() -> i32 {
     code
 }
 
+/// `run`: the scenarios (of the catalogue, or of a lab file's generic catalogue) loaded and the
+/// lab's options settled here; [`suite::run`] runs them and reports.
 async fn run(args: RunArgs) -> i32 {
     let catalogue = args.scenarios_dir.clone().unwrap_or_else(default_catalogue);
     let service = match &args.lab {
@@ -470,103 +474,24 @@ async fn run(args: RunArgs) -> i32 {
     )
     .await
     {
-        Ok(o) => LabOptions {
+        Ok(o) => crate::lab::LabOptions {
             backend: args.backend,
             ..o
         },
         Err(code) => return code,
     };
     let command = reproduce_command(&args, seed);
-    eprintln!(
-        "fivehundred: {} scenario(s), seed {seed}{}",
-        scenarios.len(),
-        if args.target_args.is_empty() {
-            String::new()
-        } else {
-            format!(", target args: {}", args.target_args.join(" "))
-        }
-    );
-
-    let cancel = CancellationToken::new();
-    spawn_signal_handler(cancel.clone());
-    let bars = Bars::new();
-    let started_at = chrono::Utc::now().to_rfc3339();
-    let sem = Arc::new(tokio::sync::Semaphore::new(args.jobs as usize));
-    let mut handles = Vec::new();
-    for s in scenarios {
-        let (opts, cancel, sem, bars) = (opts.clone(), cancel.clone(), sem.clone(), bars.clone());
-        handles.push(tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await.ok();
-            if cancel.is_cancelled() {
-                return None;
-            }
-            let progress = Arc::new(Progress::default());
-            let view = bars.start(&s.name, s.phases.total(), progress.clone());
-            let r = run_scenario(&s, &opts, progress, cancel).await;
-            view.finish().await;
-            Some(r)
-        }));
-    }
-    let mut reports = Vec::new();
-    let mut lab_error = None;
-    for h in handles {
-        match h.await {
-            Ok(Some(Ok(r))) => {
-                bars.println(format!(
-                    "  {} {}",
-                    r.name,
-                    match r.verdict {
-                        crate::checks::Verdict::Pass => "passed",
-                        crate::checks::Verdict::Fail => "FAILED",
-                        crate::checks::Verdict::Skip => "skipped",
-                    }
-                ));
-                reports.push(r);
-            }
-            Ok(Some(Err(RunError::Lab(e)))) => {
-                lab_error.get_or_insert(e.0);
-                cancel.cancel();
-            }
-            Ok(None) => {}
-            Err(e) => {
-                lab_error.get_or_insert(format!("the controller crashed: {e}; faults were reverted as the lab was dropped; run `fivehundred recover` to be sure"));
-                cancel.cancel();
-            }
-        }
-    }
-    let report = RunReport {
-        tool: format!("fivehundred {}", env!("CARGO_PKG_VERSION")),
-        seed,
-        command,
-        started_at,
+    suite::run(Suite {
+        scenarios,
+        opts,
+        jobs: args.jobs,
         strict: args.strict,
-        scenarios: reports,
-    };
-    if args.json {
-        match report.json(args.record) {
-            Ok(text) => println!("{}", String::from_utf8_lossy(&text)),
-            Err(e) => eprintln!("error: cannot print the report as JSON: {e}"),
-        }
-    } else {
-        let _ = report.print_summary(&mut std::io::stdout(), colour(&std::io::stdout()));
-    }
-    if let Some(dir) = &args.report_dir {
-        match crate::artifacts::write(&report, dir, args.record) {
-            // With --json, stdout is for the JSON alone.
-            Ok(()) if args.json => eprintln!("report: {}", dir.display()),
-            Ok(()) => println!("report: {}", dir.display()),
-            Err(e) => eprintln!("error: cannot write the report to {}: {e}", dir.display()),
-        }
-    }
-    if let Some(e) = lab_error {
-        eprintln!("error: the lab could not be set up: {e}");
-        return EXIT_LAB;
-    }
-    if cancel.is_cancelled() {
-        eprintln!("interrupted: every injected fault was reverted");
-        return 130;
-    }
-    report.exit_code()
+        json: args.json,
+        record: args.record,
+        report_dir: args.report_dir,
+        command,
+    })
+    .await
 }
 
 fn reproduce_command(args: &RunArgs, seed: u64) -> String {
@@ -587,74 +512,6 @@ fn reproduce_command(args: &RunArgs, seed: u64) -> String {
         parts.extend(args.target_args.iter().cloned());
     }
     parts.join(" ")
-}
-
-/// Ctrl-C and SIGTERM cancel the run; the runner reverts every fault before exiting.
-fn spawn_signal_handler(cancel: CancellationToken) {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        eprintln!("\nstopping: reverting every fault and tearing the lab down…");
-        cancel.cancel();
-    });
-}
-
-/// Colour on a stream: only when it is a terminal and `NO_COLOR` (no-color.org) is not set.
-pub fn colour(stream: &impl IsTerminal) -> bool {
-    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-/// Everything a lab needs that does not depend on the scenario: the target program located (or
-/// built), the database choice, the seed. Cleans up what a killed earlier run left behind first.
-/// Shared by `run` and `explain`; the error is an exit code, its message already printed.
-async fn lab_options(
-    target_bin: Option<&Path>,
-    database_url: Option<String>,
-    target_args: Vec<String>,
-    seed: u64,
-    service: Option<Arc<crate::labfile::LabFile>>,
-) -> Result<LabOptions, i32> {
-    let recovered = crate::journal::recover().await.map_err(|e| {
-        eprintln!("error: {e}");
-        EXIT_LAB
-    })?;
-    for r in recovered {
-        eprintln!(
-            "recovered what an earlier run left behind ({}): {}",
-            r.journal.display(),
-            r.actions.join("; ")
-        );
-    }
-    // A lab-file service needs no target-app: the lab starts the service its file describes.
-    let program = match &service {
-        Some(lab) => lab.program(),
-        None => match tokio::task::block_in_place(|| locate_target_app(target_bin)) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Err(EXIT_LAB);
-            }
-        },
-    };
-    Ok(LabOptions {
-        service,
-        target: TargetSpec {
-            program,
-            extra_args: target_args,
-        },
-        database_url,
-        backend: crate::lab::Backend::Process,
-        seed,
-    })
 }
 
 async fn explain(args: ExplainArgs) -> i32 {
@@ -740,187 +597,6 @@ async fn explain(args: ExplainArgs) -> i32 {
     print!("{}", crate::explain::diagnosis(&scenario, &runs, style));
     println!("\nreports: {}", report_dir.display());
     EXIT_OK
-}
-
-/// The terminal's width in columns: `COLUMNS` when set, else what `stty` reports for the
-/// controlling terminal, else 100. Asking `stty` avoids an ioctl (unsafe code, which the
-/// workspace denies) and a new dependency for one number.
-fn terminal_width() -> usize {
-    if let Some(c) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
-        return c;
-    }
-    std::fs::File::open("/dev/tty")
-        .ok()
-        .and_then(|tty| {
-            std::process::Command::new("stty")
-                .arg("size")
-                .stdin(tty)
-                .stderr(std::process::Stdio::null())
-                .output()
-                .ok()
-        })
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-        })
-        .filter(|c: &usize| *c > 0)
-        .unwrap_or(100)
-}
-
-/// Progress display for scenarios under way: a bar per scenario on a terminal (several at once
-/// with `--jobs`), a line per phase change or every five seconds otherwise (CI logs).
-#[derive(Clone)]
-pub struct Bars {
-    multi: indicatif::MultiProgress,
-    interactive: bool,
-}
-
-impl std::fmt::Debug for Bars {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bars")
-            .field("interactive", &self.interactive)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for Bars {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Bars {
-    pub fn new() -> Self {
-        let interactive = std::io::stderr().is_terminal();
-        let multi = indicatif::MultiProgress::with_draw_target(if interactive {
-            indicatif::ProgressDrawTarget::stderr()
-        } else {
-            indicatif::ProgressDrawTarget::hidden()
-        });
-        Bars { multi, interactive }
-    }
-
-    /// Prints a line on stderr without tearing the bars.
-    pub fn println(&self, line: String) {
-        if self.interactive {
-            let _ = self.multi.println(line);
-        } else {
-            eprintln!("{line}");
-        }
-    }
-
-    /// Starts showing one scenario's progress through its `total` duration (steady + fault +
-    /// recovery). The display ends when the returned view is finished or dropped.
-    pub fn start(&self, name: &str, total: Duration, progress: Arc<Progress>) -> ProgressView {
-        let stop = CancellationToken::new();
-        let bar = self.interactive.then(|| {
-            let b = self
-                .multi
-                .add(indicatif::ProgressBar::new(total.as_millis() as u64));
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{prefix:.bold} [{bar:28.cyan/blue}] {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            b.set_prefix(name.to_string());
-            b
-        });
-        let task = tokio::spawn(show_progress(
-            name.to_string(),
-            total,
-            progress,
-            bar,
-            stop.clone(),
-        ));
-        ProgressView {
-            stop,
-            task: Some(task),
-        }
-    }
-}
-
-/// One scenario's progress display; [`ProgressView::finish`] clears its bar.
-#[derive(Debug)]
-pub struct ProgressView {
-    stop: CancellationToken,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl ProgressView {
-    /// Stops the display and waits until its bar is cleared, so the next output starts on a
-    /// clean line.
-    pub async fn finish(mut self) {
-        self.stop.cancel();
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for ProgressView {
-    fn drop(&mut self) {
-        // A panicking run still clears its bar.
-        self.stop.cancel();
-    }
-}
-
-/// Which scenario, which phase, how far through, requests and errors so far.
-async fn show_progress(
-    name: String,
-    total: Duration,
-    progress: Arc<Progress>,
-    bar: Option<indicatif::ProgressBar>,
-    stop: CancellationToken,
-) {
-    use std::sync::atomic::Ordering;
-    let total_s = total.as_secs_f64();
-    let mut load_began: Option<std::time::Instant> = None;
-    let mut last_phase = String::new();
-    let mut last_line = std::time::Instant::now();
-    loop {
-        let phase = progress.phase();
-        // The phases start when the load does: "steady" is the first of them.
-        if load_began.is_none() && phase == "steady" {
-            load_began = Some(std::time::Instant::now());
-        }
-        let elapsed = match (&load_began, phase.as_str()) {
-            (None, _) => 0.0,
-            (Some(_), "steady" | "fault" | "recovery") => load_began
-                .map(|t| t.elapsed().as_secs_f64().min(total_s))
-                .unwrap_or(0.0),
-            // After recovery: waiting for alerts, tearing down.
-            (Some(_), _) => total_s,
-        };
-        let line = format!(
-            "{phase} {elapsed:.0}/{total_s:.0}s — {} requests, {} errors",
-            progress.requests.load(Ordering::Relaxed),
-            progress.errors.load(Ordering::Relaxed)
-        );
-        match &bar {
-            Some(b) => {
-                b.set_position((elapsed * 1000.0) as u64);
-                b.set_message(line);
-            }
-            None => {
-                if phase != last_phase || last_line.elapsed() >= Duration::from_secs(5) {
-                    eprintln!("  {name}: {line}");
-                    last_line = std::time::Instant::now();
-                }
-            }
-        }
-        last_phase = phase;
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(Duration::from_millis(if bar.is_some() { 200 } else { 500 })) => {}
-        }
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
 }
 
 /// `fivehundred proxy`: bad flags or config exit 2, a failed start 3.

@@ -2,6 +2,9 @@
 //! phases, inject and revert the faults on schedule, sample the target throughout, evaluate the
 //! checks, and tear everything down whatever happens.
 
+/// The suite runner: scenarios one after another or side by side, their progress, the summary.
+pub mod suite;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,0 +1,232 @@
+//! The suite runner behind `fivehundred run`: scenarios one after another, or side by side with
+//! `--jobs` (each in its own lab), a progress display on stderr while they run, then the summary
+//! (or the whole report as JSON) on stdout and the report files on disk.
+//!
+//! Also what `run` and `explain` share before and while their scenarios run: the lab options
+//! (cleaning up after a killed earlier run first), the signal handler that cancels a run, and
+//! the progress bars.
+//!
+//! - `bars`: the progress display, a bar per scenario on a terminal, lines otherwise.
+//! - `terminal`: whether to colour a stream, and the terminal's width.
+//! - this file: the runner and its report.
+
+mod bars;
+mod terminal;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+pub use bars::{Bars, ProgressView};
+pub use terminal::{colour, terminal_width};
+
+use crate::checks::Verdict;
+use crate::digest::KeepRequests;
+use crate::exit::EXIT_LAB;
+use crate::lab::LabOptions;
+use crate::progress::Progress;
+use crate::report::{RunReport, ScenarioReport};
+use crate::run::{RunError, run_scenario};
+use crate::scenario::Scenario;
+use crate::target::{TargetSpec, locate_target_app};
+
+/// A suite to run: its scenarios, the lab they run in, and what becomes of the report.
+#[derive(Debug)]
+pub struct Suite {
+    pub scenarios: Vec<Scenario>,
+    /// The lab every scenario starts its own copy of; its seed is the run's.
+    pub opts: LabOptions,
+    /// How many scenarios run at once, each in its own lab.
+    pub jobs: u16,
+    /// Count a skipped scenario as a failure.
+    pub strict: bool,
+    /// Print the whole report as JSON on stdout instead of the summary.
+    pub json: bool,
+    /// Which requests report.json (and the JSON on stdout) keeps.
+    pub record: KeepRequests,
+    /// Write report.json, junit.xml and report.html here.
+    pub report_dir: Option<PathBuf>,
+    /// The command line that runs the suite again, as the report shows it.
+    pub command: String,
+}
+
+/// Runs the suite to its end (or until Ctrl-C / SIGTERM, after which every fault is reverted);
+/// prints the summary or the JSON, writes the report files; returns the exit code.
+pub async fn run(mut suite: Suite) -> i32 {
+    let seed = suite.opts.seed;
+    let target_args = &suite.opts.target.extra_args;
+    eprintln!(
+        "fivehundred: {} scenario(s), seed {seed}{}",
+        suite.scenarios.len(),
+        if target_args.is_empty() {
+            String::new()
+        } else {
+            format!(", target args: {}", target_args.join(" "))
+        }
+    );
+
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone());
+    let bars = Bars::new();
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let scenarios = std::mem::take(&mut suite.scenarios);
+    let (reports, lab_error) = run_all(scenarios, &suite.opts, suite.jobs, &bars, &cancel).await;
+    let report = RunReport {
+        tool: format!("fivehundred {}", env!("CARGO_PKG_VERSION")),
+        seed,
+        command: suite.command.clone(),
+        started_at,
+        strict: suite.strict,
+        scenarios: reports,
+    };
+    print_report(&report, &suite);
+    if let Some(e) = lab_error {
+        eprintln!("error: the lab could not be set up: {e}");
+        return EXIT_LAB;
+    }
+    if cancel.is_cancelled() {
+        eprintln!("interrupted: every injected fault was reverted");
+        return 130;
+    }
+    report.exit_code()
+}
+
+/// Runs every scenario, at most `jobs` at once, each in its own lab, and collects their reports
+/// in the suite's order. A lab that cannot be set up (or a runner task that crashed) cancels the rest and is
+/// returned as the error to print.
+async fn run_all(
+    scenarios: Vec<Scenario>,
+    opts: &LabOptions,
+    jobs: u16,
+    bars: &Bars,
+    cancel: &CancellationToken,
+) -> (Vec<ScenarioReport>, Option<String>) {
+    let sem = Arc::new(tokio::sync::Semaphore::new(jobs as usize));
+    let mut handles = Vec::new();
+    for s in scenarios {
+        let (opts, cancel, sem, bars) = (opts.clone(), cancel.clone(), sem.clone(), bars.clone());
+        handles.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await.ok();
+            if cancel.is_cancelled() {
+                return None;
+            }
+            let progress = Arc::new(Progress::default());
+            let view = bars.start(&s.name, s.phases.total(), progress.clone());
+            let r = run_scenario(&s, &opts, progress, cancel).await;
+            view.finish().await;
+            Some(r)
+        }));
+    }
+    let mut reports = Vec::new();
+    let mut lab_error = None;
+    for h in handles {
+        match h.await {
+            Ok(Some(Ok(r))) => {
+                bars.println(format!(
+                    "  {} {}",
+                    r.name,
+                    match r.verdict {
+                        Verdict::Pass => "passed",
+                        Verdict::Fail => "FAILED",
+                        Verdict::Skip => "skipped",
+                    }
+                ));
+                reports.push(r);
+            }
+            Ok(Some(Err(RunError::Lab(e)))) => {
+                lab_error.get_or_insert(e.0);
+                cancel.cancel();
+            }
+            Ok(None) => {}
+            Err(e) => {
+                lab_error.get_or_insert(format!("the controller crashed: {e}; faults were reverted as the lab was dropped; run `fivehundred recover` to be sure"));
+                cancel.cancel();
+            }
+        }
+    }
+    (reports, lab_error)
+}
+
+/// The summary (or the JSON) on stdout, and the report files when asked for.
+fn print_report(report: &RunReport, suite: &Suite) {
+    if suite.json {
+        match report.json(suite.record) {
+            Ok(text) => println!("{}", String::from_utf8_lossy(&text)),
+            Err(e) => eprintln!("error: cannot print the report as JSON: {e}"),
+        }
+    } else {
+        let _ = report.print_summary(&mut std::io::stdout(), colour(&std::io::stdout()));
+    }
+    if let Some(dir) = &suite.report_dir {
+        match crate::artifacts::write(report, dir, suite.record) {
+            // With --json, stdout is for the JSON alone.
+            Ok(()) if suite.json => eprintln!("report: {}", dir.display()),
+            Ok(()) => println!("report: {}", dir.display()),
+            Err(e) => eprintln!("error: cannot write the report to {}: {e}", dir.display()),
+        }
+    }
+}
+
+/// Ctrl-C and SIGTERM cancel the run; the runner reverts every fault before exiting.
+pub fn spawn_signal_handler(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("\nstopping: reverting every fault and tearing the lab down…");
+        cancel.cancel();
+    });
+}
+
+/// Everything a lab needs that does not depend on the scenario: the target program located (or
+/// built), the database choice, the seed. Cleans up what a killed earlier run left behind first.
+/// Shared by `run` and `explain`; the error is an exit code, its message already printed.
+pub async fn lab_options(
+    target_bin: Option<&Path>,
+    database_url: Option<String>,
+    target_args: Vec<String>,
+    seed: u64,
+    service: Option<Arc<crate::labfile::LabFile>>,
+) -> Result<LabOptions, i32> {
+    let recovered = crate::journal::recover().await.map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_LAB
+    })?;
+    for r in recovered {
+        eprintln!(
+            "recovered what an earlier run left behind ({}): {}",
+            r.journal.display(),
+            r.actions.join("; ")
+        );
+    }
+    // A lab-file service needs no target-app: the lab starts the service its file describes.
+    let program = match &service {
+        Some(lab) => lab.program(),
+        None => match tokio::task::block_in_place(|| locate_target_app(target_bin)) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(EXIT_LAB);
+            }
+        },
+    };
+    Ok(LabOptions {
+        service,
+        target: TargetSpec {
+            program,
+            extra_args: target_args,
+        },
+        database_url,
+        backend: crate::lab::Backend::Process,
+        seed,
+    })
+}
