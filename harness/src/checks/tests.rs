@@ -588,3 +588,38 @@ async fn an_invariant_that_tries_to_write_fails_the_check_and_changes_nothing() 
     conn.close().await.unwrap();
     pg.stop();
 }
+
+#[test]
+fn json_errors_fail_on_a_body_that_is_not_an_object_with_every_promised_member() {
+    let fields = vec!["ok".to_string(), "error".to_string()];
+    let check = |body: &str| {
+        let r = rec(vec![resp(1500.0, 400, &[], body)]);
+        json_errors(&r, Phase::Fault, &refs(&r), &fields)
+    };
+    assert_eq!(check(r#"{"ok": false, "error": "no"}"#).verdict, Verdict::Pass);
+    for (body, why) in [
+        ("<html>Bad Request</html>", "not JSON"),
+        ("[1, 2]", "not an object"),
+        (r#"{"ok": false}"#, "no `error` member"),
+    ] {
+        let c = check(body);
+        assert_eq!(c.verdict, Verdict::Fail, "{body}");
+        assert!(c.summary.contains(why), "{body}: {}", c.summary);
+        assert_eq!(c.name, "error-format");
+    }
+}
+
+#[test]
+fn a_lab_file_s_leak_patterns_fail_no_leaks_where_the_built_in_ones_do_not() {
+    let body = "KeyError at /items: internal cache shard db-primary-7";
+    let r = rec(vec![resp(1500.0, 500, &[], body)]);
+    assert_eq!(
+        no_leaks(&r, Phase::Fault, &refs(&r)).verdict,
+        Verdict::Pass,
+        "no built-in pattern matches this body"
+    );
+    let own = vec![r"db-primary-\d+".to_string()];
+    let c = no_leaks_with(&r, Phase::Fault, &refs(&r), &own);
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(c.summary.contains("db-primary-7"), "{}", c.summary);
+}
