@@ -596,7 +596,10 @@ fn json_errors_fail_on_a_body_that_is_not_an_object_with_every_promised_member()
         let r = rec(vec![resp(1500.0, 400, &[], body)]);
         json_errors(&r, Phase::Fault, &refs(&r), &fields)
     };
-    assert_eq!(check(r#"{"ok": false, "error": "no"}"#).verdict, Verdict::Pass);
+    assert_eq!(
+        check(r#"{"ok": false, "error": "no"}"#).verdict,
+        Verdict::Pass
+    );
     for (body, why) in [
         ("<html>Bad Request</html>", "not JSON"),
         ("[1, 2]", "not an object"),

@@ -50,6 +50,9 @@ pub trait FaultKind:
     /// what it left behind and how that is undone (each thing it creates outside the run's
     /// processes is journalled as a resource before it exists, and removed by `recover`).
     const ORPHAN: &'static str;
+    /// The fault measures what the machine can do (a service's capacity), so its scenario runs
+    /// with no other lab beside it, whatever `--jobs` says.
+    const ALONE: bool = false;
     /// What an injection holds until its revert; `()` for nothing. Dropped with the lab when
     /// the revert never ran, which closes sessions and stops helpers: the last line of defence.
     type Held: Send + 'static;
@@ -136,6 +139,12 @@ macro_rules! kinds {
             /// What the fault needs from the way the target is started.
             pub fn target_needs(&self) -> TargetNeeds {
                 match self { $(Fault::$variant(f) => f.target_needs(),)* }
+            }
+
+            /// Whether a scenario with this fault needs the machine to itself (see
+            /// [`FaultKind::ALONE`]).
+            pub fn alone(&self) -> bool {
+                match self { $(Fault::$variant(_) => <$ty as FaultKind>::ALONE,)* }
             }
 
             /// What `recover` says of it after a crash (see [`FaultKind::ORPHAN`]).

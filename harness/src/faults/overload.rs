@@ -61,6 +61,7 @@ impl Drop for Running {
 impl FaultKind for Overload {
     const HINT: &'static str = "an overload fault takes rate = 300 (extra requests per second) and optionally mix = [...] as in [load] and timeout = \"5s\"";
     const ORPHAN: &'static str = "nothing to undo: the extra load ended with the run";
+    const ALONE: bool = true;
     type Held = Running;
 
     fn validate(&self) -> Result<(), (&'static str, String)> {

@@ -103,24 +103,45 @@ async fn run_all(
     cancel: &CancellationToken,
 ) -> (Vec<ScenarioReport>, Option<String>) {
     let sem = Arc::new(tokio::sync::Semaphore::new(jobs as usize));
+    // Labs start one at a time, LAB_START_GAP apart: several labs starting at once (each an
+    // initdb, a service, a Prometheus) starve each other's steady phase on a small machine.
+    let next_start = Arc::new(tokio::sync::Mutex::new(tokio::time::Instant::now()));
+    // A scenario that needs the machine to itself takes every slot; it is queued first, so
+    // it runs before the others fill the slots (the semaphore is first come, first served).
+    let mut order: Vec<(usize, Scenario)> = scenarios.into_iter().enumerate().collect();
+    order.sort_by_key(|(_, s)| !needs_machine_alone(s));
     let mut handles = Vec::new();
-    for s in scenarios {
+    for (i, s) in order {
         let (opts, cancel, sem, bars) = (opts.clone(), cancel.clone(), sem.clone(), bars.clone());
-        handles.push(tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await.ok();
+        let next_start = next_start.clone();
+        let slots = if needs_machine_alone(&s) {
+            u32::from(jobs)
+        } else {
+            1
+        };
+        let handle = tokio::spawn(async move {
+            let _permit = sem.acquire_many_owned(slots).await.ok();
             if cancel.is_cancelled() {
                 return None;
+            }
+            if jobs > 1 {
+                let mut at = next_start.lock().await;
+                tokio::time::sleep_until(*at).await;
+                *at = tokio::time::Instant::now() + LAB_START_GAP;
             }
             let progress = Arc::new(Progress::default());
             let view = bars.start(&s.name, s.phases.total(), progress.clone());
             let r = run_scenario(&s, &opts, progress, cancel).await;
             view.finish().await;
             Some(r)
-        }));
+        });
+        handles.push((i, handle));
     }
+    // Reports in the suite's order, whatever order the scenarios ran in.
+    handles.sort_by_key(|(i, _)| *i);
     let mut reports = Vec::new();
     let mut lab_error = None;
-    for h in handles {
+    for (_, h) in handles {
         match h.await {
             Ok(Some(Ok(r))) => {
                 bars.println(format!(
@@ -146,6 +167,14 @@ async fn run_all(
         }
     }
     (reports, lab_error)
+}
+
+/// How long after one lab started its run the next one may start (with `--jobs` above 1).
+const LAB_START_GAP: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Whether `s` measures the machine (its service's capacity) and so runs with no lab beside it.
+fn needs_machine_alone(s: &Scenario) -> bool {
+    s.faults.iter().any(|f| f.fault.alone())
 }
 
 /// The summary (or the JSON) on stdout, and the report files when asked for.
