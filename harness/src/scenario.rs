@@ -782,7 +782,9 @@ fn validate(src: &Source, raw: RawScenario) -> Result<Scenario, ScenarioError> {
     // Faults.
     let mut faults = Vec::new();
     for table in &raw.fault {
-        faults.push(scheduled_fault(src, table, fault_len)?);
+        let mut f = scheduled_fault(src, table, fault_len)?;
+        f.fault.use_load_mix(&mix);
+        faults.push(f);
     }
 
     // Expectations.
