@@ -21,7 +21,7 @@ use super::template::{Part, Template};
 /// One generated request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generated {
-    /// The request line it was generated from: `POST /orders`.
+    /// The request line it was generated from: `POST /widgets`.
     pub line: String,
     pub method: reqwest::Method,
     /// Path and query, percent-encoded as sent.
@@ -96,7 +96,7 @@ impl Generated {
         self.body.as_ref().map(Body::text)
     }
 
-    /// One line for humans: `POST /orders [idempotency-key: ""] {"quantity":0}`.
+    /// One line for humans: `POST /widgets [idempotency-key: ""] {"size":-1}`.
     pub fn show(&self) -> String {
         let mut s = format!("{} {}", self.method, self.path);
         for (k, v) in self.headers() {

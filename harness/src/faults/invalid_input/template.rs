@@ -21,7 +21,7 @@ pub enum Part {
 /// One mix entry, rendered and split.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
-    /// The request line as the load records it: `POST /orders`.
+    /// The request line as the load records it: `POST /widgets`.
     pub line: String,
     pub method: reqwest::Method,
     /// The mix entry's weight.
