@@ -281,6 +281,14 @@ impl Fault {
         })?;
         Ok(fault)
     }
+
+    /// A fault that varies the requests of the load it runs with (`invalid-input`) takes `mix`,
+    /// unless it names requests of its own; other kinds do not read the load.
+    pub fn use_load_mix(&mut self, mix: &[crate::load::MixEntry]) {
+        if let Fault::InvalidInput(f) = self {
+            f.requests.get_or_insert_with(|| mix.to_vec());
+        }
+    }
 }
 
 /// A fault's own part of the seed, from its description: a fault that draws (extra load,

@@ -311,3 +311,24 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn an_invalid_input_fault_varies_the_load_unless_it_names_its_requests() {
+    let with = |fault: &str| {
+        let text = GOOD.replace(
+            "kind = \"failpoint\"\nname = \"list_products\"\naction = \"panic\"",
+            fault,
+        );
+        let s = parse(Path::new("demo.toml"), &text).unwrap();
+        match &s.faults[0].fault {
+            Fault::InvalidInput(f) => (f.requests.clone(), s.load.mix),
+            other => panic!("{other:?}"),
+        }
+    };
+    let (requests, mix) = with("kind = \"invalid-input\"");
+    assert_eq!(requests, Some(mix));
+    let own =
+        "kind = \"invalid-input\"\nrequests = [{ weight = 1, request = \"GET /products/{id}\" }]";
+    let (requests, _) = with(own);
+    assert_eq!(requests.unwrap()[0].request, "GET /products/{id}");
+}

@@ -207,7 +207,9 @@ fn validate(src: &Source, raw: RawScenario) -> Result<Scenario, ScenarioError> {
     // Faults.
     let mut faults = Vec::new();
     for table in &raw.fault {
-        faults.push(scheduled_fault(src, table, phases.fault)?);
+        let mut f = scheduled_fault(src, table, phases.fault)?;
+        f.fault.use_load_mix(&load.mix);
+        faults.push(f);
     }
 
     // Expectations.

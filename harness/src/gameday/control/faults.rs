@@ -25,9 +25,12 @@ impl GameDay {
         for_: Option<Duration>,
         by: Who,
     ) -> Result<Vec<ActiveView>, ControlError> {
-        let faults = request
+        let mut faults = request
             .resolve(&self.settings.catalogue)
             .map_err(ControlError::Invalid)?;
+        for nf in &mut faults {
+            nf.fault.use_load_mix(&self.settings.mix);
+        }
         let for_ = for_.unwrap_or(self.settings.default_for);
         let _op = self.ops.lock().await;
         {
