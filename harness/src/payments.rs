@@ -1,6 +1,8 @@
 //! The payments dependency the lab serves to the target: `POST /charges` as ARCHITECTURE.md
 //! describes it, idempotent on `Idempotency-Key`, with a switchable [`PaymentsBehaviour`] for the
-//! faults a real payment provider shows (errors, garbage, slowness, silence).
+//! faults a real payment provider shows (errors, garbage, slowness, silence). The behaviours'
+//! names and rules live in `payments/behaviour.rs`, once: the scenario's `dependency` fault uses
+//! both rather than its own.
 //!
 //! Network faults (refused, reset, stalled connections) are not its business: the lab puts a
 //! [`crate::proxy::Proxy`] in front of it for those, as it does for the database.
@@ -27,57 +29,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+mod behaviour;
 #[cfg(test)]
 mod tests;
 
-/// How the stub answers `POST /charges`. Serde-tagged by `kind`, so a scenario can write
-/// `{ kind = "error", status = 503 }` or `{ kind = "slow", delay = "3s" }`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum PaymentsBehaviour {
-    /// Charges are captured: `201 {"id": ..., "status": "captured"}`.
-    #[default]
-    Healthy,
-    /// Every charge fails with `status` (4xx or 5xx) and a problem+json body; nothing is charged.
-    Error { status: u16 },
-    /// `200` with a body that is not JSON (a gateway's HTML page, labelled as JSON); nothing is
-    /// charged.
-    Garbage,
-    /// Charges are captured, after `delay`.
-    Slow {
-        #[serde(with = "crate::duration_serde")]
-        delay: Duration,
-    },
-    /// No answer at all, until the behaviour changes (then the new behaviour answers) or the
-    /// client gives up and closes the connection.
-    Hang,
-}
-
-impl PaymentsBehaviour {
-    /// The behaviour in a few words, for events and reports.
-    pub fn describe(&self) -> String {
-        match self {
-            PaymentsBehaviour::Healthy => "healthy".into(),
-            PaymentsBehaviour::Error { status } => format!("answers {status}"),
-            PaymentsBehaviour::Garbage => "answers garbage".into(),
-            PaymentsBehaviour::Slow { delay } => {
-                format!("answers after {}", humantime::format_duration(*delay))
-            }
-            PaymentsBehaviour::Hang => "never answers".into(),
-        }
-    }
-
-    fn validate(&self) -> Result<(), PaymentsError> {
-        match self {
-            PaymentsBehaviour::Error { status } if !(400..=599).contains(status) => {
-                Err(PaymentsError::InvalidBehaviour(format!(
-                    "an error status must be 4xx or 5xx, got {status}"
-                )))
-            }
-            _ => Ok(()),
-        }
-    }
-}
+pub use behaviour::{BehaviourKeyError, PaymentsBehaviour, PaymentsBehaviourKind, RawBehaviour};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentsError {
@@ -214,7 +170,9 @@ impl PaymentsStub {
 
     /// Switches how new requests, and requests hanging now, are answered.
     pub fn set_behaviour(&self, behaviour: PaymentsBehaviour) -> Result<(), PaymentsError> {
-        behaviour.validate()?;
+        behaviour
+            .check()
+            .map_err(|e| PaymentsError::InvalidBehaviour(e.message))?;
         self.shared.behaviour.send_replace(behaviour);
         Ok(())
     }

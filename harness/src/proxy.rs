@@ -6,6 +6,8 @@
 //!
 //! - A [`ProxyFault`] holds only its parameters (`latency`, `bytes_per_sec`, ...). Which
 //!   connections it applies to lives in a wrapper, [`FaultSpec`], as a `fraction`.
+//! - The faults' names ([`ProxyFaultKind`]) and the rules a fault must meet ([`RawFault::check`])
+//!   live in `proxy/fault.rs`, once: the scenario's `network` fault uses both rather than its own.
 //! - At most one fault is active at a time. [`Proxy::set_fault`] replaces it and
 //!   [`Proxy::clear_fault`] deletes it: a reverted proxy holds no fault at all, not a fault with
 //!   probability zero.
@@ -32,7 +34,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -42,6 +44,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 mod carrier;
+mod fault;
 mod http_answer;
 mod pgwire;
 #[cfg(test)]
@@ -49,6 +52,7 @@ mod tests;
 pub mod toxic;
 
 use carrier::Carrier;
+pub use fault::{FaultKeyError, FaultSpec, ProxyFault, ProxyFaultKind, RawFault};
 pub use http_answer::HttpAnswer;
 pub use pgwire::PgToxic;
 use toxic::{DirectionToxics, ToxicCut};
@@ -56,204 +60,11 @@ use toxic::{DirectionToxics, ToxicCut};
 use toxic::ConnId;
 pub use toxic::{Stream, Toxic, ToxicKind};
 
-/// A network fault, holding only its parameters. Serde-tagged by `kind` so a scenario can write
-/// `{ kind = "latency", latency = "200ms", jitter = "50ms" }`.
-///
-/// Deserialization goes through [`RawFault`], which rejects parameters that do not belong to the
-/// kind (`latency` on a `stall`): serde's `deny_unknown_fields` does not reach unit variants of an
-/// internally tagged enum.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", try_from = "RawFault")]
-pub enum ProxyFault {
-    /// Every chunk, in each direction, is held `latency ± jitter` (uniform) before it is written.
-    ///
-    /// Chunks are held one after another (the next is read once this one is written), so a
-    /// request or an answer gets one `latency` per direction and a bulk stream slows to one chunk
-    /// per `latency`. Toxiproxy instead keeps reading while chunks wait, which needs a queue of
-    /// unbounded size; database and HTTP exchanges look the same either way.
-    Latency {
-        #[serde(with = "crate::duration_serde")]
-        latency: Duration,
-        #[serde(default, with = "crate::duration_serde")]
-        jitter: Duration,
-    },
-    /// Connections are accepted but nothing is forwarded: open connections stop copying (bytes
-    /// wait in the kernel buffers) and new ones are not connected upstream. A black hole.
-    Stall,
-    /// Refuse new connections (the proxy stops listening, so clients get `ECONNREFUSED`; with a
-    /// fraction below 1, the picked connections are closed right after accept) and close the
-    /// open ones.
-    Down,
-    /// Reset connections: open ones and new ones are closed with `SO_LINGER` 0, so the peers see
-    /// `ECONNRESET`.
-    Reset,
-    /// Limit each direction of each connection to `bytes_per_sec`.
-    Bandwidth { bytes_per_sec: u64 },
-}
-
-impl ProxyFault {
-    /// Applies this fault to a `fraction` of connections (0..=1).
-    pub fn on_fraction(self, fraction: f64) -> FaultSpec {
-        FaultSpec {
-            fault: self,
-            fraction,
-        }
-    }
-
-    /// The fault in a few words, for events and reports: `latency 200ms ± 50ms`.
-    pub fn describe(&self) -> String {
-        match self {
-            ProxyFault::Latency { latency, jitter } if jitter.is_zero() => {
-                format!("latency {}", humantime::format_duration(*latency))
-            }
-            ProxyFault::Latency { latency, jitter } => format!(
-                "latency {} ± {}",
-                humantime::format_duration(*latency),
-                humantime::format_duration(*jitter)
-            ),
-            ProxyFault::Stall => "stall".to_string(),
-            ProxyFault::Down => "down".to_string(),
-            ProxyFault::Reset => "reset".to_string(),
-            ProxyFault::Bandwidth { bytes_per_sec } => format!("bandwidth {bytes_per_sec} B/s"),
-        }
-    }
-
-    fn validate(&self) -> Result<(), ProxyError> {
-        match self {
-            ProxyFault::Bandwidth { bytes_per_sec: 0 } => Err(ProxyError::InvalidFault(
-                "bandwidth must be at least 1 byte per second (use `stall` to stop traffic)".into(),
-            )),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// A fault and the fraction of connections it applies to: Toxiproxy's "toxicity", kept out of
-/// the fault itself. Deserializes from the fault's own table plus an optional `fraction`
-/// (default 1): `{ kind = "stall", fraction = 0.5 }`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "RawFault")]
-pub struct FaultSpec {
-    #[serde(flatten)]
-    pub fault: ProxyFault,
-    pub fraction: f64,
-}
-
-/// Every key a fault table may hold, before it is checked against its kind.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawFault {
-    kind: FaultKind,
-    #[serde(default, with = "crate::duration_serde::option")]
-    latency: Option<Duration>,
-    #[serde(default, with = "crate::duration_serde::option")]
-    jitter: Option<Duration>,
-    bytes_per_sec: Option<u64>,
-    fraction: Option<f64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum FaultKind {
-    Latency,
-    Stall,
-    Down,
-    Reset,
-    Bandwidth,
-}
-
-impl TryFrom<RawFault> for FaultSpec {
-    type Error = String;
-
-    fn try_from(raw: RawFault) -> Result<Self, String> {
-        let misplaced = |key: &str| format!("`{key}` does not apply to a {:?} fault", raw.kind);
-        let fault = match raw.kind {
-            FaultKind::Latency => {
-                if raw.bytes_per_sec.is_some() {
-                    return Err(misplaced("bytes_per_sec"));
-                }
-                ProxyFault::Latency {
-                    latency: raw
-                        .latency
-                        .ok_or("a latency fault needs `latency`, e.g. \"200ms\"")?,
-                    jitter: raw.jitter.unwrap_or_default(),
-                }
-            }
-            FaultKind::Bandwidth => {
-                if raw.latency.is_some() || raw.jitter.is_some() {
-                    return Err(misplaced("latency` / `jitter"));
-                }
-                ProxyFault::Bandwidth {
-                    bytes_per_sec: raw
-                        .bytes_per_sec
-                        .ok_or("a bandwidth fault needs `bytes_per_sec`")?,
-                }
-            }
-            kind => {
-                if raw.latency.is_some() || raw.jitter.is_some() {
-                    return Err(misplaced("latency` / `jitter"));
-                }
-                if raw.bytes_per_sec.is_some() {
-                    return Err(misplaced("bytes_per_sec"));
-                }
-                match kind {
-                    FaultKind::Stall => ProxyFault::Stall,
-                    FaultKind::Down => ProxyFault::Down,
-                    _ => ProxyFault::Reset,
-                }
-            }
-        };
-        let spec = fault.on_fraction(raw.fraction.unwrap_or(1.0));
-        spec.validate().map_err(|e| e.to_string())?;
-        Ok(spec)
-    }
-}
-
-impl TryFrom<RawFault> for ProxyFault {
-    type Error = String;
-
-    fn try_from(raw: RawFault) -> Result<Self, String> {
-        if raw.fraction.is_some() {
-            return Err("`fraction` belongs to the fault's spec, not to the fault".into());
-        }
-        FaultSpec::try_from(raw).map(|spec| spec.fault)
-    }
-}
-
-impl From<ProxyFault> for FaultSpec {
-    fn from(fault: ProxyFault) -> Self {
-        fault.on_fraction(1.0)
-    }
-}
-
 impl FaultSpec {
     /// Whether this spec applies to connection number `connection` (0-based, in accept order) of
     /// a proxy started with `seed`. The proxy decides with exactly this function.
     pub fn affects(&self, seed: u64, connection: u64) -> bool {
         ConnRng::new(seed, connection).draw < self.fraction
-    }
-
-    /// The spec in a few words: `stall (50% of connections)`.
-    pub fn describe(&self) -> String {
-        if self.fraction >= 1.0 {
-            self.fault.describe()
-        } else {
-            format!(
-                "{} ({}% of connections)",
-                self.fault.describe(),
-                self.fraction * 100.0
-            )
-        }
-    }
-
-    fn validate(&self) -> Result<(), ProxyError> {
-        if !(0.0..=1.0).contains(&self.fraction) {
-            return Err(ProxyError::InvalidFault(format!(
-                "fraction must be between 0 and 1, got {}",
-                self.fraction
-            )));
-        }
-        self.fault.validate()
     }
 
     /// The fault as it applies to a connection whose draw is `draw`.
@@ -412,7 +223,8 @@ impl Proxy {
     /// Makes `fault` the active fault (replacing any other), for new and open connections alike.
     pub fn set_fault(&self, fault: impl Into<FaultSpec>) -> Result<(), ProxyError> {
         let spec = fault.into();
-        spec.validate()?;
+        spec.check()
+            .map_err(|e| ProxyError::InvalidFault(e.message))?;
         self.shared.state.send_modify(|s| s.fault = Some(spec));
         Ok(())
     }

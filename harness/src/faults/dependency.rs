@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{FaultError, FaultKind};
 use crate::lab::Lab;
-use crate::payments::PaymentsBehaviour;
+use crate::payments::{PaymentsBehaviour, RawBehaviour};
+
+/// How the dependency answers while the fault is active, in the payments stub's own names.
+pub use crate::payments::PaymentsBehaviourKind as Behaviour;
 
 /// Which dependency misbehaves. Only the payments API is served by the lab today; the field
 /// exists so that a scenario says what it breaks, and a second dependency is a new variant.
@@ -18,20 +21,9 @@ pub enum DependencyTarget {
     Payments,
 }
 
-/// How the dependency answers while the fault is active.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Behaviour {
-    /// Every call answers `status` (4xx or 5xx) with a problem body.
-    Error,
-    /// `200` with a body that is not JSON: a gateway's HTML page labelled as JSON.
-    Garbage,
-    /// Calls succeed after `delay`.
-    Slow,
-    /// Calls are accepted and never answered.
-    Hang,
-}
-
+/// A failing dependency, as scenario files, game-day requests and journals write it:
+/// `behaviour` takes the stub's names, and the stub's rules decide whether it needs `status` or
+/// `delay`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dependency {
@@ -54,32 +46,17 @@ impl FaultKind for Dependency {
     const ORPHAN: &'static str = "nothing to undo: the payments stub ended with the run";
     type Held = ();
 
+    /// The stub's own rules, and one of a fault's: a healthy stub is no fault. An error about
+    /// the behaviour's name points at `behaviour`.
     fn validate(&self) -> Result<(), (&'static str, String)> {
-        match (self.behaviour, self.status, self.delay) {
-            (Behaviour::Error, None, _) => Err((
+        if self.behaviour == Behaviour::Healthy {
+            return Err((
                 "behaviour",
-                "an `error` dependency needs the `status` it answers, e.g. status = 503".into(),
-            )),
-            (Behaviour::Error, Some(s), _) if !(400..=599).contains(&s) => Err((
-                "status",
-                format!("status {s} is not an error; use a 4xx or 5xx status"),
-            )),
-            (Behaviour::Slow, _, None) => Err((
-                "behaviour",
-                "a `slow` dependency needs the `delay` of each answer, e.g. delay = \"3s\"".into(),
-            )),
-            (Behaviour::Slow, _, Some(d)) if d.is_zero() || d > Duration::from_secs(600) => {
-                Err(("delay", "delay must be between 1ms and 10m".into()))
-            }
-            (b, Some(_), _) if b != Behaviour::Error => Err((
-                "status",
-                "status only applies to behaviour = \"error\"".into(),
-            )),
-            (b, _, Some(_)) if b != Behaviour::Slow => {
-                Err(("delay", "delay only applies to behaviour = \"slow\"".into()))
-            }
-            _ => Ok(()),
+                "a healthy dependency is no fault; use \"error\", \"garbage\", \"slow\" or \"hang\""
+                    .into(),
+            ));
         }
+        self.raw().check().map_err(|e| e.located("behaviour"))
     }
 
     fn describe(&self) -> String {
@@ -122,18 +99,18 @@ impl FaultKind for Dependency {
 }
 
 impl Dependency {
+    /// The fault as the stub's table form, for its checks and its behaviour.
+    fn raw(&self) -> RawBehaviour {
+        RawBehaviour {
+            kind: self.behaviour,
+            status: self.status,
+            delay: self.delay,
+        }
+    }
+
     /// The payments stub's own form of this fault.
     pub fn payments_behaviour(&self) -> PaymentsBehaviour {
-        match self.behaviour {
-            Behaviour::Error => PaymentsBehaviour::Error {
-                status: self.status.unwrap_or(503),
-            },
-            Behaviour::Garbage => PaymentsBehaviour::Garbage,
-            Behaviour::Slow => PaymentsBehaviour::Slow {
-                delay: self.delay.unwrap_or(Duration::from_secs(1)),
-            },
-            Behaviour::Hang => PaymentsBehaviour::Hang,
-        }
+        self.raw().build()
     }
 }
 
@@ -188,5 +165,31 @@ mod tests {
                 .0,
             "delay"
         );
+    }
+
+    #[test]
+    fn a_healthy_stub_is_no_fault() {
+        assert_eq!(
+            dep(Behaviour::Healthy, None, None).validate().unwrap_err().0,
+            "behaviour"
+        );
+    }
+
+    #[test]
+    fn the_file_form_and_the_stub_behaviour_agree() {
+        let slow = dep(Behaviour::Slow, None, Some(Duration::from_secs(3)));
+        assert_eq!(
+            serde_json::to_value(&slow).unwrap(),
+            serde_json::json!({ "target": "payments", "behaviour": "slow", "delay": "3s" })
+        );
+        assert_eq!(
+            slow.payments_behaviour(),
+            PaymentsBehaviour::Slow {
+                delay: Duration::from_secs(3)
+            }
+        );
+        let error: Dependency =
+            toml::from_str("target = \"payments\"\nbehaviour = \"error\"\nstatus = 503").unwrap();
+        assert_eq!(error.describe(), "payments API answers 503");
     }
 }

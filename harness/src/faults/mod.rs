@@ -198,7 +198,6 @@ pub use dependency::{Behaviour, DependencyTarget};
 pub use lock::LockMode;
 pub use memory::hog_main as memory_hog_main;
 pub use migration::Change;
-pub use network::NetworkFault;
 pub use permission::PermissionPath;
 
 /// Why a fault table in a scenario is not a fault. `key` names the offending key, so the

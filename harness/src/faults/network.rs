@@ -8,29 +8,16 @@ use serde::{Deserialize, Serialize};
 
 use super::{FaultError, FaultKind};
 use crate::lab::{Lab, ProxyTarget};
-use crate::proxy::{FaultSpec, ProxyFault};
+use crate::proxy::{FaultSpec, ProxyFaultKind, RawFault};
 
-/// Which proxy a network fault goes in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NetworkFault {
-    /// Every chunk is delayed by `latency` ± `jitter`.
-    Latency,
-    /// Connections are accepted but nothing is forwarded.
-    Stall,
-    /// New connections are refused and open ones cut.
-    Down,
-    /// Connections are reset (RST).
-    Reset,
-    /// Throughput limited to `bytes_per_sec`.
-    Bandwidth,
-}
-
+/// A fault in one of the lab's proxies, as scenario files, game-day requests and journals write
+/// it: `fault` takes the proxy's names, and the proxy's rules decide which other keys it needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
     pub target: ProxyTarget,
-    pub fault: NetworkFault,
+    /// Which fault, in the proxy's own names.
+    pub fault: ProxyFaultKind,
     #[serde(
         default,
         with = "crate::duration_serde::option",
@@ -55,53 +42,25 @@ impl FaultKind for Network {
     const ORPHAN: &'static str = "nothing to undo: it lived in processes that ended with the run";
     type Held = ();
 
+    /// The proxy's own rules; an error about the fault's name points at `fault`.
     fn validate(&self) -> Result<(), (&'static str, String)> {
-        if let Some(f) = self.fraction
-            && !(0.0..=1.0).contains(&f)
-        {
-            return Err(("fraction", format!("fraction {f} is not between 0 and 1")));
-        }
-        // Added to every chunk's send time by the proxy: bounded so no sum overflows later.
-        for (key, d) in [("latency", self.latency), ("jitter", self.jitter)] {
-            if d.is_some_and(|d| d > Duration::from_secs(600)) {
-                return Err((key, format!("{key} is too long: at most 10m")));
-            }
-        }
-        match self.fault {
-            NetworkFault::Latency if self.latency.is_none() => {
-                Err(("fault", "a latency fault needs `latency`".into()))
-            }
-            NetworkFault::Bandwidth if self.bytes_per_sec.is_none_or(|b| b == 0) => Err((
-                "fault",
-                "a bandwidth fault needs a positive `bytes_per_sec`".into(),
-            )),
-            NetworkFault::Latency | NetworkFault::Bandwidth => Ok(()),
-            _ if self.latency.is_some() || self.jitter.is_some() => Err((
-                "latency",
-                "latency and jitter only apply to a latency fault".into(),
-            )),
-            _ if self.bytes_per_sec.is_some() => Err((
-                "bytes_per_sec",
-                "bytes_per_sec only applies to a bandwidth fault".into(),
-            )),
-            _ => Ok(()),
-        }
+        self.raw().check().map_err(|e| e.located("fault"))
     }
 
     fn describe(&self) -> String {
         let target = &self.target;
         let what = match self.fault {
-            NetworkFault::Latency => format!(
+            ProxyFaultKind::Latency => format!(
                 "latency {}{}",
                 humantime::format_duration(self.latency.unwrap_or_default()),
                 self.jitter
                     .map(|j| format!(" ± {}", humantime::format_duration(j)))
                     .unwrap_or_default()
             ),
-            NetworkFault::Stall => "stall".into(),
-            NetworkFault::Down => "down".into(),
-            NetworkFault::Reset => "reset".into(),
-            NetworkFault::Bandwidth => {
+            kind @ (ProxyFaultKind::Stall | ProxyFaultKind::Down | ProxyFaultKind::Reset) => {
+                kind.to_string()
+            }
+            ProxyFaultKind::Bandwidth => {
                 format!("bandwidth {} B/s", self.bytes_per_sec.unwrap_or_default())
             }
         };
@@ -143,20 +102,80 @@ impl Network {
         })
     }
 
+    /// The fault as the proxy's table form, for its checks and its spec.
+    fn raw(&self) -> RawFault {
+        RawFault {
+            kind: self.fault,
+            latency: self.latency,
+            jitter: self.jitter,
+            bytes_per_sec: self.bytes_per_sec,
+            fraction: self.fraction,
+        }
+    }
+
     /// The proxy's own form of this fault.
     pub fn proxy_fault(&self) -> FaultSpec {
-        let fault = match self.fault {
-            NetworkFault::Latency => ProxyFault::Latency {
-                latency: self.latency.unwrap_or_default(),
-                jitter: self.jitter.unwrap_or_default(),
-            },
-            NetworkFault::Stall => ProxyFault::Stall,
-            NetworkFault::Down => ProxyFault::Down,
-            NetworkFault::Reset => ProxyFault::Reset,
-            NetworkFault::Bandwidth => ProxyFault::Bandwidth {
-                bytes_per_sec: self.bytes_per_sec.unwrap_or(1),
-            },
+        self.raw().build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::Fault;
+
+    /// The key a network fault table is refused at, or `None` when it is a fault.
+    fn refused_at(params: &str) -> Option<String> {
+        let text = format!("kind = \"network\"\ntarget = \"database\"\n{params}");
+        Fault::from_table(toml::from_str(&text).unwrap())
+            .err()
+            .map(|e| e.key.unwrap_or_default())
+    }
+
+    #[test]
+    fn the_proxy_rules_point_at_the_network_fault_keys() {
+        assert_eq!(refused_at("fault = \"latency\"\nlatency = \"1s\""), None);
+        assert_eq!(refused_at("fault = \"down\"\nfraction = 0.5"), None);
+        for (params, key) in [
+            ("fault = \"latency\"", "fault"),
+            ("fault = \"bandwidth\"", "fault"),
+            ("fault = \"bandwidth\"\nbytes_per_sec = 0", "fault"),
+            ("fault = \"stall\"\nlatency = \"1s\"", "latency"),
+            ("fault = \"reset\"\nbytes_per_sec = 10", "bytes_per_sec"),
+            ("fault = \"down\"\nfraction = 2.0", "fraction"),
+            ("fault = \"latency\"\nlatency = \"1s\"\njitter = \"1h\"", "jitter"),
+        ] {
+            assert_eq!(refused_at(params).as_deref(), Some(key), "{params}");
+        }
+    }
+
+    #[test]
+    fn the_file_form_and_the_proxy_spec_agree() {
+        let network = Network {
+            target: ProxyTarget("database".into()),
+            fault: ProxyFaultKind::Latency,
+            latency: Some(Duration::from_millis(300)),
+            jitter: None,
+            bytes_per_sec: None,
+            fraction: Some(0.5),
         };
-        fault.on_fraction(self.fraction.unwrap_or(1.0))
+        let json = serde_json::to_value(&network).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "target": "database",
+                "fault": "latency",
+                "latency": "300ms",
+                "fraction": 0.5,
+            })
+        );
+        assert_eq!(
+            network.proxy_fault(),
+            crate::proxy::ProxyFault::Latency {
+                latency: Duration::from_millis(300),
+                jitter: Duration::ZERO,
+            }
+            .on_fraction(0.5)
+        );
     }
 }

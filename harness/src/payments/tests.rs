@@ -287,6 +287,27 @@ fn behaviours_are_read_from_scenario_toml() {
     assert!(toml::from_str::<PaymentsBehaviour>("kind = \"error\"\nstatus = 503\nx = 1").is_err());
 }
 
+#[test]
+fn a_behaviour_table_takes_only_its_own_parameters() {
+    let key = |text: &str| {
+        let raw: RawBehaviour = toml::from_str(text).unwrap();
+        raw.check().err().map(|e| e.key)
+    };
+    assert_eq!(key("kind = \"healthy\""), None);
+    assert_eq!(key("kind = \"slow\"\ndelay = \"3s\""), None);
+    assert_eq!(key("kind = \"error\""), Some("kind"));
+    assert_eq!(key("kind = \"error\"\nstatus = 302"), Some("status"));
+    assert_eq!(key("kind = \"slow\"\ndelay = \"0s\""), Some("delay"));
+    assert_eq!(key("kind = \"hang\"\nstatus = 503"), Some("status"));
+    assert_eq!(key("kind = \"garbage\"\ndelay = \"1s\""), Some("delay"));
+    // The stub's own form is read through the same rules.
+    assert!(toml::from_str::<PaymentsBehaviour>("kind = \"hang\"\nstatus = 503").is_err());
+    let slow = PaymentsBehaviour::Slow {
+        delay: Duration::from_secs(3),
+    };
+    assert_eq!(RawBehaviour::from(&slow).build(), slow);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fault_proxy_in_front_of_the_stub_adds_network_faults() {
     timeout(LIMIT, async {
