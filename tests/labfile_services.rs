@@ -105,6 +105,9 @@ fn datasette_from_pypi_runs_its_generic_catalogue_from_its_lab_file() {
         "crash-restart",
         "memory-pressure",
         "disk-full",
+        "invalid-input",
+        "--jobs",
+        "2",
         "--seed",
         "7",
         "--report-dir",
@@ -117,7 +120,7 @@ fn datasette_from_pypi_runs_its_generic_catalogue_from_its_lab_file() {
     )
     .unwrap();
     let scenarios = report["scenarios"].as_array().unwrap();
-    assert_eq!(scenarios.len(), 5, "{}", explain(&out));
+    assert_eq!(scenarios.len(), 6, "{}", explain(&out));
     for s in scenarios {
         let checks = s["checks"].as_array().unwrap();
         // The service really answered: the steady state held and the fault was injected.

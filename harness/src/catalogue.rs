@@ -190,18 +190,27 @@ pub fn catalogue(lab: &LabFile) -> Vec<Cause> {
             )
         }),
     });
-    let later = "not yet offered for a service from a lab file";
-    for (name, cause, why) in [(
-        "invalid-input",
-        "invalid payloads reaching the server",
-        format!("{later} (inputs are generated for target-app's routes)"),
-    )] {
-        out.push(not_applicable(
-            name,
-            cause,
-            &process.clone().err().unwrap_or(why),
-        ));
-    }
+    out.push(Cause {
+        name: "invalid-input".into(),
+        cause: "invalid payloads reaching the server".into(),
+        applies: (|| {
+            // Generated from the lab file's own requests: their path parameters, query values,
+            // JSON bodies and headers varied into what a client should never send.
+            let mut f = Fault::from_table(table("kind = \"invalid-input\"")).map_err(|e| e.message)?;
+            f.use_load_mix(&lab.requests);
+            let mut s = scenario(
+                lab,
+                "invalid-input",
+                "requests generated from the lab file's own, with hostile paths, queries, bodies and headers",
+                "invalid payloads reaching the server",
+                f,
+                false,
+            )?;
+            // Bad input is the client's mistake: a 4xx, never a 5xx (503 included) nor silence.
+            s.expect.fault.status.allow = Some(statuses(&["2xx", "3xx", "4xx"]));
+            Ok(s)
+        })(),
+    });
     let data_dir = process.clone().and_then(|()| {
         if lab.uses_data_dir() {
             Ok(())
@@ -420,6 +429,7 @@ path = "/"
             ("disk-full", "disk-full"),
             ("fd-exhaustion", "fd-limit"),
             ("overload", "overload"),
+            ("invalid-input", "invalid-input"),
         ] {
             assert_eq!(c[name].as_deref(), Ok(kind), "{name}");
         }
@@ -450,6 +460,7 @@ path = "/"
             assert!(why.contains("only a URL"), "{name}: {why}");
         }
         assert_eq!(c["overload"].as_deref(), Ok("overload"));
+        assert_eq!(c["invalid-input"].as_deref(), Ok("invalid-input"));
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub(crate) enum Database {
     },
     /// PostgreSQL in a container on a lab network of its own, both labelled with `run`.
     Container {
-        pg: crate::docker::postgres::PgContainer,
+        pg: Box<crate::docker::postgres::PgContainer>,
         engine: crate::docker::Engine,
         run: crate::docker::RunId,
     },
@@ -522,7 +522,15 @@ async fn start_database(
                 .await
                 .map_err(|e| LabError(format!("cannot create the run's database: {e}")))?;
             let port = pg.host_port();
-            (Database::Container { pg, engine, run }, url, port)
+            (
+                Database::Container {
+                    pg: Box::new(pg),
+                    engine,
+                    run,
+                },
+                url,
+                port,
+            )
         }
         None => {
             let mut cluster_opts = pglab::Options::default();
