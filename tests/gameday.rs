@@ -956,3 +956,58 @@ fn the_dashboard_in_chromium_injects_shows_the_outage_and_halts() {
     assert_eq!(gameday["faults"][0]["reverted_by"], "page", "{gameday:#}");
     assert_eq!(gameday["faults"][1]["how"], "by page", "{gameday:#}");
 }
+
+/// `lab up` serves Toxiproxy's API over the lab's proxies: a toxic added by a Toxiproxy client
+/// reaches the target's database traffic, sits beside the harness's own faults, and `halt`
+/// removes it.
+#[test]
+fn a_toxic_added_through_the_lab_s_toxiproxy_api_bites_and_halt_removes_it() {
+    let lab = LabUp::start(&["--rate", "0"]);
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(lab.run.state.path().join("lab.json")).unwrap(),
+    )
+    .unwrap();
+    let api = file["toxiproxy_url"]
+        .as_str()
+        .expect("lab.json names the Toxiproxy API")
+        .to_string();
+    assert!(
+        lab.output().contains(&api),
+        "the banner prints it: {}",
+        lab.output()
+    );
+    let target = file["target_url"].as_str().unwrap().to_string();
+    let (code, proxies) = http_raw(&api, "GET", "/proxies", "", "");
+    assert_eq!(code, 200, "{proxies}");
+    assert!(
+        proxies.contains("\"database\"") && proxies.contains("\"payments\""),
+        "{proxies}"
+    );
+    assert_eq!(http_status(&target, "/products/3"), 200);
+    // Toxiproxy's `timeout` with 0: the database's bytes are swallowed and nothing closes.
+    let (code, body) = http_raw(
+        &api,
+        "POST",
+        "/proxies/database/toxics",
+        "",
+        r#"{"name":"blackhole","type":"timeout","stream":"downstream","attributes":{"timeout":0}}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_ne!(
+        http_status(&target, "/products/4"),
+        200,
+        "a database that never answers cannot serve an uncached product"
+    );
+    let out = lab.ok(&["halt"]);
+    assert!(
+        out.contains("blackhole on database") && out.contains("Toxiproxy API"),
+        "{out}"
+    );
+    let (_, toxics) = http_raw(&api, "GET", "/proxies/database/toxics", "", "");
+    assert!(toxics.trim_end().ends_with("[]"), "{toxics}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_status(&target, "/products/4") != 200 {
+        assert!(Instant::now() < deadline, "the target never served again");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

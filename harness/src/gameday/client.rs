@@ -27,6 +27,10 @@ pub struct LabFile {
     pub alertmanager_url: String,
     pub record_dir: PathBuf,
     pub started_at: String,
+    /// Toxiproxy's HTTP API over the lab's proxies (on loopback, without a token, as
+    /// Toxiproxy's clients expect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toxiproxy_url: Option<String>,
 }
 
 const LAB_FILE: &str = "lab.json";
@@ -240,6 +244,7 @@ mod tests {
             alertmanager_url: String::new(),
             record_dir: PathBuf::new(),
             started_at: String::new(),
+            toxiproxy_url: None,
         };
         assert!(f.alive());
         let reused = LabFile {

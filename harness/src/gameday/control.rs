@@ -229,6 +229,10 @@ pub struct GameDay {
     load: Mutex<LoadState>,
     /// Cancelled to stop the lab (`lab down`, or the API's `/api/stop`).
     pub stop: CancellationToken,
+    /// The lab's proxies by name, for Toxiproxy's API served beside the control API: toxics
+    /// added through it sit beside the harness's own faults (a proxy keeps them apart), and
+    /// `halt` removes them.
+    pub toxiproxy: Arc<crate::toxiproxy::registry::Registry>,
 }
 
 impl std::fmt::Debug for GameDay {
@@ -251,6 +255,7 @@ impl GameDay {
         settings: Settings,
         started_wall: DateTime<Utc>,
     ) -> Self {
+        let settings_seed = settings.seed;
         GameDay {
             lab,
             journal,
@@ -262,6 +267,7 @@ impl GameDay {
             live: Mutex::new(Live::default()),
             load: Mutex::new(LoadState::default()),
             stop: CancellationToken::new(),
+            toxiproxy: Arc::new(crate::toxiproxy::registry::Registry::new(settings_seed)),
         }
     }
 

@@ -310,6 +310,9 @@ async fn start(
         needs,
     };
     let gd = Arc::new(GameDay::new(lab, journal, settings, started_wall));
+    for (name, handle) in gd.lab.proxy_handles() {
+        gd.toxiproxy.register(&name, handle).await;
+    }
     Ok((gd, listener, record_dir))
 }
 

@@ -136,6 +136,15 @@ impl Lab {
 }
 
 impl Lab {
+    /// A handle on each of the lab's proxies, by name (`database`, `payments`, a lab file's
+    /// dependencies), for Toxiproxy's API to drive.
+    pub fn proxy_handles(&self) -> Vec<(String, crate::proxy::ProxyHandle)> {
+        self.proxies
+            .iter()
+            .map(|(name, p)| (name.clone(), p.handle()))
+            .collect()
+    }
+
     /// The lab's database container, its engine and the name of its network, when the lab runs
     /// its PostgreSQL in Docker.
     pub fn database_container(

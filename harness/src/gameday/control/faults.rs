@@ -285,6 +285,20 @@ impl GameDay {
                 Err(e) => out.failed.push(e),
             }
         }
+        // And what Toxiproxy's clients added to the lab's proxies.
+        let toxics = crate::toxiproxy::registry::toxic_names(&self.toxiproxy.list().await);
+        if !toxics.is_empty() {
+            match self.toxiproxy.reset().await {
+                Ok(()) => out.reverted.extend(
+                    toxics
+                        .into_iter()
+                        .map(|t| format!("toxic {t} (added through the Toxiproxy API)")),
+                ),
+                Err(e) => out
+                    .failed
+                    .push(format!("the Toxiproxy API's toxics: {}", e.message)),
+            }
+        }
         let detail = halt_detail(why, &out);
         self.lab
             .recorder

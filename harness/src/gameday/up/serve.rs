@@ -44,6 +44,11 @@ pub(super) async fn serve(
     // No secret in this address: the browser gets in through a one-time link (see `print_banner`).
     let dashboard_url = format!("{control_url}/");
     let (prometheus_url, alertmanager_url) = gd.lab.monitoring_urls().unwrap_or_default();
+    // Toxiproxy's API over the lab's proxies, on loopback only: its clients send no token.
+    let toxiproxy = crate::toxiproxy::ToxiproxyApi::new(gd.toxiproxy.clone())
+        .spawn(SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), 0))
+        .await
+        .map_err(|e| format!("cannot serve Toxiproxy's API: {e}"))?;
     let pid = std::process::id();
     let info = LabFile {
         pid,
@@ -58,6 +63,7 @@ pub(super) async fn serve(
         started_at: gd
             .started_wall
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        toxiproxy_url: Some(format!("http://{toxiproxy}")),
     };
     info.write().map_err(|e| {
         format!(
@@ -104,6 +110,11 @@ pub(super) fn print_banner(gd: &GameDay, info: &LabFile, first_link: &str, args:
     println!("  target        {}", info.target_url);
     println!("  prometheus    {}", info.prometheus_url);
     println!("  alertmanager  {}", info.alertmanager_url);
+    if let Some(url) = &info.toxiproxy_url {
+        println!(
+            "  toxiproxy     {url}   (Toxiproxy's API over the lab's proxies; `halt` removes its toxics)"
+        );
+    }
     println!(
         "  load          {}",
         if s.rate > 0.0 {
