@@ -7,7 +7,7 @@ use crate::journal::{Journal, Resource};
 use crate::proxy::Proxy;
 use crate::target::TargetNeeds;
 
-/// Where the run's database lives, and what removing it takes.
+/// The run's database, with what its teardown needs.
 pub(crate) enum Database {
     Ephemeral(pglab::PgCluster),
     Existing {
