@@ -39,13 +39,25 @@ const RECOVER_WITHIN: Duration = Duration::from_secs(10);
 /// Every cause, applicable or not, for `lab`. `program` is what a privileged fault would need
 /// to reach (the service's program), for the machine's checks.
 pub fn catalogue(lab: &LabFile) -> Vec<Cause> {
-    let mut out = Vec::new();
     let process = match &lab.service.start {
         Start::Command(_) => Ok(()),
         Start::Url(url) => Err(format!(
             "the service is only a URL ({url}): the lab does not control its process"
         )),
     };
+    let mut out = dependency_causes(lab);
+    out.extend(database_causes(lab));
+    out.push(overload_cause(lab));
+    out.extend(process_causes(lab, &process));
+    out.push(invalid_input_cause(lab));
+    out.extend(data_dir_causes(lab, &process));
+    out
+}
+
+/// Each dependency down, and a TCP one (PostgreSQL's too) slow, when a template hands the
+/// service its address.
+fn dependency_causes(lab: &LabFile) -> Vec<Cause> {
+    let mut out = Vec::new();
     for (name, dep) in &lab.deps {
         let (cause, what) = match dep.kind() {
             DepKind::Postgres => ("database down", "its PostgreSQL"),
@@ -90,6 +102,12 @@ pub fn catalogue(lab: &LabFile) -> Vec<Cause> {
             });
         }
     }
+    out
+}
+
+/// The database causes that need the service's own tables: never from a lab file alone.
+fn database_causes(lab: &LabFile) -> Vec<Cause> {
+    let mut out = Vec::new();
     if lab.deps_of(DepKind::Postgres).next().is_none() {
         for (name, cause) in [
             ("db-lock-contention", "database timeouts under load"),
@@ -111,11 +129,16 @@ pub fn catalogue(lab: &LabFile) -> Vec<Cause> {
             ));
         }
     }
+    out
+}
+
+/// Ten times the steady load at once.
+fn overload_cause(lab: &LabFile) -> Cause {
     let overload = Fault::from_table(table(&format!(
         "kind = \"overload\"\nrate = {}",
         (lab.load.rate * 10.0).max(100.0).round()
     )));
-    out.push(Cause {
+    Cause {
         name: "overload".into(),
         cause: "exhausted resources under load".into(),
         applies: match overload {
@@ -129,8 +152,13 @@ pub fn catalogue(lab: &LabFile) -> Vec<Cause> {
             ),
             Err(e) => Err(e.message),
         },
-    });
-    out.push(Cause {
+    }
+}
+
+/// What the lab does to the service's process: its open files, a crash, its memory.
+/// `process` is why the lab cannot touch the process, if it cannot.
+fn process_causes(lab: &LabFile, process: &Result<(), String>) -> Vec<Cause> {
+    let fd_exhaustion = Cause {
         name: "fd-exhaustion".into(),
         cause: "exhausted resources".into(),
         applies: process.clone().and_then(|()| {
@@ -144,8 +172,8 @@ pub fn catalogue(lab: &LabFile) -> Vec<Cause> {
                 false,
             )
         }),
-    });
-    out.push(Cause {
+    };
+    let crash_restart = Cause {
         name: "crash-restart".into(),
         cause: "recent bad deployment / crash".into(),
         applies: process.clone().and_then(|()| {
@@ -168,8 +196,8 @@ pub fn catalogue(lab: &LabFile) -> Vec<Cause> {
             }
             Ok(s)
         }),
-    });
-    out.push(Cause {
+    };
+    let memory_pressure = Cause {
         name: "memory-pressure".into(),
         cause: "memory exhaustion".into(),
         applies: process.clone().and_then(|()| {
@@ -189,14 +217,20 @@ pub fn catalogue(lab: &LabFile) -> Vec<Cause> {
                 false,
             )
         }),
-    });
-    out.push(Cause {
+    };
+    vec![fd_exhaustion, crash_restart, memory_pressure]
+}
+
+/// Requests generated from the lab file's own, made hostile.
+fn invalid_input_cause(lab: &LabFile) -> Cause {
+    Cause {
         name: "invalid-input".into(),
         cause: "invalid payloads reaching the server".into(),
         applies: (|| {
             // Generated from the lab file's own requests: their path parameters, query values,
             // JSON bodies and headers varied into what a client should never send.
-            let mut f = Fault::from_table(table("kind = \"invalid-input\"")).map_err(|e| e.message)?;
+            let mut f =
+                Fault::from_table(table("kind = \"invalid-input\"")).map_err(|e| e.message)?;
             f.use_load_mix(&lab.requests);
             let mut s = scenario(
                 lab,
@@ -210,7 +244,11 @@ pub fn catalogue(lab: &LabFile) -> Vec<Cause> {
             s.expect.fault.status.allow = Some(statuses(&["2xx", "3xx", "4xx"]));
             Ok(s)
         })(),
-    });
+    }
+}
+
+/// What the lab does to the service's data directory: fills it, takes its write permission.
+fn data_dir_causes(lab: &LabFile, process: &Result<(), String>) -> Vec<Cause> {
     let data_dir = process.clone().and_then(|()| {
         if lab.uses_data_dir() {
             Ok(())
@@ -218,7 +256,7 @@ pub fn catalogue(lab: &LabFile) -> Vec<Cause> {
             Err("the service is not told a data directory (`{data_dir}`)".to_string())
         }
     });
-    out.push(Cause {
+    let disk_full = Cause {
         name: "disk-full".into(),
         cause: "out of disk".into(),
         applies: data_dir.clone().and_then(|()| {
@@ -234,12 +272,12 @@ pub fn catalogue(lab: &LabFile) -> Vec<Cause> {
                 false,
             )
         }),
-    });
+    };
     let user = match &lab.service.start {
         Start::Command(spec) => spec.user.clone(),
         Start::Url(_) => None,
     };
-    out.push(Cause {
+    let permission_flip = Cause {
         name: "permission-flip".into(),
         cause: "file or directory permission problems".into(),
         applies: data_dir.and_then(|()| {
@@ -262,8 +300,8 @@ pub fn catalogue(lab: &LabFile) -> Vec<Cause> {
                 false,
             )
         }),
-    });
-    out
+    };
+    vec![disk_full, permission_flip]
 }
 
 fn not_applicable(name: &str, cause: &str, why: &str) -> Cause {

@@ -57,22 +57,6 @@ impl std::fmt::Display for ProxyTarget {
     }
 }
 
-pub(crate) enum Database {
-    Ephemeral(pglab::PgCluster),
-    Existing {
-        admin_url: String,
-        name: String,
-    },
-    /// PostgreSQL in a container on a lab network of its own, both labelled with `run`.
-    Container {
-        pg: Box<crate::docker::postgres::PgContainer>,
-        engine: crate::docker::Engine,
-        run: crate::docker::RunId,
-    },
-    /// The service has no PostgreSQL dependency.
-    None,
-}
-
 /// The paths the lab samples for health.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
@@ -90,9 +74,88 @@ pub(crate) struct LabBase {
     pub proxied_url: String,
     pub proxies: BTreeMap<String, Proxy>,
     pub payments: PaymentsStub,
+    /// The payments stub's URL through its fault proxy.
+    pub payments_url: String,
     pub admin_token: String,
     pub user: Option<(u32, u32)>,
     pub config: Option<PathBuf>,
+}
+
+impl LabBase {
+    /// The run's data directory (handed to an unprivileged target, when a fault needs one), its
+    /// config file (when a fault changes it), its database behind a fault proxy (unless a lab
+    /// file names no PostgreSQL), and the payments stub behind another.
+    async fn start(
+        opts: &LabOptions,
+        needs: &TargetNeeds,
+        run_dir: PathBuf,
+        journal: &Journal,
+    ) -> Result<LabBase, LabError> {
+        let data_dir = run_dir.join("data");
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| LabError(format!("cannot create {}: {e}", data_dir.display())))?;
+        let user = if needs.unprivileged {
+            Some(unprivileged_dirs(
+                &opts.target.program,
+                &run_dir,
+                &data_dir,
+            )?)
+        } else {
+            None
+        };
+        let config = if needs.config_file {
+            Some(write_lab_config(&run_dir)?)
+        } else {
+            None
+        };
+
+        let wants_db = opts
+            .service
+            .as_ref()
+            .is_none_or(|s| s.deps_of(DepKind::Postgres).next().is_some());
+        let (db, database_url, db_proxy) = if wants_db {
+            let (db, url, proxy) = start_database(opts, needs, journal).await?;
+            (db, url, Some(proxy))
+        } else {
+            (Database::None, String::new(), None)
+        };
+        let proxied_url = db_proxy
+            .as_ref()
+            .map(|p| pglab::replace_host_port(&database_url, &p.local_addr().to_string()))
+            .unwrap_or_default();
+
+        let payments = PaymentsStub::start(opts.seed)
+            .await
+            .map_err(|e| LabError(format!("cannot start the payments stub: {e}")))?;
+        let payments_proxy = Proxy::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            payments.addr(),
+            opts.seed ^ 0x5041_594d,
+        )
+        .await
+        .map_err(|e| LabError(format!("cannot start the payments proxy: {e}")))?;
+
+        let admin_token = uuid::Uuid::new_v4().simple().to_string();
+        let mut proxies = BTreeMap::new();
+        if let Some(p) = db_proxy {
+            proxies.insert("database".to_string(), p);
+        }
+        let payments_url = format!("http://{}", payments_proxy.local_addr());
+        proxies.insert("payments".to_string(), payments_proxy);
+        Ok(LabBase {
+            run_dir,
+            data_dir,
+            db,
+            database_url,
+            proxied_url,
+            proxies,
+            payments,
+            payments_url,
+            admin_token,
+            user,
+            config,
+        })
+    }
 }
 
 /// A running lab.
@@ -161,69 +224,7 @@ impl Lab {
         journal: &Journal,
         recorder: Arc<Recorder>,
     ) -> Result<Lab, LabError> {
-        let data_dir = run_dir.join("data");
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|e| LabError(format!("cannot create {}: {e}", data_dir.display())))?;
-        let user = if needs.unprivileged {
-            Some(unprivileged_dirs(
-                &opts.target.program,
-                &run_dir,
-                &data_dir,
-            )?)
-        } else {
-            None
-        };
-        let config = if needs.config_file {
-            Some(write_lab_config(&run_dir)?)
-        } else {
-            None
-        };
-
-        let wants_db = opts
-            .service
-            .as_ref()
-            .is_none_or(|s| s.deps_of(DepKind::Postgres).next().is_some());
-        let (db, database_url, db_proxy) = if wants_db {
-            let (db, url, proxy) = start_database(opts, needs, journal).await?;
-            (db, url, Some(proxy))
-        } else {
-            (Database::None, String::new(), None)
-        };
-        let proxied_url = db_proxy
-            .as_ref()
-            .map(|p| pglab::replace_host_port(&database_url, &p.local_addr().to_string()))
-            .unwrap_or_default();
-
-        let payments = PaymentsStub::start(opts.seed)
-            .await
-            .map_err(|e| LabError(format!("cannot start the payments stub: {e}")))?;
-        let payments_proxy = Proxy::start(
-            "127.0.0.1:0".parse().expect("addr"),
-            payments.addr(),
-            opts.seed ^ 0x5041_594d,
-        )
-        .await
-        .map_err(|e| LabError(format!("cannot start the payments proxy: {e}")))?;
-
-        let admin_token = uuid::Uuid::new_v4().simple().to_string();
-        let mut proxies = BTreeMap::new();
-        if let Some(p) = db_proxy {
-            proxies.insert("database".to_string(), p);
-        }
-        let payments_url = format!("http://{}", payments_proxy.local_addr());
-        proxies.insert("payments".to_string(), payments_proxy);
-        let base = LabBase {
-            run_dir,
-            data_dir,
-            db,
-            database_url,
-            proxied_url,
-            proxies,
-            payments,
-            admin_token,
-            user,
-            config,
-        };
+        let base = LabBase::start(opts, needs, run_dir, journal).await?;
         if let Some(lab_file) = &opts.service {
             // Boxed as `dyn Future + Send`: the service's start holds closures over borrowed
             // values, and erasing its type here keeps callers' futures provably `Send`.
@@ -234,6 +235,17 @@ impl Lab {
             ));
             return start.await;
         }
+        Lab::start_target_app(opts, needs, base, journal, recorder).await
+    }
+
+    /// Starts target-app on top of what every lab has, and the monitoring that runs its rules.
+    async fn start_target_app(
+        opts: &LabOptions,
+        needs: &TargetNeeds,
+        base: LabBase,
+        journal: &Journal,
+        recorder: Arc<Recorder>,
+    ) -> Result<Lab, LabError> {
         let LabBase {
             run_dir,
             data_dir,
@@ -242,6 +254,7 @@ impl Lab {
             proxied_url,
             proxies,
             payments,
+            payments_url,
             admin_token,
             user,
             config,
@@ -502,128 +515,6 @@ async fn start_monitoring(
     Ok(monitoring)
 }
 
-/// The run's database (an ephemeral cluster, or a fresh database on `--database-url`) and the
-/// fault proxy in front of it.
-async fn start_database(
-    opts: &LabOptions,
-    needs: &TargetNeeds,
-    journal: &Journal,
-) -> Result<(Database, String, Proxy), LabError> {
-    let db_name = format!("fivehundred_{}", uuid::Uuid::new_v4().simple());
-    let (db, database_url, upstream_port) = match &opts.database_url {
-        None if opts.backend == Backend::Docker => {
-            let run = crate::docker::RunId::generate();
-            // Journalled before anything exists: `recover` removes what carries the label.
-            journal.resource(Resource::Containers {
-                run: run.as_str().to_string(),
-            });
-            let (pg, engine) = start_container_database(&run, needs).await?;
-            let url = pglab::create_database(&pg.url(), &db_name)
-                .await
-                .map_err(|e| LabError(format!("cannot create the run's database: {e}")))?;
-            let port = pg.host_port();
-            (
-                Database::Container {
-                    pg: Box::new(pg),
-                    engine,
-                    run,
-                },
-                url,
-                port,
-            )
-        }
-        None => {
-            let mut cluster_opts = pglab::Options::default();
-            if let Some(n) = needs.max_connections {
-                cluster_opts.max_connections = n;
-            }
-            let cluster = pglab::PgCluster::start_with(cluster_opts)
-                .await
-                .map_err(|e| LabError(format!("cannot start an ephemeral PostgreSQL: {e}")))?;
-            journal.resource(Resource::Process {
-                pid: cluster.pid().unwrap_or(0),
-                what: "postgres".into(),
-                start_time: None,
-            });
-            journal.resource(Resource::Dir {
-                path: cluster.root().to_path_buf(),
-            });
-            let url = cluster
-                .create_database(&db_name)
-                .await
-                .map_err(|e| LabError(format!("cannot create the run's database: {e}")))?;
-            let port = cluster.port();
-            (Database::Ephemeral(cluster), url, port)
-        }
-        Some(admin_url) => {
-            journal.resource(Resource::Database {
-                admin_url: admin_url.clone(),
-                name: db_name.clone(),
-            });
-            let url = pglab::create_database(admin_url, &db_name)
-                .await
-                .map_err(|e| {
-                    LabError(format!(
-                        "cannot create a database on --database-url: {e}; check the URL and that the user may CREATE DATABASE"
-                    ))
-                })?;
-            let port = url_port(admin_url).ok_or_else(|| {
-                LabError(
-                    "--database-url must name a host and port (postgres://user@host:port/db)"
-                        .into(),
-                )
-            })?;
-            (
-                Database::Existing {
-                    admin_url: admin_url.clone(),
-                    name: db_name.clone(),
-                },
-                url,
-                port,
-            )
-        }
-    };
-    let upstream_host = url_host(&database_url).unwrap_or_else(|| "127.0.0.1".into());
-    let upstream = tokio::net::lookup_host((upstream_host.as_str(), upstream_port))
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| LabError(format!("cannot resolve the database host {upstream_host}")))?;
-    let db_proxy = Proxy::start("127.0.0.1:0".parse().expect("addr"), upstream, opts.seed)
-        .await
-        .map_err(|e| LabError(format!("cannot start the database proxy: {e}")))?;
-    Ok((db, database_url, db_proxy))
-}
-
-/// PostgreSQL as a container (its image built on first use) on a lab network of the run's.
-async fn start_container_database(
-    run: &crate::docker::RunId,
-    needs: &TargetNeeds,
-) -> Result<(crate::docker::postgres::PgContainer, crate::docker::Engine), LabError> {
-    use crate::docker::{Engine, LabNetwork, image, postgres::PgContainer};
-    let failed =
-        |what: &str, e: &dyn std::fmt::Display| LabError(format!("--backend docker: {what}: {e}"));
-    let engine = Engine::connect()
-        .await
-        .map_err(|e| failed("no Docker engine", &e))?;
-    let progress = |line: &str| eprintln!("  {line}");
-    let image = image::ensure_postgres(&engine, &progress)
-        .await
-        .map_err(|e| failed("cannot build the PostgreSQL image", &e))?;
-    let network = LabNetwork::create(&engine, run, "lab")
-        .await
-        .map_err(|e| failed("cannot create the lab network", &e))?;
-    let settings: Vec<String> = needs
-        .max_connections
-        .map(|n| format!("max_connections={n}"))
-        .into_iter()
-        .collect();
-    let pg = PgContainer::start_with(&engine, run, &network, &image, &settings)
-        .await
-        .map_err(|e| failed("PostgreSQL did not start", &e))?;
-    Ok((pg, engine))
-}
-
 /// The configuration file the lab starts the target with, when a fault may change it. It sets
 /// what the lab relies on anyway, so that a fault's change is the only difference.
 pub const LAB_CONFIG: &str = "# Written by fivehundred for this run; a config fault rewrites it and sends SIGHUP.\n\
@@ -668,41 +559,10 @@ fn unprivileged_dirs(
     Ok((uid, gid))
 }
 
-fn url_port(url: &str) -> Option<u16> {
-    let after = url.split("://").nth(1)?;
-    let hostport = after.split('/').next()?.rsplit('@').next()?;
-    hostport.rsplit_once(':')?.1.parse().ok()
-}
-
-fn url_host(url: &str) -> Option<String> {
-    let after = url.split("://").nth(1)?;
-    let hostport = after.split('/').next()?.rsplit('@').next()?;
-    Some(
-        hostport
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(hostport)
-            .trim_matches(['[', ']'])
-            .to_string(),
-    )
-}
-
+mod database;
 mod process;
 mod service;
 
+use database::{Database, start_database};
+
 pub use process::Killed;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_yield_host_and_port() {
-        assert_eq!(url_port("postgres://u:p@db.example:6543/x"), Some(6543));
-        assert_eq!(
-            url_host("postgres://u:p@db.example:6543/x").as_deref(),
-            Some("db.example")
-        );
-        assert_eq!(url_port("postgres://u@h/x"), None);
-    }
-}

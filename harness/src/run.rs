@@ -117,6 +117,39 @@ struct Driven {
     note: Option<String>,
 }
 
+/// What runs through every phase: the load and the samplers, stopped together.
+struct Running {
+    load: tokio::task::JoinHandle<()>,
+    load_cancel: CancellationToken,
+    stop_sampling: CancellationToken,
+    samplers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops the load (in-flight requests get ten seconds) and the samplers.
+    async fn finish(self) {
+        self.load_cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.load).await;
+        self.stop_sampling.cancel();
+        for s in self.samplers {
+            let _ = s.await;
+        }
+    }
+
+    /// The end of a completed run: the load stops, in-flight requests finish (bounded by the
+    /// client `timeout`), and one last sample ends the recovery phase with fresh health and
+    /// metrics.
+    async fn drain(self, timeout: Duration) {
+        self.load_cancel.cancel();
+        let _ = tokio::time::timeout(timeout + Duration::from_secs(2), self.load).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.stop_sampling.cancel();
+        for s in self.samplers {
+            let _ = s.await;
+        }
+    }
+}
+
 /// The phases. Every fault injected here is reverted here, on every path out.
 async fn drive(
     scenario: &Scenario,
@@ -141,55 +174,117 @@ async fn drive(
         progress.clone(),
         load_cancel.clone(),
     );
+    let running = Running {
+        load,
+        load_cancel,
+        stop_sampling,
+        samplers,
+    };
 
     let mut driven = Driven {
         checks: Vec::new(),
         completed: false,
         note: None,
     };
-    let phases = scenario.phases;
-    rec.with(|r| r.phases.insert(Phase::Steady, (t0, t0 + ms(phases.steady))));
-    rec.event(EventKind::PhaseStart, "steady");
-    progress.set_phase("steady");
-    if sleep_or_cancel(phases.steady, cancel).await {
-        driven.note = Some("interrupted during the steady phase".into());
-        finish(load, load_cancel, stop_sampling, samplers).await;
+    let driver = Driver {
+        scenario,
+        lab,
+        progress,
+        cancel,
+    };
+    let Some(fault_end) = driver.through_the_faults(journal, t0, &mut driven).await else {
+        running.finish().await;
+        return driven;
+    };
+    if driver.recovery(fault_end, &mut driven).await.is_none() {
+        running.finish().await;
         return driven;
     }
+    running.drain(scenario.load.timeout).await;
+    if let Some(status) = lab.target_exit() {
+        rec.event(EventKind::TargetExit, format!("target exited: {status}"));
+    }
+    wait_for_resolutions(scenario, lab, fault_end, cancel, progress).await;
+    driven.completed = true;
+    driven
+}
 
-    // The hypothesis must hold before anything is broken. A request is recorded when its
-    // answer arrives: a slow service may not have answered any of the steady phase's yet, so
-    // wait (at most the load's timeout) for the first before judging.
-    let answered_by = Instant::now() + scenario.load.timeout;
-    while rec.with(|r| r.requests_in(Phase::Steady).next().is_none())
-        && Instant::now() < answered_by
-    {
-        if sleep_or_cancel(Duration::from_millis(100), cancel).await {
-            break;
+/// What every phase works with. Each phase returns `None` when the run stops there, with
+/// `driven.note` saying why.
+struct Driver<'a> {
+    scenario: &'a Scenario,
+    lab: &'a Lab,
+    progress: &'a Progress,
+    cancel: &'a CancellationToken,
+}
+
+impl Driver<'_> {
+    /// The steady phase, what must hold before anything is broken, and the fault phase.
+    /// Returns when the fault phase ended (on the recorder's clock).
+    async fn through_the_faults(
+        &self,
+        journal: &Journal,
+        t0: f64,
+        driven: &mut Driven,
+    ) -> Option<f64> {
+        self.steady(t0, driven).await?;
+        self.steady_state_holds(driven).await?;
+        self.dependencies_used(driven)?;
+        self.faults(journal, t0, driven).await
+    }
+
+    async fn steady(&self, t0: f64, driven: &mut Driven) -> Option<()> {
+        let rec = &self.lab.recorder;
+        let steady = self.scenario.phases.steady;
+        rec.with(|r| r.phases.insert(Phase::Steady, (t0, t0 + ms(steady))));
+        rec.event(EventKind::PhaseStart, "steady");
+        self.progress.set_phase("steady");
+        if sleep_or_cancel(steady, self.cancel).await {
+            driven.note = Some("interrupted during the steady phase".into());
+            return None;
         }
-    }
-    let snapshot = rec.snapshot();
-    let steady_reqs: Vec<_> = snapshot.requests_in(Phase::Steady).collect();
-    let steady = checks::status(
-        &snapshot,
-        Phase::Steady,
-        &steady_reqs,
-        &scenario.expect.steady,
-    );
-    if steady.verdict == Verdict::Fail {
-        driven.note = Some(format!(
-            "steady state did not hold, so no fault was injected: {}",
-            steady.summary
-        ));
-        driven.checks.push(steady);
-        finish(load, load_cancel, stop_sampling, samplers).await;
-        return driven;
+        Some(())
     }
 
-    // A dependency the service never reached through its proxy cannot be faulted: say so
-    // rather than pass a fault that touched nothing.
-    let unused = lab.unused_dependencies();
-    if !unused.is_empty() {
+    /// The hypothesis must hold before anything is broken. A request is recorded when its
+    /// answer arrives: a slow service may not have answered any of the steady phase's yet, so
+    /// wait (at most the load's timeout) for the first before judging.
+    async fn steady_state_holds(&self, driven: &mut Driven) -> Option<()> {
+        let rec = &self.lab.recorder;
+        let answered_by = Instant::now() + self.scenario.load.timeout;
+        while rec.with(|r| r.requests_in(Phase::Steady).next().is_none())
+            && Instant::now() < answered_by
+        {
+            if sleep_or_cancel(Duration::from_millis(100), self.cancel).await {
+                break;
+            }
+        }
+        let snapshot = rec.snapshot();
+        let steady_reqs: Vec<_> = snapshot.requests_in(Phase::Steady).collect();
+        let steady = checks::status(
+            &snapshot,
+            Phase::Steady,
+            &steady_reqs,
+            &self.scenario.expect.steady,
+        );
+        if steady.verdict == Verdict::Fail {
+            driven.note = Some(format!(
+                "steady state did not hold, so no fault was injected: {}",
+                steady.summary
+            ));
+            driven.checks.push(steady);
+            return None;
+        }
+        Some(())
+    }
+
+    /// A dependency the service never reached through its proxy cannot be faulted: say so
+    /// rather than pass a fault that touched nothing.
+    fn dependencies_used(&self, driven: &mut Driven) -> Option<()> {
+        let unused = self.lab.unused_dependencies();
+        if unused.is_empty() {
+            return Some(());
+        }
         for (name, addr) in &unused {
             driven.checks.push(CheckResult::new(
                 "dependency",
@@ -205,104 +300,97 @@ async fn drive(
         }
         driven.note =
             Some("a dependency was never used through its proxy, so no fault was injected".into());
-        finish(load, load_cancel, stop_sampling, samplers).await;
-        return driven;
+        None
     }
 
-    // Fault phase: inject on schedule, revert on schedule (or at once on cancel/error).
-    let fault_start = rec.now_ms();
-    rec.event(EventKind::PhaseStart, "fault");
-    progress.set_phase("fault");
+    /// Fault phase: inject on schedule, revert on schedule (or at once on cancel/error).
+    async fn faults(&self, journal: &Journal, t0: f64, driven: &mut Driven) -> Option<f64> {
+        let rec = &self.lab.recorder;
+        let fault_start = rec.now_ms();
+        rec.event(EventKind::PhaseStart, "fault");
+        self.progress.set_phase("fault");
+        let phase_began = Instant::now();
+        let injector = Injector::new(self.lab, journal);
+        let mut active: Vec<(usize, Injected)> = Vec::new();
+        let mut interrupted = false;
+        for (at, inject, i) in fault_schedule(self.scenario) {
+            let wait = at.saturating_sub(phase_began.elapsed());
+            if !interrupted && sleep_or_cancel(wait, self.cancel).await {
+                interrupted = true;
+            }
+            let fault = &self.scenario.faults[i].fault;
+            if inject {
+                if interrupted || driven.note.is_some() {
+                    continue;
+                }
+                match injector.inject_new(fault, &fault.describe()).await {
+                    Ok(injected) => active.push((i, injected)),
+                    Err((e, leftover)) => {
+                        if let Some(injected) = leftover {
+                            active.push((i, injected));
+                        }
+                        driven.note = Some(match e {
+                            FaultError::Unsupported(why) => format!("skipped: {why}"),
+                            FaultError::Failed(why) => {
+                                format!("the fault could not be injected: {why}")
+                            }
+                        });
+                    }
+                }
+            } else {
+                let pos = active.iter().position(|(j, _)| *j == i);
+                if let Some(pos) = pos {
+                    let (_, mut injected) = active.remove(pos);
+                    revert(&injector, &mut injected, driven).await;
+                }
+            }
+        }
+        // Anything still active (interrupted or failed) is reverted now.
+        for (_, mut injected) in active.drain(..).rev() {
+            revert(&injector, &mut injected, driven).await;
+        }
+        let fault_end = rec.now_ms();
+        rec.with(|r| {
+            r.phases.insert(Phase::Steady, (t0, fault_start));
+            r.phases.insert(Phase::Fault, (fault_start, fault_end));
+        });
+        if interrupted {
+            driven.note = Some("interrupted; every fault was reverted".into());
+            return None;
+        }
+        if driven.note.is_some() {
+            return None;
+        }
+        Some(fault_end)
+    }
+
+    async fn recovery(&self, fault_end: f64, driven: &mut Driven) -> Option<()> {
+        let rec = &self.lab.recorder;
+        let recovery = self.scenario.phases.recovery;
+        rec.with(|r| {
+            r.phases
+                .insert(Phase::Recovery, (fault_end, fault_end + ms(recovery)))
+        });
+        rec.event(EventKind::PhaseStart, "recovery");
+        self.progress.set_phase("recovery");
+        if sleep_or_cancel(recovery, self.cancel).await {
+            driven.note = Some("interrupted during recovery".into());
+            return None;
+        }
+        Some(())
+    }
+}
+
+/// When each fault is injected (`true`) and reverted, by index, in order; at the same moment
+/// a revert goes before an injection.
+fn fault_schedule(scenario: &Scenario) -> Vec<(Duration, bool, usize)> {
     let mut schedule: Vec<(Duration, bool, usize)> = Vec::new();
     for (i, f) in scenario.faults.iter().enumerate() {
         schedule.push((f.start, true, i));
         schedule.push((f.start + f.duration, false, i));
     }
     schedule.sort_by_key(|(at, inject, _)| (*at, !*inject));
-    let phase_began = Instant::now();
-    let injector = Injector::new(lab, journal);
-    let mut active: Vec<(usize, Injected)> = Vec::new();
-    let mut interrupted = false;
-    for (at, inject, i) in schedule {
-        let wait = at.saturating_sub(phase_began.elapsed());
-        if !interrupted && sleep_or_cancel(wait, cancel).await {
-            interrupted = true;
-        }
-        let fault = &scenario.faults[i].fault;
-        if inject {
-            if interrupted || driven.note.is_some() {
-                continue;
-            }
-            match injector.inject_new(fault, &fault.describe()).await {
-                Ok(injected) => active.push((i, injected)),
-                Err((e, leftover)) => {
-                    if let Some(injected) = leftover {
-                        active.push((i, injected));
-                    }
-                    driven.note = Some(match e {
-                        FaultError::Unsupported(why) => format!("skipped: {why}"),
-                        FaultError::Failed(why) => {
-                            format!("the fault could not be injected: {why}")
-                        }
-                    });
-                }
-            }
-        } else {
-            let pos = active.iter().position(|(j, _)| *j == i);
-            if let Some(pos) = pos {
-                let (_, mut injected) = active.remove(pos);
-                revert(&injector, &mut injected, &mut driven).await;
-            }
-        }
-    }
-    // Anything still active (interrupted or failed) is reverted now.
-    for (_, mut injected) in active.drain(..).rev() {
-        revert(&injector, &mut injected, &mut driven).await;
-    }
-    let fault_end = rec.now_ms();
-    rec.with(|r| {
-        r.phases.insert(Phase::Steady, (t0, fault_start));
-        r.phases.insert(Phase::Fault, (fault_start, fault_end));
-    });
-    if interrupted {
-        driven.note = Some("interrupted; every fault was reverted".into());
-        finish(load, load_cancel, stop_sampling, samplers).await;
-        return driven;
-    }
-    if driven.note.is_some() {
-        finish(load, load_cancel, stop_sampling, samplers).await;
-        return driven;
-    }
-
-    // Recovery.
-    rec.with(|r| {
-        r.phases.insert(
-            Phase::Recovery,
-            (fault_end, fault_end + ms(phases.recovery)),
-        )
-    });
-    rec.event(EventKind::PhaseStart, "recovery");
-    progress.set_phase("recovery");
-    if sleep_or_cancel(phases.recovery, cancel).await {
-        driven.note = Some("interrupted during recovery".into());
-        finish(load, load_cancel, stop_sampling, samplers).await;
-        return driven;
-    }
-    load_cancel.cancel();
-    // Let in-flight requests finish (bounded by the client timeout).
-    let _ = tokio::time::timeout(scenario.load.timeout + Duration::from_secs(2), load).await;
-    // One last sample so the recovery phase ends with fresh health and metrics.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop_sampling.cancel();
-    for s in samplers {
-        let _ = s.await;
-    }
-    if let Some(status) = lab.target_exit() {
-        rec.event(EventKind::TargetExit, format!("target exited: {status}"));
-    }
-    wait_for_resolutions(scenario, lab, fault_end, cancel, progress).await;
-    driven.completed = true;
-    driven
+    schedule
 }
 
 /// Alerts resolve some time after the errors stop (their windows must empty). Keep the lab's
@@ -361,20 +449,6 @@ async fn revert(injector: &Injector<'_>, injected: &mut Injected, driven: &mut D
         driven.note = Some(format!(
             "could not revert {what}: {why}; the journal keeps it for `fivehundred recover`"
         ));
-    }
-}
-
-async fn finish(
-    load: tokio::task::JoinHandle<()>,
-    load_cancel: CancellationToken,
-    stop_sampling: CancellationToken,
-    samplers: Vec<tokio::task::JoinHandle<()>>,
-) {
-    load_cancel.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), load).await;
-    stop_sampling.cancel();
-    for s in samplers {
-        let _ = s.await;
     }
 }
 

@@ -5,17 +5,23 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::{Health, Lab, LabBase, LabError, LabOptions};
 use crate::journal::{Journal, Resource};
 use crate::labfile::service::{LineSink, Stream};
 use crate::labfile::{
-    CannedAnswer, DbAddress, Dependency, HttpDep, LabFile, ServiceProcess, Setup, Start, Values,
+    CannedAnswer, CommandSpec, DbAddress, Dependency, HttpDep, LabFile, ServiceProcess, Setup,
+    Start, Values,
 };
+use crate::monitoring::Monitoring;
 use crate::proxy::Proxy;
 use crate::record::Recorder;
 use crate::target::{TargetEnv, TargetNeeds};
+
+/// Where the lab serves what it starts for the service, and where the service listens.
+const HOST: &str = "127.0.0.1";
 
 impl Lab {
     /// Starts the lab-file service on top of what every lab has (see [`Lab::start_with`]).
@@ -23,121 +29,27 @@ impl Lab {
         opts: &LabOptions,
         lab_file: &LabFile,
         needs: &TargetNeeds,
-        base: LabBase,
+        mut base: LabBase,
         journal: &Journal,
         recorder: Arc<Recorder>,
     ) -> Result<Lab, LabError> {
-        let LabBase {
-            run_dir,
-            data_dir,
-            db,
-            database_url,
-            proxied_url,
-            mut proxies,
-            payments,
-            admin_token,
-            ..
-        } = base;
-        // A fault that needs the service started a certain way: a private tmpfs as its data
-        // directory is made here; file modes bind only a service that runs as a user of its
-        // own (`user` in the lab file); a lab config file is target-app's alone.
-        let user = match &lab_file.service.start {
-            Start::Command(spec) => spec.user.clone(),
-            Start::Url(_) => None,
-        };
-        if needs.unprivileged && user.as_deref().is_none_or(|u| u == "root" || u == "0") {
-            return Err(LabError(
-                "file modes do not bind a service that runs as root: give it a `user` in the lab file".into(),
-            ));
-        }
-        if needs.config_file {
-            return Err(LabError(format!(
-                "a lab-file service cannot be started with {needs}"
-            )));
-        }
-        let owner = user
-            .as_deref()
-            .map(|u| hand_over(&data_dir, u))
-            .transpose()?;
+        let owner = service_owner(lab_file, needs, &base.data_dir)?;
         let mut canned = Vec::new();
-        let host = "127.0.0.1";
         let (service, base_url, values) = match &lab_file.service.start {
             Start::Url(url) => (None, url.trim_end_matches('/').to_string(), None),
             Start::Command(spec) => {
-                let port = match spec.port {
-                    Some(p) => p,
-                    None => free_port()?,
-                };
-                let mut values = Values::new(host, port, &data_dir, &admin_token);
-                for name in &spec.listeners {
-                    values.listener(name, host, free_port()?);
-                }
-                // The run's database stands for every postgres dependency, behind its proxy.
-                let db_proxy = proxies.remove("database");
-                for (name, dep) in &lab_file.deps {
-                    match dep {
-                        Dependency::Postgres { setup, .. } => {
-                            let Some(proxy) = &db_proxy else {
-                                return Err(LabError("the lab has no database".into()));
-                            };
-                            values.postgres(name, &db_address(&proxied_url, Some(proxy))?);
-                            let direct = db_address(&database_url, None)?;
-                            // On a task of its own, with owned values: sqlx's executor bounds
-                            // would otherwise make this future not `Send` for every lifetime.
-                            let dir = lab_file
-                                .file
-                                .parent()
-                                .unwrap_or(std::path::Path::new("."))
-                                .to_path_buf();
-                            let setup_task = tokio::spawn(run_setup(
-                                setup.clone(),
-                                name.clone(),
-                                direct,
-                                database_url.clone(),
-                                dir,
-                            ));
-                            setup_task
-                                .await
-                                .map_err(|e| LabError(format!("setup: {e}")))??;
-                        }
-                        Dependency::Tcp { upstream } => {
-                            let proxy = proxy_to(upstream, opts.seed, name).await?;
-                            values.tcp(name, host, proxy.local_addr().port());
-                            proxies.insert(name.clone(), proxy);
-                        }
-                        Dependency::Http(HttpDep::Upstream(url)) => {
-                            let proxy = proxy_to(&host_port(url), opts.seed, name).await?;
-                            values.http(name, host, proxy.local_addr().port());
-                            proxies.insert(name.clone(), proxy);
-                        }
-                        Dependency::Http(HttpDep::Canned(answers)) => {
-                            let (addr, task) = serve_canned(answers.clone()).await?;
-                            canned.push(task);
-                            let proxy = proxy_to(&addr.to_string(), opts.seed, name).await?;
-                            values.http(name, host, proxy.local_addr().port());
-                            proxies.insert(name.clone(), proxy);
-                        }
-                    }
-                }
-                if let (Some(proxy), Some(name)) = (
-                    db_proxy,
-                    lab_file.deps_of(crate::labfile::DepKind::Postgres).next(),
-                ) {
-                    proxies.insert(name.to_string(), proxy);
-                }
-                let rec = recorder.clone();
-                let sink: LineSink =
-                    Arc::new(move |_: Stream, line: &str| rec.log_line(line.to_string()));
-                let process = ServiceProcess::start(
-                    &lab_file.service,
+                let mut values = service_values(spec, &base)?;
+                wire_dependencies(lab_file, opts.seed, &mut base, &mut values, &mut canned).await?;
+                let data_tmpfs = needs.data_tmpfs.map(|size| (base.data_dir.clone(), size));
+                let (process, sink) = start_process(
+                    lab_file,
                     spec,
                     &values,
-                    &run_dir,
-                    needs.data_tmpfs.map(|size| (data_dir.clone(), size)),
-                    sink.clone(),
+                    &base.run_dir,
+                    data_tmpfs,
+                    &recorder,
                 )
-                .await
-                .map_err(|e| LabError(format!("the service did not start: {e}")))?;
+                .await?;
                 journal.resource(Resource::Process {
                     pid: process.pid(),
                     what: "service".into(),
@@ -147,24 +59,20 @@ impl Lab {
                 (Some(process), base_url, Some((values, sink)))
             }
         };
-        let metrics_url = lab_file.service.metrics.as_ref().and_then(|t| {
-            let text = match &values {
-                Some((v, _)) => t.render(v).ok()?,
-                None => t.as_str().to_string(),
-            };
-            Some(if text.starts_with('/') {
-                format!("{base_url}{text}")
-            } else {
-                text
-            })
-        });
-        let monitoring = match (&lab_file.alerts, &metrics_url) {
-            (Some(rules), Some(url)) => {
-                // Prometheus scrapes `/metrics` on the metrics URL's host and port.
-                Some(super::start_monitoring(&run_dir, &host_port(url), rules, &recorder).await?)
-            }
-            _ => None,
-        };
+        let LabBase {
+            run_dir,
+            data_dir,
+            db,
+            database_url,
+            proxied_url,
+            proxies,
+            payments,
+            admin_token,
+            ..
+        } = base;
+        let metrics_url = service_metrics_url(lab_file, values.as_ref().map(|(v, _)| v), &base_url);
+        let monitoring =
+            start_service_monitoring(lab_file, metrics_url.as_deref(), &run_dir, &recorder).await?;
         let env = TargetEnv {
             database_url: proxied_url,
             payments_url: String::new(),
@@ -210,6 +118,177 @@ impl Lab {
     }
 }
 
+/// Whether the service can be started as the scenario's faults need, and the user that then
+/// owns its data directory. A private tmpfs as its data directory is made when it starts; file
+/// modes bind only a service that runs as a user of its own (`user` in the lab file); a lab
+/// config file is target-app's alone.
+fn service_owner(
+    lab_file: &LabFile,
+    needs: &TargetNeeds,
+    data_dir: &Path,
+) -> Result<Option<(u32, u32)>, LabError> {
+    let user = match &lab_file.service.start {
+        Start::Command(spec) => spec.user.clone(),
+        Start::Url(_) => None,
+    };
+    if needs.unprivileged && user.as_deref().is_none_or(|u| u == "root" || u == "0") {
+        return Err(LabError(
+            "file modes do not bind a service that runs as root: give it a `user` in the lab file"
+                .into(),
+        ));
+    }
+    if needs.config_file {
+        return Err(LabError(format!(
+            "a lab-file service cannot be started with {needs}"
+        )));
+    }
+    user.as_deref().map(|u| hand_over(data_dir, u)).transpose()
+}
+
+/// What the service's templates are filled with before its dependencies: its port (a free one
+/// unless the lab file fixes it), a free port for each listener, its data directory and the
+/// admin token.
+fn service_values(spec: &CommandSpec, base: &LabBase) -> Result<Values, LabError> {
+    let port = match spec.port {
+        Some(p) => p,
+        None => free_port()?,
+    };
+    let mut values = Values::new(HOST, port, &base.data_dir, &base.admin_token);
+    for name in &spec.listeners {
+        values.listener(name, HOST, free_port()?);
+    }
+    Ok(values)
+}
+
+/// Each dependency in `values` as the service reaches it: through a fault proxy, kept in
+/// `base.proxies` under the dependency's name. The run's database stands for every postgres
+/// dependency (its proxy moves from `database` to the first one's name), and the user's setup
+/// runs on it first. `canned` gets the tasks that serve canned HTTP answers.
+async fn wire_dependencies(
+    lab_file: &LabFile,
+    seed: u64,
+    base: &mut LabBase,
+    values: &mut Values,
+    canned: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<(), LabError> {
+    let db_proxy = base.proxies.remove("database");
+    for (name, dep) in &lab_file.deps {
+        match dep {
+            Dependency::Postgres { setup, .. } => {
+                let Some(proxy) = &db_proxy else {
+                    return Err(LabError("the lab has no database".into()));
+                };
+                values.postgres(name, &db_address(&base.proxied_url, Some(proxy))?);
+                let direct = db_address(&base.database_url, None)?;
+                // On a task of its own, with owned values: sqlx's executor bounds would
+                // otherwise make this future not `Send` for every lifetime.
+                let dir = lab_file
+                    .file
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf();
+                let setup_task = tokio::spawn(run_setup(
+                    setup.clone(),
+                    name.clone(),
+                    direct,
+                    base.database_url.clone(),
+                    dir,
+                ));
+                setup_task
+                    .await
+                    .map_err(|e| LabError(format!("setup: {e}")))??;
+            }
+            Dependency::Tcp { upstream } => {
+                let proxy = proxy_to(upstream, seed, name).await?;
+                values.tcp(name, HOST, proxy.local_addr().port());
+                base.proxies.insert(name.clone(), proxy);
+            }
+            Dependency::Http(HttpDep::Upstream(url)) => {
+                let proxy = proxy_to(&host_port(url), seed, name).await?;
+                values.http(name, HOST, proxy.local_addr().port());
+                base.proxies.insert(name.clone(), proxy);
+            }
+            Dependency::Http(HttpDep::Canned(answers)) => {
+                let (addr, task) = serve_canned(answers.clone()).await?;
+                canned.push(task);
+                let proxy = proxy_to(&addr.to_string(), seed, name).await?;
+                values.http(name, HOST, proxy.local_addr().port());
+                base.proxies.insert(name.clone(), proxy);
+            }
+        }
+    }
+    if let (Some(proxy), Some(name)) = (
+        db_proxy,
+        lab_file.deps_of(crate::labfile::DepKind::Postgres).next(),
+    ) {
+        base.proxies.insert(name.to_string(), proxy);
+    }
+    Ok(())
+}
+
+/// Starts the service's command with `values`, every line it writes going to the recording;
+/// returns it and that sink (a restart writes there too).
+async fn start_process(
+    lab_file: &LabFile,
+    spec: &CommandSpec,
+    values: &Values,
+    run_dir: &Path,
+    data_tmpfs: Option<(PathBuf, u64)>,
+    recorder: &Arc<Recorder>,
+) -> Result<(ServiceProcess, LineSink), LabError> {
+    let rec = recorder.clone();
+    let sink: LineSink = Arc::new(move |_: Stream, line: &str| rec.log_line(line.to_string()));
+    let process = ServiceProcess::start(
+        &lab_file.service,
+        spec,
+        values,
+        run_dir,
+        data_tmpfs,
+        sink.clone(),
+    )
+    .await
+    .map_err(|e| LabError(format!("the service did not start: {e}")))?;
+    Ok((process, sink))
+}
+
+/// Where the service's Prometheus metrics are read: its `metrics` template filled (as written,
+/// for a service that is only a URL), a path taken as one on `base_url`.
+fn service_metrics_url(
+    lab_file: &LabFile,
+    values: Option<&Values>,
+    base_url: &str,
+) -> Option<String> {
+    lab_file.service.metrics.as_ref().and_then(|t| {
+        let text = match values {
+            Some(v) => t.render(v).ok()?,
+            None => t.as_str().to_string(),
+        };
+        Some(if text.starts_with('/') {
+            format!("{base_url}{text}")
+        } else {
+            text
+        })
+    })
+}
+
+/// The lab's Prometheus and Alertmanager, when the service has both metrics and alert rules.
+async fn start_service_monitoring(
+    lab_file: &LabFile,
+    metrics_url: Option<&str>,
+    run_dir: &Path,
+    recorder: &Arc<Recorder>,
+) -> Result<Option<Monitoring>, LabError> {
+    match (&lab_file.alerts, metrics_url) {
+        (Some(rules), Some(url)) => {
+            // Prometheus scrapes `/metrics` on the metrics URL's host and port.
+            Ok(Some(
+                super::start_monitoring(run_dir, &host_port(url), rules, recorder).await?,
+            ))
+        }
+        _ => Ok(None),
+    }
+}
+
 impl Lab {
     /// The lab-file service's dependencies that no connection ever came to through the lab's
     /// proxy, with the proxy's address: a service that ignores the address it was given (a
@@ -234,7 +313,7 @@ impl Lab {
 
 /// Makes the data directory the service's own when it runs as `user`: `{data_dir}` is where
 /// it may write.
-fn hand_over(data_dir: &std::path::Path, user: &str) -> Result<(u32, u32), LabError> {
+fn hand_over(data_dir: &Path, user: &str) -> Result<(u32, u32), LabError> {
     let found = match user.parse::<u32>() {
         Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
         Err(_) => nix::unistd::User::from_name(user),
@@ -334,7 +413,7 @@ async fn run_setup(
     name: String,
     direct: DbAddress,
     database_url: String,
-    dir: std::path::PathBuf,
+    dir: PathBuf,
 ) -> Result<(), LabError> {
     use sqlx::Connection;
     match setup {

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -180,104 +181,26 @@ async fn probe_command(command: &[String], wait: Duration) -> Result<Probe, Init
             None => a.clone(),
         })
         .collect();
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child =
-        pglab::proc::spawn_tied(cmd, Signal::SIGKILL).map_err(|source| InitError::Spawn {
-            program: argv[0].clone(),
-            source,
-        })?;
-    let tail = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    for pipe in [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let tail = std::sync::Arc::clone(&tail);
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut t = tail.lock().unwrap();
-                t.push(line);
-                let n = t.len();
-                if n > 10 {
-                    t.drain(..n - 10);
-                }
-            }
-        });
-    }
-    let tail_text = || tail.lock().unwrap().join("\n  ");
-    let group = Pid::from_raw(child.id() as i32);
-    let stop = |child: &mut std::process::Child| {
-        let _ = killpg(group, Signal::SIGTERM);
-        for _ in 0..100 {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = child.kill();
-        let _ = child.wait();
-    };
-
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut ports: BTreeSet<u16> = BTreeSet::new();
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let _ = killpg(group, Signal::SIGKILL);
-            return Err(InitError::Exited {
-                status: status.to_string(),
-                tail: tail_text(),
-            });
-        }
-        match port {
-            Some(p) => {
-                if tokio::net::TcpStream::connect(("127.0.0.1", p))
-                    .await
-                    .is_ok()
-                {
-                    ports.insert(p);
-                }
-            }
-            None => ports.extend(listening_ports(child.id())),
-        }
-        if !ports.is_empty() {
-            break;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            stop(&mut child);
-            return Err(InitError::NoPort {
-                within: wait,
-                tail: tail_text(),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut probed = Probed::spawn(&argv)?;
+    let mut ports = probed.wait_for_ports(port, wait).await?;
     // A server may open its listeners one after the other: give the rest a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
     if port.is_none() {
-        ports.extend(listening_ports(child.id()));
+        ports.extend(listening_ports(probed.child.id()));
     }
-    // The service's port: the one of `{port}`, else the first that answers HTTP.
+    let probe = probe_ports(&ports, port, told_port).await;
+    probed.stop();
+    Ok(probe)
+}
+
+/// What the ports answer. The service's port: the one of `{port}`, else the first that
+/// answers HTTP (else the first open one); the rest are other ports.
+async fn probe_ports(ports: &BTreeSet<u16>, port: Option<u16>, told_port: bool) -> Probe {
     let mut probe = Probe {
         told_port,
         ..Probe::default()
     };
-    for p in &ports {
+    for p in ports {
         let answers = ask(&format!("http://127.0.0.1:{p}")).await;
         if probe.port.is_none() && answers.0.values().any(Option::is_some) {
             probe.port = Some(*p);
@@ -291,8 +214,124 @@ async fn probe_command(command: &[String], wait: Duration) -> Result<Probe, Init
         probe.port = port.or_else(|| ports.iter().next().copied());
         probe.other_ports.retain(|p| Some(*p) != probe.port);
     }
-    stop(&mut child);
-    Ok(probe)
+    probe
+}
+
+/// The command being probed, in a process group of its own, and the last lines it wrote.
+struct Probed {
+    child: std::process::Child,
+    tail: Arc<Mutex<Vec<String>>>,
+}
+
+impl Probed {
+    /// Starts `argv` with its output read on threads of their own, the last ten lines kept.
+    fn spawn(argv: &[String]) -> Result<Probed, InitError> {
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child =
+            pglab::proc::spawn_tied(cmd, Signal::SIGKILL).map_err(|source| InitError::Spawn {
+                program: argv[0].clone(),
+                source,
+            })?;
+        let tail = Arc::new(Mutex::new(Vec::<String>::new()));
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tail = Arc::clone(&tail);
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut t = tail.lock().unwrap();
+                    t.push(line);
+                    let n = t.len();
+                    if n > 10 {
+                        t.drain(..n - 10);
+                    }
+                }
+            });
+        }
+        Ok(Probed { child, tail })
+    }
+
+    fn tail_text(&self) -> String {
+        self.tail.lock().unwrap().join("\n  ")
+    }
+
+    fn group(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Waits until the command listens: on `port` when it was given one, else on whatever
+    /// ports its processes hold. An exit, or no port within `wait`, is an error.
+    async fn wait_for_ports(
+        &mut self,
+        port: Option<u16>,
+        wait: Duration,
+    ) -> Result<BTreeSet<u16>, InitError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut ports: BTreeSet<u16> = BTreeSet::new();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = killpg(self.group(), Signal::SIGKILL);
+                return Err(InitError::Exited {
+                    status: status.to_string(),
+                    tail: self.tail_text(),
+                });
+            }
+            match port {
+                Some(p) => {
+                    if tokio::net::TcpStream::connect(("127.0.0.1", p))
+                        .await
+                        .is_ok()
+                    {
+                        ports.insert(p);
+                    }
+                }
+                None => ports.extend(listening_ports(self.child.id())),
+            }
+            if !ports.is_empty() {
+                return Ok(ports);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.stop();
+                return Err(InitError::NoPort {
+                    within: wait,
+                    tail: self.tail_text(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM to its group, up to two seconds to exit, then SIGKILL.
+    fn stop(&mut self) {
+        let group = self.group();
+        let _ = killpg(group, Signal::SIGTERM);
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 async fn probe_url(url: &str) -> Result<Probe, InitError> {

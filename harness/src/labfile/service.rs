@@ -106,98 +106,12 @@ impl ServiceProcess {
         for (name, c) in &spec.configs {
             values.config(name, &run_dir.join(&c.file_name));
         }
-        let render = |t: &super::Template, what: &str| {
-            t.render(&values).map_err(|source| StartError::Render {
-                what: what.to_string(),
-                source,
-            })
-        };
-        let mut configs = Vec::new();
-        for (name, c) in &spec.configs {
-            let text = render(&c.template, &format!("config `{name}`"))?;
-            let path = run_dir.join(&c.file_name);
-            write_private(&path, &text, user.map(|u| u.0)).map_err(|source| {
-                StartError::Config {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-            configs.push(path);
-        }
-        let argv = spec
-            .argv
-            .iter()
-            .map(|a| render(a, "the command"))
-            .collect::<Result<Vec<_>, _>>()?;
-        // A relative program with a `/` is relative to `cwd`, whatever the platform's exec does.
-        let program = if argv[0].contains('/') {
-            spec.cwd.join(&argv[0])
-        } else {
-            PathBuf::from(&argv[0])
-        };
-        let mut cmd = Command::new(&program);
-        cmd.args(&argv[1..])
-            .current_dir(&spec.cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in &spec.env {
-            cmd.env(k, render(v, &format!("env `{k}`"))?);
-        }
-        // Its own process group, so that the stop signal reaches the workers a server forks
-        // (gunicorn, uvicorn) and not only the process we started.
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        if user.is_some() || data_tmpfs.is_some() {
-            let iso = crate::sys::Isolation {
-                tmpfs: data_tmpfs,
-                user,
-            };
-            crate::sys::isolate(&mut cmd, &iso).map_err(|e| StartError::User {
-                user: spec.user.clone().unwrap_or_default(),
-                reason: e.to_string(),
-            })?;
-        }
+        let configs = write_configs(spec, &values, run_dir, user.map(|u| u.0))?;
+        let (cmd, program) = command(spec, &values, user, data_tmpfs)?;
         let spawned = Instant::now();
-        let mut child =
-            pglab::proc::spawn_tied(cmd, Signal::SIGKILL).map_err(|source| StartError::Spawn {
-                program: argv[0].clone(),
-                source,
-            })?;
-        let tail = Arc::new(Mutex::new(VecDeque::new()));
-        for (stream, pipe) in [
-            (
-                Stream::Stdout,
-                child
-                    .stdout
-                    .take()
-                    .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            ),
-            (
-                Stream::Stderr,
-                child
-                    .stderr
-                    .take()
-                    .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            ),
-        ] {
-            let Some(pipe) = pipe else { continue };
-            let (tail, on_line) = (Arc::clone(&tail), Arc::clone(&on_line));
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).split(b'\n') {
-                    let Ok(line) = line else { break };
-                    let line = String::from_utf8_lossy(&line);
-                    let line = line.trim_end_matches('\r');
-                    {
-                        let mut t = tail.lock().unwrap();
-                        if t.len() == TAIL {
-                            t.pop_front();
-                        }
-                        t.push_back(line.to_string());
-                    }
-                    on_line(stream, line);
-                }
-            });
-        }
+        let mut child = pglab::proc::spawn_tied(cmd, Signal::SIGKILL)
+            .map_err(|source| StartError::Spawn { program, source })?;
+        let tail = read_output(&mut child, on_line);
         let host = values.get("host").unwrap_or("127.0.0.1").to_string();
         let port = values.get("port").unwrap_or("0").to_string();
         let mut process = ServiceProcess {
@@ -334,6 +248,119 @@ impl Drop for ServiceProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// `t` filled with `values`; `what` names it in the error.
+fn render(t: &super::Template, values: &Values, what: &str) -> Result<String, StartError> {
+    t.render(values).map_err(|source| StartError::Render {
+        what: what.to_string(),
+        source,
+    })
+}
+
+/// Writes each config file into `run_dir`, readable by `owner` only; returns their paths.
+fn write_configs(
+    spec: &CommandSpec,
+    values: &Values,
+    run_dir: &Path,
+    owner: Option<u32>,
+) -> Result<Vec<PathBuf>, StartError> {
+    let mut configs = Vec::new();
+    for (name, c) in &spec.configs {
+        let text = render(&c.template, values, &format!("config `{name}`"))?;
+        let path = run_dir.join(&c.file_name);
+        write_private(&path, &text, owner).map_err(|source| StartError::Config {
+            path: path.clone(),
+            source,
+        })?;
+        configs.push(path);
+    }
+    Ok(configs)
+}
+
+/// The service's command with its argv and environment filled, in a process group of its
+/// own, isolated as `user` and `data_tmpfs` ask; and its program as written, for errors.
+fn command(
+    spec: &CommandSpec,
+    values: &Values,
+    user: Option<(u32, u32)>,
+    data_tmpfs: Option<(PathBuf, u64)>,
+) -> Result<(Command, String), StartError> {
+    let argv = spec
+        .argv
+        .iter()
+        .map(|a| render(a, values, "the command"))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A relative program with a `/` is relative to `cwd`, whatever the platform's exec does.
+    let program = if argv[0].contains('/') {
+        spec.cwd.join(&argv[0])
+    } else {
+        PathBuf::from(&argv[0])
+    };
+    let mut cmd = Command::new(&program);
+    cmd.args(&argv[1..])
+        .current_dir(&spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in &spec.env {
+        cmd.env(k, render(v, values, &format!("env `{k}`"))?);
+    }
+    // Its own process group, so that the stop signal reaches the workers a server forks
+    // (gunicorn, uvicorn) and not only the process we started.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    if user.is_some() || data_tmpfs.is_some() {
+        let iso = crate::sys::Isolation {
+            tmpfs: data_tmpfs,
+            user,
+        };
+        crate::sys::isolate(&mut cmd, &iso).map_err(|e| StartError::User {
+            user: spec.user.clone().unwrap_or_default(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok((cmd, argv[0].clone()))
+}
+
+/// Reads the child's stdout and stderr on threads of their own: each line goes to `on_line`,
+/// the last [`TAIL`] are kept.
+fn read_output(child: &mut Child, on_line: LineSink) -> Arc<Mutex<VecDeque<String>>> {
+    let tail = Arc::new(Mutex::new(VecDeque::new()));
+    for (stream, pipe) in [
+        (
+            Stream::Stdout,
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ),
+        (
+            Stream::Stderr,
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ),
+    ] {
+        let Some(pipe) = pipe else { continue };
+        let (tail, on_line) = (Arc::clone(&tail), Arc::clone(&on_line));
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).split(b'\n') {
+                let Ok(line) = line else { break };
+                let line = String::from_utf8_lossy(&line);
+                let line = line.trim_end_matches('\r');
+                {
+                    let mut t = tail.lock().unwrap();
+                    if t.len() == TAIL {
+                        t.pop_front();
+                    }
+                    t.push_back(line.to_string());
+                }
+                on_line(stream, line);
+            }
+        });
+    }
+    tail
 }
 
 /// A user name or uid to (uid, gid).
