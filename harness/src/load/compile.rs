@@ -71,7 +71,7 @@ pub(super) enum Piece {
 
 /// Resolves capture pools: every `captured` param must name a pool some entry fills; each
 /// entry keeps the captures someone reads. Returns the pool names.
-pub(super) fn link_captures(entries: &mut [Entry]) -> Result<Vec<String>, LoadError> {
+fn link_captures(entries: &mut [Entry]) -> Result<Vec<String>, LoadError> {
     let read = |p: &Param| match p {
         Param::Captured(pool) => Some(pool.clone()),
         Param::CreatedOrder => Some(CREATED_ORDER_POOL.to_string()),
@@ -175,7 +175,7 @@ impl Compiled {
     }
 }
 
-pub(super) fn parse_base_url(url: &str) -> Result<(wire::Dest, String, String), LoadError> {
+fn parse_base_url(url: &str) -> Result<(wire::Dest, String, String), LoadError> {
     let bad = |reason: &str| LoadError::BadUrl {
         url: url.to_string(),
         reason: reason.to_string(),
@@ -310,17 +310,13 @@ impl Entry {
 
 /// Splits a template into text and placeholders. In a path every `{...}` is a placeholder; in a
 /// body only `{identifier}` is, so that JSON braces stay text.
-pub(super) fn param_index(params: &[(String, Param)], name: &str) -> Result<usize, String> {
+fn param_index(params: &[(String, Param)], name: &str) -> Result<usize, String> {
     params.iter().position(|(n, _)| n == name).ok_or_else(|| {
         format!("`{{{name}}}` has no generator; add e.g. params = {{ {name} = {{ uniform = [1, 20] }} }}")
     })
 }
 
-pub(super) fn pieces(
-    template: &str,
-    params: &[(String, Param)],
-    strict: bool,
-) -> Result<Vec<Piece>, String> {
+fn pieces(template: &str, params: &[(String, Param)], strict: bool) -> Result<Vec<Piece>, String> {
     let mut out = Vec::new();
     let mut text = String::new();
     let mut rest = template;

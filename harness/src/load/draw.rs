@@ -43,9 +43,9 @@ impl Drawn {
 
 /// Draws requests in sequence order from one seeded generator.
 pub(super) struct Sequence {
-    pub(super) rng: ChaCha8Rng,
+    rng: ChaCha8Rng,
     /// A request to send again (`retry_same_key`) and how many more times.
-    pub(super) repeat: Option<(Drawn, u32)>,
+    repeat: Option<(Drawn, u32)>,
 }
 
 impl Sequence {
@@ -126,7 +126,7 @@ impl Sequence {
 }
 
 impl Drawn {
-    pub(super) fn clone_request(&self) -> Drawn {
+    fn clone_request(&self) -> Drawn {
         Drawn {
             entry: self.entry,
             path: self.path.clone(),
@@ -143,7 +143,7 @@ impl Drawn {
 #[derive(Default)]
 pub(super) struct CreatedOrders(Mutex<Vec<VecDeque<String>>>);
 
-pub(super) const CREATED_ORDERS_KEPT: usize = 10_000;
+const CREATED_ORDERS_KEPT: usize = 10_000;
 
 impl CreatedOrders {
     pub(super) fn pick(&self, pool: usize, draw: u64) -> Option<String> {
