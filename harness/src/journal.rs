@@ -717,6 +717,24 @@ mod tests {
     }
 
     #[test]
+    fn a_lab_torn_down_with_a_fault_unreverted_keeps_its_journal_for_recover() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        for (finish, kept) in [(false, true), (true, false)] {
+            let run_dir = tmp.path().join("run");
+            std::fs::create_dir_all(&run_dir).unwrap();
+            let j = Journal::create_in(&state, "test").unwrap();
+            let path = j.path().to_path_buf();
+            rt.block_on(crate::lab::dismantle(None, &run_dir, j, finish));
+            assert!(!run_dir.exists(), "the run directory goes either way");
+            assert_eq!(path.exists(), kept, "finish_journal = {finish}");
+        }
+    }
+
+    #[test]
     fn journals_and_their_directories_are_private_to_their_owner() {
         let tmp = tempfile::tempdir().unwrap();
         let state = tmp.path().join("state");

@@ -487,6 +487,20 @@ impl Lab {
     }
 }
 
+/// The lab's teardown, on every way out of a scenario run or a game day: stops its processes
+/// (when it got as far as starting), removes its run directory, and closes its journal when
+/// `finish_journal`. A fault left unreverted keeps the journal, for `fivehundred recover`.
+pub async fn dismantle(lab: Option<Lab>, run_dir: &Path, journal: Journal, finish_journal: bool) {
+    if let Some(mut lab) = lab {
+        lab.stop().await;
+        drop(lab);
+    }
+    let _ = std::fs::remove_dir_all(run_dir);
+    if finish_journal {
+        journal.finish();
+    }
+}
+
 /// The lab's Prometheus scraping `target` (`host:port`) with `rules` on the lab's clock, and
 /// its Alertmanager; what each alert would take to detect in production goes in the recording.
 async fn start_monitoring(

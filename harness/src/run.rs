@@ -73,11 +73,10 @@ pub async fn run_scenario(
     progress.set_phase("starting the lab");
     let recorder = Arc::new(Recorder::new(Instant::now()));
     let lab = Lab::start_with(opts, &needs, run_dir.clone(), &journal, recorder.clone()).await;
-    let mut lab = match lab {
+    let lab = match lab {
         Ok(lab) => lab,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&run_dir);
-            journal.finish();
+            crate::lab::dismantle(None, &run_dir, journal, true).await;
             return Err(e.into());
         }
     };
@@ -97,10 +96,7 @@ pub async fn run_scenario(
     progress.set_phase("tearing down");
     // Marks where the run's time goes (the bench sums it per phase over the catalogue).
     recorder.event(EventKind::PhaseStart, "teardown");
-    lab.stop().await;
-    drop(lab);
-    let _ = std::fs::remove_dir_all(&run_dir);
-    journal.finish();
+    crate::lab::dismantle(Some(lab), &run_dir, journal, !result.unreverted).await;
     let recording = recorder.snapshot();
     Ok(ScenarioReport::from_checks(
         scenario,
@@ -115,6 +111,8 @@ struct Driven {
     checks: Vec<CheckResult>,
     completed: bool,
     note: Option<String>,
+    /// A revert failed: the journal stays for `fivehundred recover`.
+    unreverted: bool,
 }
 
 /// What runs through every phase: the load and the samplers, stopped together.
@@ -185,6 +183,7 @@ async fn drive(
         checks: Vec::new(),
         completed: false,
         note: None,
+        unreverted: false,
     };
     let driver = Driver {
         scenario,
@@ -449,6 +448,7 @@ async fn revert(injector: &Injector<'_>, injected: &mut Injected, driven: &mut D
         driven.note = Some(format!(
             "could not revert {what}: {why}; the journal keeps it for `fivehundred recover`"
         ));
+        driven.unreverted = true;
     }
 }
 

@@ -30,6 +30,7 @@ use super::client::LabFile;
 use super::control::{GameDay, Settings};
 use crate::exit::{EXIT_LAB, EXIT_USAGE};
 use crate::journal::{Journal, Resource};
+use crate::lab::dismantle;
 use crate::lab::{Lab, LabOptions};
 use crate::load::MixEntry;
 use crate::record::Recorder;
@@ -37,7 +38,7 @@ use crate::scenario::Scenario;
 use crate::target::{TargetNeeds, TargetSpec, locate_target_app};
 use record::teardown;
 use serve::{print_banner, serve};
-use takedown::{dismantle, take_down};
+use takedown::take_down;
 
 /// The load when no scenario gives one: modest, so a laptop and a small CI runner keep up.
 pub const DEFAULT_RATE: f64 = 10.0;

@@ -1,13 +1,11 @@
 //! Taking the lab down, on every way out of `lab up`: its processes stopped, its run directory
 //! removed, and its journal closed unless a fault is left for `fivehundred recover`.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::super::control::GameDay;
-use crate::journal::Journal;
-use crate::lab::Lab;
+use crate::lab::dismantle;
 
 /// Stops the lab's processes and removes its files once nothing else holds the game day (the
 /// API's last handler may still be finishing). False if the lab could not be taken down here:
@@ -34,23 +32,4 @@ pub(super) async fn take_down(gd: Arc<GameDay>) -> bool {
     // A fault that could not be reverted keeps the journal, for `fivehundred recover`.
     dismantle(Some(lab), &run_dir, journal, unreverted.is_empty()).await;
     true
-}
-
-/// The lab's teardown: stops its processes (when it got as far as starting), removes its run
-/// directory, and closes its journal when `finish_journal` (a fault left unreverted keeps it,
-/// for `fivehundred recover`). Used when the lab fails to start and when it is taken down.
-pub(super) async fn dismantle(
-    lab: Option<Lab>,
-    run_dir: &Path,
-    journal: Journal,
-    finish_journal: bool,
-) {
-    if let Some(mut lab) = lab {
-        lab.stop().await;
-        drop(lab);
-    }
-    let _ = std::fs::remove_dir_all(run_dir);
-    if finish_journal {
-        journal.finish();
-    }
 }
