@@ -1,3 +1,6 @@
+//! The lab file tests: parsing, validation errors located at file:line:column, placeholders, and
+//! fuzzing of the parser.
+
 use std::path::Path;
 
 use super::*;
