@@ -17,8 +17,11 @@
 //!    target's admin API and `revert` clears it and reads it back. A kind that holds something
 //!    (a database session, a helper process, a task) names it as `Held`: `inject` fills the slot
 //!    it is given, `revert` takes it back out, and dropping it (the lab going away) releases it.
-//!    A kind that needs the target started a certain way says so in `target_needs`, and one that
-//!    needs a privilege in `check_supported`; both default to nothing.
+//!    A kind that needs the target started a certain way says so in `target_needs`, one that
+//!    needs a privilege in `check_supported`, and one that measures the machine (the service's
+//!    capacity, so its scenario must run with no other lab beside it) sets `ALONE`; all three
+//!    default to nothing. The newest kind, [`container`](Container), was added with exactly
+//!    these two edits.
 //! 2. One line in [`kinds!`]: `"name" => Variant(module::Type),` with a doc comment. From that
 //!    line come the enum variant, the `kind = "name"` tag of scenario files and journals, the
 //!    entry in [`KINDS`] and the parameter hint shown with a parse error.
