@@ -177,3 +177,34 @@ mod tests {
         assert_eq!(src.key_span(text.find("[a]").unwrap(), "missing"), None);
     }
 }
+
+/// A table refused at one of its keys, before any file position is known: the proxy's fault
+/// tables and the payments stub's behaviour tables report through it, and a caller that reads
+/// them from a file of its own (a scenario) turns the key into a location.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct KeyError {
+    /// The key at fault; `kind` for a parameter the kind needs and the table lacks.
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl KeyError {
+    pub fn new(key: &'static str, message: impl Into<String>) -> KeyError {
+        KeyError {
+            key,
+            message: message.into(),
+        }
+    }
+
+    /// `(key, message)`, with `kind` renamed to the key the caller's file names the kind under
+    /// (`fault` in a scenario's `network` fault, `behaviour` in its `dependency` fault).
+    pub fn located(self, kind_key: &'static str) -> (&'static str, String) {
+        let key = if self.key == "kind" {
+            kind_key
+        } else {
+            self.key
+        };
+        (key, self.message)
+    }
+}

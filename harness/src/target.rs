@@ -178,19 +178,7 @@ impl TargetProcess {
                 spec.program.display()
             )
         })?;
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for stream in pglab::proc::output_pipes(&mut child).into_iter().flatten() {
             let recorder = recorder.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {

@@ -35,6 +35,21 @@ fn spawner() -> &'static Mutex<mpsc::Sender<Request>> {
     })
 }
 
+/// A child's piped stdout and stderr as readers, in that order (`None` for one not piped), for
+/// the threads that read its lines.
+pub fn output_pipes(child: &mut Child) -> [Option<Box<dyn io::Read + Send>>; 2] {
+    [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn io::Read + Send>),
+    ]
+}
+
 /// Spawns `command` so that it receives `signal` when this process dies, however it dies.
 ///
 /// The signal is set after any `uid`/`gid` change the command asks for (the kernel clears it on a

@@ -314,16 +314,7 @@ fn capture(
     lines: &Arc<Mutex<Vec<String>>>,
 ) -> Vec<std::thread::JoinHandle<()>> {
     use std::io::BufRead;
-    let streams: Vec<Box<dyn std::io::Read + Send>> = [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-    ]
+    let streams: Vec<Box<dyn std::io::Read + Send>> = pglab::proc::output_pipes(child)
     .into_iter()
     .flatten()
     .collect();

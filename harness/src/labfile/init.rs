@@ -238,19 +238,7 @@ impl Probed {
                 source,
             })?;
         let tail = Arc::new(Mutex::new(Vec::<String>::new()));
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for pipe in pglab::proc::output_pipes(&mut child).into_iter().flatten() {
             let tail = Arc::clone(&tail);
             std::thread::spawn(move || {
                 use std::io::BufRead;

@@ -326,22 +326,10 @@ fn command(
 /// the last [`TAIL`] are kept.
 fn read_output(child: &mut Child, on_line: LineSink) -> Arc<Mutex<VecDeque<String>>> {
     let tail = Arc::new(Mutex::new(VecDeque::new()));
-    for (stream, pipe) in [
-        (
-            Stream::Stdout,
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ),
-        (
-            Stream::Stderr,
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ),
-    ] {
+    for (stream, pipe) in [Stream::Stdout, Stream::Stderr]
+        .into_iter()
+        .zip(pglab::proc::output_pipes(child))
+    {
         let Some(pipe) = pipe else { continue };
         let (tail, on_line) = (Arc::clone(&tail), Arc::clone(&on_line));
         std::thread::spawn(move || {

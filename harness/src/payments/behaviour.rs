@@ -4,6 +4,7 @@
 //! [`super::PaymentsStub::set_behaviour`] and the scenario's `dependency` fault all go through
 //! that one check, so they accept the same behaviours and name the same key when they refuse one.
 
+use crate::located::KeyError;
 use std::fmt;
 use std::time::Duration;
 
@@ -119,34 +120,8 @@ pub struct RawBehaviour {
     pub delay: Option<Duration>,
 }
 
-/// A behaviour table the stub refuses: the key at fault (`kind` for a parameter the kind needs
-/// and the table lacks) and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct BehaviourKeyError {
-    pub key: &'static str,
-    pub message: String,
-}
-
-impl BehaviourKeyError {
-    fn new(key: &'static str, message: impl Into<String>) -> BehaviourKeyError {
-        BehaviourKeyError {
-            key,
-            message: message.into(),
-        }
-    }
-
-    /// `(key, message)`, with `kind` renamed to the key the caller's file names the behaviour
-    /// under (`behaviour` in a scenario's `dependency` fault).
-    pub fn located(self, kind_key: &'static str) -> (&'static str, String) {
-        let key = if self.key == "kind" {
-            kind_key
-        } else {
-            self.key
-        };
-        (key, self.message)
-    }
-}
+/// A behaviour table refused at one of its keys.
+pub type BehaviourKeyError = KeyError;
 
 impl RawBehaviour {
     /// The stub's rules for a behaviour table, the only ones: an `error` answers a 4xx or 5xx
@@ -154,26 +129,26 @@ impl RawBehaviour {
     pub fn check(&self) -> Result<(), BehaviourKeyError> {
         use PaymentsBehaviourKind as Kind;
         match (self.kind, self.status, self.delay) {
-            (Kind::Error, None, _) => Err(BehaviourKeyError::new(
+            (Kind::Error, None, _) => Err(KeyError::new(
                 "kind",
                 "an `error` behaviour needs the `status` it answers, e.g. status = 503",
             )),
-            (Kind::Error, Some(s), _) if !(400..=599).contains(&s) => Err(BehaviourKeyError::new(
+            (Kind::Error, Some(s), _) if !(400..=599).contains(&s) => Err(KeyError::new(
                 "status",
                 format!("status {s} is not an error; use a 4xx or 5xx status"),
             )),
-            (Kind::Slow, _, None) => Err(BehaviourKeyError::new(
+            (Kind::Slow, _, None) => Err(KeyError::new(
                 "kind",
                 "a `slow` behaviour needs the `delay` of each answer, e.g. delay = \"3s\"",
             )),
-            (Kind::Slow, _, Some(d)) if d.is_zero() || d > MAX_DELAY => Err(
-                BehaviourKeyError::new("delay", "delay must be between 1ms and 10m"),
-            ),
-            (kind, Some(_), _) if kind != Kind::Error => Err(BehaviourKeyError::new(
+            (Kind::Slow, _, Some(d)) if d.is_zero() || d > MAX_DELAY => {
+                Err(KeyError::new("delay", "delay must be between 1ms and 10m"))
+            }
+            (kind, Some(_), _) if kind != Kind::Error => Err(KeyError::new(
                 "status",
                 format!("status only applies to an `error` behaviour, not to `{kind}`"),
             )),
-            (kind, _, Some(_)) if kind != Kind::Slow => Err(BehaviourKeyError::new(
+            (kind, _, Some(_)) if kind != Kind::Slow => Err(KeyError::new(
                 "delay",
                 format!("delay only applies to a `slow` behaviour, not to `{kind}`"),
             )),

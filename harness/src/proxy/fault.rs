@@ -5,6 +5,7 @@
 //! scenario's `network` fault all go through that one check, so they accept the same faults and
 //! name the same key when they refuse one.
 
+use crate::located::KeyError;
 use std::fmt;
 use std::time::Duration;
 
@@ -177,34 +178,8 @@ pub struct RawFault {
     pub fraction: Option<f64>,
 }
 
-/// A fault table the proxy refuses: the key at fault (`kind` for a parameter the kind needs and
-/// the table lacks) and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct FaultKeyError {
-    pub key: &'static str,
-    pub message: String,
-}
-
-impl FaultKeyError {
-    fn new(key: &'static str, message: impl Into<String>) -> FaultKeyError {
-        FaultKeyError {
-            key,
-            message: message.into(),
-        }
-    }
-
-    /// `(key, message)`, with `kind` renamed to the key the caller's file names the fault
-    /// under (`fault` in a scenario's `network` fault).
-    pub fn located(self, kind_key: &'static str) -> (&'static str, String) {
-        let key = if self.key == "kind" {
-            kind_key
-        } else {
-            self.key
-        };
-        (key, self.message)
-    }
-}
+/// A fault table refused at one of its keys.
+pub type FaultKeyError = KeyError;
 
 impl RawFault {
     /// The proxy's rules for a fault table, the only ones: the fraction is a share, delays are
@@ -213,14 +188,14 @@ impl RawFault {
         if let Some(f) = self.fraction
             && !(0.0..=1.0).contains(&f)
         {
-            return Err(FaultKeyError::new(
+            return Err(KeyError::new(
                 "fraction",
                 format!("fraction {f} is not between 0 and 1"),
             ));
         }
         for (key, d) in [("latency", self.latency), ("jitter", self.jitter)] {
             if d.is_some_and(|d| d > MAX_DELAY) {
-                return Err(FaultKeyError::new(
+                return Err(KeyError::new(
                     key,
                     format!("{key} is too long: at most 10m"),
                 ));
@@ -228,27 +203,27 @@ impl RawFault {
         }
         let kind = self.kind;
         match (kind, self.bytes_per_sec) {
-            (ProxyFaultKind::Latency, _) if self.latency.is_none() => Err(FaultKeyError::new(
+            (ProxyFaultKind::Latency, _) if self.latency.is_none() => Err(KeyError::new(
                 "kind",
                 "a latency fault needs `latency`, e.g. \"200ms\"",
             )),
-            (ProxyFaultKind::Bandwidth, None) => Err(FaultKeyError::new(
+            (ProxyFaultKind::Bandwidth, None) => Err(KeyError::new(
                 "kind",
                 "a bandwidth fault needs `bytes_per_sec`",
             )),
-            (ProxyFaultKind::Bandwidth, Some(0)) => Err(FaultKeyError::new(
+            (ProxyFaultKind::Bandwidth, Some(0)) => Err(KeyError::new(
                 "kind",
                 "bandwidth must be at least 1 byte per second (use `stall` to stop traffic)",
             )),
             _ if kind != ProxyFaultKind::Latency
                 && (self.latency.is_some() || self.jitter.is_some()) =>
             {
-                Err(FaultKeyError::new(
+                Err(KeyError::new(
                     "latency",
                     format!("`latency` and `jitter` do not apply to a {kind} fault"),
                 ))
             }
-            (_, Some(_)) if kind != ProxyFaultKind::Bandwidth => Err(FaultKeyError::new(
+            (_, Some(_)) if kind != ProxyFaultKind::Bandwidth => Err(KeyError::new(
                 "bytes_per_sec",
                 format!("`bytes_per_sec` does not apply to a {kind} fault"),
             )),
@@ -306,7 +281,7 @@ impl TryFrom<RawFault> for ProxyFault {
 
     fn try_from(raw: RawFault) -> Result<Self, FaultKeyError> {
         if raw.fraction.is_some() {
-            return Err(FaultKeyError::new(
+            return Err(KeyError::new(
                 "fraction",
                 "`fraction` belongs to the fault's spec, not to the fault",
             ));
