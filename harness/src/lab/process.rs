@@ -18,8 +18,6 @@ use crate::target::TargetProcess;
 pub(crate) struct ServiceStart {
     pub lab_file: Arc<LabFile>,
     pub values: Values,
-    /// The private tmpfs of its data directory (the disk-full fault's), each start a new one.
-    pub data_tmpfs: Option<u64>,
     pub sink: LineSink,
 }
 
@@ -108,7 +106,11 @@ impl Lab {
                     spec,
                     &start.values,
                     &self.run_dir,
-                    start.data_tmpfs.map(|size| (self.data_dir.clone(), size)),
+                    // The private tmpfs of its data directory (the disk-full fault's), a new one
+                    // at each start.
+                    self.env
+                        .data_tmpfs
+                        .map(|size| (self.data_dir.clone(), size)),
                     start.sink.clone(),
                 )
                 .await

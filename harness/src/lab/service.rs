@@ -97,7 +97,6 @@ impl Lab {
                 Some(super::process::ServiceStart {
                     lab_file: opts.service.clone()?,
                     values,
-                    data_tmpfs: needs.data_tmpfs,
                     sink,
                 })
             }),
