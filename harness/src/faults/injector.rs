@@ -58,19 +58,7 @@ impl<'a> Injector<'a> {
 
     /// Journals `fault` (synced) before anything is done to the lab; returns it ready to inject.
     pub fn journal(&self, fault: &Fault) -> Result<Injected, FaultError> {
-        let entry = JournalledFault {
-            // As written (its `kind` first), not re-sorted: people and tests read journals.
-            spec: serde_json::value::to_raw_value(fault).map_err(|e| {
-                FaultError::Failed(format!("cannot write the fault for the journal: {e}"))
-            })?,
-            describe: fault.describe(),
-            orphan: fault.orphan(),
-        };
-        let id = self.journal.inject(&entry).map_err(|e| {
-            FaultError::Failed(format!(
-                "cannot journal the fault, so it was not injected: {e}"
-            ))
-        })?;
+        let id = self.journal_entry(fault, fault.describe(), fault.orphan())?;
         Ok(Injected {
             id,
             fault: fault.clone(),
@@ -78,11 +66,49 @@ impl<'a> Injector<'a> {
         })
     }
 
+    /// Journals what is about to change the lab (synced): `spec` as its parameters, described as
+    /// `describe`, and `orphan` what `recover` says of it after a crash. Returns its id; an error means it must
+    /// not be applied. A fault kind's change goes through [`Injector::journal`]; a change made
+    /// by other means (a toxic a Toxiproxy client adds to a game day's proxy) comes here
+    /// directly, and is then recorded with [`Injector::record_applied`] and
+    /// [`Injector::record_reverted`], the same steps a fault's injection and revert end with.
+    pub fn journal_entry(
+        &self,
+        spec: &impl serde::Serialize,
+        describe: String,
+        orphan: &'static str,
+    ) -> Result<u64, FaultError> {
+        let entry = JournalledFault {
+            // As written (a fault's `kind` first), not re-sorted: people and tests read journals.
+            spec: serde_json::value::to_raw_value(spec).map_err(|e| {
+                FaultError::Failed(format!("cannot write the fault for the journal: {e}"))
+            })?,
+            describe,
+            orphan,
+        };
+        self.journal.inject(&entry).map_err(|e| {
+            FaultError::Failed(format!(
+                "cannot journal the fault, so it was not injected: {e}"
+            ))
+        })
+    }
+
+    /// Records on the timeline that a journalled change is taking effect, as `label`.
+    pub fn record_applied(&self, label: &str) {
+        self.lab.recorder.event(EventKind::Inject, label);
+    }
+
+    /// Journals change `id` as reverted and records `text` on the timeline: a revert verified.
+    pub fn record_reverted(&self, id: u64, text: &str) {
+        self.journal.reverted(id);
+        self.lab.recorder.event(EventKind::Revert, text);
+    }
+
     /// Injects a journalled fault, recording `label` on the timeline first. On an error (or
     /// after [`INJECT_TIMEOUT`]) the fault may be half in place: the caller reverts it like a
     /// finished one.
     pub async fn inject(&self, injected: &mut Injected, label: &str) -> Result<(), FaultError> {
-        self.lab.recorder.event(EventKind::Inject, label);
+        self.record_applied(label);
         match tokio::time::timeout(INJECT_TIMEOUT, injected.armed.inject(self.lab)).await {
             Ok(result) => result,
             Err(_) => Err(FaultError::Failed(format!(
@@ -129,8 +155,7 @@ impl<'a> Injector<'a> {
             }
             match tokio::time::timeout(INJECT_TIMEOUT, injected.armed.revert(self.lab)).await {
                 Ok(Ok(())) => {
-                    self.journal.reverted(injected.id);
-                    self.lab.recorder.event(EventKind::Revert, text);
+                    self.record_reverted(injected.id, text);
                     return Ok(());
                 }
                 Ok(Err(e)) => last = e.to_string(),

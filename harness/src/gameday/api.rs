@@ -264,6 +264,8 @@ struct StatusView {
     recent: super::control::Recent,
     ready: Option<bool>,
     active: Vec<super::control::ActiveView>,
+    /// Toxics added through the lab's Toxiproxy API, in effect until removed there or halted.
+    toxics: Vec<super::control::ToxicView>,
     firing: Vec<String>,
     abort_if: Vec<String>,
     aborted: Option<String>,
@@ -329,6 +331,7 @@ fn status_view(app: &App) -> StatusView {
         recent: gd.recent(RECENT),
         ready: gd.with_live(|l| l.ready()),
         active: gd.active(),
+        toxics: gd.toxics(),
         firing: gd.firing(),
         abort_if: gd.settings.aborts.iter().map(|a| a.to_string()).collect(),
         aborted: gd.aborted(),

@@ -8,6 +8,8 @@
 //! never races an injection still under way: it waits for it, then reverts it too.
 //!
 //! - `faults`: injecting, reverting and halting.
+//! - `toxics`: the toxics Toxiproxy's clients add to the lab's proxies, journalled and recorded
+//!   like faults.
 //! - `load`: the lab's load: started, stopped, resumed after a halt, drained at the end.
 //! - `clock`: what happens with time: deadlines and retried reverts, alerts, abort conditions.
 //! - `rules`: the decisions these make (what conflicts, what the target was not started for,
@@ -19,6 +21,9 @@ mod clock;
 mod faults;
 mod load;
 mod rules;
+mod toxics;
+
+pub use toxics::ToxicView;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,14 +45,15 @@ use crate::scenario::Scenario;
 /// How often a revert that failed is tried again.
 const REVERT_RETRY: Duration = Duration::from_secs(5);
 
-/// Who asked for something: the command line, the dashboard, or the lab itself (a deadline, an
-/// abort condition, shutting down).
+/// Who asked for something: the command line, the dashboard, the lab itself (a deadline, an
+/// abort condition, shutting down), or a client of the lab's Toxiproxy API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Who {
     Cli,
     Page,
     Lab,
+    Toxiproxy,
 }
 
 impl std::fmt::Display for Who {
@@ -56,6 +62,7 @@ impl std::fmt::Display for Who {
             Who::Cli => "cli",
             Who::Page => "page",
             Who::Lab => "lab",
+            Who::Toxiproxy => "toxiproxy",
         })
     }
 }
@@ -115,7 +122,9 @@ pub struct FaultWindow {
     pub name: Option<String>,
     pub injected_at_ms: f64,
     pub injected_by: Who,
-    pub deadline_ms: f64,
+    /// None for a toxic added through the Toxiproxy API: it stays until removed or halted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reverted_at_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -198,6 +207,8 @@ pub struct Settings {
 #[derive(Debug, Default)]
 struct State {
     active: Vec<Active>,
+    /// The toxics added through the Toxiproxy API, being added and in place.
+    toxics: toxics::ToxicBook,
     windows: Vec<FaultWindow>,
     log: Vec<LogEntry>,
     /// The abort condition that last halted the lab, and why.
@@ -240,6 +251,15 @@ impl std::fmt::Debug for GameDay {
         f.debug_struct("GameDay")
             .field("lab", &self.lab)
             .finish_non_exhaustive()
+    }
+}
+
+/// Ends fault window `id`: reverted at `at` by `by`, `how` completing "reverted ...".
+fn close_window(windows: &mut [FaultWindow], id: u64, at: f64, by: Who, how: &str) {
+    if let Some(w) = windows.iter_mut().find(|w| w.id == id) {
+        w.reverted_at_ms = Some(at);
+        w.reverted_by = Some(by);
+        w.how = Some(how.to_string());
     }
 }
 

@@ -380,6 +380,19 @@ fn status_text(v: &Value) -> String {
             );
         }
     }
+    let toxics = v["toxics"].as_array().cloned().unwrap_or_default();
+    if !toxics.is_empty() {
+        let _ = writeln!(s, "toxics added through the Toxiproxy API:");
+        for t in &toxics {
+            let _ = writeln!(
+                s,
+                "  #{:<3} {}  (since {}; until removed there or halted)",
+                t["id"],
+                t["toxic"].as_str().unwrap_or(""),
+                local_time(t["injected_at"].as_str().unwrap_or("")),
+            );
+        }
+    }
     let firing: Vec<&str> = v["firing"]
         .as_array()
         .into_iter()
@@ -408,4 +421,27 @@ fn status_text(v: &Value) -> String {
         let _ = writeln!(s, "ABORTED: {a}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lists_the_toxiproxy_api_s_toxics_beside_the_faults_only_when_there_are_some() {
+        let mut v = json!({
+            "lab": {"started_at": "2026-01-01T00:00:00Z", "uptime_s": 5, "pid": 1},
+            "active": [],
+            "toxics": [{"id": 3, "toxic": "toxic slow on database: latency downstream (jitter=0, latency=250)",
+                        "injected_at": "2026-01-01T00:00:02Z"}],
+        });
+        let text = status_text(&v);
+        assert!(text.contains("active faults: none"), "{text}");
+        assert!(
+            text.contains("toxics added through the Toxiproxy API:\n  #3   toxic slow on database: latency downstream (jitter=0, latency=250)  (since "),
+            "{text}"
+        );
+        v["toxics"] = json!([]);
+        assert!(!status_text(&v).contains("toxic"));
+    }
 }

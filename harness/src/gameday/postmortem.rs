@@ -492,7 +492,7 @@ mod tests {
             name: Some("db-down".into()),
             injected_at_ms: 4000.0,
             injected_by: Who::Cli,
-            deadline_ms: 34_000.0,
+            deadline_ms: Some(34_000.0),
             reverted_at_ms: Some(8000.0),
             reverted_by: Some(Who::Page),
             how: Some("by the halt (page)".into()),

@@ -314,6 +314,7 @@ async fn start(
     for (name, handle) in gd.lab.proxy_handles() {
         gd.toxiproxy.register(&name, handle).await;
     }
+    gd.watch_toxics();
     Ok((gd, listener, record_dir))
 }
 

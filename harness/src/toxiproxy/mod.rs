@@ -98,6 +98,14 @@ impl ApiError {
         )
     }
 
+    /// A toxic its owner (a game day) would not take: not journalled, so not applied.
+    fn refused(toxic: &str, why: &str) -> ApiError {
+        ApiError::new(
+            format!("{toxic} was not applied: {why}"),
+            StatusCode::SERVICE_UNAVAILABLE,
+        )
+    }
+
     fn bad_address(field: &str, value: &str) -> ApiError {
         ApiError::new(
             format!("{field} address {value:?} does not resolve to a host and port"),

@@ -179,6 +179,32 @@ impl ToxicSpec {
         })
     }
 
+    /// The toxic as a line of a log or a status: `toxic NAME on PROXY: TYPE STREAM (attributes)`,
+    /// and the share of connections when it is not all of them.
+    pub fn describe(&self, proxy: &str) -> String {
+        let attrs: Vec<String> = self
+            .attributes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let attrs = if attrs.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", attrs.join(", "))
+        };
+        let share = if self.toxicity < 1.0 {
+            format!(" on {}% of connections", self.toxicity * 100.0)
+        } else {
+            String::new()
+        };
+        format!(
+            "toxic {} on {proxy}: {} {}{attrs}{share}",
+            self.name,
+            self.type_name,
+            self.stream.as_str()
+        )
+    }
+
     /// The proxy's form of this toxic.
     pub fn to_toxic(&self) -> Result<Toxic, ApiError> {
         let a = Attrs {
@@ -378,5 +404,21 @@ mod tests {
             .unwrap();
         assert_eq!(next.attributes["latency"], json!(9));
         assert_eq!(next.attributes["jitter"], json!(2));
+    }
+
+    #[test]
+    fn a_toxic_describes_itself_with_its_proxy_attributes_and_share() {
+        let spec = ToxicSpec::from_json(&json!({"name": "slow", "type": "latency",
+            "stream": "upstream", "toxicity": 0.25, "attributes": {"latency": 200}}))
+        .unwrap();
+        assert_eq!(
+            spec.describe("database"),
+            "toxic slow on database: latency upstream (jitter=0, latency=200) on 25% of connections"
+        );
+        let all = ToxicSpec::from_json(&json!({"type": "postgres_too_many_clients"})).unwrap();
+        assert_eq!(
+            all.describe("db"),
+            "toxic postgres_too_many_clients_downstream on db: postgres_too_many_clients downstream"
+        );
     }
 }

@@ -3,10 +3,13 @@
 //! (it only drives their toxics and `enabled`).
 //!
 //! Every change is checked whole before anything is touched, so a refused request changes
-//! nothing.
+//! nothing. An owner that must account for every toxic (a game day journals and records them)
+//! installs a [`ToxicWatch`]: told of a toxic before it takes effect, able to refuse it, and told
+//! when it is gone.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -87,10 +90,52 @@ impl Entry {
     }
 }
 
+/// How a toxic left its proxy through the API, as a [`ToxicWatch`] is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// `DELETE /proxies/{proxy}/toxics/{toxic}`.
+    Removed,
+    /// An update replaced it; the new form is announced with `adding` and `added`.
+    Updated,
+    /// `POST /reset`.
+    Reset,
+    /// Its proxy was deleted, or replaced by `populate` or a change of address.
+    ProxyGone,
+}
+
+impl std::fmt::Display for Removal {
+    /// Completes "reverted ...".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Removal::Removed => "removed through the Toxiproxy API",
+            Removal::Updated => "updated through the Toxiproxy API",
+            Removal::Reset => "by a reset through the Toxiproxy API",
+            Removal::ProxyGone => "with its proxy, through the Toxiproxy API",
+        })
+    }
+}
+
+/// Told of every change the API makes to the toxics, in order, while the registry's lock is
+/// held (so never two at once): `adding` before a toxic takes effect (an error refuses the whole
+/// request, and nothing changes), then `added` once it is in place or `abandoned` if the
+/// request failed after all; `removed` once a toxic is gone. An update is the old form removed
+/// ([`Removal::Updated`]) and the new one added. Changes the owner makes itself
+/// ([`Registry::clear_toxics`]) are not told: the owner accounts for them.
+///
+/// Synchronous on purpose: the owner's bookkeeping (a synced journal line, an event) is quick,
+/// and an async hook would let another change of the registry interleave with it.
+pub trait ToxicWatch: Send + Sync {
+    fn adding(&self, proxy: &str, toxic: &ToxicSpec) -> Result<(), String>;
+    fn abandoned(&self, proxy: &str, toxic: &ToxicSpec);
+    fn added(&self, proxy: &str, toxic: &ToxicSpec);
+    fn removed(&self, proxy: &str, toxic: &ToxicSpec, how: Removal);
+}
+
 /// The named proxies. One lock serializes every change, as Toxiproxy's collection lock does.
 pub struct Registry {
     seed: u64,
     proxies: Mutex<BTreeMap<String, Entry>>,
+    watch: OnceLock<Arc<dyn ToxicWatch>>,
 }
 
 impl Registry {
@@ -100,7 +145,53 @@ impl Registry {
         Registry {
             seed,
             proxies: Mutex::new(BTreeMap::new()),
+            watch: OnceLock::new(),
         }
+    }
+
+    /// Installs the one watcher of every toxic change; false if one is installed already.
+    pub fn watch(&self, watch: Arc<dyn ToxicWatch>) -> bool {
+        self.watch.set(watch).is_ok()
+    }
+
+    /// Announces `toxics` before they take effect: all accepted, or none (those accepted
+    /// before a refusal are abandoned again) and the request refused.
+    fn announce<'a>(
+        &self,
+        toxics: impl IntoIterator<Item = (&'a str, &'a ToxicSpec)>,
+    ) -> Result<(), ApiError> {
+        let Some(w) = self.watch.get() else {
+            return Ok(());
+        };
+        let mut done: Vec<(&str, &ToxicSpec)> = Vec::new();
+        for (proxy, toxic) in toxics {
+            if let Err(why) = w.adding(proxy, toxic) {
+                for (p, t) in done {
+                    w.abandoned(p, t);
+                }
+                return Err(ApiError::refused(&toxic.describe(proxy), &why));
+            }
+            done.push((proxy, toxic));
+        }
+        Ok(())
+    }
+
+    fn tell<'a>(
+        &self,
+        toxics: impl IntoIterator<Item = (&'a str, &'a ToxicSpec)>,
+        f: impl Fn(&dyn ToxicWatch, &str, &ToxicSpec),
+    ) {
+        if let Some(w) = self.watch.get() {
+            for (proxy, toxic) in toxics {
+                f(w.as_ref(), proxy, toxic);
+            }
+        }
+    }
+
+    fn tell_removed(&self, proxy: &str, toxics: &[ToxicSpec], how: Removal) {
+        self.tell(toxics.iter().map(|t| (proxy, t)), |w, p, t| {
+            w.removed(p, t, how)
+        });
     }
 
     /// Makes a proxy that someone else owns (a lab's database proxy) reachable by `name`. Its
@@ -136,7 +227,7 @@ impl Registry {
         if proxies.contains_key(&input.name) {
             return Err(ApiError::proxy_exists());
         }
-        let entry = self.start(&input).await?;
+        let entry = self.start_announced(&input).await?;
         let json = entry.to_json(&input.name);
         proxies.insert(input.name, entry);
         Ok(json)
@@ -159,10 +250,11 @@ impl Registry {
                     return Err(ApiError::lab_proxy(&input.name));
                 }
                 if let Some(old) = proxies.remove(&input.name) {
+                    self.tell_removed(&input.name, &old.toxics, Removal::ProxyGone);
                     stop(old).await;
                 }
             }
-            match self.start(&input).await {
+            match self.start_announced(&input).await {
                 Ok(entry) => {
                     out.push(entry.to_json(&input.name));
                     started.push(input.name.clone());
@@ -171,6 +263,7 @@ impl Registry {
                 Err(e) => {
                     for name in started {
                         if let Some(entry) = proxies.remove(&name) {
+                            self.tell_removed(&name, &entry.toxics, Removal::ProxyGone);
                             stop(entry).await;
                         }
                     }
@@ -228,8 +321,11 @@ impl Registry {
                 }
                 Err(err) => {
                     // Put the old one back as it was; its port was just freed.
-                    if let Ok(entry) = self.start(&back).await {
-                        proxies.insert(name.to_string(), entry);
+                    match self.start(&back).await {
+                        Ok(entry) => {
+                            proxies.insert(name.to_string(), entry);
+                        }
+                        Err(_) => self.tell_removed(name, &back.toxics, Removal::ProxyGone),
                     }
                     Err(err)
                 }
@@ -250,6 +346,7 @@ impl Registry {
             Some(_) => {}
         }
         if let Some(entry) = proxies.remove(name) {
+            self.tell_removed(name, &entry.toxics, Removal::ProxyGone);
             stop(entry).await;
         }
         Ok(())
@@ -258,12 +355,40 @@ impl Registry {
     /// Enables every proxy and removes every toxic.
     pub async fn reset(&self) -> Result<(), ApiError> {
         let mut proxies = self.proxies.lock().await;
-        for e in proxies.values_mut() {
-            e.toxics.clear();
-            e.apply_toxics()?;
+        for (name, e) in proxies.iter_mut() {
+            let gone = std::mem::take(&mut e.toxics);
+            if let Err(err) = e.apply_toxics() {
+                e.toxics = gone;
+                return Err(err);
+            }
+            self.tell_removed(name, &gone, Removal::Reset);
             set_enabled(&e.held.handle(), true).await;
         }
         Ok(())
+    }
+
+    /// Removes every toxic for the owner, who accounts for them itself (the watcher is not
+    /// told): a game day's halt. Returns each proxy's toxics that are gone, in the order they
+    /// were added; a proxy whose toxics could not be removed keeps them and is named in the
+    /// error, after the others were cleared.
+    pub async fn clear_toxics(&self) -> (Vec<(String, ToxicSpec)>, Vec<(String, ApiError)>) {
+        let mut proxies = self.proxies.lock().await;
+        let mut gone = Vec::new();
+        let mut failed = Vec::new();
+        for (name, e) in proxies.iter_mut() {
+            if e.toxics.is_empty() {
+                continue;
+            }
+            let toxics = std::mem::take(&mut e.toxics);
+            match e.apply_toxics() {
+                Ok(()) => gone.extend(toxics.into_iter().map(|t| (name.clone(), t))),
+                Err(err) => {
+                    e.toxics = toxics;
+                    failed.push((name.clone(), err));
+                }
+            }
+        }
+        (gone, failed)
     }
 
     pub async fn toxics(&self, proxy: &str) -> Result<Value, ApiError> {
@@ -281,12 +406,16 @@ impl Registry {
         if e.toxics.iter().any(|t| t.name == spec.name) {
             return Err(ApiError::toxic_exists());
         }
+        self.announce([(proxy, &spec)])?;
         let json = spec.to_json();
         e.toxics.push(spec);
         if let Err(err) = e.apply_toxics() {
-            e.toxics.pop();
+            if let Some(spec) = e.toxics.pop() {
+                self.tell([(proxy, &spec)], |w, p, t| w.abandoned(p, t));
+            }
             return Err(err);
         }
+        self.tell(e.toxics.last().map(|t| (proxy, t)), |w, p, t| w.added(p, t));
         Ok(json)
     }
 
@@ -316,11 +445,15 @@ impl Registry {
             .position(|t| t.name == toxic)
             .ok_or_else(ApiError::toxic_not_found)?;
         let next = e.toxics[i].updated(body)?;
+        self.announce([(proxy, &next)])?;
         let old = std::mem::replace(&mut e.toxics[i], next);
         if let Err(err) = e.apply_toxics() {
-            e.toxics[i] = old;
+            let next = std::mem::replace(&mut e.toxics[i], old);
+            self.tell([(proxy, &next)], |w, p, t| w.abandoned(p, t));
             return Err(err);
         }
+        self.tell([(proxy, &old)], |w, p, t| w.removed(p, t, Removal::Updated));
+        self.tell([(proxy, &e.toxics[i])], |w, p, t| w.added(p, t));
         Ok(e.toxics[i].to_json())
     }
 
@@ -334,8 +467,13 @@ impl Registry {
             .iter()
             .position(|t| t.name == toxic)
             .ok_or_else(ApiError::toxic_not_found)?;
-        e.toxics.remove(i);
-        e.apply_toxics()
+        let gone = e.toxics.remove(i);
+        if let Err(err) = e.apply_toxics() {
+            e.toxics.insert(i, gone);
+            return Err(err);
+        }
+        self.tell([(proxy, &gone)], |w, p, t| w.removed(p, t, Removal::Removed));
+        Ok(())
     }
 
     /// Each proxy's counters, for `/metrics`.
@@ -357,8 +495,28 @@ impl Registry {
     /// Stops every proxy the API created; those a lab registered are left to the lab.
     pub async fn shutdown(&self) {
         let mut proxies = self.proxies.lock().await;
-        for (_, entry) in std::mem::take(&mut *proxies) {
+        for (name, entry) in std::mem::take(&mut *proxies) {
+            if matches!(entry.held, Held::Owned(_)) {
+                self.tell_removed(&name, &entry.toxics, Removal::ProxyGone);
+            }
             stop(entry).await;
+        }
+    }
+
+    /// [`Registry::start`] for a proxy whose toxics are new: announced first, then added or
+    /// abandoned.
+    async fn start_announced(&self, input: &ProxyInput) -> Result<Entry, ApiError> {
+        let toxics = || input.toxics.iter().map(|t| (input.name.as_str(), t));
+        self.announce(toxics())?;
+        match self.start(input).await {
+            Ok(entry) => {
+                self.tell(toxics(), |w, p, t| w.added(p, t));
+                Ok(entry)
+            }
+            Err(e) => {
+                self.tell(toxics(), |w, p, t| w.abandoned(p, t));
+                Err(e)
+            }
         }
     }
 

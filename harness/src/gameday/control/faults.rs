@@ -10,8 +10,9 @@ use super::rules::{
 };
 use super::{
     Action, Active, ActiveView, ControlError, FaultWindow, GameDay, HaltOutcome, REVERT_RETRY,
-    Selector, Who, lock,
+    Selector, Who, close_window, lock,
 };
+use super::toxics::TOXICS_FAILED;
 use crate::faults::{Fault, FaultError, Injected, Injector};
 use crate::record::EventKind;
 
@@ -109,7 +110,7 @@ impl GameDay {
                 name,
                 injected_at_ms: now,
                 injected_by: by,
-                deadline_ms,
+                deadline_ms: Some(deadline_ms),
                 reverted_at_ms: None,
                 reverted_by: None,
                 how: None,
@@ -186,11 +187,7 @@ impl GameDay {
                 {
                     let mut state = lock(&self.state);
                     state.active.retain(|a| a.id != id);
-                    if let Some(w) = state.windows.iter_mut().find(|w| w.id == id) {
-                        w.reverted_at_ms = Some(at);
-                        w.reverted_by = Some(by);
-                        w.how = Some(how.to_string());
-                    }
+                    close_window(&mut state.windows, id, at, by, how);
                 }
                 self.log(
                     Action::Revert,
@@ -286,19 +283,7 @@ impl GameDay {
             }
         }
         // And what Toxiproxy's clients added to the lab's proxies.
-        let toxics = crate::toxiproxy::registry::toxic_names(&self.toxiproxy.list().await);
-        if !toxics.is_empty() {
-            match self.toxiproxy.reset().await {
-                Ok(()) => out.reverted.extend(
-                    toxics
-                        .into_iter()
-                        .map(|t| format!("toxic {t} (added through the Toxiproxy API)")),
-                ),
-                Err(e) => out
-                    .failed
-                    .push(format!("the Toxiproxy API's toxics: {}", e.message)),
-            }
-        }
+        self.clear_toxics(by, &how, &mut out).await;
         let detail = halt_detail(why, &out);
         self.lab
             .recorder
@@ -321,15 +306,25 @@ impl GameDay {
                 out.reverted.push(what);
             }
         }
+        // A toxic added while the halt ran, or one the halt could not remove.
+        let mut last = HaltOutcome::default();
+        self.clear_toxics(Who::Lab, "as the lab stopped", &mut last)
+            .await;
+        if last.failed.is_empty() {
+            out.failed.retain(|f| !f.starts_with(TOXICS_FAILED));
+        }
+        out.reverted.extend(last.reverted);
         out
     }
 
-    /// Faults still active (only after a revert failed for good).
+    /// Faults and toxics still active (only after a revert failed for good).
     pub fn unreverted(&self) -> Vec<String> {
-        lock(&self.state)
+        let state = lock(&self.state);
+        state
             .active
             .iter()
             .map(|a| format!("#{} {}", a.id, a.fault.describe()))
+            .chain(state.toxics.active().iter().map(|t| t.what()))
             .collect()
     }
 }

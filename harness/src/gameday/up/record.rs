@@ -272,7 +272,7 @@ mod tests {
             name: None,
             injected_at_ms: from,
             injected_by: Who::Cli,
-            deadline_ms: from + 1000.0,
+            deadline_ms: Some(from + 1000.0),
             reverted_at_ms: to,
             reverted_by: None,
             how: None,
