@@ -958,11 +958,13 @@ fn the_dashboard_in_chromium_injects_shows_the_outage_and_halts() {
 }
 
 /// `lab up` serves Toxiproxy's API over the lab's proxies: a toxic added by a Toxiproxy client
-/// reaches the target's database traffic, sits beside the harness's own faults, and `halt`
-/// removes it.
+/// is journalled first, reaches the target's database traffic, shows in `status` and the log,
+/// and `halt` removes it; an update and a removal through the API are logged too, a toxic left
+/// when the lab stops is removed then, and the record holds them all.
 #[test]
-fn a_toxic_added_through_the_lab_s_toxiproxy_api_bites_and_halt_removes_it() {
-    let lab = LabUp::start(&["--rate", "0"]);
+fn a_toxic_added_through_the_lab_s_toxiproxy_api_bites_shows_in_status_and_the_record_and_halt_removes_it()
+ {
+    let mut lab = LabUp::start(&["--rate", "0"]);
     let file: Value = serde_json::from_str(
         &std::fs::read_to_string(lab.run.state.path().join("lab.json")).unwrap(),
     )
@@ -993,11 +995,88 @@ fn a_toxic_added_through_the_lab_s_toxiproxy_api_bites_and_halt_removes_it() {
         r#"{"name":"blackhole","type":"timeout","stream":"downstream","attributes":{"timeout":0}}"#,
     );
     assert_eq!(code, 200, "{body}");
+    // Journalled before it bit, with what `recover` would say of it.
+    let journal = journal_files(lab.run.state.path())
+        .pop()
+        .expect("the lab's journal");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let entry: Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"] == "inject" && e["fault"]["kind"] == "toxic")
+        .unwrap_or_else(|| panic!("the toxic is journalled: {text}"));
+    let id = entry["id"].clone();
+    assert_eq!(entry["fault"]["proxy"], "database", "{entry:#}");
+    assert_eq!(entry["fault"]["toxic"]["name"], "blackhole", "{entry:#}");
+    assert!(
+        entry["orphan"].as_str().unwrap().contains("nothing to undo"),
+        "{entry:#}"
+    );
     assert_ne!(
         http_status(&target, "/products/4"),
         200,
         "a database that never answers cannot serve an uncached product"
     );
+    // `status` lists it with Toxiproxy's fields, apart from the faults it can revert.
+    let s = lab.status();
+    let toxics = s["toxics"].as_array().cloned().unwrap_or_default();
+    assert_eq!(toxics.len(), 1, "{s:#}");
+    let t = &toxics[0];
+    assert_eq!(
+        (&t["id"], &t["proxy"], &t["name"], &t["type"], &t["stream"]),
+        (
+            &id,
+            &json!("database"),
+            &json!("blackhole"),
+            &json!("timeout"),
+            &json!("downstream")
+        ),
+        "{t:#}"
+    );
+    assert_eq!(
+        (&t["toxicity"], &t["attributes"], &t["by"]),
+        (&json!(1.0), &json!({"timeout": 0}), &json!("toxiproxy")),
+        "{t:#}"
+    );
+    assert!(active(&s).is_empty(), "{s:#}");
+    assert!(
+        log_has(&s, "inject", "toxiproxy", "toxic blackhole on database"),
+        "{s:#}"
+    );
+    let text = lab.ok(&["status"]);
+    assert!(
+        text.contains("toxics added through the Toxiproxy API:")
+            && text.contains("toxic blackhole on database: timeout downstream"),
+        "{text}"
+    );
+    // An update and a removal through the API: each logged, each a window of its own.
+    for (method, path, body) in [
+        (
+            "POST",
+            "/proxies/payments/toxics",
+            r#"{"name":"slow","type":"latency","attributes":{"latency":50}}"#,
+        ),
+        (
+            "PATCH",
+            "/proxies/payments/toxics/slow",
+            r#"{"attributes":{"latency":80}}"#,
+        ),
+        ("DELETE", "/proxies/payments/toxics/slow", ""),
+    ] {
+        let (code, answer) = http_raw(&api, method, path, "", body);
+        assert!((200..300).contains(&code), "{method} {path}: {answer}");
+    }
+    let s = lab.status();
+    assert_eq!(s["toxics"].as_array().map(Vec::len), Some(1), "{s:#}");
+    assert!(
+        log_has(&s, "revert", "toxiproxy", "latency=50) updated through"),
+        "{s:#}"
+    );
+    assert!(
+        log_has(&s, "revert", "toxiproxy", "latency=80) removed through"),
+        "{s:#}"
+    );
+
     let out = lab.ok(&["halt"]);
     assert!(
         out.contains("blackhole on database") && out.contains("Toxiproxy API"),
@@ -1005,9 +1084,65 @@ fn a_toxic_added_through_the_lab_s_toxiproxy_api_bites_and_halt_removes_it() {
     );
     let (_, toxics) = http_raw(&api, "GET", "/proxies/database/toxics", "", "");
     assert!(toxics.trim_end().ends_with("[]"), "{toxics}");
+    let s = lab.status();
+    assert_eq!(s["toxics"], json!([]), "{s:#}");
+    assert!(
+        log_has(&s, "revert", "cli", "toxic blackhole on database"),
+        "{s:#}"
+    );
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        text.contains(&format!("{{\"event\":\"reverted\",\"id\":{id}}}")),
+        "the journal marks it reverted: {text}"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while http_status(&target, "/products/4") != 200 {
         assert!(Instant::now() < deadline, "the target never served again");
         std::thread::sleep(Duration::from_millis(250));
     }
+
+    // One left in place when the lab stops is removed as it stops, like a fault.
+    let (code, body) = http_raw(
+        &api,
+        "POST",
+        "/proxies/database/toxics",
+        "",
+        r#"{"name":"lag","type":"latency","attributes":{"latency":10}}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let status = lab.stop(Signal::SIGINT);
+    assert!(status.success(), "exit {status}\n{}", lab.output());
+    let gameday: Value = serde_json::from_str(&lab.record_file("gameday.json")).unwrap();
+    let windows = gameday["faults"].as_array().unwrap();
+    let window = |name: &str| {
+        windows
+            .iter()
+            .find(|w| w["fault"].as_str().unwrap().contains(name))
+            .unwrap_or_else(|| panic!("no window for {name}: {gameday:#}"))
+    };
+    assert_eq!(window("blackhole")["injected_by"], "toxiproxy", "{gameday:#}");
+    assert_eq!(window("blackhole")["reverted_by"], "cli", "{gameday:#}");
+    assert_eq!(window("lag")["reverted_by"], "lab", "{gameday:#}");
+    assert_eq!(windows.len(), 4, "blackhole, slow twice, lag: {gameday:#}");
+    let report: Value = serde_json::from_str(&lab.record_file("report.json")).unwrap();
+    let events = report["scenarios"][0]["recording"]["events"]
+        .as_array()
+        .unwrap();
+    let has = |kind: &str, text: &str| {
+        events
+            .iter()
+            .any(|e| e["kind"] == kind && e["detail"].as_str().unwrap().contains(text))
+    };
+    assert!(
+        has("inject", "toxic blackhole on database: timeout downstream"),
+        "{events:#?}"
+    );
+    assert!(
+        has("revert", "toxic blackhole on database") && has("revert", "by the halt (cli)"),
+        "{events:#?}"
+    );
+    let pm = lab.record_file("postmortem.md");
+    assert!(pm.contains("toxic lag on database"), "{pm}");
+    // Nothing is left: no journal.
+    assert!(journal_files(lab.run.state.path()).is_empty());
 }

@@ -387,7 +387,7 @@ fn status_text(v: &Value) -> String {
             let _ = writeln!(
                 s,
                 "  #{:<3} {}  (since {}; until removed there or halted)",
-                t["id"],
+                t["id"].as_u64().unwrap_or_default(),
                 t["toxic"].as_str().unwrap_or(""),
                 local_time(t["injected_at"].as_str().unwrap_or("")),
             );

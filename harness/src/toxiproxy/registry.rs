@@ -618,3 +618,148 @@ pub fn toxic_names(list: &Value) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+
+    use super::*;
+
+    /// Writes down what it is told; refuses toxics named `refused`.
+    #[derive(Default)]
+    struct Told(StdMutex<Vec<String>>);
+
+    impl Told {
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+
+        fn push(&self, line: String) {
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    impl ToxicWatch for Told {
+        fn adding(&self, proxy: &str, toxic: &ToxicSpec) -> Result<(), String> {
+            if toxic.name == "refused" {
+                return Err("no journal".into());
+            }
+            self.push(format!("adding {} on {proxy} {}", toxic.name, toxic.to_json()["attributes"]));
+            Ok(())
+        }
+        fn abandoned(&self, proxy: &str, toxic: &ToxicSpec) {
+            self.push(format!("abandoned {} on {proxy}", toxic.name));
+        }
+        fn added(&self, proxy: &str, toxic: &ToxicSpec) {
+            self.push(format!("added {} on {proxy} {}", toxic.name, toxic.to_json()["attributes"]));
+        }
+        fn removed(&self, proxy: &str, toxic: &ToxicSpec, how: Removal) {
+            self.push(format!("removed {} on {proxy} {how}", toxic.name));
+        }
+    }
+
+    async fn watched() -> (Registry, Arc<Told>) {
+        let registry = Registry::new(1);
+        let told = Arc::new(Told::default());
+        assert!(registry.watch(told.clone()));
+        assert!(!registry.watch(told.clone()), "one watcher only");
+        let input = ProxyInput {
+            name: "db".into(),
+            listen: "127.0.0.1:0".into(),
+            upstream: "127.0.0.1:9".into(),
+            enabled: true,
+            toxics: Vec::new(),
+        };
+        registry.create(input).await.unwrap();
+        (registry, told)
+    }
+
+    fn latency(name: &str, ms: u64) -> Value {
+        json!({"name": name, "type": "latency", "attributes": {"latency": ms}})
+    }
+
+    #[tokio::test]
+    async fn the_watcher_hears_of_each_toxic_before_it_bites_and_after_it_is_gone() {
+        let (registry, told) = watched().await;
+        registry.add_toxic("db", &latency("slow", 5)).await.unwrap();
+        assert_eq!(
+            told.take(),
+            [
+                r#"adding slow on db {"jitter":0,"latency":5}"#,
+                r#"added slow on db {"jitter":0,"latency":5}"#
+            ]
+        );
+        registry
+            .update_toxic("db", "slow", &json!({"attributes": {"latency": 9}}))
+            .await
+            .unwrap();
+        assert_eq!(
+            told.take(),
+            [
+                r#"adding slow on db {"jitter":0,"latency":9}"#,
+                "removed slow on db updated through the Toxiproxy API",
+                r#"added slow on db {"jitter":0,"latency":9}"#
+            ]
+        );
+        registry.remove_toxic("db", "slow").await.unwrap();
+        assert_eq!(
+            told.take(),
+            ["removed slow on db removed through the Toxiproxy API"]
+        );
+        registry.add_toxic("db", &latency("a", 1)).await.unwrap();
+        told.take();
+        registry.reset().await.unwrap();
+        assert_eq!(
+            told.take(),
+            ["removed a on db by a reset through the Toxiproxy API"]
+        );
+        registry.add_toxic("db", &latency("b", 1)).await.unwrap();
+        told.take();
+        registry.delete("db").await.unwrap();
+        assert_eq!(
+            told.take(),
+            ["removed b on db with its proxy, through the Toxiproxy API"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_toxic_the_watcher_refuses_is_not_applied_and_the_owner_s_clear_is_not_told() {
+        let (registry, told) = watched().await;
+        let err = registry
+            .add_toxic("db", &latency("refused", 5))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, 503, "{err}");
+        assert!(err.message.contains("no journal"), "{err}");
+        assert_eq!(registry.toxics("db").await.unwrap(), json!([]));
+        assert!(told.take().is_empty());
+        // A proxy created with toxics, one of them refused: none is announced as added.
+        let input = ProxyInput {
+            name: "pay".into(),
+            listen: "127.0.0.1:0".into(),
+            upstream: "127.0.0.1:9".into(),
+            enabled: true,
+            toxics: vec![
+                ToxicSpec::from_json(&latency("ok", 1)).unwrap(),
+                ToxicSpec::from_json(&latency("refused", 1)).unwrap(),
+            ],
+        };
+        assert!(registry.create(input).await.is_err());
+        assert_eq!(
+            told.take(),
+            [
+                r#"adding ok on pay {"jitter":0,"latency":1}"#,
+                "abandoned ok on pay"
+            ]
+        );
+        registry.add_toxic("db", &latency("slow", 5)).await.unwrap();
+        told.take();
+        let (gone, failed) = registry.clear_toxics().await;
+        assert!(failed.is_empty());
+        let gone: Vec<(String, String)> = gone.into_iter().map(|(p, t)| (p, t.name)).collect();
+        assert_eq!(gone, [("db".to_string(), "slow".to_string())]);
+        assert!(told.take().is_empty(), "the owner accounts for its own clear");
+        assert_eq!(registry.toxics("db").await.unwrap(), json!([]));
+        registry.shutdown().await;
+    }
+}
