@@ -157,7 +157,9 @@ impl ToxicWatch for Watch {
 
     fn removed(&self, proxy: &str, toxic: &ToxicSpec, how: Removal) {
         if let Some(gd) = self.0.upgrade() {
-            if let Some(t) = lock(&gd.state).toxics.deactivate(proxy, &toxic.name) {
+            // Out of the book first: the state's lock is not held while the rest is done.
+            let gone = lock(&gd.state).toxics.deactivate(proxy, &toxic.name);
+            if let Some(t) = gone {
                 gd.toxic_gone(&t, Who::Toxiproxy, &how.to_string());
             }
         }
@@ -210,7 +212,8 @@ impl GameDay {
 
     /// An announced toxic did not take effect: its journal entry is closed, nothing recorded.
     fn toxic_abandoned(&self, proxy: &str, spec: &ToxicSpec) {
-        if let Some(t) = lock(&self.state).toxics.take_pending(proxy, &spec.name) {
+        let abandoned = lock(&self.state).toxics.take_pending(proxy, &spec.name);
+        if let Some(t) = abandoned {
             self.journal.reverted(t.id);
         }
     }
