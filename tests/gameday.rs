@@ -1009,7 +1009,10 @@ fn a_toxic_added_through_the_lab_s_toxiproxy_api_bites_shows_in_status_and_the_r
     assert_eq!(entry["fault"]["proxy"], "database", "{entry:#}");
     assert_eq!(entry["fault"]["toxic"]["name"], "blackhole", "{entry:#}");
     assert!(
-        entry["orphan"].as_str().unwrap().contains("nothing to undo"),
+        entry["orphan"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to undo"),
         "{entry:#}"
     );
     assert_ne!(
@@ -1120,7 +1123,11 @@ fn a_toxic_added_through_the_lab_s_toxiproxy_api_bites_shows_in_status_and_the_r
             .find(|w| w["fault"].as_str().unwrap().contains(name))
             .unwrap_or_else(|| panic!("no window for {name}: {gameday:#}"))
     };
-    assert_eq!(window("blackhole")["injected_by"], "toxiproxy", "{gameday:#}");
+    assert_eq!(
+        window("blackhole")["injected_by"],
+        "toxiproxy",
+        "{gameday:#}"
+    );
     assert_eq!(window("blackhole")["reverted_by"], "cli", "{gameday:#}");
     assert_eq!(window("lag")["reverted_by"], "lab", "{gameday:#}");
     assert_eq!(windows.len(), 4, "blackhole, slow twice, lag: {gameday:#}");

@@ -472,7 +472,9 @@ impl Registry {
             e.toxics.insert(i, gone);
             return Err(err);
         }
-        self.tell([(proxy, &gone)], |w, p, t| w.removed(p, t, Removal::Removed));
+        self.tell([(proxy, &gone)], |w, p, t| {
+            w.removed(p, t, Removal::Removed)
+        });
         Ok(())
     }
 
@@ -644,14 +646,22 @@ mod tests {
             if toxic.name == "refused" {
                 return Err("no journal".into());
             }
-            self.push(format!("adding {} on {proxy} {}", toxic.name, toxic.to_json()["attributes"]));
+            self.push(format!(
+                "adding {} on {proxy} {}",
+                toxic.name,
+                toxic.to_json()["attributes"]
+            ));
             Ok(())
         }
         fn abandoned(&self, proxy: &str, toxic: &ToxicSpec) {
             self.push(format!("abandoned {} on {proxy}", toxic.name));
         }
         fn added(&self, proxy: &str, toxic: &ToxicSpec) {
-            self.push(format!("added {} on {proxy} {}", toxic.name, toxic.to_json()["attributes"]));
+            self.push(format!(
+                "added {} on {proxy} {}",
+                toxic.name,
+                toxic.to_json()["attributes"]
+            ));
         }
         fn removed(&self, proxy: &str, toxic: &ToxicSpec, how: Removal) {
             self.push(format!("removed {} on {proxy} {how}", toxic.name));
@@ -758,7 +768,10 @@ mod tests {
         assert!(failed.is_empty());
         let gone: Vec<(String, String)> = gone.into_iter().map(|(p, t)| (p, t.name)).collect();
         assert_eq!(gone, [("db".to_string(), "slow".to_string())]);
-        assert!(told.take().is_empty(), "the owner accounts for its own clear");
+        assert!(
+            told.take().is_empty(),
+            "the owner accounts for its own clear"
+        );
         assert_eq!(registry.toxics("db").await.unwrap(), json!([]));
         registry.shutdown().await;
     }

@@ -8,11 +8,11 @@ use super::super::params::FaultRequest;
 use super::rules::{
     conflict, halt_detail, halt_how, injection_label, nothing_matches, prepared, selected,
 };
+use super::toxics::TOXICS_FAILED;
 use super::{
     Action, Active, ActiveView, ControlError, FaultWindow, GameDay, HaltOutcome, REVERT_RETRY,
     Selector, Who, close_window, lock,
 };
-use super::toxics::TOXICS_FAILED;
 use crate::faults::{Fault, FaultError, Injected, Injector};
 use crate::record::EventKind;
 

@@ -286,7 +286,8 @@ impl GameDay {
                 .push(format!("{what} (added through the Toxiproxy API)"));
         }
         for (proxy, e) in failed {
-            out.failed.push(format!("{TOXICS_FAILED}{proxy}: {}", e.message));
+            out.failed
+                .push(format!("{TOXICS_FAILED}{proxy}: {}", e.message));
         }
     }
 }
@@ -323,7 +324,10 @@ mod tests {
         // removed, then the new one in effect.
         book.announce(toxic(3, "database", spec("slow", 900)));
         let old = book.deactivate("database", "slow").unwrap();
-        assert_eq!((old.id, old.spec.attributes["latency"].clone()), (1, json!(100)));
+        assert_eq!(
+            (old.id, old.spec.attributes["latency"].clone()),
+            (1, json!(100))
+        );
         let new = book.activate("database", "slow", 30.0).unwrap();
         assert_eq!((new.id, new.injected_at_ms), (3, 30.0));
         let ids: Vec<u64> = book.active().iter().map(|t| t.id).collect();
