@@ -604,23 +604,6 @@ async fn first_addr(text: &str) -> Option<SocketAddr> {
     addrs.next()
 }
 
-/// `toxic on proxy` for every toxic in a [`Registry::list`] answer.
-pub fn toxic_names(list: &Value) -> Vec<String> {
-    let Some(proxies) = list.as_object() else {
-        return Vec::new();
-    };
-    proxies
-        .iter()
-        .flat_map(|(proxy, p)| {
-            p["toxics"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(move |t| Some(format!("{} on {proxy}", t["name"].as_str()?)))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex as StdMutex;
