@@ -547,7 +547,12 @@ fn the_keys_only_a_process_has_are_refused_for_a_container_where_they_are_writte
         let text = CONTAINER.replace("stop_grace", &format!("{key}\nstop_grace"));
         let e = err(&text);
         assert_eq!(e.line, Some(line_of(&text, line)), "{key}: {e}");
-        assert_eq!(e.column, Some(line_of_column(&text, line)), "{key}: {e}");
+        // At its value: `key = ` before it.
+        assert_eq!(
+            e.column,
+            Some(line_of_column(&text, line) + line.len() + 3),
+            "{key}: {e}"
+        );
         assert!(e.message.contains("as a process"), "{key}: {e}");
     }
     let text = format!("{CONTAINER}\n[service.config.main]\ntext = \"x\"\n")
