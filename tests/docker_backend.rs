@@ -291,13 +291,12 @@ fn a_service_built_from_a_dockerfile_survives_db_down_and_a_crash_and_nothing_is
         events.contains("exit code 137"),
         "the container was killed (SIGKILL): {events}"
     );
-    // The container's own output reached the recording, as a process's does.
+    // The container's own output reached the recording, as a process's does: target-app says
+    // `listening` at each start, the first and the one after the crash.
+    let logs = crash["request_digest"]["logs"].as_u64().unwrap_or(0);
     assert!(
-        crash["recording"]["logs"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|l| l["line"].as_str().is_some_and(|t| t.contains("target_app")))),
-        "no line of the container's in the recording: {}",
-        crash["recording"]["logs"]
+        logs >= 2,
+        "{logs} lines of the container's in the recording"
     );
     let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
     assert!(after.is_empty(), "left in the engine: {after:?}");
@@ -310,7 +309,16 @@ fn a_run_with_a_container_service_killed_mid_fault_leaves_nothing_after_recover(
     let lab = lab_file(&example);
     let run = Run::new();
     let mut child = run
-        .command(&["run", "--lab", &lab, "db-down", "--backend", "docker", "--seed", "7"])
+        .command(&[
+            "run",
+            "--lab",
+            &lab,
+            "db-down",
+            "--backend",
+            "docker",
+            "--seed",
+            "7",
+        ])
         .spawn()
         .unwrap();
     // Killed once the fault is journalled: both containers run, the proxy is down.

@@ -529,13 +529,21 @@ path = "/"
     #[test]
     fn a_container_service_gets_the_crash_and_says_why_the_host_process_causes_do_not_apply() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("Dockerfile"), "FROM fivehundred/debian:bookworm\n")
-            .unwrap();
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            "FROM fivehundred/debian:bookworm\n",
+        )
+        .unwrap();
         let text = "[service]\nbuild = \"Dockerfile\"\nenv = { DB = \"{deps.db.url}\" }\n[deps.db]\nkind = \"postgres\"\n[[request]]\npath = \"/\"\n";
         let lab = crate::labfile::parse(&dir.path().join("fivehundred.toml"), text).unwrap();
         let c: BTreeMap<String, Result<String, String>> = catalogue(&lab)
             .into_iter()
-            .map(|c| (c.name, c.applies.map(|s| s.faults[0].fault.kind().to_string())))
+            .map(|c| {
+                (
+                    c.name,
+                    c.applies.map(|s| s.faults[0].fault.kind().to_string()),
+                )
+            })
             .collect();
         for (name, kind) in [
             ("crash-restart", "crash"),
@@ -546,11 +554,21 @@ path = "/"
         ] {
             assert_eq!(c[name].as_deref(), Ok(kind), "{name}");
         }
-        for name in ["fd-exhaustion", "memory-pressure", "disk-full", "permission-flip"] {
+        for name in [
+            "fd-exhaustion",
+            "memory-pressure",
+            "disk-full",
+            "permission-flip",
+        ] {
             let why = c[name].clone().unwrap_err();
             assert!(why.contains("runs in a container"), "{name}: {why}");
         }
-        assert!(c["memory-pressure"].clone().unwrap_err().contains("target = \"service\""));
+        assert!(
+            c["memory-pressure"]
+                .clone()
+                .unwrap_err()
+                .contains("target = \"service\"")
+        );
     }
 
     #[test]

@@ -469,8 +469,10 @@ impl Lab {
         }
         if let Some(c) = self.service_container.take() {
             c.stop().await;
-            self.recorder
-                .event(EventKind::TargetExit, "service's container stopped by the lab");
+            self.recorder.event(
+                EventKind::TargetExit,
+                "service's container stopped by the lab",
+            );
         }
         let target = self.target.lock().ok().and_then(|mut t| t.take());
         if let Some(mut t) = target {

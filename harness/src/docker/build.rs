@@ -51,7 +51,10 @@ pub async fn ensure_dockerfile(
     let hash = recipe(&files.iter().map(Vec::as_slice).collect::<Vec<_>>());
     let image = format!("fivehundred/lab-{}:{}", repo_part(&dir), &hash[..16]);
     if current(engine, &image, &hash).await?.is_some() {
-        progress(&format!("using {image} (built from {} before)", dockerfile.display()));
+        progress(&format!(
+            "using {image} (built from {} before)",
+            dockerfile.display()
+        ));
         return Ok(image);
     }
     for from in from_images(&text) {
@@ -115,7 +118,10 @@ pub async fn ensure_dockerfile(
             message: format!("the build ended without the image (last step: {last})"),
         });
     }
-    progress(&format!("built {image} in {}s", started.elapsed().as_secs()));
+    progress(&format!(
+        "built {image} in {}s",
+        started.elapsed().as_secs()
+    ));
     Ok(image)
 }
 
@@ -168,7 +174,8 @@ fn context(dir: &Path) -> Result<(Vec<Vec<u8>>, Vec<u8>), DockerError> {
     let mut builder = tar::Builder::new(Vec::new());
     for rel in paths {
         let path = dir.join(&rel);
-        let bytes = std::fs::read(&path).map_err(DockerError::io(format!("read {}", path.display())))?;
+        let bytes =
+            std::fs::read(&path).map_err(DockerError::io(format!("read {}", path.display())))?;
         total += bytes.len() as u64;
         if total > MAX_CONTEXT {
             return Err(DockerError::Invalid(format!(
@@ -199,7 +206,8 @@ fn context(dir: &Path) -> Result<(Vec<Vec<u8>>, Vec<u8>), DockerError> {
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DockerError> {
-    let entries = std::fs::read_dir(dir).map_err(DockerError::io(format!("read {}", dir.display())))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(DockerError::io(format!("read {}", dir.display())))?;
     for entry in entries {
         let entry = entry.map_err(DockerError::io(format!("read {}", dir.display())))?;
         let path = entry.path();
@@ -241,7 +249,10 @@ mod tests {
         let text = "ARG BASE\nFROM fivehundred/debian:bookworm AS build\nRUN true\nFROM --platform=linux/amd64 build AS run\nFROM scratch\nfrom ${BASE}\nFROM other:1\n";
         assert_eq!(
             from_images(text),
-            vec!["fivehundred/debian:bookworm".to_owned(), "other:1".to_owned()]
+            vec![
+                "fivehundred/debian:bookworm".to_owned(),
+                "other:1".to_owned()
+            ]
         );
     }
 

@@ -120,7 +120,9 @@ impl ServiceContainer {
             Ok(c) => c,
             Err(e) => {
                 prepared.discard().await;
-                return Err(LabError(format!("the service's container did not start: {e}")));
+                return Err(LabError(format!(
+                    "the service's container did not start: {e}"
+                )));
             }
         };
         let host_port = container.host_port(spec.container_port).unwrap_or(0);
@@ -162,10 +164,16 @@ impl ServiceContainer {
             None => self.base_url.trim_start_matches("http://").to_string(),
         };
         let container = self.container.clone();
-        let outcome = wait_ready(&self.ready, &self.base_url, &addr, self.ready_within, || {
-            let c = container.clone();
-            async move { stopped(&c).await }
-        })
+        let outcome = wait_ready(
+            &self.ready,
+            &self.base_url,
+            &addr,
+            self.ready_within,
+            || {
+                let c = container.clone();
+                async move { stopped(&c).await }
+            },
+        )
         .await;
         match outcome {
             Ok(()) => {
@@ -280,7 +288,9 @@ fn alive(pid: u32) -> bool {
         .ok()
         .and_then(|stat| {
             let (_, rest) = stat.rsplit_once(')')?;
-            rest.split_whitespace().next().map(|state| state != "Z" && state != "X")
+            rest.split_whitespace()
+                .next()
+                .map(|state| state != "Z" && state != "X")
         })
         .unwrap_or(false)
 }
@@ -344,9 +354,11 @@ pub(crate) fn render_env(
     spec.env
         .iter()
         .map(|(k, t)| {
-            t.render(values)
-                .map(|v| (k.clone(), v))
-                .map_err(|e| LabError(format!("the service did not start: cannot fill in env `{k}`: {e}")))
+            t.render(values).map(|v| (k.clone(), v)).map_err(|e| {
+                LabError(format!(
+                    "the service did not start: cannot fill in env `{k}`: {e}"
+                ))
+            })
         })
         .collect()
 }
@@ -357,7 +369,8 @@ mod tests {
 
     #[test]
     fn engine_timestamps_are_split_from_the_line_they_lead() {
-        let (at, rest) = split_timestamp("2026-12-07T08:52:42.123456789Z {\"message\":\"listening\"}");
+        let (at, rest) =
+            split_timestamp("2026-12-07T08:52:42.123456789Z {\"message\":\"listening\"}");
         assert!(at.is_some());
         assert_eq!(rest, "{\"message\":\"listening\"}");
         let (at, rest) = split_timestamp("no stamp here");

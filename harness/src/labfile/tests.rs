@@ -510,7 +510,10 @@ fn a_container_service_takes_an_image_its_environment_and_a_port_inside() {
         panic!()
     };
     assert_eq!(c.container_port, 9000);
-    let text = CONTAINER.replace("stop_grace", "port = 9000\ncontainer_port = 9001\nstop_grace");
+    let text = CONTAINER.replace(
+        "stop_grace",
+        "port = 9000\ncontainer_port = 9001\nstop_grace",
+    );
     let e = err(&text);
     assert_eq!(e.line, Some(line_of(&text, "container_port")), "{e}");
     assert!(e.message.contains("disagree"), "{e}");
@@ -577,7 +580,11 @@ fn a_service_has_exactly_one_of_command_url_image_and_build() {
     assert!(e.message.contains("not both `image` and `build`"), "{e}");
     let text = CONTAINER.replace("env =", "command = [\"srv\"]\nenv =");
     let e = err(&text);
-    assert_eq!(e.line, Some(2), "the first of the two is named, the second pointed at: {e}");
+    assert_eq!(
+        e.line,
+        Some(2),
+        "the first of the two is named, the second pointed at: {e}"
+    );
     let e = err("[service]\ncommand = [\"srv\"]\ncontainer_port = 80\n");
     assert_eq!(e.line, Some(3), "{e}");
     assert!(e.message.contains("only applies to a container"), "{e}");
