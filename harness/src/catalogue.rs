@@ -219,7 +219,7 @@ fn process_causes(
                 // What a lower limit does depends on what the service already holds, which a
                 // lab file does not say: a scenario file names the limit.
                 format!(
-                    "{why}; a scenario file can lower its container's memory limit (kind = \"container\", target = \"service\", action = \"memory\")"
+                    "{why}; the container fault kind lowers its container's memory limit (kind = \"container\", target = \"service\", action = \"memory\")"
                 )
             } else {
                 why
