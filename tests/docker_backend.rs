@@ -1,11 +1,13 @@
 //! `--backend docker`: the lab's PostgreSQL as a container of the local engine (its image built
 //! from Debian's packages on first use), behind the same fault proxy; a run killed with SIGKILL
-//! leaves no container, network or volume once `recover` has run.
+//! leaves no container, network or volume once `recover` has run. A lab file's service as a
+//! container (examples/target-app-docker): built from its Dockerfile, crashed and restarted,
+//! its dependency cut through the proxies it reaches from inside, and removed after.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{Run, explain, journal_files};
+use super::{Run, binary, explain, journal_files, root};
 
 /// Names of everything of fivehundred's the engine holds: containers, networks, volumes.
 fn ours() -> Vec<String> {
@@ -215,4 +217,140 @@ fn a_container_fault_without_the_docker_backend_is_skipped_naming_the_flag() {
     );
     assert!(text.contains("--backend docker"), "{}", explain(&out));
     assert_ne!(out.status.code(), Some(0), "{}", explain(&out));
+}
+
+/// `examples/target-app-docker` in a directory of its own, with the target-app this test run
+/// built in place of the example's link (which points at the default target directory). The
+/// directory keeps the example's name, so its image keeps its name and, while the binary is the
+/// same, its tag: a second run reuses it.
+fn target_app_docker() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("target-app-docker");
+    std::fs::create_dir(&dir).unwrap();
+    let example = root().join("examples/target-app-docker");
+    for file in ["fivehundred.toml", "Dockerfile"] {
+        std::fs::copy(example.join(file), dir.join(file)).unwrap();
+    }
+    std::fs::copy(binary("target-app"), dir.join("target-app")).unwrap();
+    tmp
+}
+
+fn lab_file(tmp: &tempfile::TempDir) -> String {
+    tmp.path()
+        .join("target-app-docker/fivehundred.toml")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn a_service_built_from_a_dockerfile_survives_db_down_and_a_crash_and_nothing_is_left_after() {
+    let before = ours();
+    let example = target_app_docker();
+    let lab = lab_file(&example);
+    let run = Run::new();
+    let list = run.command(&["list", "--lab", &lab]).output().unwrap();
+    assert!(list.status.success(), "{}", explain(&list));
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    for cause in ["db-down", "crash-restart"] {
+        assert!(listed.contains(cause), "{cause} is listed: {listed}");
+    }
+    assert!(
+        listed.contains("runs in a container"),
+        "list says why the host-process causes do not apply: {listed}"
+    );
+    let reports = run.reports.path().to_str().unwrap().to_string();
+    let out = run
+        .command(&[
+            "run",
+            "--lab",
+            &lab,
+            "db-down",
+            "crash-restart",
+            "--backend",
+            "docker",
+            "--seed",
+            "7",
+            "--report-dir",
+            &reports,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.reports.path().join("report.json")).unwrap(),
+    )
+    .unwrap();
+    let crash = report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "crash-restart")
+        .expect("a crash-restart scenario in the report");
+    let events = crash["recording"]["events"].to_string();
+    assert!(
+        events.contains("exit code 137"),
+        "the container was killed (SIGKILL): {events}"
+    );
+    // The container's own output reached the recording, as a process's does: target-app says
+    // `listening` at each start, the first and the one after the crash.
+    let logs = crash["request_digest"]["logs"].as_u64().unwrap_or(0);
+    assert!(
+        logs >= 2,
+        "{logs} lines of the container's in the recording"
+    );
+    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    assert!(after.is_empty(), "left in the engine: {after:?}");
+}
+
+#[test]
+fn a_run_with_a_container_service_killed_mid_fault_leaves_nothing_after_recover() {
+    let before = ours();
+    let example = target_app_docker();
+    let lab = lab_file(&example);
+    let run = Run::new();
+    let mut child = run
+        .command(&[
+            "run",
+            "--lab",
+            &lab,
+            "db-down",
+            "--backend",
+            "docker",
+            "--seed",
+            "7",
+        ])
+        .spawn()
+        .unwrap();
+    // Killed once the fault is journalled: both containers run, the proxy is down.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the run never injected its fault"
+        );
+        let injected = journal_files(run.state.path())
+            .into_iter()
+            .any(|j| std::fs::read_to_string(j).is_ok_and(|t| t.contains("\"event\":\"inject\"")));
+        if injected {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let running: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    assert!(
+        running
+            .iter()
+            .any(|n| n.starts_with("container ") && n.ends_with("-service")),
+        "the service's container runs while the run does: {running:?}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    let out = run.command(&["recover"]).output().unwrap();
+    assert!(out.status.success(), "{}", explain(&out));
+    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    assert!(after.is_empty(), "left after recover: {after:?}");
 }

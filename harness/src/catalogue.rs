@@ -40,19 +40,28 @@ const RECOVER_WITHIN: Duration = Duration::from_secs(10);
 /// to reach (the service's program), for the machine's checks.
 pub fn catalogue(lab: &LabFile) -> Vec<Cause> {
     let process = match &lab.service.start {
-        Start::Command(_) => Ok(()),
+        Start::Command(_) | Start::Container(_) => Ok(()),
         Start::Url(url) => Err(format!(
             "the service is only a URL ({url}): the lab does not control its process"
         )),
     };
+    // What the lab does to a process on this machine (its limits, its cgroup, its files) does
+    // not reach into a container; a crash does (`docker kill`, then `docker start`).
+    let host_process = match &lab.service.start {
+        Start::Container(_) => Err(CONTAINER.to_string()),
+        _ => process.clone(),
+    };
     let mut out = dependency_causes(lab);
     out.extend(database_causes(lab));
     out.push(overload_cause(lab));
-    out.extend(process_causes(lab, &process));
+    out.extend(process_causes(lab, &process, &host_process));
     out.push(invalid_input_cause(lab));
-    out.extend(data_dir_causes(lab, &process));
+    out.extend(data_dir_causes(lab, &host_process));
     out
 }
+
+/// Why the causes that act on a process on this machine do not apply to a container service.
+const CONTAINER: &str = "the service runs in a container, whose processes, limits and files the lab does not reach from this machine";
 
 /// Each dependency down, and a TCP one (PostgreSQL's too) slow, when a template hands the
 /// service its address.
@@ -156,12 +165,17 @@ fn overload_cause(lab: &LabFile) -> Cause {
 }
 
 /// What the lab does to the service's process: its open files, a crash, its memory.
-/// `process` is why the lab cannot touch the process, if it cannot.
-fn process_causes(lab: &LabFile, process: &Result<(), String>) -> Vec<Cause> {
+/// `process` is why the lab cannot stop and start the service, if it cannot; `host_process`
+/// why it cannot reach its processes' limits and cgroup.
+fn process_causes(
+    lab: &LabFile,
+    process: &Result<(), String>,
+    host_process: &Result<(), String>,
+) -> Vec<Cause> {
     let fd_exhaustion = Cause {
         name: "fd-exhaustion".into(),
         cause: "exhausted resources".into(),
-        applies: process.clone().and_then(|()| {
+        applies: host_process.clone().and_then(|()| {
             let f = Fault::from_table(table("kind = \"fd-limit\"")).map_err(|e| e.message)?;
             scenario(
                 lab,
@@ -200,7 +214,17 @@ fn process_causes(lab: &LabFile, process: &Result<(), String>) -> Vec<Cause> {
     let memory_pressure = Cause {
         name: "memory-pressure".into(),
         cause: "memory exhaustion".into(),
-        applies: process.clone().and_then(|()| {
+        applies: host_process.clone().map_err(|why| {
+            if matches!(lab.service.start, Start::Container(_)) {
+                // What a lower limit does depends on what the service already holds, which a
+                // lab file does not say: a scenario file names the limit.
+                format!(
+                    "{why}; the container fault kind lowers its container's memory limit (kind = \"container\", target = \"service\", action = \"memory\")"
+                )
+            } else {
+                why
+            }
+        }).and_then(|()| {
             // A cgroup charges only what is allocated after a process joins it, so the limit is
             // the room left for new allocations whatever the service already holds: the hog
             // leaves it 32 MiB.
@@ -249,6 +273,7 @@ fn invalid_input_cause(lab: &LabFile) -> Cause {
 
 /// What the lab does to the service's data directory: fills it, takes its write permission.
 fn data_dir_causes(lab: &LabFile, process: &Result<(), String>) -> Vec<Cause> {
+    // A container's files are its own: `process` says so for one.
     let data_dir = process.clone().and_then(|()| {
         if lab.uses_data_dir() {
             Ok(())
@@ -275,7 +300,7 @@ fn data_dir_causes(lab: &LabFile, process: &Result<(), String>) -> Vec<Cause> {
     };
     let user = match &lab.service.start {
         Start::Command(spec) => spec.user.clone(),
-        Start::Url(_) => None,
+        Start::Url(_) | Start::Container(_) => None,
     };
     let permission_flip = Cause {
         name: "permission-flip".into(),
@@ -499,6 +524,51 @@ path = "/"
         }
         assert_eq!(c["overload"].as_deref(), Ok("overload"));
         assert_eq!(c["invalid-input"].as_deref(), Ok("invalid-input"));
+    }
+
+    #[test]
+    fn a_container_service_gets_the_crash_and_says_why_the_host_process_causes_do_not_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            "FROM fivehundred/debian:bookworm\n",
+        )
+        .unwrap();
+        let text = "[service]\nbuild = \"Dockerfile\"\nenv = { DB = \"{deps.db.url}\" }\n[deps.db]\nkind = \"postgres\"\n[[request]]\npath = \"/\"\n";
+        let lab = crate::labfile::parse(&dir.path().join("fivehundred.toml"), text).unwrap();
+        let c: BTreeMap<String, Result<String, String>> = catalogue(&lab)
+            .into_iter()
+            .map(|c| {
+                (
+                    c.name,
+                    c.applies.map(|s| s.faults[0].fault.kind().to_string()),
+                )
+            })
+            .collect();
+        for (name, kind) in [
+            ("crash-restart", "crash"),
+            ("db-down", "network"),
+            ("db-slow", "network"),
+            ("overload", "overload"),
+            ("invalid-input", "invalid-input"),
+        ] {
+            assert_eq!(c[name].as_deref(), Ok(kind), "{name}");
+        }
+        for name in [
+            "fd-exhaustion",
+            "memory-pressure",
+            "disk-full",
+            "permission-flip",
+        ] {
+            let why = c[name].clone().unwrap_err();
+            assert!(why.contains("runs in a container"), "{name}: {why}");
+        }
+        assert!(
+            c["memory-pressure"]
+                .clone()
+                .unwrap_err()
+                .contains("target = \"service\"")
+        );
     }
 
     #[test]

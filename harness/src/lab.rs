@@ -173,6 +173,8 @@ pub struct Lab {
     pub(crate) target: Mutex<Option<TargetProcess>>,
     /// A service started from a lab file, instead of target-app.
     pub(crate) service: Mutex<Option<ServiceProcess>>,
+    /// A lab-file service that runs as a container (`image` or `build`).
+    pub(crate) service_container: Option<container::ServiceContainer>,
     /// How to start the lab-file service again after a crash.
     service_start: Option<process::ServiceStart>,
     pub(crate) admin: Option<TargetAdmin>,
@@ -299,6 +301,7 @@ impl Lab {
             env,
             target: Mutex::new(Some(target)),
             service: Mutex::new(None),
+            service_container: None,
             service_start: None,
             admin,
             metrics_url: Some(format!("http://{}/metrics", target_admin_addr)),
@@ -347,6 +350,9 @@ impl Lab {
 
     /// The target's pid while it runs.
     pub fn target_pid(&self) -> Option<u32> {
+        if let Some(c) = &self.service_container {
+            return c.pid();
+        }
         if let Some(s) = self.service.lock().ok()?.as_mut() {
             return s.exited().is_none().then(|| s.pid());
         }
@@ -357,6 +363,9 @@ impl Lab {
 
     /// Whether the target process has exited (and how), without waiting.
     pub fn target_exit(&self) -> Option<String> {
+        if let Some(c) = &self.service_container {
+            return c.exited();
+        }
         if let Some(s) = self.service.lock().ok()?.as_mut() {
             return s.exited().map(|status| status.to_string());
         }
@@ -457,6 +466,13 @@ impl Lab {
             s.stop().await;
             self.recorder
                 .event(EventKind::TargetExit, "service stopped by the lab");
+        }
+        if let Some(c) = self.service_container.take() {
+            c.stop().await;
+            self.recorder.event(
+                EventKind::TargetExit,
+                "service's container stopped by the lab",
+            );
         }
         let target = self.target.lock().ok().and_then(|mut t| t.take());
         if let Some(mut t) = target {
@@ -573,6 +589,7 @@ fn unprivileged_dirs(
     Ok((uid, gid))
 }
 
+mod container;
 mod database;
 mod process;
 mod service;

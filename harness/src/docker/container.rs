@@ -33,6 +33,8 @@ pub struct ContainerSpec {
     pub cmd: Vec<String>,
     /// Container TCP ports, each published on a free port of 127.0.0.1.
     pub ports: Vec<u16>,
+    /// Container TCP ports published on the same port of 127.0.0.1 (one the caller chose free).
+    pub same_ports: Vec<u16>,
     /// The lab network and the names the container answers to on it.
     pub network: Option<(LabNetwork, Vec<String>)>,
     /// The memory limit in bytes (memory + swap: the container never swaps).
@@ -47,6 +49,7 @@ impl ContainerSpec {
             env: Vec::new(),
             cmd: Vec::new(),
             ports: Vec::new(),
+            same_ports: Vec::new(),
             network: None,
             memory: DEFAULT_MEMORY,
         }
@@ -64,6 +67,11 @@ impl ContainerSpec {
 
     pub fn port(mut self, container_port: u16) -> Self {
         self.ports.push(container_port);
+        self
+    }
+
+    pub fn same_port(mut self, port: u16) -> Self {
+        self.same_ports.push(port);
         self
     }
 
@@ -118,7 +126,8 @@ impl Container {
         }
         let name = run.name(&spec.what);
         let ports = free_ports(spec.ports.len())?;
-        let ports: Vec<(u16, u16)> = spec.ports.iter().copied().zip(ports).collect();
+        let mut ports: Vec<(u16, u16)> = spec.ports.iter().copied().zip(ports).collect();
+        ports.extend(spec.same_ports.iter().map(|p| (*p, *p)));
         let body = create_body(run, spec, &ports);
         let created = api
             .create_container(
@@ -283,6 +292,73 @@ impl Container {
                 tail.trim().replace('\n', " | ")
             ),
         })
+    }
+
+    /// Sends `signal` (`SIGKILL`) to the container's main process.
+    pub async fn kill(&self, signal: &str) -> Result<(), DockerError> {
+        self.engine
+            .api()
+            .kill_container(
+                &self.id,
+                Some(bollard::query_parameters::KillContainerOptions {
+                    signal: signal.to_owned(),
+                }),
+            )
+            .await
+            .map_err(DockerError::api(format!("kill container {}", self.name)))
+    }
+
+    /// Starts the (stopped) container again, with its ports, network and limits as they were.
+    pub async fn start_again(&self) -> Result<(), DockerError> {
+        self.engine
+            .api()
+            .start_container(&self.id, None)
+            .await
+            .map_err(DockerError::api(format!("start container {}", self.name)))
+    }
+
+    /// `docker stop`: the image's stop signal, then SIGKILL after `grace_secs`.
+    pub async fn stop(&self, grace_secs: i32) -> Result<(), DockerError> {
+        let stopped = self
+            .engine
+            .api()
+            .stop_container(
+                &self.id,
+                Some(bollard::query_parameters::StopContainerOptions {
+                    t: Some(grace_secs),
+                    ..Default::default()
+                }),
+            )
+            .await;
+        match stopped {
+            Err(e) if is_not_found(&e) => Ok(()),
+            // 304: already stopped.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            other => other.map_err(DockerError::api(format!("stop container {}", self.name))),
+        }
+    }
+
+    /// The container's output from `since_unix` (seconds) on, as it comes, each line with the
+    /// engine's RFC 3339 timestamp in front; the stream ends when the container stops.
+    pub fn follow_logs(
+        &self,
+        since_unix: i32,
+    ) -> impl futures::Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>>
+    + Send
+    + 'static {
+        self.engine.api().logs(
+            &self.id,
+            Some(LogsOptions {
+                follow: true,
+                stdout: true,
+                stderr: true,
+                since: since_unix,
+                timestamps: true,
+                ..Default::default()
+            }),
+        )
     }
 
     /// Removes the container whatever its state (with its anonymous volumes).

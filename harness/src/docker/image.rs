@@ -44,7 +44,7 @@ pub fn base_image() -> String {
     format!("{BASE_REPO}:{SUITE}")
 }
 
-fn recipe(parts: &[&[u8]]) -> String {
+pub(super) fn recipe(parts: &[&[u8]]) -> String {
     let mut hash = Sha256::new();
     for part in parts {
         hash.update((part.len() as u64).to_le_bytes());
@@ -72,7 +72,7 @@ fn postgres_recipe() -> String {
 }
 
 /// The image's id if it exists and was built from `recipe`.
-async fn current(
+pub(super) async fn current(
     engine: &Engine,
     image: &str,
     recipe: &str,
@@ -108,9 +108,9 @@ async fn remove_replaced(engine: &Engine, old: Option<String>, image: &str) {
 }
 
 /// Holds the build lock of this machine until dropped.
-struct BuildLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+pub(super) struct BuildLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
 
-async fn build_lock() -> Result<BuildLock, DockerError> {
+pub(super) async fn build_lock() -> Result<BuildLock, DockerError> {
     tokio::task::spawn_blocking(|| {
         let path = std::env::temp_dir().join("fivehundred-images.lock");
         // The temporary directory is shared: never follow a link someone put at this name.

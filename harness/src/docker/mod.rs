@@ -8,6 +8,9 @@
 //!   run's containers, networks and volumes by those labels (for `recover`).
 //! - [`image`]: the images, built on first use and cached by their recipe: a Debian base made
 //!   with `debootstrap`, PostgreSQL on it, a service binary on it.
+//! - [`build`]: a user's image: one that must exist already, or a Dockerfile built with its
+//!   directory as the context, tagged by the context's hash (and never a pull, not even of its
+//!   `FROM`).
 //! - [`network`]: a lab network, and the address on it where the host's proxies listen.
 //! - [`container`]: a labelled container with ports published on loopback; [`postgres`] is the
 //!   lab's database as one.
@@ -25,6 +28,7 @@
 //! every image is built from Debian's packages, and a container is only ever created from an
 //! image this module has checked exists.
 
+pub mod build;
 pub mod cleanup;
 pub mod container;
 pub mod engine;

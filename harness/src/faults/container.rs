@@ -3,7 +3,8 @@
 //! stopped (and started again), cut from its network (a real disconnect, not through the
 //! proxy), its memory limit lowered, or its CPU throttled. The mechanisms and their reverts are
 //! the container backend's own ([`crate::docker::faults`]); this kind aims them at the lab's
-//! database container and waits, after a restart, until the server accepts connections again.
+//! database container (`target = "database"`) or at a lab-file service's own container
+//! (`target = "service"`) and waits, after a restart, until it serves again.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,8 @@ use crate::lab::Lab;
 #[serde(rename_all = "lowercase")]
 pub enum ContainerTarget {
     Database,
+    /// A lab-file service that runs as a container (`image` or `build`).
+    Service,
 }
 
 /// What happens to it.
@@ -54,7 +57,7 @@ pub struct Held {
 const PERIOD_US: i64 = 100_000;
 
 impl FaultKind for Container {
-    const HINT: &'static str = "a container fault takes target = \"database\" and action = \"pause\" | \"kill\" | \"stop\" | \"disconnect\" | \"memory\" (with memory = \"64MiB\") | \"cpu\" (with cpus = 0.1); the lab's database must run in Docker (--backend docker)";
+    const HINT: &'static str = "a container fault takes target = \"database\" | \"service\" and action = \"pause\" | \"kill\" | \"stop\" | \"disconnect\" | \"memory\" (with memory = \"64MiB\") | \"cpu\" (with cpus = 0.1); the database must run in Docker (--backend docker), the service from a lab file's `image` or `build`";
     const ORPHAN: &'static str = "nothing to undo: the run's containers are removed with its other resources";
     type Held = Held;
 
@@ -91,24 +94,53 @@ impl FaultKind for Container {
             ),
             Action::Cpu => format!("throttled to {} of a CPU", self.cpus.unwrap_or(0.0)),
         };
-        format!("container: the database's container {what}")
+        let whose = match self.target {
+            ContainerTarget::Database => "the database's",
+            ContainerTarget::Service => "the service's",
+        };
+        format!("container: {whose} container {what}")
     }
 
     async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
-        let Some((engine, pg, network)) = lab.database_container() else {
-            return Err(FaultError::Unsupported(
-                "the lab's database is not a container: run with --backend docker".into(),
-            ));
-        };
         let restarts = matches!(self.action, Action::Kill | Action::Stop);
-        let ready_before = if restarts {
-            Some(pg.times_ready().await.map_err(failed)?)
-        } else {
-            None
+        let (engine, id, network, ready_before) = match self.target {
+            ContainerTarget::Database => {
+                let Some((engine, pg, network)) = lab.database_container() else {
+                    return Err(FaultError::Unsupported(
+                        "the lab's database is not a container: run with --backend docker".into(),
+                    ));
+                };
+                let ready_before = if restarts {
+                    Some(pg.times_ready().await.map_err(failed)?)
+                } else {
+                    None
+                };
+                (engine, pg.container.id.clone(), network, ready_before)
+            }
+            ContainerTarget::Service => {
+                let Some((engine, container, network)) = lab.service_container() else {
+                    return Err(FaultError::Unsupported(
+                        "the service is not a container: give its lab file `image` or `build`"
+                            .into(),
+                    ));
+                };
+                // Its readiness is waited for after a restart; no count needed.
+                (engine, container.id.clone(), network, restarts.then_some(0))
+            }
         };
-        let injected = crate::docker::faults::inject(engine, &pg.container.id, &self.fault(&network))
+        let injected = crate::docker::faults::inject(engine, &id, &self.fault(&network))
             .await
             .map_err(failed)?;
+        if restarts && self.target == ContainerTarget::Service {
+            lab.recorder.event(
+                crate::record::EventKind::TargetExit,
+                format!(
+                    "service's container {} {}",
+                    self.describe_action(),
+                    crate::record::PLANNED_EXIT
+                ),
+            );
+        }
         *held = Some(Held {
             injected,
             ready_before,
@@ -120,13 +152,29 @@ impl FaultKind for Container {
         let Some(h) = held.as_ref() else {
             return Ok(()); // nothing was done
         };
-        let Some((engine, pg, _)) = lab.database_container() else {
-            return Err(FaultError::Failed("the database container is gone".into()));
-        };
-        h.injected.revert(engine).await.map_err(failed)?;
-        if let Some(seen) = h.ready_before {
-            // Verified: the server in the started container accepts connections again.
-            pg.wait_ready(seen).await.map_err(failed)?;
+        match self.target {
+            ContainerTarget::Database => {
+                let Some((engine, pg, _)) = lab.database_container() else {
+                    return Err(FaultError::Failed("the database container is gone".into()));
+                };
+                h.injected.revert(engine).await.map_err(failed)?;
+                if let Some(seen) = h.ready_before {
+                    // Verified: the server in the started container accepts connections again.
+                    pg.wait_ready(seen).await.map_err(failed)?;
+                }
+            }
+            ContainerTarget::Service => {
+                let Some((engine, _, _)) = lab.service_container() else {
+                    return Err(FaultError::Failed("the service's container is gone".into()));
+                };
+                h.injected.revert(engine).await.map_err(failed)?;
+                if h.ready_before.is_some() {
+                    // Verified: the service in the started container is ready again.
+                    lab.service_container_ready()
+                        .await
+                        .map_err(FaultError::Failed)?;
+                }
+            }
         }
         *held = None;
         Ok(())
@@ -134,6 +182,14 @@ impl FaultKind for Container {
 }
 
 impl Container {
+    fn describe_action(&self) -> &'static str {
+        match self.action {
+            Action::Kill => "killed",
+            Action::Stop => "stopped",
+            _ => "faulted",
+        }
+    }
+
     fn key(&self) -> &'static str {
         match self.action {
             Action::Memory => "memory",
@@ -199,5 +255,8 @@ mod tests {
         let err = parse("target = \"database\"\naction = \"memory\"\nmemory = \"1MiB\"").unwrap_err();
         assert!(err.starts_with("memory:") && err.contains("6 MiB"), "{err}");
         assert!(parse("target = \"cache\"\naction = \"pause\"").is_err());
+        let service = parse("target = \"service\"\naction = \"memory\"\nmemory = \"64MiB\"").unwrap();
+        assert_eq!(service.target, ContainerTarget::Service);
+        assert!(service.describe().contains("the service's container"));
     }
 }

@@ -79,6 +79,11 @@ impl FaultKind for Memory {
 
     async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         let (limit, hog_bytes) = self.bytes();
+        if lab.service_container().is_some() {
+            return Err(FaultError::Unsupported(
+                "the service runs in a container: limit its memory with kind = \"container\", target = \"service\", action = \"memory\"".into(),
+            ));
+        }
         let pids = lab.service_pids();
         let Some(&pid) = pids.first() else {
             return Err(FaultError::Failed("the service is not running".into()));

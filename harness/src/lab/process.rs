@@ -32,12 +32,18 @@ pub enum Killed {
     Service {
         pid: u32,
     },
+    /// The lab-file service's container, killed; it is started again as it was.
+    Container {
+        pid: u32,
+    },
 }
 
 impl Killed {
     pub fn pid(&self) -> u32 {
         match self {
-            Killed::Target { pid, .. } | Killed::Service { pid } => *pid,
+            Killed::Target { pid, .. } | Killed::Service { pid } | Killed::Container { pid } => {
+                *pid
+            }
         }
     }
 }
@@ -51,6 +57,13 @@ impl Lab {
     /// lab-file service's whole process group gets the signal: workers a crash would take with
     /// their parent (a pre-fork server's) must not keep serving.
     pub async fn kill_service(&self, signal: Signal) -> Result<(Killed, String), String> {
+        if let Some(c) = &self.service_container {
+            if c.pid().is_none() {
+                return Err("the service's container is not running".into());
+            }
+            let (pid, status) = c.kill(signal.as_str(), DIE_WITHIN).await?;
+            return Ok((Killed::Container { pid }, status));
+        }
         if let Some(mut s) = self.service.lock().ok().and_then(|mut s| s.take()) {
             let pid = s.pid();
             let _ = killpg(Pid::from_raw(pid as i32), signal);
@@ -93,6 +106,13 @@ impl Lab {
                 let pid = target.pid();
                 self.put_target(target);
                 pid
+            }
+            Killed::Container { .. } => {
+                let Some(c) = &self.service_container else {
+                    return Err("the lab has no service container".into());
+                };
+                // Its container is removed with the run's by label: nothing new to journal.
+                return c.restart().await;
             }
             Killed::Service { .. } => {
                 let Some(start) = &self.service_start else {
@@ -162,10 +182,33 @@ impl Lab {
         }
     }
 
+    /// The lab-file service's container, its engine and the name of its network, when the
+    /// service runs as a container.
+    pub fn service_container(
+        &self,
+    ) -> Option<(&crate::docker::Engine, &crate::docker::Container, String)> {
+        self.service_container
+            .as_ref()
+            .map(|c| (&c.engine, &c.container, c.network.name.clone()))
+    }
+
+    /// Waits until the service's container, started again by a fault's revert, is ready.
+    pub async fn service_container_ready(&self) -> Result<(), String> {
+        match &self.service_container {
+            Some(c) => c.wait_ready().await.map_err(|e| e.to_string()),
+            None => Err("the service does not run in a container".into()),
+        }
+    }
+
     /// Every process of the running service: the one the lab started and, for a lab-file
     /// service, the rest of its process group (a pre-fork server's workers), which a fault on
     /// "the service" must reach too. Empty when it is not running.
     pub fn service_pids(&self) -> Vec<u32> {
+        if self.service_container.is_some() {
+            // Its processes belong to the container's cgroup, which the engine manages: the
+            // container fault acts on it (`kind = "container"`, `target = "service"`).
+            return Vec::new();
+        }
         let Some(leader) = self.target_pid() else {
             return Vec::new();
         };

@@ -4,7 +4,7 @@
 //! Prometheus and Alertmanager when it has metrics and alert rules.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -35,11 +35,36 @@ impl Lab {
     ) -> Result<Lab, LabError> {
         let owner = service_owner(lab_file, needs, &base.data_dir)?;
         let mut canned = Vec::new();
+        let mut service_container = None;
         let (service, base_url, values) = match &lab_file.service.start {
             Start::Url(url) => (None, url.trim_end_matches('/').to_string(), None),
+            Start::Container(spec) => {
+                let (c, lab_values, sink) = start_container(
+                    lab_file,
+                    spec,
+                    opts.seed,
+                    &mut base,
+                    &mut canned,
+                    journal,
+                    &recorder,
+                )
+                .await?;
+                let base_url = c.base_url.clone();
+                service_container = Some(c);
+                (None, base_url, Some((lab_values, sink)))
+            }
             Start::Command(spec) => {
                 let mut values = service_values(spec, &base)?;
-                wire_dependencies(lab_file, opts.seed, &mut base, &mut values, &mut canned).await?;
+                let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+                wire_dependencies(
+                    lab_file,
+                    opts.seed,
+                    &mut base,
+                    &mut values,
+                    &mut canned,
+                    loopback,
+                )
+                .await?;
                 let data_tmpfs = needs.data_tmpfs.map(|size| (base.data_dir.clone(), size));
                 let (process, sink) = start_process(
                     lab_file,
@@ -93,6 +118,7 @@ impl Lab {
             env,
             target: Mutex::new(None),
             service: Mutex::new(service),
+            service_container,
             service_start: values.and_then(|(values, sink)| {
                 Some(super::process::ServiceStart {
                     lab_file: opts.service.clone()?,
@@ -128,7 +154,7 @@ fn service_owner(
 ) -> Result<Option<(u32, u32)>, LabError> {
     let user = match &lab_file.service.start {
         Start::Command(spec) => spec.user.clone(),
-        Start::Url(_) => None,
+        Start::Url(_) | Start::Container(_) => None,
     };
     if needs.unprivileged && user.as_deref().is_none_or(|u| u == "root" || u == "0") {
         return Err(LabError(
@@ -159,18 +185,33 @@ fn service_values(spec: &CommandSpec, base: &LabBase) -> Result<Values, LabError
     Ok(values)
 }
 
-/// Each dependency in `values` as the service reaches it: through a fault proxy, kept in
+/// Each dependency in `values` as the service reaches it: through a fault proxy listening on
+/// `listen` (loopback for a process, the gateway of its network for a container), kept in
 /// `base.proxies` under the dependency's name. The run's database stands for every postgres
-/// dependency (its proxy moves from `database` to the first one's name), and the user's setup
-/// runs on it first. `canned` gets the tasks that serve canned HTTP answers.
+/// dependency (its proxy moves from `database` to the first one's name, and to `listen`), and
+/// the user's setup runs on it first. `canned` gets the tasks that serve canned HTTP answers.
 async fn wire_dependencies(
     lab_file: &LabFile,
     seed: u64,
     base: &mut LabBase,
     values: &mut Values,
     canned: &mut Vec<tokio::task::JoinHandle<()>>,
+    listen: IpAddr,
 ) -> Result<(), LabError> {
-    let db_proxy = base.proxies.remove("database");
+    let host = listen.to_string();
+    let mut db_proxy = base.proxies.remove("database");
+    if let Some(old) = &db_proxy
+        && old.local_addr().ip() != listen
+    {
+        // The same upstream and seed, where the service reaches it; the old one stops when
+        // dropped.
+        let moved = Proxy::start(SocketAddr::new(listen, 0), old.upstream(), seed)
+            .await
+            .map_err(|e| LabError(format!("cannot start the database proxy on {listen}: {e}")))?;
+        base.proxied_url =
+            pglab::replace_host_port(&base.database_url, &moved.local_addr().to_string());
+        db_proxy = Some(moved);
+    }
     for (name, dep) in &lab_file.deps {
         match dep {
             Dependency::Postgres { setup, .. } => {
@@ -198,20 +239,20 @@ async fn wire_dependencies(
                     .map_err(|e| LabError(format!("setup: {e}")))??;
             }
             Dependency::Tcp { upstream } => {
-                let proxy = proxy_to(upstream, seed, name).await?;
-                values.tcp(name, HOST, proxy.local_addr().port());
+                let proxy = proxy_to(upstream, seed, name, listen).await?;
+                values.tcp(name, &host, proxy.local_addr().port());
                 base.proxies.insert(name.clone(), proxy);
             }
             Dependency::Http(HttpDep::Upstream(url)) => {
-                let proxy = proxy_to(&host_port(url), seed, name).await?;
-                values.http(name, HOST, proxy.local_addr().port());
+                let proxy = proxy_to(&host_port(url), seed, name, listen).await?;
+                values.http(name, &host, proxy.local_addr().port());
                 base.proxies.insert(name.clone(), proxy);
             }
             Dependency::Http(HttpDep::Canned(answers)) => {
                 let (addr, task) = serve_canned(answers.clone()).await?;
                 canned.push(task);
-                let proxy = proxy_to(&addr.to_string(), seed, name).await?;
-                values.http(name, HOST, proxy.local_addr().port());
+                let proxy = proxy_to(&addr.to_string(), seed, name, listen).await?;
+                values.http(name, &host, proxy.local_addr().port());
                 base.proxies.insert(name.clone(), proxy);
             }
         }
@@ -223,6 +264,72 @@ async fn wire_dependencies(
         base.proxies.insert(name.to_string(), proxy);
     }
     Ok(())
+}
+
+/// The service as a container: its image and network first (journalled), the dependencies'
+/// proxies on the network's gateway, the container with its environment rendered for that
+/// side. Returns it, the values the lab's own URLs (metrics) are filled with, which are its
+/// addresses on this machine, and the sink its output goes to.
+async fn start_container(
+    lab_file: &LabFile,
+    spec: &crate::labfile::ContainerSpec,
+    seed: u64,
+    base: &mut LabBase,
+    canned: &mut Vec<tokio::task::JoinHandle<()>>,
+    journal: &Journal,
+    recorder: &Arc<Recorder>,
+) -> Result<(super::container::ServiceContainer, Values, LineSink), LabError> {
+    let prepared = super::container::prepare(&spec.image, journal).await?;
+    let gateway = IpAddr::V4(prepared.gateway());
+    let wired = async {
+        // Inside, the service listens on every address of its own: the published port reaches
+        // it there. A further listener has the same port number inside and on 127.0.0.1.
+        let mut values = Values::new(
+            "0.0.0.0",
+            spec.container_port,
+            &base.data_dir,
+            &base.admin_token,
+        );
+        let mut ports = Vec::new();
+        for name in &spec.listeners {
+            let port = free_port()?;
+            values.listener(name, "0.0.0.0", port);
+            ports.push(port);
+        }
+        wire_dependencies(lab_file, seed, base, &mut values, canned, gateway).await?;
+        let env = super::container::render_env(spec, &values)?;
+        Ok::<_, LabError>((env, ports))
+    }
+    .await;
+    let (env, ports) = match wired {
+        Ok(w) => w,
+        Err(e) => {
+            prepared.discard().await;
+            return Err(e);
+        }
+    };
+    let rec = recorder.clone();
+    let sink: LineSink = Arc::new(move |_: Stream, line: &str| rec.log_line(line.to_string()));
+    let c = super::container::ServiceContainer::start(
+        prepared,
+        &lab_file.service,
+        spec,
+        env,
+        &ports,
+        sink.clone(),
+    )
+    .await?;
+    let host_port = c
+        .base_url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let mut lab_values = Values::new(HOST, host_port, &base.data_dir, &base.admin_token);
+    for (name, port) in spec.listeners.iter().zip(&ports) {
+        lab_values.listener(name, HOST, *port);
+    }
+    Ok((c, lab_values, sink))
 }
 
 /// Starts the service's command with `values`, every line it writes going to the recording;
@@ -354,7 +461,7 @@ fn db_address(db_url: &str, proxy: Option<&Proxy>) -> Result<DbAddress, LabError
     let decode = |s: &str| percent_decode(s).unwrap_or_else(|| s.to_string());
     Ok(DbAddress {
         host: match proxy {
-            Some(_) => "127.0.0.1".into(),
+            Some(p) => p.local_addr().ip().to_string(),
             None => url.host_str().unwrap_or("127.0.0.1").to_string(),
         },
         port: match proxy {
@@ -384,8 +491,13 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// A fault proxy in front of `upstream` (`host:port`).
-async fn proxy_to(upstream: &str, seed: u64, name: &str) -> Result<Proxy, LabError> {
+/// A fault proxy on `listen` in front of `upstream` (`host:port`).
+async fn proxy_to(
+    upstream: &str,
+    seed: u64,
+    name: &str,
+    listen: IpAddr,
+) -> Result<Proxy, LabError> {
     let addr = tokio::net::lookup_host(upstream.to_string())
         .await
         .ok()
@@ -396,7 +508,7 @@ async fn proxy_to(upstream: &str, seed: u64, name: &str) -> Result<Proxy, LabErr
             ))
         })?;
     Proxy::start(
-        "127.0.0.1:0".parse().expect("addr"),
+        SocketAddr::new(listen, 0),
         addr,
         // Each proxy draws its own: the seed and the dependency's name.
         name.bytes()

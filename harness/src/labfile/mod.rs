@@ -66,7 +66,7 @@ impl LabFile {
                     }
                 })
                 .unwrap_or_default(),
-            Start::Url(_) => PathBuf::new(),
+            Start::Url(_) | Start::Container(_) => PathBuf::new(),
         }
     }
 
@@ -77,7 +77,8 @@ impl LabFile {
             Start::Command(c) => c
                 .templates()
                 .any(|t| t.placeholders().any(|p| p == "data_dir")),
-            Start::Url(_) => false,
+            // A container has no `{data_dir}`: its files are the container's own.
+            Start::Url(_) | Start::Container(_) => false,
         }
     }
 
@@ -96,6 +97,10 @@ impl LabFile {
         match &self.service.start {
             Start::Command(c) => c
                 .templates()
+                .any(|t| t.placeholders().any(|p| p.starts_with(&prefix))),
+            Start::Container(c) => c
+                .env
+                .values()
                 .any(|t| t.placeholders().any(|p| p.starts_with(&prefix))),
             Start::Url(_) => false,
         }
@@ -127,7 +132,41 @@ pub enum Start {
     Command(Box<CommandSpec>),
     /// It already runs here; the lab only sends it requests.
     Url(String),
+    /// A container of the local Docker engine, from an image that exists there or one built
+    /// from a Dockerfile.
+    Container(Box<ContainerSpec>),
 }
+
+/// A service the lab runs as a container.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerSpec {
+    pub image: ImageSource,
+    /// Its environment (templates; the dependencies' addresses are ones the container reaches).
+    pub env: BTreeMap<String, Template>,
+    /// The port the service listens on inside the container, published on a free port of
+    /// 127.0.0.1 for the load and the health checks.
+    pub container_port: u16,
+    /// Further listeners: each gets a free port number, the same inside the container and on
+    /// 127.0.0.1.
+    pub listeners: Vec<String>,
+    /// How long `docker stop` waits after the image's stop signal before SIGKILL.
+    #[serde(with = "crate::duration_serde")]
+    pub stop_grace: Duration,
+}
+
+/// Where a container service's image comes from. Neither is ever pulled from a registry.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageSource {
+    /// `name:tag`, which must already exist in the engine.
+    Image(String),
+    /// A Dockerfile (absolute), built with its directory as the context and tagged by the
+    /// context's content hash.
+    Build(PathBuf),
+}
+
+/// The port a container service listens on when the lab file names none.
+pub const DEFAULT_CONTAINER_PORT: u16 = 8080;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CommandSpec {

@@ -36,6 +36,12 @@ pub struct RawService {
     #[serde(default)]
     pub url: Option<Str>,
     #[serde(default)]
+    pub image: Option<Str>,
+    #[serde(default)]
+    pub build: Option<Str>,
+    #[serde(default)]
+    pub container_port: Option<Spanned<u16>>,
+    #[serde(default)]
     pub cwd: Option<Str>,
     #[serde(default)]
     pub env: BTreeMap<Str, Str>,

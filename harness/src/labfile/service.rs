@@ -73,6 +73,89 @@ fn tail_text(tail: &[String]) -> String {
     }
 }
 
+impl StartError {
+    /// The error with the service's last output lines.
+    pub fn with_tail(mut self, lines: Vec<String>) -> StartError {
+        match &mut self {
+            StartError::Exited { tail, .. }
+            | StartError::PortNeverOpened { tail, .. }
+            | StartError::NeverReady { tail, .. } => *tail = lines,
+            _ => {}
+        }
+        self
+    }
+}
+
+/// Waits until the service is ready as `ready` says: `addr` (`host:port`) accepts connections,
+/// or the request on `base_url` answers 2xx, within `within`. `exited` says whether (and how)
+/// it has stopped, which ends the wait at once. Errors carry no output lines: the caller adds
+/// them with [`StartError::with_tail`].
+pub async fn wait_ready<F, Fut>(
+    ready: &Ready,
+    base_url: &str,
+    addr: &str,
+    within: Duration,
+    mut exited: F,
+) -> Result<(), StartError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()
+        .expect("a client without TLS builds");
+    let mut opened = false;
+    let mut last = String::from("no answer yet");
+    loop {
+        if let Some(status) = exited().await {
+            return Err(StartError::Exited {
+                status,
+                tail: Vec::new(),
+            });
+        }
+        if !opened {
+            opened = tokio::net::TcpStream::connect(addr).await.is_ok();
+        }
+        if opened {
+            match ready {
+                Ready::Port => return Ok(()),
+                Ready::Http { method, path } => {
+                    let method = reqwest::Method::from_bytes(method.as_bytes())
+                        .unwrap_or(reqwest::Method::GET);
+                    match client
+                        .request(method, format!("{base_url}{path}"))
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status().is_success() => return Ok(()),
+                        Ok(r) => last = format!("status {}", r.status().as_u16()),
+                        Err(e) => last = e.to_string(),
+                    }
+                }
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(match ready {
+                Ready::Http { method, path } if opened => StartError::NeverReady {
+                    check: format!("{method} {path}"),
+                    within,
+                    last,
+                    tail: Vec::new(),
+                },
+                _ => StartError::PortNeverOpened {
+                    addr: addr.to_string(),
+                    within,
+                    tail: Vec::new(),
+                },
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A running service.
 #[derive(Debug)]
 pub struct ServiceProcess {
@@ -148,62 +231,20 @@ impl ServiceProcess {
         addr: &str,
         within: Duration,
     ) -> Result<(), StartError> {
-        let deadline = tokio::time::Instant::now() + within;
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .no_proxy()
-            .build()
-            .expect("a client without TLS builds");
-        let mut opened = false;
-        let mut last = String::from("no answer yet");
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the reader threads take in the last lines it wrote.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                return Err(StartError::Exited {
-                    status: status.to_string(),
-                    tail: self.tail(),
-                });
-            }
-            if !opened {
-                opened = tokio::net::TcpStream::connect(addr).await.is_ok();
-            }
-            if opened {
-                match ready {
-                    Ready::Port => return Ok(()),
-                    Ready::Http { method, path } => {
-                        let method = reqwest::Method::from_bytes(method.as_bytes())
-                            .unwrap_or(reqwest::Method::GET);
-                        match client
-                            .request(method, format!("{}{path}", self.base_url))
-                            .send()
-                            .await
-                        {
-                            Ok(r) if r.status().is_success() => return Ok(()),
-                            Ok(r) => last = format!("status {}", r.status().as_u16()),
-                            Err(e) => last = e.to_string(),
-                        }
-                    }
+        let base_url = self.base_url.clone();
+        let child = &mut self.child;
+        let outcome = wait_ready(ready, &base_url, addr, within, || {
+            let status = child.try_wait().ok().flatten().map(|s| s.to_string());
+            async move {
+                if status.is_some() {
+                    // Let the reader threads take in the last lines it wrote.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                status
             }
-            if tokio::time::Instant::now() >= deadline {
-                let tail = self.tail();
-                return Err(match ready {
-                    Ready::Http { method, path } if opened => StartError::NeverReady {
-                        check: format!("{method} {path}"),
-                        within,
-                        last,
-                        tail,
-                    },
-                    _ => StartError::PortNeverOpened {
-                        addr: addr.to_string(),
-                        within,
-                        tail,
-                    },
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
+        outcome.map_err(|e| e.with_tail(self.tail()))
     }
 
     /// The last lines it wrote, oldest first.

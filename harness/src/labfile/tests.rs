@@ -476,3 +476,127 @@ mod fuzz {
         assert!(e.to_string().contains("fivehundred.toml"), "{e}");
     }
 }
+
+/// A container service: `image` (or `build`) instead of `command`.
+const CONTAINER: &str = r#"[service]
+image = "shop:1.2"
+env = { DB = "{deps.db.url}", LISTEN = "{listen}", ADMIN = "{listen.admin}" }
+listeners = ["admin"]
+metrics = "http://{listen.admin}/metrics"
+stop_grace = "3s"
+
+[deps.db]
+kind = "postgres"
+
+[[request]]
+path = "/"
+"#;
+
+#[test]
+fn a_container_service_takes_an_image_its_environment_and_a_port_inside() {
+    let lab = parse_at(CONTAINER).unwrap();
+    let Start::Container(c) = &lab.service.start else {
+        panic!("not a container: {:?}", lab.service.start)
+    };
+    assert!(matches!(&c.image, ImageSource::Image(n) if n == "shop:1.2"));
+    assert_eq!(c.container_port, DEFAULT_CONTAINER_PORT);
+    assert_eq!(c.listeners, vec!["admin".to_string()]);
+    assert_eq!(c.stop_grace, Duration::from_secs(3));
+    assert!(lab.mentions_dep("db"));
+    assert!(!lab.uses_data_dir());
+    // `port` is the default of `container_port`; both may say the same.
+    let lab = parse_at(&CONTAINER.replace("stop_grace", "port = 9000\nstop_grace")).unwrap();
+    let Start::Container(c) = &lab.service.start else {
+        panic!()
+    };
+    assert_eq!(c.container_port, 9000);
+    let text = CONTAINER.replace(
+        "stop_grace",
+        "port = 9000\ncontainer_port = 9001\nstop_grace",
+    );
+    let e = err(&text);
+    assert_eq!(e.line, Some(line_of(&text, "container_port")), "{e}");
+    assert!(e.message.contains("disagree"), "{e}");
+}
+
+#[test]
+fn a_build_names_a_dockerfile_that_exists_relative_to_the_lab_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fivehundred.toml");
+    let text = CONTAINER.replace("image = \"shop:1.2\"", "build = \"app/Dockerfile\"");
+    let e = parse(&file, &text).unwrap_err();
+    assert_eq!((e.line, e.column), (Some(2), Some(9)), "{e}");
+    assert!(
+        e.message
+            .contains(&dir.path().join("app/Dockerfile").display().to_string()),
+        "{e}"
+    );
+    std::fs::create_dir(dir.path().join("app")).unwrap();
+    std::fs::write(dir.path().join("app/Dockerfile"), "FROM x\n").unwrap();
+    let lab = parse(&file, &text).unwrap();
+    let Start::Container(c) = &lab.service.start else {
+        panic!()
+    };
+    assert!(matches!(&c.image, ImageSource::Build(p) if p.ends_with("app/Dockerfile")));
+}
+
+#[test]
+fn the_keys_only_a_process_has_are_refused_for_a_container_where_they_are_written() {
+    for (key, line) in [
+        ("cwd = \".\"", "cwd"),
+        ("user = \"nobody\"", "user"),
+        ("stop_signal = \"SIGINT\"", "stop_signal"),
+    ] {
+        let text = CONTAINER.replace("stop_grace", &format!("{key}\nstop_grace"));
+        let e = err(&text);
+        assert_eq!(e.line, Some(line_of(&text, line)), "{key}: {e}");
+        // At its value: `key = ` before it.
+        assert_eq!(
+            e.column,
+            Some(line_of_column(&text, line) + line.len() + 3),
+            "{key}: {e}"
+        );
+        assert!(e.message.contains("as a process"), "{key}: {e}");
+    }
+    let text = format!("{CONTAINER}\n[service.config.main]\ntext = \"x\"\n")
+        .replace("[[request]]\npath = \"/\"\n", "");
+    let text = format!("{text}[[request]]\npath = \"/\"\n");
+    let e = err(&text);
+    assert_eq!(e.line, Some(line_of(&text, "[service.config.main]")), "{e}");
+    assert!(e.message.contains("config files"), "{e}");
+    // A container's files are its own: no `{data_dir}` to hand it.
+    let text = CONTAINER.replace("LISTEN = \"{listen}\"", "LISTEN = \"{data_dir}\"");
+    let e = err(&text);
+    assert_eq!(e.line, Some(line_of(&text, "{data_dir}")), "{e}");
+    assert_eq!(e.column, Some(line_of_column(&text, "{data_dir}")), "{e}");
+    assert!(!e.hint.unwrap_or_default().contains("{data_dir}"));
+}
+
+#[test]
+fn a_service_has_exactly_one_of_command_url_image_and_build() {
+    let text = CONTAINER.replace("env =", "build = \"Dockerfile\"\nenv =");
+    let e = err(&text);
+    assert_eq!(e.line, Some(line_of(&text, "build")), "{e}");
+    assert!(e.message.contains("not both `image` and `build`"), "{e}");
+    let text = CONTAINER.replace("env =", "command = [\"srv\"]\nenv =");
+    let e = err(&text);
+    assert_eq!(
+        e.line,
+        Some(2),
+        "the first of the two is named, the second pointed at: {e}"
+    );
+    let e = err("[service]\ncommand = [\"srv\"]\ncontainer_port = 80\n");
+    assert_eq!(e.line, Some(3), "{e}");
+    assert!(e.message.contains("only applies to a container"), "{e}");
+    let e = err(&CONTAINER.replace("shop:1.2", "shop 1.2"));
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.message.contains("not an image name"), "{e}");
+    let e = err(&CONTAINER.replace("stop_grace", "container_port = 0\nstop_grace"));
+    assert!(e.message.contains("port 0"), "{e}");
+}
+
+/// The 1-based column of the first occurrence of `needle` in `text`.
+fn line_of_column(text: &str, needle: &str) -> usize {
+    let at = text.find(needle).unwrap();
+    at - text[..at].rfind('\n').map_or(0, |i| i + 1) + 1
+}

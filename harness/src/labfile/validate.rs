@@ -18,6 +18,7 @@ use super::*;
 use crate::located::Source;
 
 mod command;
+mod container;
 mod deps;
 mod expect;
 mod requests;
@@ -201,6 +202,7 @@ impl Validator<'_> {
             self.scope.deps.insert(name.get_ref().clone(), kind);
         }
         let service = raw.service.get_ref();
+        self.scope.container = service.image.is_some() || service.build.is_some();
         for l in &service.listeners {
             if !is_name(l.get_ref()) {
                 return Err(self.err(

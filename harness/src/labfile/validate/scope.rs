@@ -13,6 +13,9 @@ pub(super) struct Scope {
     pub(super) listeners: Vec<String>,
     pub(super) configs: Vec<String>,
     pub(super) deps: BTreeMap<String, DepKind>,
+    /// The service runs in a container: it has no `{data_dir}` and no config files of the
+    /// lab's (both are files on this machine).
+    pub(super) container: bool,
 }
 
 /// Which placeholders a template may use.
@@ -43,9 +46,9 @@ impl Scope {
             },
             _ => false,
         };
-        let data_dir = name == "data_dir";
-        let config =
-            matches!(parts.as_slice(), ["config", c] if self.configs.iter().any(|x| x == c));
+        let data_dir = name == "data_dir" && !self.container;
+        let config = !self.container
+            && matches!(parts.as_slice(), ["config", c] if self.configs.iter().any(|x| x == c));
         match ctx {
             Context::Start => service || deps || data_dir || config,
             Context::Service => service,
@@ -64,7 +67,9 @@ impl Scope {
             }
         }
         if ctx != Context::Service {
-            names.push("{data_dir}".into());
+            if !self.container {
+                names.push("{data_dir}".into());
+            }
             for (dep, kind) in &self.deps {
                 let fields = match kind {
                     DepKind::Postgres => POSTGRES_FIELDS,
@@ -74,7 +79,7 @@ impl Scope {
                 names.extend(fields.iter().map(|f| format!("{{deps.{dep}.{f}}}")));
             }
         }
-        if ctx == Context::Start {
+        if ctx == Context::Start && !self.container {
             names.extend(self.configs.iter().map(|c| format!("{{config.{c}}}")));
         }
         names.join(", ")

@@ -90,24 +90,47 @@ impl Validator<'_> {
         })
     }
 
-    /// How the service runs: a `command` the lab starts, or a `url` where it already runs (with
-    /// none of the keys only a started service has).
+    /// How the service runs: a `command` the lab starts, a `url` where it already runs (with
+    /// none of the keys only a started service has), or a container from an `image` or a
+    /// `build` (with none of the keys only a process has).
     fn start(&self, s: &RawService, span: Range<usize>) -> Result<Start, LabFileError> {
-        Ok(match (&s.command, &s.url) {
-            (Some(_), Some(url)) => {
-                return Err(self.err(
-                    url.span(),
-                    "a service has a `command` or a `url`, not both",
-                    "`command` for a service the lab starts, `url` for one already running",
-                ));
-            }
-            (None, None) => {
+        let given: Vec<(&str, Range<usize>)> = [
+            ("command", s.command.as_ref().map(|v| v.span())),
+            ("url", s.url.as_ref().map(|v| v.span())),
+            ("image", s.image.as_ref().map(|v| v.span())),
+            ("build", s.build.as_ref().map(|v| v.span())),
+        ]
+        .into_iter()
+        .filter_map(|(k, at)| Some((k, at?)))
+        .collect();
+        match given.as_slice() {
+            [] => {
                 return Err(self.err(
                     span,
                     "[service] says neither how to start it nor where it runs",
-                    "add command = [\"program\", \"arg\"] or url = \"http://127.0.0.1:8000\"",
+                    "add command = [\"program\", \"arg\"], url = \"http://127.0.0.1:8000\", image = \"name:tag\" or build = \"Dockerfile\"",
                 ));
             }
+            [(first, _), (second, at), ..] => {
+                return Err(self.err(
+                    at.clone(),
+                    format!(
+                        "a service has one of `command`, `url`, `image` and `build`, not both `{first}` and `{second}`"
+                    ),
+                    "`command` for a process the lab starts, `url` for one already running, `image` or `build` for a container",
+                ));
+            }
+            [_] => {}
+        }
+        if s.container_port.is_some() && s.image.is_none() && s.build.is_none() {
+            let at = s.container_port.as_ref().map(|p| p.span()).unwrap_or(span);
+            return Err(self.err(
+                at,
+                "`container_port` only applies to a container service",
+                "remove it, or run the service from an `image` or a `build`",
+            ));
+        }
+        Ok(match (&s.command, &s.url) {
             (None, Some(url)) => {
                 let only_started = [
                     ("cwd", s.cwd.as_ref().map(|v| v.span())),
@@ -129,6 +152,7 @@ impl Validator<'_> {
                 Start::Url(self.service_url(url)?)
             }
             (Some(command), None) => Start::Command(Box::new(self.command(s, command)?)),
+            _ => Start::Container(Box::new(self.container(s)?)),
         })
     }
 
