@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::faults::Fault;
-use crate::labfile::{DepKind, Dependency, ErrorFormat, LabFile, Start};
+use crate::labfile::{DepKind, Dependency, LabFile, Start};
 use crate::scenario::{
     AlertExpectations, Contract, DataExpect, Expectations, Health, LatencyLimits, Learn, LoadSpec,
     PhaseExpect, Phases, Scenario, ScheduledFault, StatusExpect, StatusPattern,
@@ -255,7 +255,7 @@ fn invalid_input_cause(lab: &LabFile) -> Cause {
             // JSON bodies and headers varied into what a client should never send.
             let mut f =
                 Fault::from_table(table("kind = \"invalid-input\"")).map_err(|e| e.message)?;
-            f.use_load_mix(&lab.requests);
+            f.fit(lab, &lab.requests).map_err(|e| e.message)?;
             let mut s = scenario(
                 lab,
                 "invalid-input",
@@ -426,7 +426,7 @@ fn scenario(
             fault: during,
             recovery,
             data: DataExpect {
-                acknowledged_orders: false,
+                acknowledged: true,
                 invariants: Vec::new(),
             },
         },
@@ -436,17 +436,7 @@ fn scenario(
             // fire in steady state (the `quiet` check).
             allow: alert_names(lab.alerts.as_deref()),
         },
-        contract: Contract {
-            problem_json: lab.expect.errors == ErrorFormat::ProblemJson,
-            request_id: false,
-            retry_after: lab.expect.retry_after,
-            data_integrity: false,
-            json_errors: match &lab.expect.errors {
-                ErrorFormat::Json { fields } => Some(fields.clone()),
-                ErrorFormat::ProblemJson | ErrorFormat::Any => None,
-            },
-            leak_patterns: lab.expect.leak_patterns.clone(),
-        },
+        contract: Contract::of(lab),
         file: lab.file.clone(),
     }))
 }

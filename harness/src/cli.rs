@@ -557,14 +557,14 @@ async fn explain(args: ExplainArgs) -> i32 {
             }
         },
     };
-    let variants = crate::explain::variants(&scenario);
+    let variants = crate::explain::variants(&scenario, opts.lab_file());
     eprintln!(
         "\nfivehundred: running {} {} time(s), seed {seed}: {}",
         scenario.name,
         variants.len(),
         variants
             .iter()
-            .map(|(_, p)| format!("--protections {p}"))
+            .map(|(label, args)| format!("{label} ({})", args.join(" ")))
             .collect::<Vec<_>>()
             .join(", then ")
     );

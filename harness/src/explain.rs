@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checks::Verdict;
 use crate::lab::LabOptions;
+use crate::labfile::LabFile;
 use crate::observed;
 use crate::report::{RunReport, ScenarioReport};
 use crate::run::{Progress, RunError, run_scenario};
@@ -31,8 +32,8 @@ pub use diagnosis::diagnosis;
 pub struct Ran {
     /// `protections on`, `stale-cache off`.
     pub label: String,
-    /// The value given to the target's `--protections`.
-    pub protections: String,
+    /// The arguments appended to the service's command for it (`--protections all`).
+    pub args: String,
     /// The command that reproduces this run.
     pub command: String,
     pub report: ScenarioReport,
@@ -60,10 +61,13 @@ impl Style {
 
 /// The two protection settings to compare: all on, and the scenario's protection off. A
 /// scenario that names no protection is run once.
-pub fn variants(s: &Scenario) -> Vec<(String, String)> {
-    let mut v = vec![("protections on".to_string(), "all".to_string())];
-    if let Some(p) = &s.protection {
-        v.push((format!("{p} off"), format!("all,-{p}")));
+pub fn variants(s: &Scenario, lab: &LabFile) -> Vec<(String, Vec<String>)> {
+    let Some(p) = &lab.service.protections else {
+        return vec![("as configured".to_string(), Vec::new())];
+    };
+    let mut v = vec![("protections on".to_string(), p.on.clone())];
+    if let Some(name) = &s.protection {
+        v.push((format!("{name} off"), p.off_args(name)));
     }
     v
 }
@@ -79,14 +83,14 @@ pub async fn run_variants<G>(
     mut on_start: impl FnMut(&str, Arc<Progress>) -> G,
 ) -> Result<Vec<Ran>, RunError> {
     let mut out = Vec::new();
-    for (i, (label, protections)) in variants(scenario).into_iter().enumerate() {
+    for (i, (label, args)) in variants(scenario, base.lab_file()).into_iter().enumerate() {
         if cancel.is_cancelled() {
             break;
         }
         let mut opts = base.clone();
-        // The variant's setting goes last so it wins over any `--protections` the user passed.
-        opts.target.extra_args.push("--protections".into());
-        opts.target.extra_args.push(protections.clone());
+        // The variant's setting goes last so it wins over any the user passed.
+        opts.target.extra_args.extend(args.iter().cloned());
+        let args = args.join(" ");
         let progress = Arc::new(Progress::default());
         let guard = on_start(&label, progress.clone());
         let report = run_scenario(scenario, &opts, progress, cancel.clone()).await;
@@ -121,7 +125,7 @@ pub async fn run_variants<G>(
         };
         out.push(Ran {
             label,
-            protections,
+            args,
             command,
             report,
             dir,
@@ -370,7 +374,7 @@ pub fn comparison(runs: &[Ran], style: Style) -> String {
         .filter(|c| *c >= MIN_COLUMN && runs.len() == 2);
     match col {
         Some(col) => {
-            let header = |r: &Ran| format!("{} (--protections {})", r.label, r.protections);
+            let header = |r: &Ran| format!("{} ({})", r.label, r.args);
             let mut head: Vec<Vec<String>> = runs.iter().map(|r| wrap(&header(r), col)).collect();
             let n = head.iter().map(Vec::len).max().unwrap_or(0);
             for h in &mut head {
@@ -419,10 +423,7 @@ pub fn comparison(runs: &[Ran], style: Style) -> String {
                 let _ = writeln!(
                     o,
                     "\n{}",
-                    style.paint(
-                        "1",
-                        &format!("{} (--protections {})", r.label, r.protections)
-                    )
+                    style.paint("1", &format!("{} ({})", r.label, r.args))
                 );
                 for (label, cell) in rows {
                     for (k, (line, code)) in wrap_cell(cell, width - LABEL - 2).iter().enumerate() {
@@ -554,13 +555,17 @@ mod tests {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/db-down.toml");
         let s = crate::scenario::load(&path).unwrap();
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            variants(&s),
+            variants(&s, crate::labfile::target_app()),
             vec![
-                ("protections on".to_string(), "all".to_string()),
+                (
+                    "protections on".to_string(),
+                    args(&["--protections", "all"])
+                ),
                 (
                     "stale-cache off".to_string(),
-                    "all,-stale-cache".to_string()
+                    args(&["--protections", "all,-stale-cache"])
                 )
             ]
         );
@@ -609,7 +614,7 @@ mod tests {
         let report = ScenarioReport::from_checks(&s, checks, rec, 3.0, None);
         Ran {
             label: label.into(),
-            protections: protections.into(),
+            args: format!("--protections {protections}"),
             command: format!("fivehundred run db-down --seed 1 -- --protections {protections}"),
             report,
             dir: None,

@@ -36,6 +36,15 @@ pub struct LabOptions {
     pub seed: u64,
 }
 
+impl LabOptions {
+    /// The lab file of the service under test: the one given, else target-app's.
+    pub fn lab_file(&self) -> &LabFile {
+        self.service
+            .as_deref()
+            .unwrap_or_else(|| crate::labfile::target_app())
+    }
+}
+
 /// Where the lab runs what it starts itself: processes on this machine, or containers of the
 /// Docker engine (the database, for now).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]

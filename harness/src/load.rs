@@ -15,12 +15,12 @@
 //! # Requests
 //!
 //! A plan's mix is a weighted list of [`MixEntry`]s, each a request line such as
-//! `GET /products/{id}` with generators for its placeholders, an optional JSON body template and
-//! an optional `Idempotency-Key`. The four routes of target-app have built-in defaults, so a
-//! scenario can write just `{ weight = 8, request = "GET /products/{id}" }`. Every random choice
-//! comes from one ChaCha generator seeded by [`LoadPlan::seed`], drawn in sequence order before
-//! the request is due, so the same seed sends the same requests (one documented exception:
-//! `created_order`, which picks among the orders the target has acknowledged so far).
+//! `GET /items/{id}` with generators for its placeholders, an optional JSON body template and
+//! an optional `Idempotency-Key`. A scenario can write just `{ weight = 8, request = "GET
+//! /items/{id}" }` for a request its lab file describes ([`MixEntry::resolved`]). Every random
+//! choice comes from one ChaCha generator seeded by [`LoadPlan::seed`], drawn in sequence order
+//! before the request is due, so the same seed sends the same requests (one documented
+//! exception: `captured` values, picked among what the service has answered so far).
 //!
 //! # Client
 //!
@@ -52,8 +52,8 @@ mod tests;
 mod wire;
 
 use compile::{Compiled, Entry};
-use draw::{CreatedOrders, Drawn, Sequence};
-pub use plan::{LoadError, LoadPlan, MixEntry, Param, PlannedRequest, TARGET_APP_ROUTES};
+use draw::{CapturedPools, Drawn, Sequence};
+pub use plan::{LoadError, LoadPlan, MixEntry, Param, PlannedRequest, request_line};
 use progress::Counters;
 pub use progress::{LoadOutcome, Progress};
 pub use sink::{LoadSummary, RecordSink};
@@ -68,7 +68,7 @@ impl LoadPlan {
     pub fn preview(&self, n: u64) -> Result<Vec<PlannedRequest>, LoadError> {
         let plan = Compiled::new(self)?;
         let mut sequence = Sequence::new(&plan);
-        let orders = CreatedOrders::default();
+        let orders = CapturedPools::default();
         Ok((0..n)
             .map(|seq| {
                 let r = sequence.next(seq, &plan, &orders);

@@ -89,7 +89,7 @@ pub async fn run_scenario(
     let recording = recorder.snapshot();
     if result.completed {
         checks.extend(checks::evaluate(scenario, &recording));
-        if scenario.contract.data_integrity && !lab.database_url.is_empty() {
+        if scenario.contract.checks_data() && !lab.database_url.is_empty() {
             checks.push(checks::data_integrity(&lab.database_url, scenario, &recording).await);
         }
     }

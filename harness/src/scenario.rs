@@ -28,7 +28,7 @@ pub use expect::{
     AlertExpect, AlertExpectations, DataExpect, Expectations, Health, LatencyLimits, MetricExpect,
     PhaseExpect, StatusExpect, StatusPattern,
 };
-pub use validate::{MAX_DURATION, load, parse};
+pub use validate::{MAX_DURATION, load, load_for, parse, parse_for};
 
 /// A validated scenario, ready to run.
 #[derive(Debug, Clone, Serialize)]
@@ -51,8 +51,8 @@ pub struct Scenario {
     pub file: PathBuf,
 }
 
-/// What the service promises of every answer: target-app's contract for the catalogue's files,
-/// the lab file's `[expect]` for a service described by one. A check the service does not
+/// What the service promises of every answer, from its lab file's `[expect]` (target-app's own
+/// for the built-in catalogue). A check the service does not
 /// promise is skipped, with the reason, rather than failed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Contract {
@@ -62,8 +62,10 @@ pub struct Contract {
     pub request_id: bool,
     /// Every 503 says when to retry.
     pub retry_after: bool,
-    /// The run's database holds every acknowledged order exactly once (target-app's orders).
-    pub data_integrity: bool,
+    /// What an answer acknowledges and where it must then be stored (the data-integrity check).
+    pub stored: Option<crate::labfile::Stored>,
+    /// SQL queries, each true after the run (the data-integrity check).
+    pub invariants: Vec<String>,
     /// Without problem+json: every 4xx/5xx body is a JSON object with each of these members
     /// (a lab file's `errors = "json"` and its `error_fields`).
     pub json_errors: Option<Vec<String>>,
@@ -72,16 +74,28 @@ pub struct Contract {
     pub leak_patterns: Vec<String>,
 }
 
-impl Default for Contract {
-    fn default() -> Self {
+impl Contract {
+    /// What the service a lab file describes promises: its `[expect]`, and request ids when it
+    /// logs JSON (a line per error that names the request).
+    pub fn of(lab: &crate::labfile::LabFile) -> Contract {
+        use crate::labfile::{ErrorFormat, LogFormat};
         Contract {
-            problem_json: true,
-            request_id: true,
-            retry_after: true,
-            data_integrity: true,
-            json_errors: None,
-            leak_patterns: Vec::new(),
+            problem_json: lab.expect.errors == ErrorFormat::ProblemJson,
+            request_id: lab.service.logs.format == LogFormat::Json,
+            retry_after: lab.expect.retry_after,
+            stored: lab.expect.stored.clone(),
+            invariants: lab.expect.invariants.clone(),
+            json_errors: match &lab.expect.errors {
+                ErrorFormat::Json { fields } => Some(fields.clone()),
+                ErrorFormat::ProblemJson | ErrorFormat::Any => None,
+            },
+            leak_patterns: lab.expect.leak_patterns.clone(),
         }
+    }
+
+    /// Whether the data-integrity check has anything to check.
+    pub fn checks_data(&self) -> bool {
+        self.stored.is_some() || !self.invariants.is_empty()
     }
 }
 

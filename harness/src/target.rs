@@ -12,32 +12,6 @@ use nix::sys::signal::Signal;
 
 use crate::record::{EventKind, Recorder};
 
-/// target-app's protections, in the order its `--help` lists them.
-pub const PROTECTIONS: &[&str] = &[
-    "catch-panic",
-    "safe-errors",
-    "timeouts",
-    "circuit-breaker",
-    "stale-cache",
-    "load-shed",
-    "validation",
-    "outbox",
-    "idempotency",
-    "schema-check",
-];
-
-/// target-app's failpoints, checked when a scenario is validated. Target-specific knowledge:
-/// it belongs with the target's description (its lab file, once targets have one), not in the
-/// failpoint fault, which works for any service with fail-rs's admin API.
-pub const FAILPOINTS: &[&str] = &[
-    "list_products",
-    "get_product",
-    "create_order",
-    "get_order",
-    "receipt_worker",
-    "payments_charge",
-];
-
 /// How to start the target.
 #[derive(Debug, Clone)]
 pub struct TargetSpec {

@@ -1,29 +1,43 @@
-//! The data-integrity check, the one check that reads the database: every order the target
-//! acknowledged is stored exactly once, and the scenario's SQL invariants hold (each run
+//! The data-integrity check, the one check that reads the database: every record the service
+//! acknowledged (the lab file's `[expect.stored]`) is stored exactly once, and the scenario's SQL invariants hold (each run
 //! read-only, with a timeout). Tested end to end, and its invariants against a real PostgreSQL.
 
 use super::common::MAX_EXAMPLES;
+use crate::labfile::Stored;
 use crate::record::Recording;
 use crate::scenario::Scenario;
 use crate::verdict::{CheckResult, Evidence, Verdict};
 
-/// Ids of orders the target acknowledged with 201, each once: a retry answered with the same
-/// order (an idempotent replay) acknowledges one order, not two.
-pub fn acknowledged_orders(rec: &Recording) -> Vec<String> {
+/// Ids of the records the service acknowledged: the `id` field of each 2xx answer to the
+/// lab file's stored request, each once (a retry answered with the same record, an idempotent
+/// replay, acknowledges one record, not two).
+pub fn acknowledged(rec: &Recording, stored: &Stored) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
     rec.requests
         .iter()
-        .filter(|r| r.route == "POST /orders" && r.status() == Some(201))
+        .filter(|r| {
+            r.route == stored.request && r.status().is_some_and(|s| (200..300).contains(&s))
+        })
         .filter_map(|r| {
             let v: serde_json::Value = serde_json::from_str(r.body()?).ok()?;
-            v.get("id").map(|id| {
+            let id = stored.id.split('.').try_fold(&v, |v, k| v.get(k))?;
+            Some(
                 id.as_str()
                     .map(String::from)
-                    .unwrap_or_else(|| id.to_string())
-            })
+                    .unwrap_or_else(|| id.to_string()),
+            )
         })
         .filter(|id| seen.insert(id.clone()))
         .collect()
+}
+
+/// `name` or `schema.name` (validated as plain SQL names by the lab file) in double quotes.
+fn quoted(ident: &str) -> String {
+    ident
+        .split('.')
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// How long one invariant may run.
@@ -64,7 +78,7 @@ async fn invariant_holds(conn: &mut sqlx::PgConnection, q: &str) -> Result<bool,
     holds
 }
 
-/// After the run: every acknowledged order is in the database exactly once, and the scenario's
+/// After the run: every acknowledged record is in the database exactly once, and the scenario's
 /// invariants hold.
 pub async fn data_integrity(
     database_url: &str,
@@ -86,12 +100,21 @@ pub async fn data_integrity(
     };
     let mut problems = Vec::new();
     let mut evidence = Vec::new();
-    let acked = acknowledged_orders(rec);
-    if scenario.expect.data.acknowledged_orders && !acked.is_empty() {
-        let rows: Result<Vec<(String, i64)>, _> = sqlx::query_as(
-            "SELECT a.id, count(o.id) FROM unnest($1::text[]) AS a(id) \
-             LEFT JOIN orders o ON o.id::text = a.id GROUP BY a.id",
-        )
+    let stored = scenario
+        .contract
+        .stored
+        .as_ref()
+        .filter(|_| scenario.expect.data.acknowledged);
+    let acked = stored.map(|s| acknowledged(rec, s)).unwrap_or_default();
+    if let Some(stored) = stored
+        && !acked.is_empty()
+    {
+        let rows: Result<Vec<(String, i64)>, _> = sqlx::query_as(&format!(
+            "SELECT a.id, count(o.{column}) FROM unnest($1::text[]) AS a(id) \
+             LEFT JOIN {table} o ON o.{column}::text = a.id GROUP BY a.id",
+            table = quoted(&stored.table),
+            column = quoted(&stored.column),
+        ))
         .bind(&acked)
         .fetch_all(&mut conn)
         .await;
@@ -100,25 +123,41 @@ pub async fn data_integrity(
                 let lost: Vec<&(String, i64)> = rows.iter().filter(|(_, n)| *n == 0).collect();
                 let dup: Vec<&(String, i64)> = rows.iter().filter(|(_, n)| *n > 1).collect();
                 if !lost.is_empty() {
-                    problems.push(format!("{} acknowledged orders are missing", lost.len()));
+                    problems.push(format!(
+                        "{} acknowledged records are missing from {}",
+                        lost.len(),
+                        stored.table
+                    ));
                     evidence.extend(
                         lost.iter()
                             .take(MAX_EXAMPLES)
                             .map(|(id, _)| Evidence::Note {
                                 text: format!(
-                                    "order {id} was answered 201 but is not in the database"
+                                    "{id} was acknowledged by `{}` but is not in {}",
+                                    stored.request, stored.table
                                 ),
                             }),
                     );
                 }
                 if !dup.is_empty() {
-                    problems.push(format!("{} acknowledged orders are duplicated", dup.len()));
+                    problems.push(format!(
+                        "{} acknowledged records are stored more than once in {}",
+                        dup.len(),
+                        stored.table
+                    ));
                 }
             }
-            Err(e) => problems.push(format!("cannot query orders: {e}")),
+            Err(e) => problems.push(format!("cannot query {}: {e}", stored.table)),
         }
     }
-    problems.extend(check_invariants(&mut conn, &scenario.expect.data.invariants).await);
+    let invariants: Vec<String> = scenario
+        .contract
+        .invariants
+        .iter()
+        .chain(&scenario.expect.data.invariants)
+        .cloned()
+        .collect();
+    problems.extend(check_invariants(&mut conn, &invariants).await);
     let _ = conn.close().await;
     if problems.is_empty() {
         CheckResult::new(
@@ -126,9 +165,9 @@ pub async fn data_integrity(
             None,
             Verdict::Pass,
             format!(
-                "{} acknowledged orders each stored once; {} invariants hold",
+                "{} acknowledged records each stored once; {} invariants hold",
                 acked.len(),
-                scenario.expect.data.invariants.len()
+                invariants.len()
             ),
         )
     } else {

@@ -32,7 +32,7 @@ mod status;
 
 pub use alerts::{fires, quiet, resolves};
 use common::not_promised;
-pub use data::{acknowledged_orders, data_integrity};
+pub use data::{acknowledged, data_integrity};
 pub use health::health;
 pub use latency::latency;
 pub use leaks::{find_leak, no_leaks, no_leaks_with};

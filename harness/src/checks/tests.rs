@@ -529,9 +529,20 @@ fn quiet_fails_on_a_steady_state_alarm_and_on_an_unexpected_alert() {
 }
 
 #[test]
-fn acknowledged_orders_come_from_201_bodies() {
-    let mut a = resp(100.0, 201, &[], "{\"id\":\"7f1c\",\"quantity\":1}");
-    a.route = "POST /orders".into();
+fn acknowledged_records_come_from_2xx_bodies_of_the_stored_request() {
+    let stored = crate::labfile::Stored {
+        request: "POST /items".into(),
+        id: "data.id".into(),
+        table: "items".into(),
+        column: "id".into(),
+    };
+    let mut a = resp(
+        100.0,
+        201,
+        &[],
+        "{\"data\":{\"id\":\"7f1c\"},\"quantity\":1}",
+    );
+    a.route = "POST /items".into();
     let mut b = a.clone();
     b.outcome = Outcome::Response {
         status: 503,
@@ -539,10 +550,12 @@ fn acknowledged_orders_come_from_201_bodies() {
         body: Some("{}".into()),
     };
     let replay = a.clone();
+    let mut other = a.clone();
+    other.route = "POST /other".into();
     assert_eq!(
-        acknowledged_orders(&rec(vec![a, b, replay])),
+        acknowledged(&rec(vec![a, b, replay, other]), &stored),
         vec!["7f1c".to_string()],
-        "a replayed order is one order"
+        "a replayed record is one record; other requests acknowledge nothing"
     );
 }
 

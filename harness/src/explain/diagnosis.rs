@@ -287,8 +287,8 @@ impl Case<'_> {
             let pobs = observed::observe(&p.report);
             let _ = write!(
                 t,
-                "\nwith --protections {} the fault phase answered {} ({})",
-                p.protections,
+                "\nwith {} the fault phase answered {} ({})",
+                p.args,
                 if pobs.fault_statuses.is_empty() {
                     "nothing"
                 } else {

@@ -33,16 +33,6 @@ impl FaultKind for Failpoint {
         {
             return Err(("name", format!("`{}` is not a failpoint name", self.name)));
         }
-        if !crate::target::FAILPOINTS.contains(&self.name.as_str()) {
-            return Err((
-                "name",
-                format!(
-                    "the target has no failpoint `{}`; it has: {}",
-                    self.name,
-                    crate::target::FAILPOINTS.join(", ")
-                ),
-            ));
-        }
         for part in self.action.split("->") {
             let part = part.trim();
             if !valid_action(part) {
@@ -59,6 +49,34 @@ impl FaultKind for Failpoint {
                     format!("`{part}` sleeps too long: at most {MAX_SLEEP_MS} ms (1h)",),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// The service must offer failpoints, and the one named when its lab file lists them.
+    fn fit(
+        &mut self,
+        lab: &crate::labfile::LabFile,
+        _mix: &[crate::load::MixEntry],
+    ) -> Result<(), (&'static str, String)> {
+        let Some(fp) = &lab.service.failpoints else {
+            return Err((
+                "name",
+                format!(
+                    "the service of {} has no failpoints ([service.failpoints] in its lab file)",
+                    lab.file.display()
+                ),
+            ));
+        };
+        if !fp.names.is_empty() && !fp.names.contains(&self.name) {
+            return Err((
+                "name",
+                format!(
+                    "the service has no failpoint `{}`; it has: {}",
+                    self.name,
+                    fp.names.join(", ")
+                ),
+            ));
         }
         Ok(())
     }
@@ -183,11 +201,20 @@ mod tests {
     }
 
     #[test]
-    fn a_failpoint_the_target_does_not_have_is_refused_at_validation() {
-        let (key, msg) = failpoint("get_produkt", "panic").validate().unwrap_err();
+    fn a_failpoint_the_service_does_not_list_is_refused_before_anything_runs() {
+        let lab = crate::labfile::target_app();
+        let (key, msg) = failpoint("get_produkt", "panic")
+            .fit(lab, &[])
+            .unwrap_err();
         assert_eq!(key, "name");
         assert!(msg.contains("get_product"), "the known ones listed: {msg}");
-        assert!(failpoint("get_product", "panic").validate().is_ok());
+        assert!(failpoint("get_product", "panic").fit(lab, &[]).is_ok());
+        let mut without = lab.clone();
+        without.service.failpoints = None;
+        let (_, msg) = failpoint("get_product", "panic")
+            .fit(&without, &[])
+            .unwrap_err();
+        assert!(msg.contains("no failpoints"), "{msg}");
     }
 
     #[test]

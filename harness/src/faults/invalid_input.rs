@@ -48,7 +48,7 @@ pub struct InvalidInput {
     #[serde(default = "default_cases")]
     pub cases: u32,
     /// The requests to vary, as in `[load] mix`. Left out, a scenario's fault varies the
-    /// scenario's own load (see [`super::Fault::use_load_mix`]).
+    /// scenario's own load (see [`FaultKind::fit`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<Vec<MixEntry>>,
 }
@@ -118,9 +118,24 @@ impl FaultKind for InvalidInput {
                 format!("cases {} is out of range (1 to 10000)", self.cases),
             ));
         }
-        // Requests named here are rendered now, so that what the load refuses, or a list with
-        // nothing to vary, is reported before anything runs.
-        if self.requests.is_some() {
+        Ok(())
+    }
+
+    /// The requests named here completed from the lab file's, else the scenario's load.
+    /// Requests named here are rendered now, so that what the load refuses, or a list with
+    /// nothing to vary, is reported before anything runs; a load with nothing to vary is
+    /// reported by the injection.
+    fn fit(
+        &mut self,
+        lab: &crate::labfile::LabFile,
+        mix: &[MixEntry],
+    ) -> Result<(), (&'static str, String)> {
+        let named = self.requests.is_some();
+        let requests = self.requests.get_or_insert_with(|| mix.to_vec());
+        for m in requests.iter_mut() {
+            *m = m.resolved(&lab.requests);
+        }
+        if named {
             self.templates(0).map_err(|e| ("requests", e))?;
         }
         Ok(())

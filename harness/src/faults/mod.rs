@@ -65,6 +65,18 @@ pub trait FaultKind:
         Ok(())
     }
 
+    /// Fits the fault to the service it will be injected into, before anything runs: its lab
+    /// file (a failpoint it lists, requests completed from its `[[request]]`s) and the
+    /// scenario's load mix (for kinds that vary or add to the load). `Err` names the key and
+    /// what is wrong, as [`FaultKind::validate`] does.
+    fn fit(
+        &mut self,
+        _lab: &crate::labfile::LabFile,
+        _mix: &[crate::load::MixEntry],
+    ) -> Result<(), (&'static str, String)> {
+        Ok(())
+    }
+
     /// A short human description: `failpoint get_product = 20%panic`.
     fn describe(&self) -> String;
 
@@ -121,6 +133,22 @@ macro_rules! kinds {
         impl Fault {
             fn validate(&self) -> Result<(), (&'static str, String)> {
                 match self { $(Fault::$variant(f) => f.validate(),)* }
+            }
+
+            /// Fits the fault to its lab file and its scenario's load (see [`FaultKind::fit`]),
+            /// with the kind's hint on an error.
+            pub fn fit(
+                &mut self,
+                lab: &crate::labfile::LabFile,
+                mix: &[crate::load::MixEntry],
+            ) -> Result<(), FaultSpecError> {
+                let kind = self.kind();
+                let fitted = match self { $(Fault::$variant(f) => f.fit(lab, mix),)* };
+                fitted.map_err(|(key, message)| FaultSpecError {
+                    key: Some(key.to_string()),
+                    message,
+                    hint: Some(hint_for(kind).to_string()),
+                })
             }
 
             /// A short human description: `failpoint get_product = 20%panic`.
@@ -282,14 +310,6 @@ impl Fault {
             hint: Some(hint_for(&kind).to_string()),
         })?;
         Ok(fault)
-    }
-
-    /// A fault that varies the requests of the load it runs with (`invalid-input`) takes `mix`,
-    /// unless it names requests of its own; other kinds do not read the load.
-    pub fn use_load_mix(&mut self, mix: &[crate::load::MixEntry]) {
-        if let Fault::InvalidInput(f) = self {
-            f.requests.get_or_insert_with(|| mix.to_vec());
-        }
     }
 }
 

@@ -20,9 +20,9 @@ use crate::record::RequestRecord;
 pub struct Overload {
     /// Extra requests per second.
     pub rate: f64,
-    /// What the extra load sends, as in `[load]`. Default: orders, all for product 1 (a flash
-    /// sale), which serialize on that product's row.
-    #[serde(default = "flash_sale")]
+    /// What the extra load sends, as in `[load]`; requests the lab file describes need only
+    /// their line. Default: the scenario's own load mix.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mix: Vec<MixEntry>,
     /// How long an extra request may take before it is recorded as a timeout. Default 5s.
     #[serde(
@@ -31,14 +31,6 @@ pub struct Overload {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
-}
-
-fn flash_sale() -> Vec<MixEntry> {
-    let mut order = MixEntry::new(1, "POST /orders");
-    order
-        .params
-        .insert("product_id".into(), load::Param::Value("1".into()));
-    vec![order]
 }
 
 /// The extra load is bounded even if nothing reverts it (the lab is dropped with the fault
@@ -77,8 +69,22 @@ impl FaultKind for Overload {
         if self.timeout.is_some_and(|t| t > Duration::from_secs(300)) {
             return Err(("timeout", "the timeout is too long: at most 5m".into()));
         }
-        // The load generator compiles the mix (request lines, parameters, bodies): whatever it
-        // refuses is reported now, before anything runs.
+        Ok(())
+    }
+
+    /// The mix completed from the lab file's requests (the scenario's load when it has none),
+    /// then compiled: whatever the load generator refuses is reported now, before anything runs.
+    fn fit(
+        &mut self,
+        lab: &crate::labfile::LabFile,
+        mix: &[MixEntry],
+    ) -> Result<(), (&'static str, String)> {
+        if self.mix.is_empty() {
+            self.mix = mix.to_vec();
+        }
+        for m in &mut self.mix {
+            *m = m.resolved(&lab.requests);
+        }
         let mut probe = self.plan("http://127.0.0.1:1", 0);
         probe.requests = Some(1);
         probe.preview(1).map_err(|e| ("mix", e.to_string()))?;
@@ -154,14 +160,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_is_a_flash_sale_and_a_bad_mix_is_refused() {
-        let o: Overload = toml::from_str("rate = 300").unwrap();
+    fn the_default_is_the_scenarios_load_completed_from_the_lab_file_and_a_bad_mix_is_refused() {
+        let lab = crate::labfile::target_app();
+        let mut o: Overload = toml::from_str("rate = 300").unwrap();
         assert!(o.validate().is_ok());
-        assert!(o.describe().contains("POST /orders"));
-        let bad: Overload =
+        let line = lab.requests[0].request.clone();
+        o.fit(lab, &[MixEntry::new(3, line.clone())]).unwrap();
+        assert_eq!(o.mix, vec![MixEntry::new(3, line).resolved(&lab.requests)]);
+        assert!(o.describe().contains(&o.mix[0].request));
+        let mut bad: Overload =
             toml::from_str("rate = 300\nmix = [{ weight = 1, request = \"GET products\" }]")
                 .unwrap();
-        assert_eq!(bad.validate().unwrap_err().0, "mix");
+        assert_eq!(bad.fit(lab, &[]).unwrap_err().0, "mix");
         let zero: Overload = toml::from_str("rate = 0").unwrap();
         assert_eq!(zero.validate().unwrap_err().0, "rate");
     }

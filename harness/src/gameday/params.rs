@@ -486,8 +486,12 @@ mod tests {
         // `name` is a string field: the typed 42 is refused, then retried as "42", which
         // reaches the failpoint's own validation (the target has no failpoint of that name).
         let r = FaultRequest::from_words("failpoint", &words("name=42 action=panic")).unwrap();
-        let e = r.resolve(&catalogue_dir()).unwrap_err().to_string();
-        assert!(e.contains("no failpoint `42`"), "{e}");
+        let mut got = r.resolve(&catalogue_dir()).unwrap();
+        let e = got[0]
+            .fault
+            .fit(crate::labfile::target_app(), &[])
+            .unwrap_err();
+        assert!(e.message.contains("no failpoint `42`"), "{}", e.message);
     }
 
     #[test]

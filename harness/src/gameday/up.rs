@@ -43,13 +43,10 @@ use takedown::take_down;
 /// The load when no scenario gives one: modest, so a laptop and a small CI runner keep up.
 pub const DEFAULT_RATE: f64 = 10.0;
 
-/// The mix when no scenario gives one: target-app's routes, reads and writes.
+/// The mix when no scenario gives one: the requests of the lab's service, as its lab file
+/// describes them (target-app's: reads and writes).
 fn default_mix() -> Vec<MixEntry> {
-    vec![
-        MixEntry::new(5, "GET /products/{id}"),
-        MixEntry::new(2, "GET /products"),
-        MixEntry::new(3, "POST /orders"),
-    ]
+    crate::labfile::target_app().requests.clone()
 }
 
 /// Runs `lab up` until it is stopped; returns the exit code: 0, 1 when a check of the record

@@ -123,6 +123,25 @@ pub struct Service {
     pub logs: Logs,
     /// The fail-rs admin API, when the service offers one.
     pub failpoints: Option<Failpoints>,
+    /// Protections the service can switch off, for scenarios that name the one they test.
+    pub protections: Option<Protections>,
+}
+
+/// The service's protections: their names (a scenario's `protection`), and the arguments that,
+/// appended to its command, keep them all on (`on`) or turn one off (`off`, where `{name}` is
+/// the protection). `explain` runs a scenario both ways.
+#[derive(Debug, Clone, Serialize)]
+pub struct Protections {
+    pub names: Vec<String>,
+    pub on: Vec<String>,
+    pub off: Vec<String>,
+}
+
+impl Protections {
+    /// The arguments that turn `name` off.
+    pub fn off_args(&self, name: &str) -> Vec<String> {
+        self.off.iter().map(|a| a.replace("{name}", name)).collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -256,6 +275,8 @@ pub struct Failpoints {
     pub url: Template,
     /// Sent as `Authorization: Bearer`.
     pub token: Option<Template>,
+    /// The failpoints it has, when listed: scenarios may name only these.
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -351,10 +372,27 @@ pub struct ServiceExpect {
     pub retry_after: bool,
     /// Regular expressions a 5xx body must not match, on top of the built-in leak patterns.
     pub leak_patterns: Vec<String>,
-    /// Routes (`GET /products/{id}`) that may serve stale data while a dependency fails.
+    /// Routes (`GET /items/{id}`) that may serve stale data while a dependency fails.
     pub stale_routes: Vec<String>,
     /// The header (name, value) that marks a stale answer.
     pub stale_header: Option<(String, String)>,
+    /// What a 2xx answer acknowledges and where it must then be stored (the data-integrity
+    /// check: every acknowledged record stored exactly once).
+    pub stored: Option<Stored>,
+    /// SQL queries returning one boolean, each true after every run (read-only, with a
+    /// statement timeout).
+    pub invariants: Vec<String>,
+}
+
+/// Every 2xx answer to `request` acknowledges a record named by the answer's `id` field; after
+/// the run, `table` must hold exactly one row whose `column` (as text) is that id. `table` and
+/// `column` are SQL identifiers (checked, then quoted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stored {
+    pub request: String,
+    pub id: String,
+    pub table: String,
+    pub column: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -410,3 +448,15 @@ pub fn find(explicit: Option<&Path>, dir: &Path) -> Result<PathBuf, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// target-app's own lab file, the lab of the built-in catalogue: the scenarios in `scenarios/`
+/// name its requests, protections and failpoints. Embedded, so it is there wherever the binary
+/// runs; its relative paths resolve against the checkout this binary was built from.
+pub fn target_app() -> &'static LabFile {
+    static LAB: std::sync::OnceLock<LabFile> = std::sync::OnceLock::new();
+    LAB.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target-app/fivehundred.toml");
+        parse(&path, include_str!("../../../target-app/fivehundred.toml"))
+            .unwrap_or_else(|e| panic!("target-app's own lab file is invalid: {e}"))
+    })
+}

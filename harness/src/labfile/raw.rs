@@ -71,6 +71,17 @@ pub struct RawService {
     pub config: BTreeMap<Str, Spanned<RawConfig>>,
     #[serde(default)]
     pub failpoints: Option<Spanned<RawFailpoints>>,
+    #[serde(default)]
+    pub protections: Option<Spanned<RawProtections>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProtections {
+    pub names: Vec<Str>,
+    #[serde(default)]
+    pub on: Vec<Str>,
+    pub off: Spanned<Vec<Str>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +115,8 @@ pub struct RawFailpoints {
     pub url: Str,
     #[serde(default)]
     pub token: Option<Str>,
+    #[serde(default)]
+    pub names: Vec<Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,6 +167,21 @@ pub struct RawExpect {
     pub stale_routes: Vec<Str>,
     #[serde(default)]
     pub stale_header: Option<Str>,
+    #[serde(default)]
+    pub stored: Option<Spanned<RawStored>>,
+    #[serde(default)]
+    pub invariants: Vec<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStored {
+    pub request: Str,
+    #[serde(default)]
+    pub id: Option<Str>,
+    pub table: Str,
+    #[serde(default)]
+    pub column: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

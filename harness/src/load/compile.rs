@@ -4,14 +4,13 @@
 //! parsing left. Capture pools are linked here too: each `captured` param to the entries that
 //! fill its pool.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use http::uri::Scheme;
 use http::{Method, Uri};
 
-use super::plan::{CREATED_ORDER_POOL, LoadError, LoadPlan, MixEntry, Param, target_app_defaults};
+use super::plan::{LoadError, LoadPlan, MixEntry, Param};
 use super::wire;
 
 // ---------------------------------------------------------------------------------------------
@@ -74,7 +73,6 @@ pub(super) enum Piece {
 fn link_captures(entries: &mut [Entry]) -> Result<Vec<String>, LoadError> {
     let read = |p: &Param| match p {
         Param::Captured(pool) => Some(pool.clone()),
-        Param::CreatedOrder => Some(CREATED_ORDER_POOL.to_string()),
         _ => None,
     };
     let mut pools: Vec<String> = Vec::new();
@@ -225,20 +223,9 @@ impl Entry {
             return Err(bad("the path must start with `/`".into()));
         }
 
-        let defaults = target_app_defaults(&line);
-        let mut params: BTreeMap<String, Param> = defaults
-            .iter()
-            .flat_map(|d| &d.params)
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        params.extend(m.params.clone());
-        let body = m
-            .body
-            .clone()
-            .or_else(|| defaults.as_ref()?.body.map(str::to_string));
-        let idempotency_key = m
-            .idempotency_key
-            .unwrap_or_else(|| defaults.as_ref().is_some_and(|d| d.idempotency_key));
+        let params = m.params.clone();
+        let body = m.body.clone();
+        let idempotency_key = m.idempotency_key.unwrap_or(false);
 
         for (name, p) in &params {
             match p {
@@ -276,14 +263,11 @@ impl Entry {
                 pieces(value, &params, false).map_err(bad)?,
             ));
         }
-        let mut capture_names: Vec<(String, String)> = m
+        let capture_names: Vec<(String, String)> = m
             .capture
             .iter()
             .map(|(pool, field)| (pool.clone(), field.clone()))
             .collect();
-        if method == Method::POST && route == "/orders" && m.capture.is_empty() {
-            capture_names.push((CREATED_ORDER_POOL.to_string(), "id".to_string()));
-        }
         for (pool, field) in &capture_names {
             if field.is_empty() || field.split('.').any(str::is_empty) {
                 return Err(bad(format!(

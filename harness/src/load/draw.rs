@@ -1,7 +1,7 @@
 //! Drawing the request sequence: request *i* of a load, its entry picked by weight and its
 //! placeholders filled in, from one ChaCha generator seeded by the plan's seed and drawn in
 //! sequence order, so the same seed gives the same requests. Values captured from answers
-//! ([`CreatedOrders`]) are the one input that depends on the target.
+//! ([`CapturedPools`]) are the one input that depends on the target.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::compile::{Compiled, Piece};
-use super::plan::{CREATED_ORDER_POOL, Param};
+use super::plan::Param;
 
 // ---------------------------------------------------------------------------------------------
 // The request sequence.
@@ -56,7 +56,7 @@ impl Sequence {
         }
     }
 
-    pub(super) fn next(&mut self, seq: u64, plan: &Compiled, orders: &CreatedOrders) -> Drawn {
+    pub(super) fn next(&mut self, seq: u64, plan: &Compiled, orders: &CapturedPools) -> Drawn {
         if let Some((drawn, left)) = self.repeat.take() {
             if left > 1 {
                 self.repeat = Some((drawn.clone_request(), left - 1));
@@ -74,11 +74,7 @@ impl Sequence {
                 Param::Uniform([low, high]) => self.rng.random_range(*low..=*high).to_string(),
                 Param::OneOf(values) => values[self.rng.random_range(0..values.len())].clone(),
                 Param::Value(v) => v.clone(),
-                Param::CreatedOrder | Param::Captured(_) => {
-                    let pool = match p {
-                        Param::Captured(name) => name.as_str(),
-                        _ => CREATED_ORDER_POOL,
-                    };
+                Param::Captured(pool) => {
                     let pool = plan.pools.iter().position(|n| n == pool);
                     let draw: u128 = self.rng.random();
                     pool.and_then(|pool| orders.pick(pool, draw as u64))
@@ -137,15 +133,14 @@ impl Drawn {
     }
 }
 
-/// Values captured from 2xx answers, one pool per capture name (`created_order` among them),
-/// for [`Param::Captured`] and [`Param::CreatedOrder`]. Bounded: the most recent values are
-/// enough to read back.
+/// Values captured from 2xx answers, one pool per capture name, for [`Param::Captured`].
+/// Bounded: the most recent values are enough to read back.
 #[derive(Default)]
-pub(super) struct CreatedOrders(Mutex<Vec<VecDeque<String>>>);
+pub(super) struct CapturedPools(Mutex<Vec<VecDeque<String>>>);
 
-const CREATED_ORDERS_KEPT: usize = 10_000;
+const CAPTURED_KEPT: usize = 10_000;
 
-impl CreatedOrders {
+impl CapturedPools {
     pub(super) fn pick(&self, pool: usize, draw: u64) -> Option<String> {
         let pools = self.0.lock().unwrap();
         let ids = pools.get(pool)?;
@@ -169,7 +164,7 @@ impl CreatedOrders {
                 pools.resize_with(pool + 1, VecDeque::new);
             }
             let ids = &mut pools[*pool];
-            if ids.len() >= CREATED_ORDERS_KEPT {
+            if ids.len() >= CAPTURED_KEPT {
                 ids.pop_front();
             }
             ids.push_back(value);

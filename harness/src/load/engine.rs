@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::pace::Pacer;
-use super::{Compiled, Counters, CreatedOrders, Drawn, LoadOutcome, Sequence, Sink};
+use super::{CapturedPools, Compiled, Counters, Drawn, LoadOutcome, Sequence, Sink};
 use crate::record::{Outcome, TransportError};
 
 mod connection;
@@ -82,7 +82,7 @@ pub(super) fn spawn(
         .clamp(1, cores.min(MAX_THREADS));
     let plan = Arc::new(plan);
     let sink = Arc::new(sink);
-    let orders = Arc::new(CreatedOrders::default());
+    let orders = Arc::new(CapturedPools::default());
     let (tx, ends) = mpsc::unbounded_channel();
     let start = Instant::now();
     let threads = (0..shards)
@@ -183,7 +183,7 @@ struct Engine {
     plan: Arc<Compiled>,
     sink: Arc<Sink>,
     counters: Arc<Counters>,
-    orders: Arc<CreatedOrders>,
+    orders: Arc<CapturedPools>,
     run_start: Instant,
     pool: Mutex<Pool>,
 }

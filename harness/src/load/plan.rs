@@ -1,7 +1,6 @@
 //! What a load is asked to do: the plan ([`LoadPlan`]), its weighted mix of request templates
-//! ([`MixEntry`], [`Param`]), the defaults for target-app's routes, and the errors a plan can
-//! have. Plain data that scenarios write in TOML; `compile.rs` checks it and turns it into what
-//! the engine sends.
+//! ([`MixEntry`], [`Param`]), and the errors a plan can have. Plain data that scenarios write
+//! in TOML; `compile.rs` checks it and turns it into what the engine sends.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -64,9 +63,9 @@ impl LoadPlan {
 
 /// One entry of the mix: a request line with what fills it in.
 ///
-/// In TOML: `{ weight = 8, request = "GET /products/{id}", params = { id = { uniform = [1, 20] } } }`.
-/// For target-app's routes (`GET /products`, `GET /products/{id}`, `POST /orders`,
-/// `GET /orders/{id}`) every field but `weight` and `request` has a default.
+/// In TOML: `{ weight = 8, request = "GET /items/{id}", params = { id = { uniform = [1, 20] } } }`.
+/// A request the lab file describes (`[[request]]`) needs only `weight` and `request` in a
+/// scenario: the rest comes from the lab file (see [`MixEntry::resolved`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MixEntry {
@@ -98,11 +97,39 @@ pub struct MixEntry {
     pub capture: BTreeMap<String, String>,
 }
 
+/// `METHOD /path` with single spaces.
+pub fn request_line(request: &str) -> String {
+    request.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
 impl MixEntry {
+    /// This entry completed from the lab file's request of the same line, if there is one:
+    /// what the entry leaves out (parameters, body, headers, captures, the idempotency key)
+    /// comes from the lab file; its weight and whatever it does say win.
+    pub fn resolved(&self, known: &[MixEntry]) -> MixEntry {
+        let line = request_line(&self.request);
+        let Some(k) = known.iter().find(|k| request_line(&k.request) == line) else {
+            return self.clone();
+        };
+        let mut m = k.clone();
+        m.weight = self.weight;
+        m.params.extend(self.params.clone());
+        if self.body.is_some() {
+            m.body = self.body.clone();
+        }
+        if self.idempotency_key.is_some() {
+            m.idempotency_key = self.idempotency_key;
+        }
+        m.retry_same_key = self.retry_same_key;
+        m.headers.extend(self.headers.clone());
+        m.capture.extend(self.capture.clone());
+        m
+    }
+
     /// `request` with its defaults.
     pub fn new(weight: u32, request: impl Into<String>) -> MixEntry {
         MixEntry {
@@ -119,7 +146,7 @@ impl MixEntry {
 }
 
 /// Fills a placeholder. In TOML: `{ uniform = [1, 20] }`, `{ one_of = ["a", "b"] }`,
-/// `{ value = "x" }`, `"sequence"`, `"uuid"`, `{ captured = "pool" }` or `"created_order"`.
+/// `{ value = "x" }`, `"sequence"`, `"uuid"` or `{ captured = "pool" }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Param {
@@ -127,9 +154,6 @@ pub enum Param {
     Uniform([i64; 2]),
     OneOf(Vec<String>),
     Value(String),
-    /// The id of an order the target acknowledged earlier in this run (the `id` of a 2xx answer
-    /// to `POST /orders`), or a random UUID while there is none.
-    CreatedOrder,
     /// The request's sequence number (as `{seq}`).
     Sequence,
     /// A UUID drawn for this placeholder (`{uuid}` is the request's own, shared by the body and
@@ -138,50 +162,6 @@ pub enum Param {
     /// A value captured from an earlier answer into this pool (see [`MixEntry::capture`]), or a
     /// random UUID while the pool is empty.
     Captured(String),
-}
-
-/// The pool `created_order` draws from: what `POST /orders` captures by default.
-pub(super) const CREATED_ORDER_POOL: &str = "created_order";
-
-/// The routes of target-app and what fills them in.
-pub const TARGET_APP_ROUTES: &[&str] = &[
-    "GET /products",
-    "GET /products/{id}",
-    "POST /orders",
-    "GET /orders/{id}",
-];
-
-/// target-app seeds this many products (ids 1..=20).
-const TARGET_APP_PRODUCTS: i64 = 20;
-
-const ORDER_BODY: &str =
-    r#"{"product_id": {product_id}, "quantity": 1, "customer_email": "user-{seq}@example.com"}"#;
-
-/// What a target-app route gets unless the mix entry says otherwise.
-pub(super) struct RouteDefaults {
-    pub(super) params: Vec<(&'static str, Param)>,
-    pub(super) body: Option<&'static str>,
-    pub(super) idempotency_key: bool,
-}
-
-pub(super) fn target_app_defaults(line: &str) -> Option<RouteDefaults> {
-    let product = || Param::Uniform([1, TARGET_APP_PRODUCTS]);
-    let read = |params| RouteDefaults {
-        params,
-        body: None,
-        idempotency_key: false,
-    };
-    match line {
-        "GET /products" => Some(read(vec![])),
-        "GET /products/{id}" => Some(read(vec![("id", product())])),
-        "GET /orders/{id}" => Some(read(vec![("id", Param::CreatedOrder)])),
-        "POST /orders" => Some(RouteDefaults {
-            params: vec![("product_id", product())],
-            body: Some(ORDER_BODY),
-            idempotency_key: true,
-        }),
-        _ => None,
-    }
 }
 
 /// A request as the plan will send it (see [`LoadPlan::preview`]).

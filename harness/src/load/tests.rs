@@ -18,6 +18,27 @@ use crate::record::{Headers, Outcome, RecordDetail, RequestRecord, TransportErro
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// One of the shop's requests below, completed as a lab file would describe it: products by id,
+/// orders with a JSON body and an idempotency key whose ids are read back.
+fn shop(weight: u32, line: &str) -> MixEntry {
+    let mut product = MixEntry::new(1, "GET /products/{id}");
+    product.params.insert("id".into(), Param::Uniform([1, 20]));
+    let mut order = MixEntry::new(1, "POST /orders");
+    order
+        .params
+        .insert("product_id".into(), Param::Uniform([1, 20]));
+    order.body = Some(
+        r#"{"product_id": {product_id}, "quantity": 1, "customer_email": "user-{seq}@example.com"}"#
+            .into(),
+    );
+    order.idempotency_key = Some(true);
+    order.capture.insert("order".into(), "id".into());
+    let mut read = MixEntry::new(1, "GET /orders/{id}");
+    read.params
+        .insert("id".into(), Param::Captured("order".into()));
+    MixEntry::new(weight, line).resolved(&[product, order, read])
+}
+
 /// What the test server saw: when each request arrived, its path and idempotency key.
 #[derive(Clone, Default)]
 struct Seen(Arc<Mutex<Vec<Arrival>>>);
@@ -227,8 +248,8 @@ fn mixed(base: &str, seed: u64) -> LoadPlan {
         500.0,
         60,
         vec![
-            MixEntry::new(6, "GET /products/{id}"),
-            MixEntry::new(2, "POST /orders"),
+            shop(6, "GET /products/{id}"),
+            shop(2, "POST /orders"),
             MixEntry::new(1, "GET /products"),
         ],
     );
@@ -300,9 +321,9 @@ async fn error_bodies_and_answers_to_writes_are_recorded() {
                 Param::OneOf(vec!["13".into(), "2".into()]),
             )]
             .into(),
-            ..MixEntry::new(1, "GET /products/{id}")
+            ..shop(1, "GET /products/{id}")
         },
-        MixEntry::new(1, "POST /orders"),
+        shop(1, "POST /orders"),
     ];
     let (outcome, records) = run_collect(&plan(&base, 200.0, 40, mix)).await;
 
@@ -526,7 +547,7 @@ async fn a_retry_sends_the_same_request_with_the_same_key() {
     let (base, seen) = server().await;
     let mix = vec![MixEntry {
         retry_same_key: 2,
-        ..MixEntry::new(1, "POST /orders")
+        ..shop(1, "POST /orders")
     }];
     let mut p = plan(&base, 200.0, 6, mix);
     p.detail = RecordDetail::Everything;
@@ -550,10 +571,7 @@ async fn a_retry_sends_the_same_request_with_the_same_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn created_orders_are_read_back() {
     let (base, _) = server().await;
-    let mix = vec![
-        MixEntry::new(1, "POST /orders"),
-        MixEntry::new(1, "GET /orders/{id}"),
-    ];
+    let mix = vec![shop(1, "POST /orders"), shop(1, "GET /orders/{id}")];
     let (_, records) = run_collect(&plan(&base, 100.0, 40, mix)).await;
     let reads: Vec<_> = records
         .iter()
@@ -576,7 +594,7 @@ async fn a_summary_counts_statuses_and_latencies() {
             Param::OneOf(vec!["13".into(), "2".into()]),
         )]
         .into(),
-        ..MixEntry::new(1, "GET /products/{id}")
+        ..shop(1, "GET /products/{id}")
     }];
     let summary = timeout(LIMIT, run_summary(&plan(&base, 400.0, 200, mix)))
         .await
@@ -688,10 +706,10 @@ fn plans_are_read_from_toml() {
         duration = "10s"
         seed = 7
         mix = [
-            { weight = 8, request = "GET /products/{id}" },
-            { weight = 1, request = "POST /orders", retry_same_key = 1 },
+            { weight = 8, request = "GET /products/{id}", params = { id = "sequence" } },
+            { weight = 1, request = "POST /orders", retry_same_key = 1, capture = { order = "id" } },
             { weight = 1, request = "GET /products/{id}", params = { id = { uniform = [21, 30] } } },
-            { weight = 1, request = "GET /orders/{id}", params = { id = "created_order" } },
+            { weight = 1, request = "GET /orders/{id}", params = { id = { captured = "order" } } },
         ]
         "#,
     )
@@ -699,7 +717,7 @@ fn plans_are_read_from_toml() {
     assert_eq!(p.duration, Some(Duration::from_secs(10)));
     assert_eq!(p.timeout, Duration::from_secs(5));
     assert_eq!(p.mix[2].params["id"], Param::Uniform([21, 30]));
-    assert_eq!(p.mix[3].params["id"], Param::CreatedOrder);
+    assert_eq!(p.mix[3].params["id"], Param::Captured("order".into()));
     assert_eq!(p.preview(10).unwrap().len(), 10);
     assert!(
         toml::from_str::<LoadPlan>(

@@ -114,11 +114,13 @@ pub struct MetricExpect {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataExpect {
-    /// Every order acknowledged with 201 exists exactly once.
-    #[serde(default = "yes")]
-    pub acknowledged_orders: bool,
-    /// SQL queries returning one boolean each; every one must be true after the run.
-    #[serde(default = "default_invariants")]
+    /// Every record the service acknowledged (the lab file's `[expect.stored]`) is stored
+    /// exactly once.
+    #[serde(default = "yes", alias = "acknowledged_orders")]
+    pub acknowledged: bool,
+    /// SQL queries returning one boolean each; every one must be true after the run, as must
+    /// the lab file's `[expect] invariants`.
+    #[serde(default)]
     pub invariants: Vec<String>,
 }
 
@@ -126,18 +128,11 @@ fn yes() -> bool {
     true
 }
 
-fn default_invariants() -> Vec<String> {
-    vec![
-        "SELECT NOT EXISTS (SELECT 1 FROM products WHERE stock < 0)".into(),
-        "SELECT NOT EXISTS (SELECT idempotency_key FROM orders WHERE idempotency_key IS NOT NULL GROUP BY idempotency_key HAVING count(*) > 1)".into(),
-    ]
-}
-
 impl Default for DataExpect {
     fn default() -> Self {
         Self {
-            acknowledged_orders: true,
-            invariants: default_invariants(),
+            acknowledged: true,
+            invariants: Vec::new(),
         }
     }
 }

@@ -15,28 +15,41 @@ use toml::Spanned;
 use super::raw::{RawAlerts, RawLoad, RawPhaseExpect, RawPhases, RawScenario};
 use super::*;
 use crate::faults::Fault;
+use crate::labfile::LabFile;
 use crate::load::{LoadPlan, MixEntry};
 use crate::record::Phase;
 
-/// Reads and validates one scenario file (a regular file of at most a few MiB).
+/// Reads and validates one scenario file (a regular file of at most a few MiB) of the built-in
+/// catalogue, whose lab is target-app's ([`crate::labfile::target_app`]).
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    load_for(path, crate::labfile::target_app())
+}
+
+/// Reads and validates one scenario file for the service `lab` describes: its requests complete
+/// the scenario's, its protections and failpoints are the ones a scenario may name.
+pub fn load_for(path: &Path, lab: &LabFile) -> Result<Scenario, ScenarioError> {
     let text = crate::textfile::read_capped(path).map_err(|e| ScenarioError::refused(path, &e))?;
-    parse(path, &text)
+    parse_for(path, &text, lab)
 }
 
 /// The longest duration a scenario may write anywhere: longer than any phase, far below what
 /// would overflow when added to an instant or to another duration at run time.
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 
-/// Validates scenario text; `path` is used in messages.
+/// Validates scenario text of the built-in catalogue; `path` is used in messages.
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    parse_for(path, text, crate::labfile::target_app())
+}
+
+/// Validates scenario text for the service `lab` describes; `path` is used in messages.
+pub fn parse_for(path: &Path, text: &str, lab: &LabFile) -> Result<Scenario, ScenarioError> {
     let src = Source { file: path, text };
     let raw: RawScenario = toml::from_str(text).map_err(|e| {
         let message = e.message().to_string();
         let hint = hint_for_toml_error(&message);
         src.error(e.span(), message, hint)
     })?;
-    validate(&src, raw)
+    validate(&src, raw, lab)
 }
 
 fn hint_for_toml_error(message: &str) -> Option<String> {
@@ -199,16 +212,23 @@ fn phase_expect(
     })
 }
 
-fn validate(src: &Source, raw: RawScenario) -> Result<Scenario, ScenarioError> {
-    check_name(src, &raw)?;
-    let load = load_spec(src, &raw.load)?;
+fn validate(src: &Source, raw: RawScenario, lab: &LabFile) -> Result<Scenario, ScenarioError> {
+    check_name(src, &raw, lab)?;
+    let load = load_spec(src, &raw.load, lab)?;
     let phases = phases(src, &raw.phases)?;
 
     // Faults.
     let mut faults = Vec::new();
     for table in &raw.fault {
         let mut f = scheduled_fault(src, table, phases.fault)?;
-        f.fault.use_load_mix(&load.mix);
+        f.fault.fit(lab, &load.mix).map_err(|e| {
+            let span = e
+                .key
+                .as_deref()
+                .and_then(|k| src.key_span(table.span().start, k))
+                .or(Some(table.span()));
+            src.error(span, e.message, e.hint)
+        })?;
         faults.push(f);
     }
 
@@ -234,13 +254,13 @@ fn validate(src: &Source, raw: RawScenario) -> Result<Scenario, ScenarioError> {
         faults,
         expect,
         alerts,
-        contract: Contract::default(),
+        contract: Contract::of(lab),
         file: src.file.to_path_buf(),
     })
 }
 
-/// The name (a valid one, the file's) and the protection (one target-app has).
-fn check_name(src: &Source, raw: &RawScenario) -> Result<(), ScenarioError> {
+/// The name (a valid one, the file's) and the protection (one the lab file lists).
+fn check_name(src: &Source, raw: &RawScenario, lab: &LabFile) -> Result<(), ScenarioError> {
     let name = raw.name.get_ref();
     if name.is_empty()
         || !name
@@ -263,23 +283,28 @@ fn check_name(src: &Source, raw: &RawScenario) -> Result<(), ScenarioError> {
             Some("name the file after the scenario so `fivehundred run NAME` finds it".into()),
         ));
     }
-    if let Some(p) = &raw.protection
-        && !crate::target::PROTECTIONS.contains(&p.get_ref().as_str())
-    {
-        return Err(src.error(
-            Some(p.span()),
-            format!("unknown protection `{}`", p.get_ref()),
-            Some(format!(
-                "target-app's protections are: {}",
-                crate::target::PROTECTIONS.join(", ")
-            )),
-        ));
+    if let Some(p) = &raw.protection {
+        let known = lab.service.protections.as_ref().map(|p| &p.names);
+        if !known.is_some_and(|k| k.contains(p.get_ref())) {
+            return Err(src.error(
+                Some(p.span()),
+                format!("unknown protection `{}`", p.get_ref()),
+                Some(match known {
+                    Some(k) => format!("the service's protections are: {}", k.join(", ")),
+                    None => format!(
+                        "{} lists no protections ([service.protections])",
+                        lab.file.display()
+                    ),
+                }),
+            ));
+        }
     }
     Ok(())
 }
 
-/// The `[load]` table: a rate in range, requests the load generator accepts, a timeout.
-fn load_spec(src: &Source, raw: &RawLoad) -> Result<LoadSpec, ScenarioError> {
+/// The `[load]` table: a rate in range, requests (completed from the lab file's) the load
+/// generator accepts, a timeout.
+fn load_spec(src: &Source, raw: &RawLoad, lab: &LabFile) -> Result<LoadSpec, ScenarioError> {
     let rate = *raw.rate.get_ref();
     if !(rate > 0.0 && rate <= 5000.0) {
         return Err(src.error(
@@ -292,7 +317,10 @@ fn load_spec(src: &Source, raw: &RawLoad) -> Result<LoadSpec, ScenarioError> {
         return Err(src.error(
             Some(raw.rate.span()),
             "the load has no requests",
-            Some("add mix = [{ weight = 1, request = \"GET /products\" }]".into()),
+            Some(format!(
+                "add mix = [{{ weight = 1, request = \"{}\" }}]",
+                lab.requests.first().map_or("GET /", |m| m.request.as_str())
+            )),
         ));
     }
     let mut mix = Vec::new();
@@ -306,19 +334,30 @@ fn load_spec(src: &Source, raw: &RawLoad) -> Result<LoadSpec, ScenarioError> {
         }
         // The load generator compiles each entry (request line, parameters, body); whatever
         // it refuses is reported here, before anything runs.
-        let mut one = LoadPlan::new("http://127.0.0.1:1", rate, vec![m.get_ref().clone()]);
+        let entry = m.get_ref().resolved(&lab.requests);
+        // With the lab file's requests beside it, so that a value captured by one of them
+        // counts; the whole mix is compiled on its own below.
+        let with_lab = std::iter::once(entry.clone()).chain(lab.requests.iter().cloned());
+        let mut one = LoadPlan::new("http://127.0.0.1:1", rate, with_lab.collect());
         one.requests = Some(1);
         if let Err(e) = one.preview(1) {
+            let known: Vec<&str> = lab.requests.iter().map(|r| r.request.as_str()).collect();
             return Err(src.error(
                 Some(m.span()),
                 e.to_string(),
                 Some(format!(
-                    "target-app's requests are: {}",
-                    crate::load::TARGET_APP_ROUTES.join(", ")
+                    "the requests {} describes are: {}",
+                    lab.file.display(),
+                    known.join(", ")
                 )),
             ));
         }
-        mix.push(m.get_ref().clone());
+        mix.push(entry);
+    }
+    let mut whole = LoadPlan::new("http://127.0.0.1:1", rate, mix.clone());
+    whole.requests = Some(1);
+    if let Err(e) = whole.preview(1) {
+        return Err(src.error(Some(raw.rate.span()), e.to_string(), None));
     }
     let timeout = match &raw.timeout {
         Some(t) => {

@@ -107,18 +107,19 @@ fn paths_split_at_each_placeholder() {
 
 #[test]
 fn requests_with_nothing_to_vary_are_refused() {
-    let bare = InvalidInput {
+    let lab = crate::labfile::target_app();
+    let mut bare = InvalidInput {
         cases: 10,
         requests: Some(vec![MixEntry::new(1, "GET /health")]),
     };
-    let (key, why) = bare.validate().unwrap_err();
+    let (key, why) = bare.fit(lab, &[]).unwrap_err();
     assert_eq!(key, "requests");
     assert!(why.contains("nothing a client could get wrong"), "{why}");
-    let broken = InvalidInput {
+    let mut broken = InvalidInput {
         cases: 10,
         requests: Some(vec![MixEntry::new(1, "GET /w/{id}")]),
     };
-    assert_eq!(broken.validate().unwrap_err().0, "requests");
+    assert_eq!(broken.fit(lab, &[]).unwrap_err().0, "requests");
     // Without requests it waits for the scenario's load, and says so if it never gets one.
     let unset = InvalidInput {
         cases: 10,
@@ -131,12 +132,13 @@ fn requests_with_nothing_to_vary_are_refused() {
 #[test]
 fn a_fault_without_requests_takes_the_load_mix_and_one_with_requests_keeps_them() {
     let mut from_load: Fault = toml::from_str("kind = \"invalid-input\"").unwrap();
-    from_load.use_load_mix(&[read()]);
+    let lab = crate::labfile::target_app();
+    from_load.fit(lab, &[read()]).unwrap();
     let mut own = Fault::InvalidInput(InvalidInput {
         cases: 5,
         requests: Some(vec![create()]),
     });
-    own.use_load_mix(&[read()]);
+    own.fit(lab, &[read()]).unwrap();
     match (from_load, own) {
         (Fault::InvalidInput(a), Fault::InvalidInput(b)) => {
             assert_eq!(a.requests, Some(vec![read()]));
@@ -326,6 +328,8 @@ fn the_catalogue_scenario_has_requests_to_vary() {
         .join("../scenarios/invalid-input.toml");
     let file: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mix: Vec<MixEntry> = file["load"]["mix"].clone().try_into().unwrap();
+    let lab = crate::labfile::target_app();
+    let mix: Vec<MixEntry> = mix.iter().map(|m| m.resolved(&lab.requests)).collect();
     let fault = InvalidInput {
         cases: 200,
         requests: Some(mix.clone()),

@@ -30,7 +30,16 @@ impl GameDay {
             .resolve(&self.settings.catalogue)
             .map_err(ControlError::Invalid)?;
         for nf in &mut faults {
-            nf.fault.use_load_mix(&self.settings.mix);
+            // The game day's lab is target-app's (its lab file describes its requests).
+            nf.fault
+                .fit(crate::labfile::target_app(), &self.settings.mix)
+                .map_err(|e| {
+                    ControlError::Invalid(crate::gameday::params::FaultInputError {
+                        message: e.message,
+                        key: e.key,
+                        hint: e.hint,
+                    })
+                })?;
         }
         let for_ = for_.unwrap_or(self.settings.default_for);
         let _op = self.ops.lock().await;

@@ -98,7 +98,7 @@ fn effective_scenario(
             faults,
             expect: Expectations::default(),
             alerts: AlertExpectations::default(),
-            contract: Default::default(),
+            contract: crate::scenario::Contract::of(crate::labfile::target_app()),
             file: PathBuf::from("(game day)"),
         },
     }

@@ -4,8 +4,8 @@
 use std::str::FromStr;
 
 use super::Validator;
-use crate::labfile::raw::RawExpect;
-use crate::labfile::{ErrorFormat, LabFileError, ServiceExpect};
+use crate::labfile::raw::{RawExpect, RawStored};
+use crate::labfile::{ErrorFormat, LabFileError, ServiceExpect, Stored};
 
 impl Validator<'_> {
     pub(super) fn expect(&self, e: RawExpect) -> Result<ServiceExpect, LabFileError> {
@@ -67,6 +67,11 @@ impl Validator<'_> {
                 }
             },
         };
+        let stored = e
+            .stored
+            .as_ref()
+            .map(|s| self.stored(s.get_ref()))
+            .transpose()?;
         Ok(ServiceExpect {
             errors,
             retry_after: e.retry_after.unwrap_or(true),
@@ -77,6 +82,51 @@ impl Validator<'_> {
                 .map(|r| r.get_ref().split_whitespace().collect::<Vec<_>>().join(" "))
                 .collect(),
             stale_header,
+            stored,
+            invariants: e.invariants.iter().map(|q| q.get_ref().clone()).collect(),
         })
     }
+
+    /// `[expect.stored]`: a request line, the answer's id field, and SQL identifiers.
+    fn stored(&self, s: &RawStored) -> Result<Stored, LabFileError> {
+        let request = s.request.get_ref().split_whitespace().collect::<Vec<_>>();
+        if request.len() != 2 || !request[1].starts_with('/') {
+            return Err(self.err(
+                s.request.span(),
+                format!("`{}` is not a request line", s.request.get_ref()),
+                "request = \"POST /items\", as in a [[request]]",
+            ));
+        }
+        for ident in [Some(&s.table), s.column.as_ref()].into_iter().flatten() {
+            if !is_sql_identifier(ident.get_ref()) {
+                return Err(self.err(
+                    ident.span(),
+                    format!("`{}` is not a plain SQL name", ident.get_ref()),
+                    "letters, digits and `_`, not starting with a digit (a schema may come first: `app.items`)",
+                ));
+            }
+        }
+        Ok(Stored {
+            request: request.join(" "),
+            id: s.id.as_ref().map_or("id".into(), |i| i.get_ref().clone()),
+            table: s.table.get_ref().clone(),
+            column: s
+                .column
+                .as_ref()
+                .map_or("id".into(), |c| c.get_ref().clone()),
+        })
+    }
+}
+
+/// `name` or `schema.name`, each part letters, digits and `_` not starting with a digit: safe to
+/// quote into SQL.
+fn is_sql_identifier(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() <= 2
+        && parts.iter().all(|p| {
+            p.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
 }

@@ -62,6 +62,27 @@ impl Validator<'_> {
                         .as_ref()
                         .map(|t| self.template(t, Context::Service))
                         .transpose()?,
+                    names: f.names.iter().map(|n| n.get_ref().clone()).collect(),
+                })
+            })
+            .transpose()?;
+        let protections = s
+            .protections
+            .as_ref()
+            .map(|p| {
+                let p = p.get_ref();
+                if !p.off.get_ref().iter().any(|a| a.get_ref().contains("{name}")) {
+                    return Err(self.err(
+                        p.off.span(),
+                        "`off` never says which protection: none of its arguments has `{name}`",
+                        "off = [\"--disable\", \"{name}\"]: appended to the command with `{name}` the protection",
+                    ));
+                }
+                let strings = |v: &[Str]| v.iter().map(|a| a.get_ref().clone()).collect();
+                Ok(crate::labfile::Protections {
+                    names: strings(&p.names),
+                    on: strings(&p.on),
+                    off: strings(p.off.get_ref()),
                 })
             })
             .transpose()?;
@@ -87,6 +108,7 @@ impl Validator<'_> {
             metrics,
             logs: self.logs(&s)?,
             failpoints,
+            protections,
         })
     }
 
