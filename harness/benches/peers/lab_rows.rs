@@ -174,7 +174,13 @@ async fn labs(reps: usize, program: &Path, breakdown: bool) -> Vec<Row> {
     // One protection at a time (`--protections X`), against none: which one costs.
     let mut only = Vec::new();
     if breakdown && wrk.is_ok() {
-        for protection in fivehundred::target::PROTECTIONS {
+        let names = fivehundred::labfile::target_app()
+            .service
+            .protections
+            .as_ref()
+            .map(|p| p.names.as_slice())
+            .unwrap_or_default();
+        for protection in names {
             match start_lab(program, protection, &journal, dir.path()).await {
                 Ok((mut lab, _)) => {
                     let (base, s) = (lab.base_url.clone(), script.clone());
@@ -182,11 +188,11 @@ async fn labs(reps: usize, program: &Path, breakdown: bool) -> Vec<Row> {
                         .await
                         .map_err(|e| e.to_string())
                         .and_then(|r| r);
-                    only.push((*protection, r));
+                    only.push((protection.as_str(), r));
                     lab.stop().await;
                     let _ = std::fs::remove_dir_all(&lab.run_dir);
                 }
-                Err(e) => only.push((*protection, Err(e))),
+                Err(e) => only.push((protection.as_str(), Err(e))),
             }
         }
     }
