@@ -64,7 +64,7 @@ pub const BODY_LIMIT: usize = 16 * 1024;
 
 impl LoadPlan {
     /// The first `n` requests this plan sends, without sending anything: what `seq` 0..n will
-    /// be. (`created_order` placeholders show as random ids here.)
+    /// be. (`captured` values show as random ids here.)
     pub fn preview(&self, n: u64) -> Result<Vec<PlannedRequest>, LoadError> {
         let plan = Compiled::new(self)?;
         let mut sequence = Sequence::new(&plan);
