@@ -19,9 +19,6 @@
 //! `--probe RATE SECONDS [MAX_IN_FLIGHT]` runs the load generator once against that server and prints what it
 //! saw: for looking into a figure by hand (and under `valgrind --tool=callgrind`).
 
-// Built as a test target too (`bench_units`), where only the `#[test]` functions are reached.
-#![cfg_attr(test, allow(dead_code, unused_imports))]
-
 mod crates;
 mod fault;
 mod lab_rows;

@@ -638,3 +638,60 @@ async fn bandwidth_toxic(reps: usize) -> Vec<Row> {
     ours.stop().await;
     rows
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Better;
+
+    #[test]
+    fn a_negative_added_quantile_is_shown_as_zero_and_flagged() {
+        assert_eq!(
+            super::added_quantile(&[-3.0, -2.0, -1.0, 5.0], 0.5),
+            (0.0, true)
+        );
+        assert_eq!(
+            super::added_quantile(&[1.0, 2.0, 3.0, 4.0], 0.5),
+            (2.0, false)
+        );
+        assert_eq!(
+            super::added_quantile(&[1.0, 2.0, 3.0, 40.0], 0.99),
+            (40.0, false)
+        );
+    }
+
+    #[test]
+    fn toxic_verdicts_read_the_ratio_on_their_own_row() {
+        // 10.4 ms against 10 ms configured: within 5 %; fault's 14 ms is further off.
+        let rows = super::toxic_rows(
+            "proxy latency toxic",
+            "added p50",
+            "ms",
+            10.0,
+            &[10.4, 10.3],
+            Ok(&[14.0, 14.2]),
+            Better::Lower,
+            String::new(),
+        );
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].peer.as_deref(), Some("configured"));
+        assert!((rows[0].ratio.unwrap() - 1.035).abs() < 1e-9);
+        assert_eq!(rows[0].met, Some(true));
+        assert_eq!(rows[1].met, None);
+        assert_eq!(rows[2].met, Some(rows[2].ratio.unwrap() <= 1.0));
+        assert_eq!(rows[2].met, Some(true));
+        // 11 ms is 10 % off: not met, whatever fault does.
+        let off = super::toxic_rows(
+            "proxy latency toxic",
+            "added p50",
+            "ms",
+            10.0,
+            &[11.0],
+            Err("no network"),
+            Better::Lower,
+            String::new(),
+        );
+        assert_eq!(off[0].met, Some(false));
+        assert_eq!(off[2].not_measured.as_deref(), Some("no network"));
+        assert_eq!(off[2].met, None);
+    }
+}
