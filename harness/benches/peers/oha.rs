@@ -184,9 +184,9 @@ pub async fn rows(reps: usize, base: &str, reference: f64, p99_ms: f64) -> Vec<R
     }
     let version = crates::version(&oha).unwrap_or_else(|| "oha".into());
     let peer = format!("{version} (-q, --latency-correction, -c {CONNECTIONS}, open loop)");
-    // Every verdict reads the ratio printed beside it.
+    // Every verdict reads the ratio printed beside it, as printed (two decimals).
     let judged = |row: Row, met: fn(f64) -> bool| {
-        let m = row.ratio.map(met);
+        let m = row.ratio.map(|r| met((r * 100.0).round() / 100.0));
         Row { met: m, ..row }
     };
     let [top, accuracy, p50, p99] = heads();

@@ -219,9 +219,10 @@ pub async fn rows(reps: usize, dir: &std::path::Path) -> Vec<Row> {
     rows
 }
 
-/// The verdict of a row, read from the ratio printed on it and nothing else.
+/// The verdict of a row, read from the ratio printed on it (two decimals) and nothing else: a
+/// row that shows 0.95× is judged as 0.95, not as the 0.948 behind it.
 fn judged(row: Row, met: impl Fn(f64) -> bool) -> Row {
-    let m = row.ratio.map(met);
+    let m = row.ratio.map(|r| met((r * 100.0).round() / 100.0));
     Row { met: m, ..row }
 }
 
@@ -679,6 +680,18 @@ mod tests {
         assert_eq!(rows[1].met, None);
         assert_eq!(rows[2].met, Some(rows[2].ratio.unwrap() <= 1.0));
         assert_eq!(rows[2].met, Some(true));
+        // 9.48 MB/s against 10 shows as 0.95×: met, as printed.
+        let shown = super::toxic_rows(
+            "proxy bandwidth toxic",
+            "throughput",
+            "MB/s",
+            10.0,
+            &[9.48],
+            Err("no network"),
+            Better::Higher,
+            String::new(),
+        );
+        assert_eq!(shown[0].met, Some(true));
         // 11 ms is 10 % off: not met, whatever fault does.
         let off = super::toxic_rows(
             "proxy latency toxic",
