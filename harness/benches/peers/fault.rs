@@ -114,15 +114,12 @@ pub fn proxy(
 
 #[cfg(test)]
 mod tests {
-    use super::Shape;
-    use std::time::Duration;
-
     #[test]
     fn the_run_document_has_one_tcp_proxy_and_the_shapes_chain() {
         let doc = super::run_document(
             "127.0.0.1:9001".parse().unwrap(),
             "127.0.0.1:9002".parse().unwrap(),
-            Shape::Latency(Duration::from_millis(10)),
+            super::Shape::Latency(std::time::Duration::from_millis(10)),
         );
         assert_eq!(doc["schema_version"], 1);
         assert_eq!(doc["proxies"][0]["listen"], "127.0.0.1:9001");
@@ -132,9 +129,9 @@ mod tests {
         assert_eq!(fault["flow"], "to-client");
         assert_eq!(fault["min_delay_ms"], 10.0);
         assert_eq!(fault["max_delay_ms"], 10.0);
-        let bw = Shape::Bandwidth(10_000_000).faults();
+        let bw = super::Shape::Bandwidth(10_000_000).faults();
         assert_eq!(bw[0]["bytes_per_second"], 10_000_000);
         assert_eq!(bw[0]["flow"], "to-upstream");
-        assert_eq!(Shape::Pass.faults(), serde_json::json!([]));
+        assert_eq!(super::Shape::Pass.faults(), serde_json::json!([]));
     }
 }

@@ -142,6 +142,9 @@ fn added_quantile(values: &[f64], q: f64) -> (f64, bool) {
     (v[i].max(0.0), v[i] < 0.0)
 }
 
+/// A peer proxy running on its address, or why it is not.
+type Started = Result<(Proc, SocketAddr), String>;
+
 /// The paths under test, in front of one upstream.
 struct Paths {
     direct: SocketAddr,
@@ -153,7 +156,7 @@ struct Paths {
 
 impl Paths {
     /// The peers, by name, in the order of the table.
-    fn peers(&self) -> [(&'static str, &Result<(Proc, SocketAddr), String>); 3] {
+    fn peers(&self) -> [(&'static str, &Started); 3] {
         [
             ("haproxy", &self.haproxy),
             ("socat", &self.socat),
@@ -380,11 +383,11 @@ async fn latency(reps: usize, dir: &std::path::Path) -> Vec<Row> {
     let measure = |q: &str| format!("added {q}, {MESSAGE}-byte round trips, one connection");
     let mut rows = Vec::new();
     let clamp_note = |clamped: usize| {
-        (clamped > 0)
-            .then(|| {
-                format!("{clamped} of {reps} repetitions' figures were below 0 and are shown as 0")
-            })
-            .unwrap_or_default()
+        if clamped > 0 {
+            format!("{clamped} of {reps} repetitions' figures were below 0 and are shown as 0")
+        } else {
+            String::new()
+        }
     };
     for (name, peer) in p.peers() {
         for (q, p99) in [("p50", false), ("p99", true)] {
@@ -642,8 +645,6 @@ async fn bandwidth_toxic(reps: usize) -> Vec<Row> {
 
 #[cfg(test)]
 mod tests {
-    use super::Better;
-
     #[test]
     fn a_negative_added_quantile_is_shown_as_zero_and_flagged() {
         assert_eq!(
@@ -670,7 +671,7 @@ mod tests {
             10.0,
             &[10.4, 10.3],
             Ok(&[14.0, 14.2]),
-            Better::Lower,
+            super::Better::Lower,
             String::new(),
         );
         assert_eq!(rows.len(), 3);
@@ -688,7 +689,7 @@ mod tests {
             10.0,
             &[9.48],
             Err("no network"),
-            Better::Higher,
+            super::Better::Higher,
             String::new(),
         );
         assert_eq!(shown[0].met, Some(true));
@@ -700,7 +701,7 @@ mod tests {
             10.0,
             &[11.0],
             Err("no network"),
-            Better::Lower,
+            super::Better::Lower,
             String::new(),
         );
         assert_eq!(off[0].met, Some(false));

@@ -210,15 +210,13 @@ pub fn markdown(rows: &[Row]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Better, Row};
-
     #[test]
     fn a_peer_not_measured_prints_why_on_its_row_and_no_figure_or_verdict() {
-        let row = Row::new(
+        let row = super::Row::new(
             "proxy latency",
             "added p50",
             "µs",
-            Better::Lower,
+            super::Better::Lower,
             "≤ fault's",
         )
         .ours(&[20.0, 21.0])
