@@ -1,9 +1,11 @@
 //! `cargo bench -p fivehundred`: the harness measured side by side with the tools people would
-//! otherwise use (haproxy, socat, wrk, hey), on this machine, in the same run, as ratios.
+//! otherwise use (haproxy, socat and fault next to the proxy; wrk, hey and oha next to the load
+//! generator), on this machine, in the same run, as ratios.
 //!
 //! Prints one Markdown table and writes it as JSON to `target/bench/peers.json`. Every figure is
 //! the median of several repetitions, with the minimum and maximum; a peer that cannot be
-//! installed is named in its row. Everything runs on loopback. There are no timed assertions:
+//! installed (Debian's packages, `tools.rs`; crates.io, `crates.rs`) says "not measured" and why
+//! in its rows, which have no figure for it. Everything runs on loopback. There are no timed assertions:
 //! a goal that is missed shows as "no" in the table, it does not fail the run.
 //!
 //! Arguments (after `cargo bench -p fivehundred --bench peers --`):
@@ -17,6 +19,8 @@
 //! `--probe RATE SECONDS [MAX_IN_FLIGHT]` runs the load generator once against that server and prints what it
 //! saw: for looking into a figure by hand (and under `valgrind --tool=callgrind`).
 
+mod crates;
+mod fault;
 mod lab_rows;
 mod load_rows;
 mod oha;

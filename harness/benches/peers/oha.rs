@@ -1,19 +1,20 @@
 //! oha, an open-loop HTTP load generator (crates.io), next to ours: the peer that works the way
 //! ours does. With `-q` it sends at a fixed rate whatever the answers do, and with
 //! `--latency-correction` it times each request from when it was due, as ours does; wrk and hey
-//! are closed loops and time from the send. Installed with `cargo install oha` where missing.
+//! are closed loops and time from the send. Installed from crates.io where missing (`crates.rs`).
 //!
 //! Three comparisons, each measured back to back with ours in the same repetition: the highest
 //! rate sustained under the same rule as ours, how close the achieved rate comes to a fixed
 //! plan, and the latency at a low fixed rate (where the server is idle and what is measured is
 //! the generator itself).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fivehundred::load::{self, LoadPlan, MixEntry};
 
+use crate::crates;
 use crate::table::{Better, Row};
 
 /// Seconds per run, for both generators.
@@ -34,33 +35,6 @@ pub struct OhaRun {
     pub p99_ms: f64,
     /// Whether every request was answered 200.
     pub all_ok: bool,
-}
-
-/// The oha binary: on PATH, in cargo's bin directory, or installed there now.
-pub fn ensure() -> Result<PathBuf, String> {
-    let cargo_bin = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .map(|c| c.join("bin").join("oha"));
-    let on_path = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("oha"))
-            .find(|f| f.is_file())
-    });
-    if let Some(found) = on_path.or(cargo_bin.clone().filter(|f| f.is_file())) {
-        return Ok(found);
-    }
-    eprintln!("bench: oha is missing; `cargo install oha --locked` (a few minutes)…");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["install", "oha", "--locked"])
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|e| format!("cannot run cargo install oha: {e}"))?;
-    match cargo_bin {
-        Some(bin) if status.success() && bin.is_file() => Ok(bin),
-        _ => Err(format!("`cargo install oha --locked` failed ({status})")),
-    }
 }
 
 /// oha at a fixed `rate` for [`SECONDS`], timed from each request's due time.
@@ -162,18 +136,13 @@ where
 /// the sustained rule's bound.
 pub async fn rows(reps: usize, base: &str, reference: f64, p99_ms: f64) -> Vec<Row> {
     let url = format!("{base}/products/7");
-    let found = tokio::task::spawn_blocking(ensure)
+    let found = tokio::task::spawn_blocking(|| crates::ensure(crates::OHA))
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r);
     let oha = match found {
         Ok(o) => o,
-        Err(e) => {
-            return vec![
-                Row::new("load generator rate", "open loop", "", Better::Higher, "")
-                    .missing_peer("oha", &e),
-            ];
-        }
+        Err(e) => return not_measured(&e),
     };
     let (mut our_top, mut oha_top) = (vec![], vec![]);
     let (mut our_err, mut oha_err) = (vec![], vec![]);
@@ -213,56 +182,64 @@ pub async fn rows(reps: usize, base: &str, reference: f64, p99_ms: f64) -> Vec<R
             }
         }
     }
-    let peer = format!("oha (-q, --latency-correction, -c {CONNECTIONS}, open loop)");
-    // Every verdict reads the ratio printed beside it.
+    let version = crates::version(&oha).unwrap_or_else(|| "oha".into());
+    let peer = format!("{version} (-q, --latency-correction, -c {CONNECTIONS}, open loop)");
+    // Every verdict reads the ratio printed beside it, as printed (two decimals).
     let judged = |row: Row, met: fn(f64) -> bool| {
-        let m = row.ratio.map(met);
+        let m = row.ratio.map(|r| met((r * 100.0).round() / 100.0));
         Row { met: m, ..row }
     };
-    let top = judged(
+    let [top, accuracy, p50, p99] = heads();
+    vec![
+        judged(
+            top.ours(&our_top).peer(&peer, &oha_top).note(format!(
+                "steps of {reference:.0}/s × {STEPS:?}, {SECONDS} s each; sustained = achieved ≥ 99 % of the plan, all 200, p99 ≤ {p99_ms} ms from the due time"
+            )),
+            |x| x >= 1.0,
+        ),
+        judged(accuracy.ours(&our_err).peer(&peer, &oha_err), |x| x <= 1.0),
+        judged(p50.ours(&our_p50).peer(&peer, &oha_p50), |x| x <= 1.0).note(problems.join("; ")),
+        judged(p99.ours(&our_p99).peer(&peer, &oha_p99), |x| x <= 1.0),
+    ]
+}
+
+/// The four rows before anything is measured: what each compares and its goal.
+fn heads() -> [Row; 4] {
+    let lat = |q: &str| {
+        Row::new(
+            "load generator accuracy",
+            &format!("latency {q} from the due time at {LOW_RATE:.0}/s"),
+            "µs",
+            Better::Lower,
+            "≤ oha's",
+        )
+    };
+    [
         Row::new(
             "load generator rate",
             "highest sustained rate, GET, one local server, open loop both",
             "req/s",
             Better::Higher,
             "≥ oha",
-        )
-        .ours(&our_top)
-        .peer(&peer, &oha_top)
-        .note(format!(
-            "steps of {reference:.0}/s × {STEPS:?}, {SECONDS} s each; sustained = achieved ≥ 99 % of the plan, all 200, p99 ≤ {p99_ms} ms from the due time"
-        )),
-        |x| x >= 1.0,
-    );
-    let accuracy = judged(
+        ),
         Row::new(
             "load generator accuracy",
             &format!("rate error at {ACCURACY_RATE:.0}/s planned, |achieved − planned|"),
             "‰",
             Better::Lower,
             "≤ oha's",
-        )
-        .ours(&our_err)
-        .peer(&peer, &oha_err),
-        |x| x <= 1.0,
-    );
-    let lat = |q: &str, o: &[f64], h: &[f64]| {
-        judged(
-            Row::new(
-                "load generator accuracy",
-                &format!("latency {q} from the due time at {LOW_RATE:.0}/s"),
-                "µs",
-                Better::Lower,
-                "≤ oha's",
-            )
-            .ours(o)
-            .peer(&peer, h),
-            |x| x <= 1.0,
-        )
-    };
-    let p50 = lat("p50", &our_p50, &oha_p50).note(problems.join("; "));
-    let p99 = lat("p99", &our_p99, &oha_p99);
-    vec![top, accuracy, p50, p99]
+        ),
+        lat("p50"),
+        lat("p99"),
+    ]
+}
+
+/// The rows when oha could not be installed or run: each says so, none has a figure.
+fn not_measured(why: &str) -> Vec<Row> {
+    heads()
+        .into_iter()
+        .map(|r| r.missing_peer("oha", why))
+        .collect()
 }
 
 #[cfg(test)]
@@ -282,5 +259,15 @@ mod tests {
         );
         assert!(!super::parse(&failed).unwrap().all_ok);
         assert!(super::parse("not json").is_err());
+    }
+
+    #[test]
+    fn every_row_says_oha_was_not_measured_and_shows_no_figure() {
+        let rows = super::not_measured("no network");
+        assert_eq!(rows.len(), 4);
+        for r in rows {
+            assert_eq!(r.not_measured.as_deref(), Some("no network"));
+            assert!(r.ours.is_none() && r.peer_figure.is_none() && r.met.is_none());
+        }
     }
 }

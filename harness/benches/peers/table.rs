@@ -61,6 +61,9 @@ pub struct Row {
     pub met: Option<bool>,
     /// Why a figure is missing, or how to read it.
     pub note: String,
+    /// Why the peer was not measured (it could not be installed or started), printed in place of
+    /// its figure.
+    pub not_measured: Option<String>,
 }
 
 impl Row {
@@ -77,6 +80,7 @@ impl Row {
             goal: goal.into(),
             met: None,
             note: String::new(),
+            not_measured: None,
         }
     }
 
@@ -102,9 +106,15 @@ impl Row {
         self
     }
 
+    /// The peer could not be measured: the row says why, on one line, and has no ratio or
+    /// verdict (never a figure that was not measured).
     pub fn missing_peer(mut self, name: &str, why: &str) -> Row {
         self.peer = Some(name.into());
-        self.note = format!("{name} not measured: {why}");
+        self.peer_figure = None;
+        self.ratio = None;
+        self.met = None;
+        let why = why.split_whitespace().collect::<Vec<_>>().join(" ");
+        self.not_measured = Some(why);
         self
     }
 
@@ -165,7 +175,10 @@ pub fn markdown(rows: &[Row]) -> String {
             r.measure,
             ours,
             r.peer.as_deref().unwrap_or("—"),
-            figure(&r.peer_figure, &r.unit),
+            match &r.not_measured {
+                Some(why) => format!("not measured: {why}"),
+                None => figure(&r.peer_figure, &r.unit),
+            },
             ratio,
             r.goal,
             met,
@@ -193,4 +206,27 @@ pub fn markdown(rows: &[Row]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_peer_not_measured_prints_why_on_its_row_and_no_figure_or_verdict() {
+        let row = super::Row::new(
+            "proxy latency",
+            "added p50",
+            "µs",
+            super::Better::Lower,
+            "≤ fault's",
+        )
+        .ours(&[20.0, 21.0])
+        .missing_peer("fault", "`cargo install` failed\n(no network)");
+        let md = super::markdown(&[row]);
+        let line = md.lines().nth(2).unwrap();
+        assert!(
+            line.contains("| fault | not measured: `cargo install` failed (no network) | — |"),
+            "{line}"
+        );
+        assert!(line.ends_with("| ≤ fault's | — |"), "{line}");
+    }
 }
