@@ -253,9 +253,7 @@ fn invalid_input_cause(lab: &LabFile) -> Cause {
         applies: (|| {
             // Generated from the lab file's own requests: their path parameters, query values,
             // JSON bodies and headers varied into what a client should never send.
-            let mut f =
-                Fault::from_table(table("kind = \"invalid-input\"")).map_err(|e| e.message)?;
-            f.fit(lab, &lab.requests).map_err(|e| e.message)?;
+            let f = Fault::from_table(table("kind = \"invalid-input\"")).map_err(|e| e.message)?;
             let mut s = scenario(
                 lab,
                 "invalid-input",
@@ -362,12 +360,15 @@ fn scenario(
     name: &str,
     title: &str,
     cause: &str,
-    fault: Fault,
+    mut fault: Fault,
     readiness_fails: bool,
 ) -> Result<Box<Scenario>, String> {
     if lab.requests.is_empty() {
         return Err("the lab file has no [[request]] to send".into());
     }
+    // What the fault sends (an overload's extra load, invalid input's requests) is the lab
+    // file's own load.
+    fault.fit(lab, &lab.requests).map_err(|e| e.message)?;
     let has_readiness = lab.service.readiness.is_some();
     let has_liveness = lab.service.liveness.is_some();
     // A failing dependency or an overload may be refused (503), never answered with another 5xx
@@ -489,6 +490,25 @@ path = "/"
         // Root ignores file modes: the flip would test nothing.
         let why = c["permission-flip"].clone().unwrap_err();
         assert!(why.contains("`user`"), "{why}");
+    }
+
+    #[test]
+    fn the_overload_and_invalid_input_send_the_lab_files_own_requests() {
+        let lab = crate::labfile::parse(Path::new("fivehundred.toml"), STARTED).expect("valid");
+        let lines = |mix: &[crate::load::MixEntry]| {
+            mix.iter().map(|m| m.request.clone()).collect::<Vec<_>>()
+        };
+        let want = lines(&lab.requests);
+        for cause in catalogue(&lab) {
+            let Ok(s) = cause.applies else { continue };
+            match &s.faults[0].fault {
+                Fault::Overload(o) => assert_eq!(lines(&o.mix), want, "overload"),
+                Fault::InvalidInput(f) => {
+                    assert_eq!(lines(f.requests.as_deref().unwrap_or(&[])), want)
+                }
+                _ => {}
+            }
+        }
     }
 
     #[test]

@@ -79,6 +79,11 @@ fn an_unknown_request_is_rejected_with_the_known_ones_as_hint() {
     let e = err(&GOOD.replace("GET /products\"", "GET /users/{id}\""));
     assert_eq!(e.line, Some(8), "{e}");
     assert!(e.hint.unwrap().contains("POST /orders"));
+    // A typo that the load generator alone would send happily (no placeholder, no body).
+    let e = err(&GOOD.replace("GET /products\"", "POST /order\""));
+    assert_eq!(e.line, Some(8), "{e}");
+    assert!(e.message.contains("`POST /order` is not a request"), "{e}");
+    assert!(e.hint.unwrap().contains("POST /orders"));
 }
 
 #[test]

@@ -334,6 +334,25 @@ fn load_spec(src: &Source, raw: &RawLoad, lab: &LabFile) -> Result<LoadSpec, Sce
         }
         // The load generator compiles each entry (request line, parameters, body); whatever
         // it refuses is reported here, before anything runs.
+        // A request line the lab file does not describe is most often a typo (`POST /order`),
+        // which would send a request with no body to a route that does not exist.
+        let line = crate::load::request_line(&m.get_ref().request);
+        if !lab.requests.is_empty()
+            && !lab
+                .requests
+                .iter()
+                .any(|r| crate::load::request_line(&r.request) == line)
+        {
+            let known: Vec<&str> = lab.requests.iter().map(|r| r.request.as_str()).collect();
+            return Err(src.error(
+                Some(m.span()),
+                format!("`{line}` is not a request {} describes", lab.file.display()),
+                Some(format!(
+                    "its requests are: {}; describe a new one in its [[request]] tables",
+                    known.join(", ")
+                )),
+            ));
+        }
         let entry = m.get_ref().resolved(&lab.requests);
         // With the lab file's requests beside it, so that a value captured by one of them
         // counts; the whole mix is compiled on its own below.
