@@ -8,9 +8,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bollard::query_parameters::BuildImageOptions;
-use futures::StreamExt;
 
-use super::image::{base_image, build_lock, current, ensure_base, recipe};
+use super::image::{base_image, build_lock, current, ensure_base, recipe, stream_build};
 use super::labels::{OWNER, OWNER_LABEL, RECIPE_LABEL};
 use super::{DockerError, Engine, Progress, is_not_found};
 
@@ -89,29 +88,7 @@ pub async fn ensure_dockerfile(
         ])),
         ..Default::default()
     };
-    let mut stream = engine
-        .api()
-        .build_image(options, None, Some(bollard::body_full(tar.into())));
-    let mut last = String::new();
-    while let Some(info) = stream.next().await {
-        let info = info.map_err(|e| DockerError::Build {
-            image: image.clone(),
-            message: format!("{e} (last step: {last})"),
-        })?;
-        if let Some(detail) = info.error_detail.and_then(|d| d.message) {
-            return Err(DockerError::Build {
-                image: image.clone(),
-                message: detail,
-            });
-        }
-        for line in info.stream.iter().flat_map(|s| s.lines()) {
-            let line = line.trim_end();
-            if !line.is_empty() {
-                progress(&format!("build {image}: {line}"));
-                line.clone_into(&mut last);
-            }
-        }
-    }
+    let last = stream_build(engine, options, tar, &image, progress).await?;
     if current(engine, &image, &hash).await?.is_none() {
         return Err(DockerError::Build {
             image,

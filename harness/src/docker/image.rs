@@ -435,6 +435,30 @@ async fn ensure_built(
         ])),
         ..Default::default()
     };
+    let last = stream_build(engine, options, tar, image, progress).await?;
+    if current(engine, image, recipe).await?.is_none() {
+        return Err(DockerError::Build {
+            image: image.to_owned(),
+            message: format!("the build ended without the image (last step: {last})"),
+        });
+    }
+    remove_replaced(engine, old, image).await;
+    progress(&format!(
+        "built {image} in {}s",
+        started.elapsed().as_secs()
+    ));
+    Ok(())
+}
+
+/// Sends a build to the engine and follows it: each line of its output as progress, the engine's
+/// error (with the last step it printed) as the error. Returns the last line it printed.
+pub(super) async fn stream_build(
+    engine: &Engine,
+    options: BuildImageOptions,
+    tar: Vec<u8>,
+    image: &str,
+    progress: Progress<'_>,
+) -> Result<String, DockerError> {
     let mut stream = engine
         .api()
         .build_image(options, None, Some(bollard::body_full(tar.into())));
@@ -458,18 +482,7 @@ async fn ensure_built(
             }
         }
     }
-    if current(engine, image, recipe).await?.is_none() {
-        return Err(DockerError::Build {
-            image: image.to_owned(),
-            message: format!("the build ended without the image (last step: {last})"),
-        });
-    }
-    remove_replaced(engine, old, image).await;
-    progress(&format!(
-        "built {image} in {}s",
-        started.elapsed().as_secs()
-    ));
-    Ok(())
+    Ok(last)
 }
 
 fn context_tar(files: &[ContextFile<'_>]) -> std::io::Result<Vec<u8>> {
