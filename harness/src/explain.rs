@@ -89,7 +89,7 @@ pub async fn run_variants<G>(
         }
         let mut opts = base.clone();
         // The variant's setting goes last so it wins over any the user passed.
-        opts.target.extra_args.extend(args.iter().cloned());
+        opts.extra_args.extend(args.iter().cloned());
         let args = args.join(" ");
         let progress = Arc::new(Progress::default());
         let guard = on_start(&label, progress.clone());
@@ -100,8 +100,7 @@ pub async fn run_variants<G>(
             "fivehundred run {} --seed {} -- {}",
             scenario.name,
             base.seed,
-            opts.target
-                .extra_args
+            opts.extra_args
                 .iter()
                 .map(String::as_str)
                 .collect::<Vec<_>>()

@@ -1,23 +1,24 @@
 //! The lab: everything one run needs, owned by the harness and torn down by it, whatever the exit
-//! path. A database (an ephemeral cluster, or a fresh database on an existing server), a fault
-//! proxy in front of it, the payments dependency behind its own proxy, and the target process.
+//! path. A database (an ephemeral cluster, a fresh database on an existing server, or a
+//! container), a fault proxy in front of it, and the service its lab file describes with its
+//! other dependencies (`lab/service.rs`): target-app is started from its own lab file like any
+//! other service.
 //!
 //! Labs share nothing: each has its own ports, directory and database, so several run at once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{Journal, Resource, ResourceLog};
 use crate::labfile::{DepKind, LabFile, ServiceProcess};
 use crate::monitoring::{Monitoring, MonitoringOptions};
-use crate::payments::PaymentsStub;
 use crate::proxy::Proxy;
 use crate::record::{EventKind, Recorder};
-use crate::target::{TargetAdmin, TargetEnv, TargetNeeds, TargetProcess, TargetSpec};
+use crate::stub::HttpStub;
+use crate::target::{TargetAdmin, TargetNeeds};
 
 /// The lab could not be set up; the message says what to do. Exit code 3.
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +27,12 @@ pub struct LabError(pub String);
 
 #[derive(Debug, Clone)]
 pub struct LabOptions {
-    pub target: TargetSpec,
-    /// A service described by a lab file, started instead of target-app.
-    pub service: Option<Arc<LabFile>>,
+    /// The service under test and its dependencies: target-app's own lab file unless `--lab`
+    /// names another.
+    pub lab_file: Arc<LabFile>,
+    /// Appended to the service's command (`fivehundred run -- ARGS`, `explain`'s protection
+    /// arguments).
+    pub extra_args: Vec<String>,
     /// An existing server to make a fresh database on, instead of an ephemeral cluster.
     pub database_url: Option<String>,
     /// Where the lab's own PostgreSQL runs.
@@ -37,11 +41,9 @@ pub struct LabOptions {
 }
 
 impl LabOptions {
-    /// The lab file of the service under test: the one given, else target-app's.
+    /// The lab file of the service under test.
     pub fn lab_file(&self) -> &LabFile {
-        self.service
-            .as_deref()
-            .unwrap_or_else(|| crate::labfile::target_app())
+        &self.lab_file
     }
 }
 
@@ -54,8 +56,8 @@ pub enum Backend {
     Docker,
 }
 
-/// Which of the lab's proxies a network fault acts on, by name: `database` and `payments` in
-/// target-app's lab, a dependency's name in a lab file's.
+/// Which of the lab's proxies a network fault acts on: a dependency's name in the lab file
+/// (`database` and `payments` in target-app's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ProxyTarget(pub String);
@@ -82,18 +84,12 @@ pub(crate) struct LabBase {
     /// The database URL through its fault proxy (empty without a database).
     pub proxied_url: String,
     pub proxies: BTreeMap<String, Proxy>,
-    pub payments: PaymentsStub,
-    /// The payments stub's URL through its fault proxy.
-    pub payments_url: String,
     pub admin_token: String,
-    pub user: Option<(u32, u32)>,
-    pub config: Option<PathBuf>,
 }
 
 impl LabBase {
-    /// The run's data directory (handed to an unprivileged target, when a fault needs one), its
-    /// config file (when a fault changes it), its database behind a fault proxy (unless a lab
-    /// file names no PostgreSQL), and the payments stub behind another.
+    /// The run's data directory and its database behind a fault proxy (unless the lab file
+    /// names no PostgreSQL).
     async fn start(
         opts: &LabOptions,
         needs: &TargetNeeds,
@@ -103,25 +99,7 @@ impl LabBase {
         let data_dir = run_dir.join("data");
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| LabError(format!("cannot create {}: {e}", data_dir.display())))?;
-        let user = if needs.unprivileged {
-            Some(unprivileged_dirs(
-                &opts.target.program,
-                &run_dir,
-                &data_dir,
-            )?)
-        } else {
-            None
-        };
-        let config = if needs.config_file {
-            Some(write_lab_config(&run_dir)?)
-        } else {
-            None
-        };
-
-        let wants_db = opts
-            .service
-            .as_ref()
-            .is_none_or(|s| s.deps_of(DepKind::Postgres).next().is_some());
+        let wants_db = opts.lab_file.deps_of(DepKind::Postgres).next().is_some();
         let (db, database_url, db_proxy) = if wants_db {
             let (db, url, proxy) = start_database(opts, needs, journal).await?;
             (db, url, Some(proxy))
@@ -132,25 +110,10 @@ impl LabBase {
             .as_ref()
             .map(|p| pglab::replace_host_port(&database_url, &p.local_addr().to_string()))
             .unwrap_or_default();
-
-        let payments = PaymentsStub::start(opts.seed)
-            .await
-            .map_err(|e| LabError(format!("cannot start the payments stub: {e}")))?;
-        let payments_proxy = Proxy::start(
-            "127.0.0.1:0".parse().expect("addr"),
-            payments.addr(),
-            opts.seed ^ 0x5041_594d,
-        )
-        .await
-        .map_err(|e| LabError(format!("cannot start the payments proxy: {e}")))?;
-
-        let admin_token = uuid::Uuid::new_v4().simple().to_string();
         let mut proxies = BTreeMap::new();
         if let Some(p) = db_proxy {
             proxies.insert("database".to_string(), p);
         }
-        let payments_url = format!("http://{}", payments_proxy.local_addr());
-        proxies.insert("payments".to_string(), payments_proxy);
         Ok(LabBase {
             run_dir,
             data_dir,
@@ -158,17 +121,15 @@ impl LabBase {
             database_url,
             proxied_url,
             proxies,
-            payments,
-            payments_url,
-            admin_token,
-            user,
-            config,
+            admin_token: uuid::Uuid::new_v4().simple().to_string(),
         })
     }
 }
 
 /// A running lab.
 pub struct Lab {
+    /// What it was started from.
+    pub lab_file: Arc<LabFile>,
     pub run_dir: PathBuf,
     pub data_dir: PathBuf,
     pub(crate) db: Database,
@@ -176,23 +137,24 @@ pub struct Lab {
     pub database_url: String,
     /// The fault proxies, by the name network faults use.
     pub(crate) proxies: BTreeMap<String, Proxy>,
-    pub payments: PaymentsStub,
-    pub(crate) spec: TargetSpec,
-    pub(crate) env: TargetEnv,
-    pub(crate) target: Mutex<Option<TargetProcess>>,
-    /// A service started from a lab file, instead of target-app.
+    /// The http dependencies the lab serves from canned answers, by name.
+    pub(crate) http_stubs: BTreeMap<String, HttpStub>,
+    /// The service, when the lab runs it as a process.
     pub(crate) service: Mutex<Option<ServiceProcess>>,
-    /// A lab-file service that runs as a container (`image` or `build`).
+    /// The service, when it runs as a container (`image` or `build`).
     pub(crate) service_container: Option<container::ServiceContainer>,
-    /// How to start the lab-file service again after a crash.
+    /// How to start the service again after a crash.
     service_start: Option<process::ServiceStart>,
+    /// The service's failpoint API, when its lab file names one.
     pub(crate) admin: Option<TargetAdmin>,
     /// Where the service's Prometheus metrics are read, if it has any.
     pub metrics_url: Option<String>,
     /// The liveness and readiness paths the lab samples, if the service has them.
     pub health: Health,
-    /// What the lab serves for the service's http dependencies (stopped with the lab).
-    canned: Vec<tokio::task::JoinHandle<()>>,
+    /// The data directory is a private tmpfs of this many bytes (made at each start).
+    pub data_tmpfs: Option<u64>,
+    /// The (uid, gid) the service runs as, when not as the controller.
+    pub service_user: Option<(u32, u32)>,
     pub base_url: String,
     pub recorder: Arc<Recorder>,
     monitoring: Mutex<Option<Monitoring>>,
@@ -226,7 +188,7 @@ impl Lab {
         Lab::start_with(opts, &TargetNeeds::default(), run_dir, journal, recorder).await
     }
 
-    /// [`Lab::start`], with the target started as the scenario's faults need (a tmpfs data
+    /// [`Lab::start`], with the service started as the scenario's faults need (a tmpfs data
     /// directory, an unprivileged user, a config file).
     pub async fn start_with(
         opts: &LabOptions,
@@ -236,96 +198,12 @@ impl Lab {
         recorder: Arc<Recorder>,
     ) -> Result<Lab, LabError> {
         let base = LabBase::start(opts, needs, run_dir, journal).await?;
-        if let Some(lab_file) = &opts.service {
-            // Boxed as `dyn Future + Send`: the service's start holds closures over borrowed
-            // values, and erasing its type here keeps callers' futures provably `Send`.
-            let start: std::pin::Pin<
-                Box<dyn std::future::Future<Output = Result<Lab, LabError>> + Send + '_>,
-            > = Box::pin(Lab::start_service(
-                opts, lab_file, needs, base, journal, recorder,
-            ));
-            return start.await;
-        }
-        Lab::start_target_app(opts, needs, base, journal, recorder).await
-    }
-
-    /// Starts target-app on top of what every lab has, and the monitoring that runs its rules.
-    async fn start_target_app(
-        opts: &LabOptions,
-        needs: &TargetNeeds,
-        base: LabBase,
-        journal: &Journal,
-        recorder: Arc<Recorder>,
-    ) -> Result<Lab, LabError> {
-        let LabBase {
-            run_dir,
-            data_dir,
-            db,
-            database_url,
-            proxied_url,
-            proxies,
-            payments,
-            payments_url,
-            admin_token,
-            user,
-            config,
-        } = base;
-        let env = TargetEnv {
-            database_url: proxied_url,
-            payments_url,
-            data_dir: data_dir.clone(),
-            admin_token: admin_token.clone(),
-            config,
-            data_tmpfs: needs.data_tmpfs,
-            user,
-        };
-        let target = TargetProcess::start(&opts.target, &env, &recorder, Duration::from_secs(30))
-            .await
-            .map_err(LabError)?;
-        journal.resource(Resource::Process {
-            pid: target.pid(),
-            what: "target".into(),
-            start_time: None,
-        });
-        let admin = Some(TargetAdmin::new(target.admin, &admin_token));
-        let base_url = target.base_url();
-        let target_admin_addr = target.admin;
-        // Real Prometheus and Alertmanager, running the target's own rules on the lab's clock.
-        // Without them the alert checks cannot be honest, so a missing stack stops the run.
-        let monitoring = start_monitoring(
-            &run_dir,
-            &target.admin.to_string(),
-            &crate::monitoring::alert_rules_file(),
-            &recorder,
-        )
-        .await?;
-        Ok(Lab {
-            run_dir,
-            data_dir,
-            db,
-            database_url,
-            proxies,
-            payments,
-            spec: opts.target.clone(),
-            env,
-            target: Mutex::new(Some(target)),
-            service: Mutex::new(None),
-            service_container: None,
-            service_start: None,
-            admin,
-            metrics_url: Some(format!("http://{}/metrics", target_admin_addr)),
-            health: Health {
-                liveness: Some("/livez".into()),
-                readiness: Some("/readyz".into()),
-            },
-            canned: Vec::new(),
-            base_url,
-            recorder,
-            monitoring: Mutex::new(Some(monitoring)),
-            seed: opts.seed,
-            resource_log: journal.resource_log().ok(),
-            fault_checks: Mutex::new(Vec::new()),
-        })
+        // Boxed as `dyn Future + Send`: the service's start holds closures over borrowed
+        // values, and erasing its type here keeps callers' futures provably `Send`.
+        let start: std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Lab, LabError>> + Send + '_>,
+        > = Box::pin(Lab::start_service(opts, needs, base, journal, recorder));
+        start.await
     }
 
     /// The fault proxy named `which`, if the lab has one.
@@ -352,9 +230,32 @@ impl Lab {
         matches!(self.db, Database::Ephemeral(_) | Database::Container { .. })
     }
 
-    /// The target's admin API (metrics, failpoints), when it offers one.
+    /// The service's failpoint API, when its lab file names one.
     pub fn target_admin(&self) -> Option<&TargetAdmin> {
         self.admin.as_ref()
+    }
+
+    /// The http dependency `name`'s stub, when the lab serves it.
+    pub fn http_stub(&self, name: &str) -> Option<&HttpStub> {
+        self.http_stubs.get(name)
+    }
+
+    /// The service's Prometheus metrics, as text.
+    pub async fn read_metrics(&self) -> Result<String, String> {
+        let url = self
+            .metrics_url
+            .as_deref()
+            .ok_or("the service has no metrics URL in its lab file")?;
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .no_proxy()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let r = client.get(url).send().await.map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!("{url} answered {}", r.status()));
+        }
+        r.text().await.map_err(|e| e.to_string())
     }
 
     /// The target's pid while it runs.
@@ -362,12 +263,9 @@ impl Lab {
         if let Some(c) = &self.service_container {
             return c.pid();
         }
-        if let Some(s) = self.service.lock().ok()?.as_mut() {
-            return s.exited().is_none().then(|| s.pid());
-        }
-        let mut guard = self.target.lock().ok()?;
-        let t = guard.as_mut()?;
-        t.exited().is_none().then(|| t.pid())
+        let mut guard = self.service.lock().ok()?;
+        let s = guard.as_mut()?;
+        s.exited().is_none().then(|| s.pid())
     }
 
     /// Whether the target process has exited (and how), without waiting.
@@ -375,16 +273,10 @@ impl Lab {
         if let Some(c) = &self.service_container {
             return c.exited();
         }
-        if let Some(s) = self.service.lock().ok()?.as_mut() {
-            return s.exited().map(|status| status.to_string());
-        }
-        let mut guard = self.target.lock().ok()?;
-        guard.as_mut().and_then(|t| t.exited())
-    }
-
-    /// The target's spec and environment, for faults that restart it.
-    pub fn target_setup(&self) -> (&TargetSpec, &TargetEnv) {
-        (&self.spec, &self.env)
+        let mut guard = self.service.lock().ok()?;
+        guard
+            .as_mut()
+            .and_then(|s| s.exited().map(|status| status.to_string()))
     }
 
     /// Journals something a fault is about to create outside the lab's processes, so that
@@ -396,18 +288,6 @@ impl Lab {
                 .resource(resource)
                 .map_err(|e| format!("cannot journal it: {e}")),
             None => Err("the run's journal cannot be written".into()),
-        }
-    }
-
-    /// Takes the target process out of the lab (a fault that kills it owns it until then).
-    pub fn take_target(&self) -> Option<TargetProcess> {
-        self.target.lock().ok().and_then(|mut t| t.take())
-    }
-
-    /// Puts a (restarted) target process in the lab.
-    pub fn put_target(&self, target: TargetProcess) {
-        if let Ok(mut slot) = self.target.lock() {
-            *slot = Some(target);
         }
     }
 
@@ -467,8 +347,8 @@ impl Lab {
         if let Some(m) = monitoring {
             tokio::task::block_in_place(|| drop(m.stop()));
         }
-        for task in self.canned.drain(..) {
-            task.abort();
+        for (_, stub) in std::mem::take(&mut self.http_stubs) {
+            stub.stop().await;
         }
         let service = self.service.lock().ok().and_then(|mut s| s.take());
         if let Some(mut s) = service {
@@ -483,13 +363,7 @@ impl Lab {
                 "service's container stopped by the lab",
             );
         }
-        let target = self.target.lock().ok().and_then(|mut t| t.take());
-        if let Some(mut t) = target {
-            tokio::task::block_in_place(|| t.stop());
-            self.recorder
-                .event(EventKind::TargetExit, "target stopped by the lab");
-        }
-        // The proxies and the payments stub stop when the lab is dropped.
+        // The proxies stop when the lab is dropped.
         if let Database::Existing { admin_url, name } = &self.db {
             let _ = pglab::drop_database(admin_url, name).await;
         }
@@ -552,50 +426,6 @@ async fn start_monitoring(
         .collect();
     recorder.with(|r| r.production_detection_s = production);
     Ok(monitoring)
-}
-
-/// The configuration file the lab starts the target with, when a fault may change it. It sets
-/// what the lab relies on anyway, so that a fault's change is the only difference.
-pub const LAB_CONFIG: &str = "# Written by fivehundred for this run; a config fault rewrites it and sends SIGHUP.\n\
-request_deadline = \"5s\"\n\
-outbox_retry_interval = \"1s\"\n";
-
-fn write_lab_config(run_dir: &Path) -> Result<PathBuf, LabError> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = run_dir.join("target.toml");
-    std::fs::write(&path, LAB_CONFIG)
-        .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)))
-        .map_err(|e| LabError(format!("cannot write {}: {e}", path.display())))?;
-    Ok(path)
-}
-
-/// An unprivileged target must reach its data directory (and own it) and its config file: the
-/// run directory becomes searchable, not readable, by others. Returns the user's uid and gid.
-fn unprivileged_dirs(
-    program: &Path,
-    run_dir: &Path,
-    data_dir: &Path,
-) -> Result<(u32, u32), LabError> {
-    use std::os::unix::fs::PermissionsExt;
-    // Checked before the run too (and the scenario skipped); this is the last word.
-    let (uid, gid) = crate::privileges::unprivileged_user(program).map_err(LabError)?;
-    std::fs::set_permissions(run_dir, std::fs::Permissions::from_mode(0o711))
-        .and_then(|()| std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)))
-        .and_then(|()| {
-            nix::unistd::chown(
-                data_dir,
-                Some(nix::unistd::Uid::from_raw(uid)),
-                Some(nix::unistd::Gid::from_raw(gid)),
-            )
-            .map_err(std::io::Error::from)
-        })
-        .map_err(|e| {
-            LabError(format!(
-                "cannot hand {} to the unprivileged target: {e}",
-                data_dir.display()
-            ))
-        })?;
-    Ok((uid, gid))
 }
 
 mod container;

@@ -9,7 +9,7 @@
 //!   expectations and requests; starting a lab-file service; `fivehundred init`.
 //! - [`located`]: file:line:column errors shared by scenario and lab files.
 //! - [`run`]: one scenario end to end: lab, phases, load, faults, checks.
-//! - [`lab`]: the database, proxies, payments stub and target process of one run.
+//! - [`lab`]: the database, proxies, HTTP stubs and service of one run, started from a lab file.
 //! - [`target`]: the target process and its admin API client.
 //! - [`faults`]: one type per fault kind implementing [`faults::FaultKind`], one list of kinds,
 //!   and [`faults::Injector`], the one protocol (journal, inject, record, revert) every path uses.
@@ -42,7 +42,7 @@
 //! - [`proxy`]: the TCP fault proxy placed in front of the database and each dependency.
 //! - [`toxiproxy`]: Toxiproxy's HTTP API over the fault proxy (`fivehundred proxy`).
 //! - [`load`]: the open-loop load generator.
-//! - [`payments`]: the payments dependency the lab serves to the target.
+//! - [`stub`]: the HTTP dependencies the lab serves from canned answers, with their faults.
 //! - [`monitoring`]: real Prometheus and Alertmanager for the lab, and the webhook that records
 //!   alert notifications.
 
@@ -71,7 +71,6 @@ mod load_plan;
 pub mod located;
 pub mod monitoring;
 pub mod observed;
-pub mod payments;
 pub mod privileges;
 pub mod progress;
 pub mod proxy;
@@ -80,6 +79,7 @@ pub mod report;
 pub mod run;
 pub mod safefs;
 pub mod scenario;
+pub mod stub;
 pub mod sys;
 pub mod target;
 pub mod textfile;

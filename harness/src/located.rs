@@ -179,7 +179,7 @@ mod tests {
 }
 
 /// A table refused at one of its keys, before any file position is known: the proxy's fault
-/// tables and the payments stub's behaviour tables report through it, and a caller that reads
+/// tables and the HTTP stub's behaviour tables report through it, and a caller that reads
 /// them from a file of its own (a scenario) turns the key into a location.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

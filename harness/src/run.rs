@@ -42,7 +42,7 @@ pub async fn run_scenario(
     let began = Instant::now();
     let mut needs = TargetNeeds::default();
     for f in &scenario.faults {
-        let supported = f.fault.preflight(&opts.target.program);
+        let supported = f.fault.preflight(&opts.lab_file.program());
         if let Ok(fault_needs) = &supported {
             needs = needs.merge(fault_needs.clone());
         }

@@ -13,7 +13,6 @@ use fivehundred::journal::Journal;
 use fivehundred::lab::{Lab, LabOptions};
 use fivehundred::monitoring::{AlertStatus, Monitoring, MonitoringOptions};
 use fivehundred::record::Recorder;
-use fivehundred::target::TargetSpec;
 
 use crate::table::{Better, Row};
 use crate::tools;
@@ -83,11 +82,8 @@ async fn start_lab(
     dir: &Path,
 ) -> Result<(Lab, Duration), String> {
     let opts = LabOptions {
-        service: None,
-        target: TargetSpec {
-            program: program.to_path_buf(),
-            extra_args: vec!["--protections".into(), protections.into()],
-        },
+        lab_file: Arc::new(fivehundred::labfile::target_app().with_program(program)?),
+        extra_args: vec!["--protections".into(), protections.into()],
         database_url: None,
         backend: Default::default(),
         seed: 1,

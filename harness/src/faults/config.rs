@@ -113,8 +113,10 @@ impl FaultKind for Config {
                 }
             }
             ConfigChange::Reload => {
-                let good = held.take()
-                    .unwrap_or_else(|| crate::lab::LAB_CONFIG.to_string());
+                // Nothing held: the injection failed before it read, so before it wrote.
+                let Some(good) = held.take() else {
+                    return Ok(());
+                };
                 let result = restore(lab, &path, &good).await;
                 if result.is_err() {
                     *held = Some(good); // for the retry
@@ -174,17 +176,7 @@ impl Config {
     async fn start(&self, lab: &Lab, good_path: &Path, bad: &str) -> Result<(), FaultError> {
         let bad_path = bad_start_path(good_path);
         write_config(&bad_path, bad)?;
-        let (spec, env) = lab.target_setup();
-        let mut env = env.clone();
-        env.config = Some(bad_path);
-        let loopback = || -> Result<std::net::SocketAddr, FaultError> {
-            let port = crate::target::free_port().map_err(FaultError::Failed)?;
-            Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-        };
-        let (listen, admin) = (loopback()?, loopback()?);
-        let cmd = crate::target::command(spec, &env, listen, admin).map_err(FaultError::Failed)?;
-        let mut child = pglab::proc::spawn_tied(cmd, nix::sys::signal::Signal::SIGKILL)
-            .map_err(|e| FaultError::Failed(format!("cannot start a second target: {e}")))?;
+        let (mut child, listen) = lab.spawn_second(&bad_path).map_err(FaultError::Failed)?;
         lab.recorder.event(
             EventKind::Note,
             format!(
@@ -275,10 +267,10 @@ async fn restore(lab: &Lab, path: &Path, good: &str) -> Result<(), FaultError> {
     }
 }
 
+/// The service's (first) config file, as the lab rendered it.
 fn config_path(lab: &Lab) -> Result<PathBuf, FaultError> {
-    let (_, env) = lab.target_setup();
-    env.config.clone().ok_or_else(|| {
-        FaultError::Failed("the target was started without a configuration file".into())
+    lab.config_paths().into_iter().next().ok_or_else(|| {
+        FaultError::Failed("the service was started without a configuration file".into())
     })
 }
 
@@ -344,13 +336,9 @@ pub struct Reloads {
 
 impl Reloads {
     async fn read(lab: &Lab) -> Result<Reloads, FaultError> {
-        let text =
-            lab.target_admin()
-                .ok_or_else(|| FaultError::Unsupported("the service has no admin API".into()))?
-                .metrics()
-                .await.map_err(|e| {
-                FaultError::Failed(format!("cannot read the target's metrics: {e}"))
-            })?;
+        let text = lab.read_metrics().await.map_err(|e| {
+            FaultError::Failed(format!("cannot read the service's metrics: {e}"))
+        })?;
         Ok(Reloads::parse(&text))
     }
 
@@ -682,8 +670,8 @@ mod tests {
             set: toml::from_str("max_rss_bytes = 1\nbreaker_failure_threshold = 0").unwrap(),
             names: "breaker_failure_threshold".into(),
         };
-        let bad: toml::Table =
-            toml::from_str(&f.bad_text(crate::lab::LAB_CONFIG).unwrap()).unwrap();
+        let good = "request_deadline = \"5s\"\noutbox_retry_interval = \"1s\"\n";
+        let bad: toml::Table = toml::from_str(&f.bad_text(good).unwrap()).unwrap();
         assert_eq!(bad["max_rss_bytes"].as_integer(), Some(1));
         assert_eq!(bad["request_deadline"].as_str(), Some("5s"));
     }

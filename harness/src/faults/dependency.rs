@@ -1,6 +1,7 @@
-//! A failing dependency: the payments API the lab serves to the target answers with errors,
-//! garbage, slowly, or not at all. The failure is in the dependency itself (an HTTP answer the
-//! target must judge), where a `network` fault on the payments proxy breaks the path to it.
+//! A failing dependency: an HTTP dependency the lab serves from its lab file's canned answers
+//! (target-app's payments API) answers with errors, garbage, slowly, or not at all. The failure
+//! is in the dependency itself (an HTTP answer the service must judge), where a `network` fault
+//! on the dependency's proxy breaks the path to it.
 
 use std::time::Duration;
 
@@ -8,26 +9,19 @@ use serde::{Deserialize, Serialize};
 
 use super::{FaultError, FaultKind};
 use crate::lab::Lab;
-use crate::payments::{PaymentsBehaviour, RawBehaviour};
+use crate::labfile::{Dependency as LabDependency, HttpDep, LabFile};
+use crate::stub::{Behaviour as StubBehaviour, HttpStub, RawBehaviour};
 
-/// How the dependency answers while the fault is active, in the payments stub's own names.
-pub use crate::payments::PaymentsBehaviourKind as Behaviour;
+/// How the dependency answers while the fault is active, in the stub's own names.
+pub use crate::stub::BehaviourKind as Behaviour;
 
-/// Which dependency misbehaves. Only the payments API is served by the lab today; the field
-/// exists so that a scenario says what it breaks, and a second dependency is a new variant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DependencyTarget {
-    Payments,
-}
-
-/// A failing dependency, as scenario files, game-day requests and journals write it:
-/// `behaviour` takes the stub's names, and the stub's rules decide whether it needs `status` or
-/// `delay`.
+/// A failing dependency, as scenario files, game-day requests and journals write it: `target`
+/// names an `http` dependency of the lab file that the lab serves (`answer`s), `behaviour`
+/// takes the stub's names, and the stub's rules decide whether it needs `status` or `delay`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dependency {
-    pub target: DependencyTarget,
+    pub target: String,
     pub behaviour: Behaviour,
     /// For `error`: the status every call answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,8 +36,8 @@ pub struct Dependency {
 }
 
 impl FaultKind for Dependency {
-    const HINT: &'static str = "a dependency fault takes target = \"payments\", behaviour = \"error\" (with status = 503) | \"garbage\" | \"slow\" (with delay = \"3s\") | \"hang\"";
-    const ORPHAN: &'static str = "nothing to undo: the payments stub ended with the run";
+    const HINT: &'static str = "a dependency fault takes target = NAME (an http dependency the lab serves), behaviour = \"error\" (with status = 503) | \"garbage\" | \"slow\" (with delay = \"3s\") | \"hang\"";
+    const ORPHAN: &'static str = "nothing to undo: the dependency's stub ended with the run";
     type Held = ();
 
     /// The stub's own rules, and one of a fault's: a healthy stub is no fault. An error about
@@ -59,19 +53,59 @@ impl FaultKind for Dependency {
         self.raw().check().map_err(|e| e.located("behaviour"))
     }
 
+    /// The dependency must be one the lab serves itself: an `http` dependency with canned
+    /// answers (a real upstream's failures are the network fault's business).
+    fn fit(
+        &mut self,
+        lab: &LabFile,
+        _mix: &[crate::load::MixEntry],
+    ) -> Result<(), (&'static str, String)> {
+        match lab.deps.get(&self.target) {
+            Some(LabDependency::Http(HttpDep::Canned(_))) => Ok(()),
+            Some(_) => Err((
+                "target",
+                format!(
+                    "`{}` is not an http dependency the lab serves from canned answers; a network fault breaks the path to it instead",
+                    self.target
+                ),
+            )),
+            None => {
+                let served: Vec<&str> = lab
+                    .deps
+                    .iter()
+                    .filter(|(_, d)| matches!(d, LabDependency::Http(HttpDep::Canned(_))))
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                Err((
+                    "target",
+                    format!(
+                        "the lab file has no dependency `{}`; it serves {}",
+                        self.target,
+                        if served.is_empty() {
+                            "no http dependency from canned answers".to_string()
+                        } else {
+                            served.join(", ")
+                        }
+                    ),
+                ))
+            }
+        }
+    }
+
     fn describe(&self) -> String {
-        format!("payments API {}", self.payments_behaviour().describe())
+        format!("{} API {}", self.target, self.stub_behaviour().describe())
     }
 
     async fn inject(&self, lab: &Lab, _held: &mut Option<Self::Held>) -> Result<(), FaultError> {
-        let wanted = self.payments_behaviour();
-        lab.payments
-            .set_behaviour(wanted.clone())
+        let stub = self.stub(lab)?;
+        let wanted = self.stub_behaviour();
+        stub.set_behaviour(wanted.clone())
             .map_err(|e| FaultError::Failed(e.to_string()))?;
-        if lab.payments.behaviour() != wanted {
-            return Err(FaultError::Failed(
-                "the payments stub did not take the new behaviour".into(),
-            ));
+        if stub.behaviour() != wanted {
+            return Err(FaultError::Failed(format!(
+                "the {} stub did not take the new behaviour",
+                self.target
+            )));
         }
         Ok(())
     }
@@ -81,16 +115,17 @@ impl FaultKind for Dependency {
     /// this revert must not undo it. Calls hanging now are answered by the new behaviour (the
     /// stub wakes them), so nothing stays stuck behind the revert.
     async fn revert(&self, lab: &Lab, _held: &mut Option<Self::Held>) -> Result<(), FaultError> {
-        let mine = self.payments_behaviour();
-        if lab.payments.behaviour() == mine {
-            lab.payments
-                .set_behaviour(PaymentsBehaviour::Healthy)
+        let stub = self.stub(lab)?;
+        let mine = self.stub_behaviour();
+        if stub.behaviour() == mine {
+            stub.set_behaviour(StubBehaviour::Healthy)
                 .map_err(|e| FaultError::Failed(e.to_string()))?;
         }
-        let now = lab.payments.behaviour();
+        let now = stub.behaviour();
         if now == mine {
             return Err(FaultError::Failed(format!(
-                "the payments stub still {} after the revert",
+                "the {} stub still {} after the revert",
+                self.target,
                 now.describe()
             )));
         }
@@ -108,9 +143,19 @@ impl Dependency {
         }
     }
 
-    /// The payments stub's own form of this fault.
-    pub fn payments_behaviour(&self) -> PaymentsBehaviour {
+    /// The stub's own form of this fault.
+    pub fn stub_behaviour(&self) -> StubBehaviour {
         self.raw().build()
+    }
+
+    /// The stub that serves the dependency in this lab.
+    fn stub<'a>(&self, lab: &'a Lab) -> Result<&'a HttpStub, FaultError> {
+        lab.http_stub(&self.target).ok_or_else(|| {
+            FaultError::Failed(format!(
+                "the lab serves no http dependency `{}`",
+                self.target
+            ))
+        })
     }
 }
 
@@ -120,7 +165,7 @@ mod tests {
 
     fn dep(behaviour: Behaviour, status: Option<u16>, delay: Option<Duration>) -> Dependency {
         Dependency {
-            target: DependencyTarget::Payments,
+            target: "payments".into(),
             behaviour,
             status,
             delay,
@@ -183,8 +228,8 @@ mod tests {
             serde_json::json!({ "target": "payments", "behaviour": "slow", "delay": "3s" })
         );
         assert_eq!(
-            slow.payments_behaviour(),
-            PaymentsBehaviour::Slow {
+            slow.stub_behaviour(),
+            StubBehaviour::Slow {
                 delay: Duration::from_secs(3)
             }
         );

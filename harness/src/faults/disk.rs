@@ -115,13 +115,12 @@ fn data_dir_of_target(lab: &Lab) -> Result<Dir, FaultError> {
     let pid = lab
         .target_pid()
         .ok_or_else(|| failed("the target is not running".into()))?;
-    let (_, env) = lab.target_setup();
-    if env.data_tmpfs.is_none() {
+    if lab.data_tmpfs.is_none() {
         return Err(failed(
             "the target was started without a tmpfs data directory; filling the host's disk is not an option".into(),
         ));
     }
-    Dir::open_seen_by(pid, &env.data_dir).map_err(fs_failed)
+    Dir::open_seen_by(pid, &lab.data_dir).map_err(fs_failed)
 }
 
 /// Writes the filler until the filesystem refuses (ENOSPC), and again until a fresh write

@@ -209,7 +209,7 @@ mod tests {
         assert_eq!(key, "name");
         assert!(msg.contains("get_product"), "the known ones listed: {msg}");
         assert!(failpoint("get_product", "panic").fit(lab, &[]).is_ok());
-        let mut without = lab.clone();
+        let mut without = crate::labfile::LabFile::clone(lab);
         without.service.failpoints = None;
         let (_, msg) = failpoint("get_product", "panic")
             .fit(&without, &[])

@@ -225,7 +225,7 @@ kinds! {
 }
 
 pub use config::ConfigChange;
-pub use dependency::{Behaviour, DependencyTarget};
+pub use dependency::Behaviour;
 pub use lock::LockMode;
 pub use memory::hog_main as memory_hog_main;
 pub use migration::Change;

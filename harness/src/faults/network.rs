@@ -38,7 +38,7 @@ pub struct Network {
 }
 
 impl FaultKind for Network {
-    const HINT: &'static str = "a network fault takes target = \"database\" | \"payments\", fault = \"latency\" | \"stall\" | \"down\" | \"reset\" | \"bandwidth\", and latency, jitter, bytes_per_sec, fraction as needed";
+    const HINT: &'static str = "a network fault takes target = NAME (a dependency of the lab file), fault = \"latency\" | \"stall\" | \"down\" | \"reset\" | \"bandwidth\", and latency, jitter, bytes_per_sec, fraction as needed";
     const ORPHAN: &'static str = "nothing to undo: it lived in processes that ended with the run";
     type Held = ();
 

@@ -118,16 +118,15 @@ impl Permission {
         let pid = lab
             .target_pid()
             .ok_or_else(|| FaultError::Failed("the target is not running".into()))?;
-        let (_, env) = lab.target_setup();
-        if env.user.is_none() {
+        if lab.service_user.is_none() {
             return Err(FaultError::Failed(
                 "the target runs as root, which ignores file modes: the flip would do nothing"
                     .into(),
             ));
         }
         let rel = match self.path {
-            PermissionPath::Receipts => env.data_dir.join("receipts"),
-            PermissionPath::DataDir => env.data_dir.clone(),
+            PermissionPath::Receipts => lab.data_dir.join("receipts"),
+            PermissionPath::DataDir => lab.data_dir.clone(),
         };
         open_flipped(pid, &rel)
     }

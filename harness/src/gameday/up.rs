@@ -35,7 +35,7 @@ use crate::lab::{Lab, LabOptions};
 use crate::load::MixEntry;
 use crate::record::Recorder;
 use crate::scenario::Scenario;
-use crate::target::{TargetNeeds, TargetSpec, locate_target_app};
+use crate::target::{TargetNeeds, locate_target_app};
 use record::teardown;
 use serve::{print_banner, serve};
 use takedown::take_down;
@@ -243,12 +243,17 @@ async fn start(
         needs,
         seed,
     } = plan;
+    let lab_file = match crate::labfile::target_app().with_program(&program) {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            let _ = std::fs::remove_dir(&record_dir);
+            eprintln!("error: {e}");
+            return Err(EXIT_LAB);
+        }
+    };
     let opts = LabOptions {
-        service: None,
-        target: TargetSpec {
-            program,
-            extra_args: args.target_args.clone(),
-        },
+        lab_file,
+        extra_args: args.target_args.clone(),
         database_url: args.database_url.clone(),
         backend: crate::lab::Backend::Process,
         seed,

@@ -1,34 +1,50 @@
 //! The service process as faults see it: killed as a crash kills it and started again where
-//! it was, as a supervisor would, whether it is target-app or a service from a lab file.
+//! it was, as a supervisor would; and a second instance beside it, for a fault that shows how
+//! a start with another config file goes.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use super::Lab;
 use crate::journal::Resource;
-use crate::labfile::service::LineSink;
-use crate::labfile::{LabFile, ServiceProcess, Start, Values};
-use crate::target::TargetProcess;
+use crate::labfile::service::{LineSink, StartError};
+use crate::labfile::{CommandSpec, Service, ServiceProcess, Values};
+use crate::sys::Isolation;
 
-/// What the lab keeps to start a lab-file service again.
+/// What the lab keeps to start the service (again): its command with the run's arguments,
+/// the values its templates are filled with, and where its output goes.
 pub(crate) struct ServiceStart {
-    pub lab_file: Arc<LabFile>,
+    pub service: Service,
+    pub spec: CommandSpec,
     pub values: Values,
     pub sink: LineSink,
+}
+
+impl ServiceStart {
+    /// Starts the service and waits until it is ready.
+    pub async fn start(
+        &self,
+        run_dir: &Path,
+        isolation: Isolation,
+    ) -> Result<ServiceProcess, StartError> {
+        ServiceProcess::start(
+            &self.service,
+            &self.spec,
+            &self.values,
+            run_dir,
+            isolation,
+            self.sink.clone(),
+        )
+        .await
+    }
 }
 
 /// A process a fault killed: enough to start it again where it was.
 #[derive(Debug, Clone, Copy)]
 pub enum Killed {
-    Target {
-        pid: u32,
-        listen: SocketAddr,
-        admin: SocketAddr,
-    },
     Service {
         pid: u32,
     },
@@ -41,16 +57,13 @@ pub enum Killed {
 impl Killed {
     pub fn pid(&self) -> u32 {
         match self {
-            Killed::Target { pid, .. } | Killed::Service { pid } | Killed::Container { pid } => {
-                *pid
-            }
+            Killed::Service { pid } | Killed::Container { pid } => *pid,
         }
     }
 }
 
-/// How long the killed process gets to die, and the restarted one to become ready.
+/// How long the killed process gets to die.
 const DIE_WITHIN: Duration = Duration::from_secs(5);
-const READY_WITHIN: Duration = Duration::from_secs(30);
 
 impl Lab {
     /// Kills the service with `signal` and reaps it; returns what it was and how it ended. A
@@ -64,49 +77,80 @@ impl Lab {
             let (pid, status) = c.kill(signal.as_str(), DIE_WITHIN).await?;
             return Ok((Killed::Container { pid }, status));
         }
-        if let Some(mut s) = self.service.lock().ok().and_then(|mut s| s.take()) {
-            let pid = s.pid();
-            let _ = killpg(Pid::from_raw(pid as i32), signal);
-            let status = reap(pid, signal, || s.exited()).await?;
-            // Whatever of its group outlived the leader goes too.
-            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            return Ok((Killed::Service { pid }, status.to_string()));
-        }
-        let Some(mut target) = self.take_target() else {
+        let Some(mut s) = self.service.lock().ok().and_then(|mut s| s.take()) else {
             return Err("the service is not running".into());
         };
-        let pid = target.pid();
-        let killed = Killed::Target {
-            pid,
-            listen: target.listen,
-            admin: target.admin,
-        };
-        kill(Pid::from_raw(pid as i32), signal)
+        let pid = s.pid();
+        killpg(Pid::from_raw(pid as i32), signal)
             .map_err(|e| format!("cannot signal the service: {e}"))?;
-        let status = reap(pid, signal, || target.exited()).await?;
-        Ok((killed, status))
+        let status = reap(pid, signal, || s.exited()).await?;
+        // Whatever of its group outlived the leader goes too.
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        Ok((Killed::Service { pid }, status.to_string()))
+    }
+
+    /// How the service is set apart at each start: its private tmpfs (a new one each time)
+    /// and its user.
+    pub(crate) fn isolation(&self) -> Isolation {
+        Isolation {
+            tmpfs: self.data_tmpfs.map(|size| (self.data_dir.clone(), size)),
+            user: self.service_user,
+        }
+    }
+
+    /// A second instance of the service beside the running one, on ports of its own, with its
+    /// first config file replaced by `config`; spawned, not waited for. Its listen address
+    /// comes with it.
+    pub fn spawn_second(
+        &self,
+        config: &Path,
+    ) -> Result<(std::process::Child, std::net::SocketAddr), String> {
+        let start = self
+            .service_start
+            .as_ref()
+            .ok_or("the lab does not start this service as a command")?;
+        let free = || crate::target::free_port();
+        let port = free()?;
+        let mut values = start.values.clone();
+        values.listen_on(super::service::HOST, port);
+        for name in &start.spec.listeners {
+            values.listener(name, super::service::HOST, free()?);
+        }
+        let first = start
+            .spec
+            .configs
+            .keys()
+            .next()
+            .ok_or("the service reads no config file the lab writes")?;
+        values.config(first, config);
+        for (name, c) in start.spec.configs.iter().skip(1) {
+            values.config(name, &self.run_dir.join(&c.file_name));
+        }
+        let (cmd, _) = crate::labfile::service::command(&start.spec, &values, &self.isolation())
+            .map_err(|e| e.to_string())?;
+        let child = pglab::proc::spawn_tied(cmd, Signal::SIGKILL)
+            .map_err(|e| format!("cannot start a second instance: {e}"))?;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        Ok((child, addr))
+    }
+
+    /// The config files the service reads, as the lab rendered them for this run.
+    pub fn config_paths(&self) -> Vec<PathBuf> {
+        match &self.service_start {
+            Some(start) => start
+                .spec
+                .configs
+                .values()
+                .map(|c| self.run_dir.join(&c.file_name))
+                .collect(),
+            None => Vec::new(),
+        }
     }
 
     /// Starts what [`Lab::kill_service`] killed again, on the same addresses with the same
     /// environment, and waits until it is ready. Returns the new pid.
     pub async fn restart_service(&self, killed: &Killed) -> Result<u32, String> {
         let pid = match killed {
-            Killed::Target { listen, admin, .. } => {
-                let (spec, env) = self.target_setup();
-                let target = TargetProcess::start_on(
-                    spec,
-                    env,
-                    &self.recorder,
-                    *listen,
-                    *admin,
-                    READY_WITHIN,
-                )
-                .await
-                .map_err(|e| format!("cannot restart the service: {e}"))?;
-                let pid = target.pid();
-                self.put_target(target);
-                pid
-            }
             Killed::Container { .. } => {
                 let Some(c) = &self.service_container else {
                     return Err("the lab has no service container".into());
@@ -116,25 +160,12 @@ impl Lab {
             }
             Killed::Service { .. } => {
                 let Some(start) = &self.service_start else {
-                    return Err("the lab does not start this service".into());
-                };
-                let Start::Command(spec) = &start.lab_file.service.start else {
                     return Err("the service is only a URL: the lab cannot start it".into());
                 };
-                let process = ServiceProcess::start(
-                    &start.lab_file.service,
-                    spec,
-                    &start.values,
-                    &self.run_dir,
-                    // The private tmpfs of its data directory (the disk-full fault's), a new one
-                    // at each start.
-                    self.env
-                        .data_tmpfs
-                        .map(|size| (self.data_dir.clone(), size)),
-                    start.sink.clone(),
-                )
-                .await
-                .map_err(|e| format!("cannot restart the service: {e}"))?;
+                let process = start
+                    .start(&self.run_dir, self.isolation())
+                    .await
+                    .map_err(|e| format!("cannot restart the service: {e}"))?;
                 let pid = process.pid();
                 if let Ok(mut slot) = self.service.lock() {
                     *slot = Some(process);
@@ -213,9 +244,7 @@ impl Lab {
             return Vec::new();
         };
         let mut pids = vec![leader];
-        if self.service_start.is_some() {
-            pids.extend(group_members(leader).into_iter().filter(|p| *p != leader));
-        }
+        pids.extend(group_members(leader).into_iter().filter(|p| *p != leader));
         pids
     }
 }

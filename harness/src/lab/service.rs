@@ -11,77 +11,101 @@ use std::sync::{Arc, Mutex};
 use super::{Health, Lab, LabBase, LabError, LabOptions};
 use crate::journal::{Journal, Resource};
 use crate::labfile::service::{LineSink, Stream};
-use crate::labfile::{
-    CannedAnswer, CommandSpec, DbAddress, Dependency, HttpDep, LabFile, ServiceProcess, Setup,
-    Start, Values,
-};
+use crate::labfile::{CommandSpec, DbAddress, Dependency, HttpDep, LabFile, Setup, Start, Values};
 use crate::monitoring::Monitoring;
 use crate::proxy::Proxy;
 use crate::record::Recorder;
-use crate::target::{TargetEnv, TargetNeeds};
+use crate::stub::HttpStub;
+use crate::target::{TargetAdmin, TargetNeeds};
 
 /// Where the lab serves what it starts for the service, and where the service listens.
-const HOST: &str = "127.0.0.1";
+pub(super) const HOST: &str = "127.0.0.1";
 
 impl Lab {
     /// Starts the lab-file service on top of what every lab has (see [`Lab::start_with`]).
     pub(super) async fn start_service(
         opts: &LabOptions,
-        lab_file: &LabFile,
         needs: &TargetNeeds,
         mut base: LabBase,
         journal: &Journal,
         recorder: Arc<Recorder>,
     ) -> Result<Lab, LabError> {
-        let owner = service_owner(lab_file, needs, &base.data_dir)?;
-        let mut canned = Vec::new();
+        let lab_file = &*opts.lab_file;
+        let user = service_user(lab_file, needs, &base.run_dir, &base.data_dir)?;
+        let mut stubs = BTreeMap::new();
         let mut service_container = None;
+        let mut service_start = None;
         let (service, base_url, values) = match &lab_file.service.start {
             Start::Url(url) => (None, url.trim_end_matches('/').to_string(), None),
             Start::Container(spec) => {
-                let (c, lab_values, sink) = start_container(
-                    lab_file,
-                    spec,
-                    opts.seed,
-                    &mut base,
-                    &mut canned,
-                    journal,
-                    &recorder,
+                if !opts.extra_args.is_empty() {
+                    return Err(LabError(
+                        "arguments after `--` are appended to a service's command; a container service takes its settings from its `env`".into(),
+                    ));
+                }
+                let (c, lab_values) = start_container(
+                    lab_file, spec, opts.seed, &mut base, &mut stubs, journal, &recorder,
                 )
                 .await?;
                 let base_url = c.base_url.clone();
                 service_container = Some(c);
-                (None, base_url, Some((lab_values, sink)))
+                (None, base_url, Some(lab_values))
             }
             Start::Command(spec) => {
-                let mut values = service_values(spec, &base)?;
+                let spec = spec.with_args(&opts.extra_args);
+                if needs.config_file && spec.configs.is_empty() {
+                    return Err(LabError(format!(
+                        "a config fault rewrites the file the service reads: {} names none (`[service.config.NAME]`)",
+                        lab_file.file.display()
+                    )));
+                }
+                let mut values = service_values(&spec, &base)?;
                 let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
                 wire_dependencies(
                     lab_file,
                     opts.seed,
                     &mut base,
                     &mut values,
-                    &mut canned,
+                    &mut stubs,
                     loopback,
                 )
                 .await?;
-                let data_tmpfs = needs.data_tmpfs.map(|size| (base.data_dir.clone(), size));
-                let (process, sink) = start_process(
-                    lab_file,
+                let rec = recorder.clone();
+                let sink: LineSink =
+                    Arc::new(move |_: Stream, line: &str| rec.log_line(line.to_string()));
+                let start = super::process::ServiceStart {
+                    service: lab_file.service.clone(),
                     spec,
-                    &values,
-                    &base.run_dir,
-                    data_tmpfs,
-                    &recorder,
-                )
-                .await?;
+                    values,
+                    sink,
+                };
+                let isolation = crate::sys::Isolation {
+                    tmpfs: needs.data_tmpfs.map(|size| (base.data_dir.clone(), size)),
+                    user,
+                };
+                let process = start
+                    .start(&base.run_dir, isolation)
+                    .await
+                    .map_err(|e| LabError(format!("the service did not start: {e}")))?;
                 journal.resource(Resource::Process {
                     pid: process.pid(),
                     what: "service".into(),
                     start_time: crate::journal::process_start_time(process.pid()),
                 });
+                recorder.event(
+                    crate::record::EventKind::TargetStart,
+                    match user {
+                        Some((uid, gid)) => format!(
+                            "service started (pid {}, as uid {uid} gid {gid})",
+                            process.pid()
+                        ),
+                        None => format!("service started (pid {})", process.pid()),
+                    },
+                );
                 let base_url = process.base_url.clone();
-                (Some(process), base_url, Some((values, sink)))
+                let values = start.values.clone();
+                service_start = Some(start);
+                (Some(process), base_url, Some(values))
             }
         };
         let LabBase {
@@ -89,50 +113,32 @@ impl Lab {
             data_dir,
             db,
             database_url,
-            proxied_url,
             proxies,
-            payments,
-            admin_token,
             ..
         } = base;
-        let metrics_url = service_metrics_url(lab_file, values.as_ref().map(|(v, _)| v), &base_url);
+        let metrics_url = service_metrics_url(lab_file, values.as_ref(), &base_url);
+        let admin = failpoints_client(lab_file, values.as_ref())?;
         let monitoring =
             start_service_monitoring(lab_file, metrics_url.as_deref(), &run_dir, &recorder).await?;
-        let env = TargetEnv {
-            database_url: proxied_url,
-            payments_url: String::new(),
-            data_dir: data_dir.clone(),
-            admin_token,
-            config: None,
-            data_tmpfs: needs.data_tmpfs,
-            user: owner,
-        };
         Ok(Lab {
+            lab_file: opts.lab_file.clone(),
             run_dir,
             data_dir,
             db,
             database_url,
             proxies,
-            payments,
-            spec: opts.target.clone(),
-            env,
-            target: Mutex::new(None),
+            http_stubs: stubs,
             service: Mutex::new(service),
             service_container,
-            service_start: values.and_then(|(values, sink)| {
-                Some(super::process::ServiceStart {
-                    lab_file: opts.service.clone()?,
-                    values,
-                    sink,
-                })
-            }),
-            admin: None,
+            service_start,
+            admin,
             metrics_url,
             health: Health {
                 liveness: lab_file.service.liveness.clone(),
                 readiness: lab_file.service.readiness.clone(),
             },
-            canned,
+            data_tmpfs: needs.data_tmpfs,
+            service_user: user,
             base_url,
             recorder,
             monitoring: Mutex::new(monitoring),
@@ -143,31 +149,63 @@ impl Lab {
     }
 }
 
-/// Whether the service can be started as the scenario's faults need, and the user that then
-/// owns its data directory. A private tmpfs as its data directory is made when it starts; file
-/// modes bind only a service that runs as a user of its own (`user` in the lab file); a lab
-/// config file is target-app's alone.
-fn service_owner(
+/// The user the service runs as, when not as the controller: its lab file's `user`, or, when a
+/// fault needs file modes to bind it (`needs.unprivileged`), an unprivileged user of this
+/// machine. Either way the data directory becomes that user's and the run directory searchable
+/// (not readable) by it, for its config files.
+fn service_user(
     lab_file: &LabFile,
     needs: &TargetNeeds,
+    run_dir: &Path,
     data_dir: &Path,
 ) -> Result<Option<(u32, u32)>, LabError> {
-    let user = match &lab_file.service.start {
+    let named = match &lab_file.service.start {
         Start::Command(spec) => spec.user.clone(),
         Start::Url(_) | Start::Container(_) => None,
     };
-    if needs.unprivileged && user.as_deref().is_none_or(|u| u == "root" || u == "0") {
+    let user = match named {
+        Some(name) => Some(
+            crate::labfile::service::resolve_user(&name).map_err(|e| LabError(e.to_string()))?,
+        ),
+        None if needs.unprivileged => {
+            if !matches!(lab_file.service.start, Start::Command(_)) {
+                return Err(LabError(
+                    "file modes bind only a service the lab starts as a command".into(),
+                ));
+            }
+            // Checked before the run too (and the scenario skipped); this is the last word.
+            Some(crate::privileges::unprivileged_user(&lab_file.program()).map_err(LabError)?)
+        }
+        None => None,
+    };
+    if needs.unprivileged && user.is_none_or(|(uid, _)| uid == 0) {
         return Err(LabError(
             "file modes do not bind a service that runs as root: give it a `user` in the lab file"
                 .into(),
         ));
     }
-    if needs.config_file {
-        return Err(LabError(format!(
-            "a lab-file service cannot be started with {needs}"
-        )));
+    if let Some(ids) = user {
+        hand_over(run_dir, data_dir, ids)?;
     }
-    user.as_deref().map(|u| hand_over(data_dir, u)).transpose()
+    Ok(user)
+}
+
+/// The client of the service's failpoint API, its URL and token filled in.
+fn failpoints_client(
+    lab_file: &LabFile,
+    values: Option<&Values>,
+) -> Result<Option<TargetAdmin>, LabError> {
+    let (Some(fp), Some(values)) = (&lab_file.service.failpoints, values) else {
+        return Ok(None);
+    };
+    let render = |t: &crate::labfile::Template| {
+        t.render(values)
+            .map_err(|e| LabError(format!("the failpoint API: {e}")))
+    };
+    Ok(Some(TargetAdmin::new(
+        render(&fp.url)?,
+        fp.token.as_ref().map(render).transpose()?,
+    )))
 }
 
 /// What the service's templates are filled with before its dependencies: its port (a free one
@@ -189,13 +227,13 @@ fn service_values(spec: &CommandSpec, base: &LabBase) -> Result<Values, LabError
 /// `listen` (loopback for a process, the gateway of its network for a container), kept in
 /// `base.proxies` under the dependency's name. The run's database stands for every postgres
 /// dependency (its proxy moves from `database` to the first one's name, and to `listen`), and
-/// the user's setup runs on it first. `canned` gets the tasks that serve canned HTTP answers.
+/// the user's setup runs on it first. `stubs` gets the stubs that serve canned HTTP answers.
 async fn wire_dependencies(
     lab_file: &LabFile,
     seed: u64,
     base: &mut LabBase,
     values: &mut Values,
-    canned: &mut Vec<tokio::task::JoinHandle<()>>,
+    stubs: &mut BTreeMap<String, HttpStub>,
     listen: IpAddr,
 ) -> Result<(), LabError> {
     let host = listen.to_string();
@@ -249,9 +287,11 @@ async fn wire_dependencies(
                 base.proxies.insert(name.clone(), proxy);
             }
             Dependency::Http(HttpDep::Canned(answers)) => {
-                let (addr, task) = serve_canned(answers.clone()).await?;
-                canned.push(task);
-                let proxy = proxy_to(&addr.to_string(), seed, name, listen).await?;
+                let stub = HttpStub::start(answers.clone()).await.map_err(|e| {
+                    LabError(format!("cannot serve the dependency {name}'s answers: {e}"))
+                })?;
+                let proxy = proxy_to(&stub.addr().to_string(), seed, name, listen).await?;
+                stubs.insert(name.clone(), stub);
                 values.http(name, &host, proxy.local_addr().port());
                 base.proxies.insert(name.clone(), proxy);
             }
@@ -268,17 +308,17 @@ async fn wire_dependencies(
 
 /// The service as a container: its image and network first (journalled), the dependencies'
 /// proxies on the network's gateway, the container with its environment rendered for that
-/// side. Returns it, the values the lab's own URLs (metrics) are filled with, which are its
-/// addresses on this machine, and the sink its output goes to.
+/// side. Returns it and the values the lab's own URLs (metrics, failpoints) are filled with,
+/// which are its addresses on this machine.
 async fn start_container(
     lab_file: &LabFile,
     spec: &crate::labfile::ContainerSpec,
     seed: u64,
     base: &mut LabBase,
-    canned: &mut Vec<tokio::task::JoinHandle<()>>,
+    stubs: &mut BTreeMap<String, HttpStub>,
     journal: &Journal,
     recorder: &Arc<Recorder>,
-) -> Result<(super::container::ServiceContainer, Values, LineSink), LabError> {
+) -> Result<(super::container::ServiceContainer, Values), LabError> {
     let prepared = super::container::prepare(&spec.image, journal).await?;
     let gateway = IpAddr::V4(prepared.gateway());
     let wired = async {
@@ -296,7 +336,7 @@ async fn start_container(
             values.listener(name, "0.0.0.0", port);
             ports.push(port);
         }
-        wire_dependencies(lab_file, seed, base, &mut values, canned, gateway).await?;
+        wire_dependencies(lab_file, seed, base, &mut values, stubs, gateway).await?;
         let env = super::container::render_env(spec, &values)?;
         Ok::<_, LabError>((env, ports))
     }
@@ -316,7 +356,7 @@ async fn start_container(
         spec,
         env,
         &ports,
-        sink.clone(),
+        sink,
     )
     .await?;
     let host_port = c
@@ -329,32 +369,7 @@ async fn start_container(
     for (name, port) in spec.listeners.iter().zip(&ports) {
         lab_values.listener(name, HOST, *port);
     }
-    Ok((c, lab_values, sink))
-}
-
-/// Starts the service's command with `values`, every line it writes going to the recording;
-/// returns it and that sink (a restart writes there too).
-async fn start_process(
-    lab_file: &LabFile,
-    spec: &CommandSpec,
-    values: &Values,
-    run_dir: &Path,
-    data_tmpfs: Option<(PathBuf, u64)>,
-    recorder: &Arc<Recorder>,
-) -> Result<(ServiceProcess, LineSink), LabError> {
-    let rec = recorder.clone();
-    let sink: LineSink = Arc::new(move |_: Stream, line: &str| rec.log_line(line.to_string()));
-    let process = ServiceProcess::start(
-        &lab_file.service,
-        spec,
-        values,
-        run_dir,
-        data_tmpfs,
-        sink.clone(),
-    )
-    .await
-    .map_err(|e| LabError(format!("the service did not start: {e}")))?;
-    Ok((process, sink))
+    Ok((c, lab_values))
 }
 
 /// Where the service's Prometheus metrics are read: its `metrics` template filled (as written,
@@ -401,11 +416,10 @@ impl Lab {
     /// hard-coded host, a config file the templates do not reach) would make every fault on
     /// that dependency test nothing.
     pub fn unused_dependencies(&self) -> Vec<(String, String)> {
-        let Some(start) = &self.service_start else {
+        if matches!(self.lab_file.service.start, Start::Url(_)) {
             return Vec::new();
-        };
-        start
-            .lab_file
+        }
+        self.lab_file
             .deps
             .keys()
             .filter_map(|name| {
@@ -417,23 +431,27 @@ impl Lab {
     }
 }
 
-/// Makes the data directory the service's own when it runs as `user`: `{data_dir}` is where
-/// it may write.
-fn hand_over(data_dir: &Path, user: &str) -> Result<(u32, u32), LabError> {
-    let found = match user.parse::<u32>() {
-        Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
-        Err(_) => nix::unistd::User::from_name(user),
-    };
-    let Ok(Some(u)) = found else {
-        return Err(LabError(format!("no user `{user}` on this machine")));
-    };
-    nix::unistd::chown(data_dir, Some(u.uid), Some(u.gid)).map_err(|e| {
-        LabError(format!(
-            "cannot hand {} to user `{user}`: {e}",
-            data_dir.display()
-        ))
-    })?;
-    Ok((u.uid.as_raw(), u.gid.as_raw()))
+/// Makes the data directory the service's own when it runs as another user (`{data_dir}` is
+/// where it may write), and the run directory, where its config files are, searchable but not
+/// readable by others.
+fn hand_over(run_dir: &Path, data_dir: &Path, (uid, gid): (u32, u32)) -> Result<(), LabError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(run_dir, std::fs::Permissions::from_mode(0o711))
+        .and_then(|()| std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)))
+        .and_then(|()| {
+            nix::unistd::chown(
+                data_dir,
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            )
+            .map_err(std::io::Error::from)
+        })
+        .map_err(|e| {
+            LabError(format!(
+                "cannot hand {} to uid {uid}: {e}",
+                data_dir.display()
+            ))
+        })
 }
 
 /// `host:port` of an `http://host:port/path` URL.
@@ -599,50 +617,4 @@ fn render_setup(
         .map(|(k, v)| Ok((k.clone(), render(v)?)))
         .collect::<Result<Vec<_>, LabError>>()?;
     Ok((argv, env))
-}
-
-/// Serves canned answers on a free loopback port: the first answer whose request matches.
-async fn serve_canned(
-    answers: Vec<CannedAnswer>,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), LabError> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| LabError(format!("cannot serve canned answers: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| LabError(e.to_string()))?;
-    let answers = Arc::new(answers);
-    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-        let answers = answers.clone();
-        async move {
-            let method = req.method().as_str().to_string();
-            let path = req.uri().path().to_string();
-            match answers.iter().find(|a| a.matches(&method, &path)) {
-                Some(a) => {
-                    let mut resp =
-                        axum::response::Response::new(axum::body::Body::from(a.body.clone()));
-                    *resp.status_mut() = http::StatusCode::from_u16(a.status)
-                        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-                    for (k, v) in &a.headers {
-                        if let (Ok(k), Ok(v)) = (
-                            http::HeaderName::from_bytes(k.as_bytes()),
-                            http::HeaderValue::from_str(v),
-                        ) {
-                            resp.headers_mut().insert(k, v);
-                        }
-                    }
-                    resp
-                }
-                None => {
-                    let mut resp = axum::response::Response::new(axum::body::Body::from(format!(
-                        "no canned answer for {method} {path}"
-                    )));
-                    *resp.status_mut() = http::StatusCode::NOT_FOUND;
-                    resp
-                }
-            }
-        }
-    });
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((addr, task))
 }

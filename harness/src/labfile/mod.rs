@@ -70,6 +70,25 @@ impl LabFile {
         }
     }
 
+    /// The lab file with its command's program replaced by `program` (`--target-bin`). `Err`
+    /// when the service is not started by a command.
+    pub fn with_program(&self, program: &Path) -> Result<LabFile, String> {
+        let mut lab = self.clone();
+        match &mut lab.service.start {
+            Start::Command(c) => {
+                let path = program
+                    .canonicalize()
+                    .unwrap_or_else(|_| program.to_path_buf());
+                c.argv[0] = Template::literal(&path.display().to_string());
+                Ok(lab)
+            }
+            Start::Url(_) | Start::Container(_) => Err(format!(
+                "{}: the service is not started by a command, so there is no program to replace",
+                self.file.display()
+            )),
+        }
+    }
+
     /// Whether the service is told where its data directory is: the disk and permission causes
     /// need that.
     pub fn uses_data_dir(&self) -> bool {
@@ -215,6 +234,13 @@ fn signal_name<S: serde::Serializer>(s: &Signal, ser: S) -> Result<S::Ok, S::Err
 }
 
 impl CommandSpec {
+    /// The command with `args` appended as they are (`fivehundred run -- ARGS`).
+    pub fn with_args(&self, args: &[String]) -> CommandSpec {
+        let mut spec = self.clone();
+        spec.argv.extend(args.iter().map(|a| Template::literal(a)));
+        spec
+    }
+
     /// Every template the service is started with.
     pub fn templates(&self) -> impl Iterator<Item = &Template> {
         self.argv
@@ -452,11 +478,12 @@ mod tests;
 /// target-app's own lab file, the lab of the built-in catalogue: the scenarios in `scenarios/`
 /// name its requests, protections and failpoints. Embedded, so it is there wherever the binary
 /// runs; its relative paths resolve against the checkout this binary was built from.
-pub fn target_app() -> &'static LabFile {
-    static LAB: std::sync::OnceLock<LabFile> = std::sync::OnceLock::new();
+pub fn target_app() -> &'static std::sync::Arc<LabFile> {
+    static LAB: std::sync::OnceLock<std::sync::Arc<LabFile>> = std::sync::OnceLock::new();
     LAB.get_or_init(|| {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target-app/fivehundred.toml");
-        parse(&path, include_str!("../../../target-app/fivehundred.toml"))
-            .unwrap_or_else(|e| panic!("target-app's own lab file is invalid: {e}"))
+        let lab = parse(&path, include_str!("../../../target-app/fivehundred.toml"))
+            .unwrap_or_else(|e| panic!("target-app's own lab file is invalid: {e}"));
+        std::sync::Arc::new(lab)
     })
 }

@@ -175,22 +175,23 @@ impl ServiceProcess {
     /// Renders the config files into `run_dir`, starts the service and waits until it is ready.
     /// `values` must hold the service's `host` and `port` (and whatever its templates use);
     /// `{config.NAME}` is filled in here. With `data_tmpfs` (a directory and a size), the
-    /// service starts in a mount namespace of its own with a private tmpfs there.
+    /// service starts in a mount namespace of its own with a private tmpfs there; with `user`
+    /// (uid, gid), as that user.
     pub async fn start(
         service: &Service,
         spec: &CommandSpec,
         values: &Values,
         run_dir: &Path,
-        data_tmpfs: Option<(PathBuf, u64)>,
+        isolation: crate::sys::Isolation,
         on_line: LineSink,
     ) -> Result<ServiceProcess, StartError> {
-        let user = spec.user.as_deref().map(resolve_user).transpose()?;
+        let user = isolation.user;
         let mut values = values.clone();
         for (name, c) in &spec.configs {
             values.config(name, &run_dir.join(&c.file_name));
         }
         let configs = write_configs(spec, &values, run_dir, user.map(|u| u.0))?;
-        let (cmd, program) = command(spec, &values, user, data_tmpfs)?;
+        let (cmd, program) = command(spec, &values, &isolation)?;
         let spawned = Instant::now();
         let mut child = pglab::proc::spawn_tied(cmd, Signal::SIGKILL)
             .map_err(|source| StartError::Spawn { program, source })?;
@@ -320,12 +321,11 @@ fn write_configs(
 }
 
 /// The service's command with its argv and environment filled, in a process group of its
-/// own, isolated as `user` and `data_tmpfs` ask; and its program as written, for errors.
-fn command(
+/// own, isolated as `isolation` asks; and its program as written, for errors.
+pub fn command(
     spec: &CommandSpec,
     values: &Values,
-    user: Option<(u32, u32)>,
-    data_tmpfs: Option<(PathBuf, u64)>,
+    isolation: &crate::sys::Isolation,
 ) -> Result<(Command, String), StartError> {
     let argv = spec
         .argv
@@ -350,13 +350,12 @@ fn command(
     // Its own process group, so that the stop signal reaches the workers a server forks
     // (gunicorn, uvicorn) and not only the process we started.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    if user.is_some() || data_tmpfs.is_some() {
-        let iso = crate::sys::Isolation {
-            tmpfs: data_tmpfs,
-            user,
-        };
-        crate::sys::isolate(&mut cmd, &iso).map_err(|e| StartError::User {
-            user: spec.user.clone().unwrap_or_default(),
+    if isolation.user.is_some() || isolation.tmpfs.is_some() {
+        crate::sys::isolate(&mut cmd, isolation).map_err(|e| StartError::User {
+            user: match isolation.user {
+                Some((uid, _)) => format!("uid {uid}"),
+                None => "the controller's".into(),
+            },
             reason: e.to_string(),
         })?;
     }
@@ -393,7 +392,7 @@ fn read_output(child: &mut Child, on_line: LineSink) -> Arc<Mutex<VecDeque<Strin
 }
 
 /// A user name or uid to (uid, gid).
-fn resolve_user(user: &str) -> Result<(u32, u32), StartError> {
+pub fn resolve_user(user: &str) -> Result<(u32, u32), StartError> {
     let err = |reason: String| StartError::User {
         user: user.to_string(),
         reason,

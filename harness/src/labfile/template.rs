@@ -103,6 +103,18 @@ impl Template {
         })
     }
 
+    /// Text taken as it is, with no placeholder in it (an argument the user passed).
+    pub fn literal(text: &str) -> Template {
+        Template {
+            text: text.to_string(),
+            pieces: if text.is_empty() {
+                Vec::new()
+            } else {
+                vec![Piece::Text(text.to_string())]
+            },
+        }
+    }
+
     /// The template as written.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -195,6 +207,14 @@ impl Values {
         v.set("data_dir", &data_dir.display().to_string());
         v.set("token", token);
         v
+    }
+
+    /// The service's own listener moved to `host:port` (a second instance beside the first).
+    pub fn listen_on(&mut self, host: &str, port: u16) -> &mut Values {
+        self.set("host", host);
+        self.set("port", &port.to_string());
+        self.set("listen", &format!("{host}:{port}"));
+        self
     }
 
     fn set(&mut self, name: &str, value: &str) {

@@ -23,13 +23,13 @@ pub use terminal::{colour, terminal_width};
 
 use crate::checks::Verdict;
 use crate::digest::KeepRequests;
-use crate::exit::EXIT_LAB;
+use crate::exit::{EXIT_LAB, EXIT_USAGE};
 use crate::lab::LabOptions;
 use crate::progress::Progress;
 use crate::report::{RunReport, ScenarioReport};
 use crate::run::{RunError, run_scenario};
 use crate::scenario::Scenario;
-use crate::target::{TargetSpec, locate_target_app};
+use crate::target::locate_target_app;
 
 /// A suite to run: its scenarios, the lab they run in, and what becomes of the report.
 #[derive(Debug)]
@@ -55,7 +55,7 @@ pub struct Suite {
 /// prints the summary or the JSON, writes the report files; returns the exit code.
 pub async fn run(mut suite: Suite) -> i32 {
     let seed = suite.opts.seed;
-    let target_args = &suite.opts.target.extra_args;
+    let target_args = &suite.opts.extra_args;
     eprintln!(
         "fivehundred: {} scenario(s), seed {seed}{}",
         suite.scenarios.len(),
@@ -237,23 +237,34 @@ pub async fn lab_options(
             r.actions.join("; ")
         );
     }
-    // A lab-file service needs no target-app: the lab starts the service its file describes.
-    let program = match &service {
-        Some(lab) => lab.program(),
-        None => match tokio::task::block_in_place(|| locate_target_app(target_bin)) {
-            Ok(p) => p,
-            Err(e) => {
+    // target-app's own lab file runs the binary built with this one (built first under
+    // `cargo run`); `--target-bin` replaces any lab file's program.
+    let lab_file = match service {
+        Some(lab) => match target_bin {
+            Some(bin) => Arc::new(lab.with_program(bin).map_err(|e| {
                 eprintln!("error: {e}");
-                return Err(EXIT_LAB);
-            }
+                EXIT_USAGE
+            })?),
+            None => lab,
         },
+        None => {
+            let program =
+                tokio::task::block_in_place(|| locate_target_app(target_bin)).map_err(|e| {
+                    eprintln!("error: {e}");
+                    EXIT_LAB
+                })?;
+            let lab = crate::labfile::target_app()
+                .with_program(&program)
+                .map_err(|e| {
+                    eprintln!("error: {e}");
+                    EXIT_LAB
+                })?;
+            Arc::new(lab)
+        }
     };
     Ok(LabOptions {
-        service,
-        target: TargetSpec {
-            program,
-            extra_args: target_args,
-        },
+        lab_file,
+        extra_args: target_args,
         database_url,
         backend: crate::lab::Backend::Process,
         seed,

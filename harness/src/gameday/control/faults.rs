@@ -53,7 +53,7 @@ impl GameDay {
         for nf in &faults {
             let needs = nf
                 .fault
-                .preflight(&self.lab.target_setup().0.program)
+                .preflight(&self.lab.lab_file.program())
                 .map_err(|why| {
                     ControlError::Unsupported(format!("{} needs {why}", nf.fault.describe()))
                 })?;

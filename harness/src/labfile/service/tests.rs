@@ -60,7 +60,15 @@ async fn start(lab: &LabFile, port: u16, dir: &Path) -> Result<ServiceProcess, S
         panic!("a command")
     };
     let (sink, _) = collect();
-    ServiceProcess::start(&lab.service, cmd, &values(port, dir), dir, None, sink).await
+    ServiceProcess::start(
+        &lab.service,
+        cmd,
+        &values(port, dir),
+        dir,
+        Default::default(),
+        sink,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -88,7 +96,7 @@ text = "listen = \"{listen}\"\n""#,
         cmd,
         &values(port, dir.path()),
         dir.path(),
-        None,
+        Default::default(),
         sink,
     )
     .await
@@ -241,12 +249,83 @@ stop_grace = "300ms""#,
 
 #[tokio::test]
 async fn an_unknown_user_is_an_error_before_anything_starts() {
-    let dir = tempfile::tempdir().unwrap();
-    let lab = lab(
-        dir.path(),
-        r#"command = ["python3", "server.py", "{port}"]
-user = "no-such-user-here""#,
-    );
-    let e = start(&lab, 1, dir.path()).await.unwrap_err();
+    let e = resolve_user("no-such-user-here").unwrap_err();
     assert!(matches!(e, StartError::User { .. }), "{e}");
+    assert!(e.to_string().contains("no such user"), "{e}");
+    assert_eq!(resolve_user("0").unwrap(), (0, 0));
+}
+
+/// Anyone on the machine can read a process's command line (`ps`, /proc/<pid>/cmdline): the
+/// run's database password and token must not be there. target-app's lab file hands both over
+/// by environment.
+#[test]
+fn target_apps_command_line_shows_no_database_password_or_token() {
+    let dir = tempfile::tempdir().unwrap();
+    // A stand-in that ignores its arguments and stays up to be looked at. The `exit` keeps the
+    // shell (and its command line) alive: a shell may exec its last command.
+    let program = dir.path().join("target-app");
+    std::fs::write(&program, "#!/bin/sh\nsleep 30\nexit 0\n").unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let lab = crate::labfile::target_app().with_program(&program).unwrap();
+    let Start::Command(spec) = &lab.service.start else {
+        panic!("target-app is started by a command")
+    };
+    let mut values = Values::new("127.0.0.1", 1, &dir.path().join("data"), "token-123");
+    values.listener("admin", "127.0.0.1", 2);
+    values.postgres(
+        "database",
+        &crate::labfile::DbAddress {
+            host: "127.0.0.1".into(),
+            port: 5432,
+            user: "app".into(),
+            password: "s3cret-pw".into(),
+            name: "fivehundred_x".into(),
+        },
+    );
+    values.http("payments", "127.0.0.1", 3);
+    values.config("tunables", &dir.path().join("tunables.toml"));
+    let (mut cmd, _) = command(spec, &values, &crate::sys::Isolation::default()).unwrap();
+    // A script just written may still be open in a thread forked meanwhile (ETXTBSY).
+    let mut child = (0..50)
+        .find_map(|_| match cmd.spawn() {
+            Ok(c) => Some(c),
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(Duration::from_millis(20));
+                None
+            }
+            Err(e) => panic!("cannot start the stand-in: {e}"),
+        })
+        .expect("the stand-in started");
+    let pid = child.id();
+    // The parent may resume before the kernel has set the new program's arguments: wait.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let cmdline = loop {
+        let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        if !c.is_empty() || std::time::Instant::now() > deadline {
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(
+        cmdline.contains("--payments-url"),
+        "not target-app's: {cmdline}"
+    );
+    assert!(
+        !cmdline.contains("s3cret-pw"),
+        "password in `ps`: {cmdline}"
+    );
+    assert!(!cmdline.contains("token-123"), "token in `ps`: {cmdline}");
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        environ.contains("DATABASE_URL=postgres://app:s3cret-pw@"),
+        "target-app is not given its database URL"
+    );
 }

@@ -1,7 +1,7 @@
-//! How the payments stub answers, and its one set of rules: the names of the behaviours
-//! ([`PaymentsBehaviourKind`]), a behaviour with its parameters ([`PaymentsBehaviour`]) and the
+//! How the HTTP stub answers, and its one set of rules: the names of the behaviours
+//! ([`BehaviourKind`]), a behaviour with its parameters ([`Behaviour`]) and the
 //! table form every behaviour is checked in ([`RawBehaviour::check`]). The stub's own TOML form,
-//! [`super::PaymentsStub::set_behaviour`] and the scenario's `dependency` fault all go through
+//! [`super::HttpStub::set_behaviour`] and the scenario's `dependency` fault all go through
 //! that one check, so they accept the same behaviours and name the same key when they refuse one.
 
 use crate::located::KeyError;
@@ -17,8 +17,8 @@ const MAX_DELAY: Duration = Duration::from_secs(600);
 /// form, `behaviour = "error"` in a scenario's `dependency` fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum PaymentsBehaviourKind {
-    /// Charges are captured.
+pub enum BehaviourKind {
+    /// Each request gets its canned answer.
     Healthy,
     /// Every call answers `status` (4xx or 5xx) with a problem body.
     Error,
@@ -30,26 +30,26 @@ pub enum PaymentsBehaviourKind {
     Hang,
 }
 
-impl PaymentsBehaviourKind {
+impl BehaviourKind {
     /// The name as files write it: `error`.
     pub fn name(self) -> &'static str {
         match self {
-            PaymentsBehaviourKind::Healthy => "healthy",
-            PaymentsBehaviourKind::Error => "error",
-            PaymentsBehaviourKind::Garbage => "garbage",
-            PaymentsBehaviourKind::Slow => "slow",
-            PaymentsBehaviourKind::Hang => "hang",
+            BehaviourKind::Healthy => "healthy",
+            BehaviourKind::Error => "error",
+            BehaviourKind::Garbage => "garbage",
+            BehaviourKind::Slow => "slow",
+            BehaviourKind::Hang => "hang",
         }
     }
 }
 
-impl fmt::Display for PaymentsBehaviourKind {
+impl fmt::Display for BehaviourKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
 
-/// How the stub answers `POST /charges`. Serde-tagged by `kind`, so a scenario can write
+/// How the stub answers every request. Serde-tagged by `kind`, so a scenario can write
 /// `{ kind = "error", status = 503 }` or `{ kind = "slow", delay = "3s" }`.
 ///
 /// Deserialization goes through [`RawBehaviour`], which rejects parameters that do not belong to
@@ -57,16 +57,15 @@ impl fmt::Display for PaymentsBehaviourKind {
 /// an internally tagged enum.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", try_from = "RawBehaviour")]
-pub enum PaymentsBehaviour {
-    /// Charges are captured: `201 {"id": ..., "status": "captured"}`.
+pub enum Behaviour {
+    /// Each request gets its canned answer.
     #[default]
     Healthy,
-    /// Every charge fails with `status` (4xx or 5xx) and a problem+json body; nothing is charged.
+    /// Every request answers `status` (4xx or 5xx) with a problem+json body.
     Error { status: u16 },
-    /// `200` with a body that is not JSON (a gateway's HTML page, labelled as JSON); nothing is
-    /// charged.
+    /// `200` with a body that is not JSON (a gateway's HTML page, labelled as JSON).
     Garbage,
-    /// Charges are captured, after `delay`.
+    /// Each request gets its canned answer, after `delay`.
     Slow {
         #[serde(with = "crate::duration_serde")]
         delay: Duration,
@@ -76,28 +75,28 @@ pub enum PaymentsBehaviour {
     Hang,
 }
 
-impl PaymentsBehaviour {
+impl Behaviour {
     /// Which of the behaviours this is.
-    pub fn kind(&self) -> PaymentsBehaviourKind {
+    pub fn kind(&self) -> BehaviourKind {
         match self {
-            PaymentsBehaviour::Healthy => PaymentsBehaviourKind::Healthy,
-            PaymentsBehaviour::Error { .. } => PaymentsBehaviourKind::Error,
-            PaymentsBehaviour::Garbage => PaymentsBehaviourKind::Garbage,
-            PaymentsBehaviour::Slow { .. } => PaymentsBehaviourKind::Slow,
-            PaymentsBehaviour::Hang => PaymentsBehaviourKind::Hang,
+            Behaviour::Healthy => BehaviourKind::Healthy,
+            Behaviour::Error { .. } => BehaviourKind::Error,
+            Behaviour::Garbage => BehaviourKind::Garbage,
+            Behaviour::Slow { .. } => BehaviourKind::Slow,
+            Behaviour::Hang => BehaviourKind::Hang,
         }
     }
 
     /// The behaviour in a few words, for events and reports.
     pub fn describe(&self) -> String {
         match self {
-            PaymentsBehaviour::Healthy => "healthy".into(),
-            PaymentsBehaviour::Error { status } => format!("answers {status}"),
-            PaymentsBehaviour::Garbage => "answers garbage".into(),
-            PaymentsBehaviour::Slow { delay } => {
+            Behaviour::Healthy => "healthy".into(),
+            Behaviour::Error { status } => format!("answers {status}"),
+            Behaviour::Garbage => "answers garbage".into(),
+            Behaviour::Slow { delay } => {
                 format!("answers after {}", humantime::format_duration(*delay))
             }
-            PaymentsBehaviour::Hang => "never answers".into(),
+            Behaviour::Hang => "never answers".into(),
         }
     }
 
@@ -114,7 +113,7 @@ impl PaymentsBehaviour {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBehaviour {
-    pub kind: PaymentsBehaviourKind,
+    pub kind: BehaviourKind,
     pub status: Option<u16>,
     #[serde(default, with = "crate::duration_serde::option")]
     pub delay: Option<Duration>,
@@ -127,7 +126,7 @@ impl RawBehaviour {
     /// The stub's rules for a behaviour table, the only ones: an `error` answers a 4xx or 5xx
     /// `status`, a `slow` answer waits a bounded `delay`, and no other behaviour takes either.
     pub fn check(&self) -> Result<(), BehaviourKeyError> {
-        use PaymentsBehaviourKind as Kind;
+        use BehaviourKind as Kind;
         match (self.kind, self.status, self.delay) {
             (Kind::Error, None, _) => Err(KeyError::new(
                 "kind",
@@ -158,29 +157,27 @@ impl RawBehaviour {
 
     /// The behaviour this table describes, whether or not it passes [`RawBehaviour::check`]: a
     /// missing status is 503, a missing delay one second.
-    pub fn build(&self) -> PaymentsBehaviour {
+    pub fn build(&self) -> Behaviour {
         match self.kind {
-            PaymentsBehaviourKind::Healthy => PaymentsBehaviour::Healthy,
-            PaymentsBehaviourKind::Error => PaymentsBehaviour::Error {
+            BehaviourKind::Healthy => Behaviour::Healthy,
+            BehaviourKind::Error => Behaviour::Error {
                 status: self.status.unwrap_or(503),
             },
-            PaymentsBehaviourKind::Garbage => PaymentsBehaviour::Garbage,
-            PaymentsBehaviourKind::Slow => PaymentsBehaviour::Slow {
+            BehaviourKind::Garbage => Behaviour::Garbage,
+            BehaviourKind::Slow => Behaviour::Slow {
                 delay: self.delay.unwrap_or(Duration::from_secs(1)),
             },
-            PaymentsBehaviourKind::Hang => PaymentsBehaviour::Hang,
+            BehaviourKind::Hang => Behaviour::Hang,
         }
     }
 }
 
-impl From<&PaymentsBehaviour> for RawBehaviour {
-    fn from(behaviour: &PaymentsBehaviour) -> Self {
+impl From<&Behaviour> for RawBehaviour {
+    fn from(behaviour: &Behaviour) -> Self {
         let (status, delay) = match *behaviour {
-            PaymentsBehaviour::Error { status } => (Some(status), None),
-            PaymentsBehaviour::Slow { delay } => (None, Some(delay)),
-            PaymentsBehaviour::Healthy | PaymentsBehaviour::Garbage | PaymentsBehaviour::Hang => {
-                (None, None)
-            }
+            Behaviour::Error { status } => (Some(status), None),
+            Behaviour::Slow { delay } => (None, Some(delay)),
+            Behaviour::Healthy | Behaviour::Garbage | Behaviour::Hang => (None, None),
         };
         RawBehaviour {
             kind: behaviour.kind(),
@@ -190,7 +187,7 @@ impl From<&PaymentsBehaviour> for RawBehaviour {
     }
 }
 
-impl TryFrom<RawBehaviour> for PaymentsBehaviour {
+impl TryFrom<RawBehaviour> for Behaviour {
     type Error = BehaviourKeyError;
 
     fn try_from(raw: RawBehaviour) -> Result<Self, BehaviourKeyError> {
