@@ -1,11 +1,11 @@
 //! A run's artifacts on disk: `report.json`, `junit.xml` and `report.html`. Kept apart from
-//! [`crate::report`] (the data) and [`crate::html`] (the page), which both read the report, so
-//! neither has to know the other.
+//! [`crate::present::report`] (the data) and [`crate::present::html`] (the page), which both
+//! read the report, so neither has to know the other.
 
 use std::path::Path;
 
 use crate::digest::KeepRequests;
-use crate::report::RunReport;
+use crate::present::report::RunReport;
 
 /// Writes `report.json` (keeping `keep` of the requests: by default the error requests whole
 /// and a per-second summary of the others), `junit.xml` and `report.html` into `dir`.
@@ -13,6 +13,9 @@ pub fn write(report: &RunReport, dir: &Path, keep: KeepRequests) -> std::io::Res
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("report.json"), report.json(keep)?)?;
     std::fs::write(dir.join("junit.xml"), report.junit()?)?;
-    std::fs::write(dir.join("report.html"), crate::html::render(report))?;
+    std::fs::write(
+        dir.join("report.html"),
+        crate::present::html::render(report),
+    )?;
     Ok(())
 }

@@ -523,11 +523,11 @@ async fn explain(args: ExplainArgs) -> i32 {
         Err(code) => return code,
     };
     let stdout = std::io::stdout();
-    let style = crate::explain::Style {
+    let style = crate::present::explain::Style {
         colour: colour(&stdout),
         width: stdout.is_terminal().then(terminal_width),
     };
-    print!("{}", crate::explain::intro(&scenario, style));
+    print!("{}", crate::present::explain::intro(&scenario, style));
     if args.no_run {
         return EXIT_OK;
     }
@@ -557,7 +557,7 @@ async fn explain(args: ExplainArgs) -> i32 {
             }
         },
     };
-    let variants = crate::explain::variants(&scenario, opts.lab_file());
+    let variants = crate::run::explain::variants(&scenario, opts.lab_file());
     eprintln!(
         "\nfivehundred: running {} {} time(s), seed {seed}: {}",
         scenario.name,
@@ -573,7 +573,7 @@ async fn explain(args: ExplainArgs) -> i32 {
     let bars = Bars::new();
     let total = scenario.phases.total();
     let name = scenario.name.clone();
-    let runs = crate::explain::run_variants(
+    let runs = crate::run::explain::run_variants(
         &scenario,
         &opts,
         &report_dir,
@@ -592,11 +592,14 @@ async fn explain(args: ExplainArgs) -> i32 {
         eprintln!("interrupted: every injected fault was reverted");
         return 130;
     }
-    print!("{}", crate::explain::comparison(&runs, style));
-    if let Some(note) = crate::explain::contrast_note(&runs) {
+    print!("{}", crate::present::explain::comparison(&runs, style));
+    if let Some(note) = crate::present::explain::contrast_note(&runs) {
         println!("\n{note}");
     }
-    print!("{}", crate::explain::diagnosis(&scenario, &runs, style));
+    print!(
+        "{}",
+        crate::present::explain::diagnosis(&scenario, &runs, style)
+    );
     println!("\nreports: {}", report_dir.display());
     EXIT_OK
 }

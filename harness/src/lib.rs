@@ -8,7 +8,8 @@
 //! - [`labfile`]: lab files (`fivehundred.toml`): the service under test, its dependencies,
 //!   expectations and requests; starting a lab-file service; `fivehundred init`.
 //! - [`located`]: file:line:column errors shared by scenario and lab files.
-//! - [`run`]: one scenario end to end: lab, phases, load, faults, checks.
+//! - [`run`]: one scenario end to end: lab, phases, load, faults, checks; a suite of them; the
+//!   two runs `fivehundred explain` compares.
 //! - [`lab`]: the database, proxies, HTTP stubs and service of one run, started from a lab file.
 //! - [`target`]: the target process and its admin API client.
 //! - [`faults`]: one type per fault kind implementing [`faults::FaultKind`], one list of kinds,
@@ -28,12 +29,10 @@
 //!   namespace, another user, prlimit; memory cgroups).
 //! - [`checks`]: what "responds correctly" means, evaluated on a recording.
 //! - [`leaks`]: the table of patterns for what an error body must never show.
-//! - [`report`]: terminal summary, JSON journal, JUnit XML.
+//! - [`present`]: what a run shows people: the report (terminal summary, JSON journal, JUnit
+//!   XML), `report.html`, the evidence picked for a human, and the text of `fivehundred explain`
+//!   (a failure mode for learners, protected and unprotected; its runs are in [`run`]).
 //! - [`digest`]: what the JSON journal keeps of the requests (errors whole, a summary per second).
-//! - [`html`]: `report.html`, the self-contained page with a timeline per scenario.
-//! - [`observed`]: the evidence of a run picked for a human (an error answer, a log line, the
-//!   metrics that moved), shared by the HTML report and `explain`.
-//! - [`explain`]: `fivehundred explain`: a failure mode for learners, protected and unprotected.
 //! - [`textfile`]: reading a user's file: regular files only, size-capped, UTF-8.
 //! - [`record`]: what a run records (requests, probes, metrics, logs, events); checks and reports
 //!   read only this.
@@ -55,10 +54,8 @@ pub mod digest;
 pub mod docker;
 pub mod duration_serde;
 pub mod exit;
-pub mod explain;
 pub mod faults;
 pub mod gameday;
-pub mod html;
 pub mod install;
 pub mod journal;
 pub mod lab;
@@ -70,12 +67,11 @@ pub mod load;
 mod load_plan;
 pub mod located;
 pub mod monitoring;
-pub mod observed;
+pub mod present;
 pub mod privileges;
 pub mod progress;
 pub mod proxy;
 pub mod record;
-pub mod report;
 pub mod run;
 pub mod safefs;
 pub mod scenario;

@@ -2,6 +2,8 @@
 //! phases, inject and revert the faults on schedule, sample the target throughout, evaluate the
 //! checks, and tear everything down whatever happens.
 
+/// The runs behind `fivehundred explain`: a scenario with its protection on, then off.
+pub mod explain;
 /// The suite runner: scenarios one after another or side by side, their progress, the summary.
 pub mod suite;
 
@@ -15,11 +17,11 @@ use crate::checks::{self, CheckResult, Verdict};
 use crate::faults::{FaultError, Injected, Injector};
 use crate::journal::{Journal, Resource};
 use crate::lab::{Lab, LabError, LabOptions};
+use crate::present::report::ScenarioReport;
 pub use crate::progress::Progress;
 use crate::record::{
     EventKind, MetricsSample, Phase, ProbeRecord, Recorder, parse_prometheus_text,
 };
-use crate::report::ScenarioReport;
 use crate::scenario::Scenario;
 use crate::target::TargetNeeds;
 

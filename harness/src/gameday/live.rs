@@ -97,7 +97,7 @@ impl Live {
                 let b = &mut self.buckets[second];
                 b.by_class[class(req)] += 1;
                 b.latencies_ms.push(req.latency_ms as f32);
-                if crate::observed::is_error(req) {
+                if crate::present::observed::is_error(req) {
                     if self.errors.len() == LATEST_ERRORS {
                         self.errors.pop_front();
                     }
@@ -109,14 +109,14 @@ impl Live {
                 if p.endpoint != "readyz" {
                     continue;
                 }
-                let ready = crate::observed::probe_passed(p);
+                let ready = crate::present::observed::probe_passed(p);
                 if self.last_ready != Some(ready) {
                     // The first sample sets the state; only changes after it are marks.
                     if self.last_ready.is_some() {
                         self.readiness.push(ReadinessChange {
                             at_ms: p.at_ms,
                             ready,
-                            detail: crate::observed::failing_components(p).join("; "),
+                            detail: crate::present::observed::failing_components(p).join("; "),
                         });
                     }
                     self.last_ready = Some(ready);

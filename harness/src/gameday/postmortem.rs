@@ -199,12 +199,12 @@ fn timeline(s: &mut String, i: &Input) {
     }
     let mut ready: Option<bool> = None;
     for p in rec.probes.iter().filter(|p| p.endpoint == "readyz") {
-        let now = crate::observed::probe_passed(p);
+        let now = crate::present::observed::probe_passed(p);
         if ready.is_some() && ready != Some(now) {
             let what = if now {
                 "`/readyz` passes again".to_string()
             } else {
-                let why = crate::observed::failing_components(p).join("; ");
+                let why = crate::present::observed::failing_components(p).join("; ");
                 format!("`/readyz` fails: {why}")
             };
             lines.push((p.at_ms, what, "target".into()));

@@ -12,8 +12,8 @@ use super::args::{LabUpArgs, reproduce, target_line};
 use super::takedown::take_down;
 use crate::checks::{self, CheckResult};
 use crate::exit::{EXIT_LAB, EXIT_OK};
+use crate::present::report::{RunReport, ScenarioReport};
 use crate::record::{Phase, Recording};
-use crate::report::{RunReport, ScenarioReport};
 use crate::scenario::{
     AlertExpectations, Expectations, Learn, LoadSpec, Phases, Scenario, ScheduledFault,
 };

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 
 use super::{Ran, Style, answer, log_summary, num, wrap};
 use crate::checks::{Evidence, Verdict};
-use crate::observed::{self, Observed};
-use crate::report::ScenarioReport;
+use crate::present::observed::{self, Observed};
+use crate::present::report::ScenarioReport;
 use crate::scenario::Scenario;
 
 /// The responder's steps, each pointing at this run's evidence for it. The evidence comes from

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use super::evidence::{probe_block, request_block};
 use super::text::{cut, esc, num, secs};
-use crate::observed::{self, Observed};
-use crate::report::ScenarioReport;
+use crate::present::observed::{self, Observed};
+use crate::present::report::ScenarioReport;
 use crate::scenario::Health;
 
 pub(super) fn shows_up(h: &mut String, s: &ScenarioReport, obs: &Observed<'_>) {

@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::text::{esc, ms_label, num, secs, shorten};
-use crate::observed::{self, AlertMark};
+use crate::present::observed::{self, AlertMark};
 use crate::record::{EventKind, Phase, ProbeRecord, Recording, RequestRecord};
 
 /// Per-second aggregate of the requests due in that second.

@@ -1,33 +1,25 @@
-//! `fivehundred explain SCENARIO`: one failure mode for learners. Prints what the failure is and
-//! how it shows up (the scenario's `[learn]` text), runs the scenario twice (the target's
-//! protections all on, then the scenario's protection off), shows the two runs side by side
-//! (client, log, metric, alert, readiness), and ends with the steps a responder would follow,
-//! each pointing at this run's evidence for it.
+//! What `fivehundred explain SCENARIO` prints about one failure mode, for learners: what the
+//! failure is and how it shows up (the scenario's `[learn]` text), the two runs side by side
+//! (client, log, metric, alert, readiness), and the steps a responder would follow, each
+//! pointing at this run's evidence for it. The runs themselves (the target's protections all
+//! on, then the scenario's protection off) are made by `run::explain`.
 //!
-//! The runs are sequential, not parallel: two labs at once on a small machine would change the
-//! latencies the checks measure, and the point is a fair comparison.
-//!
-//! This file holds the runs, the introduction and the side-by-side comparison; the responder's
-//! steps are in `diagnosis`.
+//! This file holds the introduction and the side-by-side comparison; the responder's steps are
+//! in `diagnosis`.
 
 mod diagnosis;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use tokio_util::sync::CancellationToken;
+use std::path::PathBuf;
 
 use crate::checks::Verdict;
-use crate::lab::LabOptions;
-use crate::labfile::LabFile;
-use crate::observed;
-use crate::report::{RunReport, ScenarioReport};
-use crate::run::{Progress, RunError, run_scenario};
+use crate::present::observed;
+use crate::present::report::ScenarioReport;
 use crate::scenario::Scenario;
 pub use diagnosis::diagnosis;
 
-/// One of the two runs: which protections, and what came of it.
+/// One of the two runs, as `run::explain::run_variants` made it: which protections, and what
+/// came of it.
 #[derive(Debug)]
 pub struct Ran {
     /// `protections on`, `stale-cache off`.
@@ -57,80 +49,6 @@ impl Style {
             s.to_string()
         }
     }
-}
-
-/// The two protection settings to compare: all on, and the scenario's protection off. A
-/// scenario that names no protection is run once.
-pub fn variants(s: &Scenario, lab: &LabFile) -> Vec<(String, Vec<String>)> {
-    let Some(p) = &lab.service.protections else {
-        return vec![("as configured".to_string(), Vec::new())];
-    };
-    let mut v = vec![("protections on".to_string(), p.on.clone())];
-    if let Some(name) = &s.protection {
-        v.push((format!("{name} off"), p.off_args(name)));
-    }
-    v
-}
-
-/// Runs the scenario once per variant, one after the other, writing each run's reports under
-/// `report_dir/<protected|unprotected>/`. `on_start` is told each variant before it runs and
-/// returns something held while it runs (a progress display).
-pub async fn run_variants<G>(
-    scenario: &Scenario,
-    base: &LabOptions,
-    report_dir: &Path,
-    cancel: CancellationToken,
-    mut on_start: impl FnMut(&str, Arc<Progress>) -> G,
-) -> Result<Vec<Ran>, RunError> {
-    let mut out = Vec::new();
-    for (i, (label, args)) in variants(scenario, base.lab_file()).into_iter().enumerate() {
-        if cancel.is_cancelled() {
-            break;
-        }
-        let mut opts = base.clone();
-        // The variant's setting goes last so it wins over any the user passed.
-        opts.extra_args.extend(args.iter().cloned());
-        let args = args.join(" ");
-        let progress = Arc::new(Progress::default());
-        let guard = on_start(&label, progress.clone());
-        let report = run_scenario(scenario, &opts, progress, cancel.clone()).await;
-        drop(guard);
-        let report = report?;
-        let command = format!(
-            "fivehundred run {} --seed {} -- {}",
-            scenario.name,
-            base.seed,
-            opts.extra_args
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        let dir = report_dir.join(if i == 0 { "protected" } else { "unprotected" });
-        let run = RunReport {
-            tool: format!("fivehundred {}", env!("CARGO_PKG_VERSION")),
-            seed: base.seed,
-            command: command.clone(),
-            started_at: chrono::Utc::now().to_rfc3339(),
-            strict: false,
-            scenarios: vec![report.clone()],
-        };
-        let dir = match crate::artifacts::write(&run, &dir, crate::digest::KeepRequests::Errors) {
-            Ok(()) => Some(dir),
-            Err(e) => {
-                eprintln!("warning: cannot write the report to {}: {e}", dir.display());
-                None
-            }
-        };
-        out.push(Ran {
-            label,
-            args,
-            command,
-            report,
-            dir,
-        });
-    }
-    Ok(out)
 }
 
 /// What the failure is, why it becomes an error, and how it shows up: the scenario's own words.
@@ -547,27 +465,6 @@ mod tests {
         for l in wrap(&"word ".repeat(100), 23) {
             assert!(l.chars().count() <= 23, "{l}");
         }
-    }
-
-    #[test]
-    fn variants_turn_off_only_the_scenarios_protection() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/db-down.toml");
-        let s = crate::scenario::load(&path).unwrap();
-        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            variants(&s, crate::labfile::target_app()),
-            vec![
-                (
-                    "protections on".to_string(),
-                    args(&["--protections", "all"])
-                ),
-                (
-                    "stale-cache off".to_string(),
-                    args(&["--protections", "all,-stale-cache"])
-                )
-            ]
-        );
     }
 
     fn ran(label: &str, protections: &str, errors: bool) -> Ran {

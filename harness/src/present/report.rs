@@ -1,6 +1,6 @@
 //! Reports: the terminal summary, the JSON journal of the whole run (`report.json`), JUnit XML
 //! (`junit.xml`, one test case per check) for CI systems, and a self-contained page
-//! (`report.html`, drawn by [`crate::html`]) for people.
+//! (`report.html`, drawn by [`crate::present::html`]) for people.
 
 use std::io::Write;
 

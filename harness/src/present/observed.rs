@@ -8,9 +8,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::present::report::ScenarioReport;
 use crate::record::parse_series_selector;
 use crate::record::{EventKind, LogRecord, Phase, ProbeRecord, Recording, RequestRecord};
-use crate::report::ScenarioReport;
 use crate::verdict::Verdict;
 
 /// One series that moved during the fault phase.

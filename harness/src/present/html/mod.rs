@@ -27,8 +27,8 @@ mod timeline;
 use std::fmt::Write as _;
 
 use crate::checks::Verdict;
-use crate::observed;
-use crate::report::{RunReport, ScenarioReport};
+use crate::present::observed;
+use crate::present::report::{RunReport, ScenarioReport};
 use evidence::{checks_list, events_table, verdict_label};
 use shows_up::shows_up;
 use style::STYLE;
