@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{FaultError, FaultKind};
-use crate::verdict::{CheckResult, Evidence, Verdict};
 use crate::lab::Lab;
+use crate::labfile::{LabFile, Reload, Start};
+use crate::verdict::{CheckResult, Evidence, Verdict};
 use crate::record::{EventKind, LogRecord, Phase};
 use crate::target::TargetNeeds;
 
@@ -68,6 +69,37 @@ impl FaultKind for Config {
             ));
         }
         Ok(())
+    }
+
+    /// The service must read a config file the lab writes, and for a reload, say in its lab
+    /// file how it takes one (`reload = { signal, failures, successes, last_ok }`).
+    fn fit(
+        &mut self,
+        lab: &LabFile,
+        _mix: &[crate::load::MixEntry],
+    ) -> Result<(), (&'static str, String)> {
+        let first = match &lab.service.start {
+            Start::Command(c) => c.configs.values().next(),
+            Start::Url(_) | Start::Container(_) => None,
+        };
+        match (first, self.change) {
+            (None, _) => Err((
+                "kind",
+                format!(
+                    "{} names no config file the lab writes for the service (`[service.config.NAME]`)",
+                    lab.file.display()
+                ),
+            )),
+            (Some(c), ConfigChange::Reload) if c.reload.is_none() => Err((
+                "change",
+                format!(
+                    "{} does not say how the service reloads `{}`: add `reload = {{ signal = \"SIGHUP\", failures = \"...\", successes = \"...\" }}` to its config, or use change = \"start\"",
+                    lab.file.display(),
+                    c.file_name
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn describe(&self) -> String {
@@ -151,15 +183,16 @@ impl Config {
     }
 
     async fn reload(&self, lab: &Lab, path: &Path, bad: &str) -> Result<(), FaultError> {
-        let before = Reloads::read(lab).await?;
+        let reload = reload_of(lab)?;
+        let before = Reloads::read(lab, reload).await?;
         let logs_before = lab.recorder.with(|r| r.logs.len());
         write_config(path, bad)?;
-        hangup(lab)?;
+        hangup(lab, reload)?;
         let deadline = Instant::now() + REACT_WITHIN;
         let mut after = before;
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            after = Reloads::read(lab).await?;
+            after = Reloads::read(lab, reload).await?;
             if after.failures > before.failures || after.successes > before.successes {
                 break;
             }
@@ -169,7 +202,7 @@ impl Config {
         let logs: Vec<LogRecord> = lab
             .recorder
             .with(|r| r.logs.iter().skip(logs_before).cloned().collect());
-        lab.record_check(judge_reload(&self.names, &before, &after, &logs));
+        lab.record_check(judge_reload(&self.names, reload, &before, &after, &logs));
         Ok(())
     }
 
@@ -249,11 +282,12 @@ async fn restore(lab: &Lab, path: &Path, good: &str) -> Result<(), FaultError> {
             path.display()
         )));
     }
-    hangup(lab)?;
+    let reload = reload_of(lab)?;
+    hangup(lab, reload)?;
     let deadline = Instant::now() + REACT_WITHIN;
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = Reloads::read(lab).await?;
+        let now = Reloads::read(lab, reload).await?;
         if now.last_ok == Some(1.0) {
             return Ok(());
         }
@@ -289,15 +323,28 @@ fn write_config(path: &Path, text: &str) -> Result<(), FaultError> {
         .map_err(|e| FaultError::Failed(format!("cannot write {}: {e}", path.display())))
 }
 
-fn hangup(lab: &Lab) -> Result<(), FaultError> {
+/// How the service reloads its (first) config file, from its lab file.
+fn reload_of(lab: &Lab) -> Result<&Reload, FaultError> {
+    match &lab.lab_file.service.start {
+        Start::Command(c) => c.configs.values().next().and_then(|c| c.reload.as_ref()),
+        Start::Url(_) | Start::Container(_) => None,
+    }
+    .ok_or_else(|| {
+        FaultError::Failed("the lab file does not say how the service reloads its config".into())
+    })
+}
+
+/// Sends the service the signal that makes it re-read its config.
+fn hangup(lab: &Lab, reload: &Reload) -> Result<(), FaultError> {
     let pid = lab
         .target_pid()
-        .ok_or_else(|| FaultError::Failed("the target is not running".into()))?;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .map_err(|e| FaultError::Failed(format!("cannot send SIGHUP to the target: {e}")))
+        .ok_or_else(|| FaultError::Failed("the service is not running".into()))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), reload.signal).map_err(|e| {
+        FaultError::Failed(format!(
+            "cannot send {} to the service: {e}",
+            reload.signal
+        ))
+    })
 }
 
 /// Reads the child's stdout and stderr, line by line, into `lines`.
@@ -335,14 +382,14 @@ pub struct Reloads {
 }
 
 impl Reloads {
-    async fn read(lab: &Lab) -> Result<Reloads, FaultError> {
+    async fn read(lab: &Lab, reload: &Reload) -> Result<Reloads, FaultError> {
         let text = lab.read_metrics().await.map_err(|e| {
             FaultError::Failed(format!("cannot read the service's metrics: {e}"))
         })?;
-        Ok(Reloads::parse(&text))
+        Ok(Reloads::parse(&text, reload))
     }
 
-    pub fn parse(text: &str) -> Reloads {
+    pub fn parse(text: &str, reload: &Reload) -> Reloads {
         let values = crate::record::parse_prometheus_text(text);
         let sum = |s: &str| {
             crate::record::parse_series_selector(s)
@@ -350,9 +397,9 @@ impl Reloads {
                 .unwrap_or(0.0)
         };
         Reloads {
-            failures: sum(r#"app_config_reloads_total{result="failure"}"#),
-            successes: sum(r#"app_config_reloads_total{result="success"}"#),
-            last_ok: values.get("app_config_last_reload_successful").copied(),
+            failures: sum(&reload.failures),
+            successes: sum(&reload.successes),
+            last_ok: reload.last_ok.as_deref().map(sum),
         }
     }
 }
@@ -384,6 +431,7 @@ fn naming<'a>(logs: &'a [LogRecord], key: &str) -> Vec<&'a LogRecord> {
 /// request if it were applied.
 pub fn judge_reload(
     key: &str,
+    reload: &Reload,
     before: &Reloads,
     after: &Reloads,
     logs: &[LogRecord],
@@ -392,7 +440,7 @@ pub fn judge_reload(
     let named = naming(logs, key);
     let evidence = vec![
         Evidence::Metric {
-            series: r#"app_config_reloads_total{result="failure"}"#.into(),
+            series: reload.failures.clone(),
             before: before.failures,
             after: after.failures,
         },
@@ -412,13 +460,17 @@ pub fn judge_reload(
     }
     if after.failures <= before.failures {
         return fail(format!(
-            "no failed reload was counted within {}s of SIGHUP: app_config_reloads_total{{result=\"failure\"}} did not move",
-            REACT_WITHIN.as_secs()
+            "no failed reload was counted within {}s of {}: {} did not move",
+            REACT_WITHIN.as_secs(),
+            reload.signal,
+            reload.failures
         ));
     }
-    if after.last_ok != Some(0.0) {
+    if let Some(series) = &reload.last_ok
+        && after.last_ok != Some(0.0)
+    {
         return fail(format!(
-            "app_config_last_reload_successful is {:?}, not 0: ConfigReloadFailed cannot fire",
+            "{series} is {:?}, not 0: an alert on it cannot fire",
             after.last_ok
         ));
     }
@@ -539,6 +591,14 @@ mod tests {
 
     const REJECTED: &str = r#"{"level":"ERROR","message":"config reload failed, keeping the last good configuration","error":"config file /x/target.toml: invalid setting `breaker_failure_threshold`: must be at least 1"}"#;
 
+    /// target-app's, from its lab file.
+    fn reload() -> Reload {
+        let Start::Command(c) = &crate::labfile::target_app().service.start else {
+            panic!("target-app is started by a command")
+        };
+        c.configs["tunables"].reload.clone().expect("target-app reloads its tunables")
+    }
+
     fn reloads(failures: f64, successes: f64, last_ok: f64) -> Reloads {
         Reloads {
             failures,
@@ -551,6 +611,7 @@ mod tests {
     fn a_rejected_reload_that_names_the_key_passes() {
         let c = judge_reload(
             "breaker_failure_threshold",
+            &reload(),
             &reloads(0.0, 0.0, 1.0),
             &reloads(1.0, 0.0, 0.0),
             &[log(REJECTED)],
@@ -562,6 +623,7 @@ mod tests {
     fn a_reload_that_applies_the_invalid_file_fails() {
         let c = judge_reload(
             "breaker_failure_threshold",
+            &reload(),
             &reloads(0.0, 0.0, 1.0),
             &reloads(0.0, 1.0, 1.0),
             &[],
@@ -577,7 +639,13 @@ mod tests {
     #[test]
     fn a_reload_that_is_not_counted_or_not_explained_fails() {
         let key = "breaker_failure_threshold";
-        let silent = judge_reload(key, &reloads(0.0, 0.0, 1.0), &reloads(0.0, 0.0, 1.0), &[]);
+        let silent = judge_reload(
+            key,
+            &reload(),
+            &reloads(0.0, 0.0, 1.0),
+            &reloads(0.0, 0.0, 1.0),
+            &[],
+        );
         assert_eq!(silent.verdict, Verdict::Fail);
         assert!(
             silent.summary.contains("no failed reload"),
@@ -586,6 +654,7 @@ mod tests {
         );
         let stale_gauge = judge_reload(
             key,
+            &reload(),
             &reloads(0.0, 0.0, 1.0),
             &reloads(1.0, 0.0, 1.0),
             &[log(REJECTED)],
@@ -594,6 +663,7 @@ mod tests {
         let vague = log(r#"{"level":"ERROR","message":"config reload failed"}"#);
         let unnamed = judge_reload(
             key,
+            &reload(),
             &reloads(0.0, 0.0, 1.0),
             &reloads(1.0, 0.0, 0.0),
             &[vague],

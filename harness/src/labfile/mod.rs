@@ -255,6 +255,22 @@ pub struct ConfigFile {
     pub template: Template,
     /// The file name in the run directory.
     pub file_name: String,
+    /// How the running service takes a changed file, when it can.
+    pub reload: Option<Reload>,
+}
+
+/// A config file the service re-reads on a signal, and the metrics (series selectors) that say
+/// how each reload went: what the config fault's `change = "reload"` sends and judges.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reload {
+    #[serde(serialize_with = "signal_name")]
+    pub signal: Signal,
+    /// Counts reloads the service refused.
+    pub failures: String,
+    /// Counts reloads the service applied.
+    pub successes: String,
+    /// 1 while the last reload succeeded, 0 after a failed one (what an alert reads).
+    pub last_ok: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -107,6 +107,19 @@ pub struct RawConfig {
     pub text: Option<Str>,
     #[serde(default)]
     pub file: Option<Str>,
+    #[serde(default)]
+    pub reload: Option<Spanned<RawReload>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReload {
+    #[serde(default)]
+    pub signal: Option<Str>,
+    pub failures: Str,
+    pub successes: Str,
+    #[serde(default)]
+    pub last_ok: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

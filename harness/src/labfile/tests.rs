@@ -600,3 +600,33 @@ fn line_of_column(text: &str, needle: &str) -> usize {
     let at = text.find(needle).unwrap();
     at - text[..at].rfind('\n').map_or(0, |i| i + 1) + 1
 }
+
+#[test]
+fn a_config_reload_names_its_signal_and_series_and_a_bad_one_is_pointed_at() {
+    let good = GOOD.replace(
+        "text = '{\"port\": {port}, \"cache\": \"{deps.cache.addr}\"}'",
+        "text = 'x = 1'\nreload = { signal = \"USR1\", failures = 'reloads_total{result=\"failure\"}', successes = 'reloads_total{result=\"success\"}' }",
+    );
+    let lab = parse(Path::new("/x/fivehundred.toml"), &good).unwrap();
+    let Start::Command(cmd) = lab.service.start else {
+        panic!("a command")
+    };
+    let reload = cmd.configs["main"].reload.clone().unwrap();
+    assert_eq!(reload.signal, Signal::SIGUSR1);
+    assert_eq!(reload.failures, "reloads_total{result=\"failure\"}");
+    assert_eq!(reload.last_ok, None);
+
+    let bad = good.replace(
+        "failures = 'reloads_total{result=\"failure\"}'",
+        "failures = 'reloads_total{result='",
+    );
+    let e = err(&bad);
+    assert_eq!(e.line, Some(line_of(&bad, "reloads_total{result='")), "{e}");
+    assert!(e.message.contains("not a series selector"), "{e}");
+    let e = err(&good.replace("\"USR1\"", "\"SIGNOPE\""));
+    assert!(e.message.contains("`SIGNOPE` is not a signal"), "{e}");
+    let e = err(&good
+        .replace("signal = \"USR1\", ", "")
+        .replace("successes", "succeses"));
+    assert!(e.message.contains("succeses"), "{e}");
+}

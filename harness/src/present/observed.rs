@@ -461,9 +461,7 @@ fn moved_metrics(s: &ScenarioReport) -> Vec<MetricMove> {
     let keys: Vec<&String> = rec.metrics[first_in_fault]
         .values
         .keys()
-        .filter(|k| k.starts_with("app_") && !k.starts_with("app_http_request_duration"))
-        // The harness's own health probes are not the service's traffic.
-        .filter(|k| !k.contains("route=\"/readyz\"") && !k.contains("route=\"/livez\""))
+        .filter(|k| is_service_series(k))
         .collect();
     let mut found: Vec<MetricMove> = keys
         .into_iter()
@@ -498,6 +496,31 @@ pub fn failed_ids(s: &ScenarioReport) -> Vec<String> {
         .filter(|c| c.verdict == Verdict::Fail)
         .map(|c| c.id())
         .collect()
+}
+
+/// Whether a series is the service's own signal rather than the runtime's (process, language
+/// runtime, exporter) or a histogram's parts, and not about the lab's health probes.
+fn is_service_series(key: &str) -> bool {
+    let name = key.split('{').next().unwrap_or(key);
+    const RUNTIME: &[&str] = &[
+        "process_",
+        "go_",
+        "python_",
+        "jvm_",
+        "nodejs_",
+        "promhttp_",
+        "scrape_",
+    ];
+    let histogram = ["_bucket", "_sum", "_count", "_created"]
+        .iter()
+        .any(|s| name.ends_with(s))
+        && (name.contains("duration") || name.contains("latency") || name.contains("seconds"));
+    name != "up"
+        && !RUNTIME.iter().any(|p| name.starts_with(p))
+        && !histogram
+        && !["readyz", "livez", "health"]
+            .iter()
+            .any(|p| key.contains(&format!("route=\"/{p}")))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use super::{Context, Validator};
 use crate::labfile::raw::{RawConfig, RawService, Str};
-use crate::labfile::{CommandSpec, ConfigFile, LabFileError, Template};
+use crate::labfile::{CommandSpec, ConfigFile, LabFileError, Reload, Template};
 
 impl Validator<'_> {
     pub(super) fn command(
@@ -62,21 +62,7 @@ impl Validator<'_> {
         }
         let stop_signal = match &s.stop_signal {
             None => Signal::SIGTERM,
-            Some(sig) => {
-                let name = sig.get_ref().trim().to_ascii_uppercase();
-                let name = if name.starts_with("SIG") {
-                    name
-                } else {
-                    format!("SIG{name}")
-                };
-                Signal::from_str(&name).map_err(|_| {
-                    self.err(
-                        sig.span(),
-                        format!("`{}` is not a signal", sig.get_ref()),
-                        "write a signal name such as \"SIGTERM\" or \"SIGINT\"",
-                    )
-                })?
-            }
+            Some(sig) => self.signal(sig)?,
         };
         if let Some(p) = &s.port
             && *p.get_ref() == 0
@@ -165,9 +151,52 @@ impl Validator<'_> {
                 .map(|n| n.to_string_lossy().trim_end_matches(".in").to_string())
                 .unwrap_or_else(|| name.get_ref().clone()),
         };
+        let reload = match &raw.reload {
+            None => None,
+            Some(r) => {
+                let series = |s: &Str| {
+                    crate::record::parse_series_selector(s.get_ref()).ok_or_else(|| {
+                        self.err(
+                            s.span(),
+                            format!("`{}` is not a series selector", s.get_ref()),
+                            "a metric name with optional labels: app_config_reloads_total{result=\"failure\"}",
+                        )
+                    })?;
+                    Ok::<_, LabFileError>(s.get_ref().clone())
+                };
+                let r = r.get_ref();
+                Some(Reload {
+                    signal: match &r.signal {
+                        None => Signal::SIGHUP,
+                        Some(sig) => self.signal(sig)?,
+                    },
+                    failures: series(&r.failures)?,
+                    successes: series(&r.successes)?,
+                    last_ok: r.last_ok.as_ref().map(series).transpose()?,
+                })
+            }
+        };
         Ok(ConfigFile {
             template,
             file_name,
+            reload,
+        })
+    }
+
+    /// A signal by name, with or without `SIG`.
+    fn signal(&self, sig: &Str) -> Result<Signal, LabFileError> {
+        let name = sig.get_ref().trim().to_ascii_uppercase();
+        let name = if name.starts_with("SIG") {
+            name
+        } else {
+            format!("SIG{name}")
+        };
+        Signal::from_str(&name).map_err(|_| {
+            self.err(
+                sig.span(),
+                format!("`{}` is not a signal", sig.get_ref()),
+                "write a signal name such as \"SIGTERM\" or \"SIGINT\"",
+            )
         })
     }
 }

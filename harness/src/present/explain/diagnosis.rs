@@ -221,10 +221,9 @@ impl Case<'_> {
                 self.json("scenarios[0].recording.probes")
             );
         }
-        let dep_errors = moved_named(
-            &self.obs,
-            &["app_db_errors_total", "app_payments_errors_total"],
-        );
+        let dep_errors = moved_where(&self.obs, |name, _| {
+            name.contains("error") && !name.contains("http")
+        });
         if dep_errors.is_empty() {
             "readiness stayed green and no dependency error counter moved: not a dependency".into()
         } else {
@@ -237,15 +236,11 @@ impl Case<'_> {
 
     /// Failed config reloads, permission errors and exits of the target.
     fn configuration(&self) -> String {
-        let config = moved_named(
-            &self.obs,
-            &[
-                "app_config_reloads_total{result=\"failure\"}",
-                "app_config_last_reload_successful",
-                "app_disk_write_errors_total{errno=\"EACCES\"}",
-                "app_disk_write_errors_total{errno=\"EROFS\"}",
-            ],
-        );
+        let config = moved_where(&self.obs, |name, labels| {
+            (name.contains("reload") && !labels.contains("success"))
+                || labels.contains("EACCES")
+                || labels.contains("EROFS")
+        });
         let restarts = self
             .s
             .recording
@@ -343,14 +338,16 @@ fn short_id(id: &str) -> String {
 }
 
 /// The series among `names` (exact keys or bare names) that moved in the fault phase.
-fn moved_named(obs: &Observed<'_>, names: &[&str]) -> Vec<String> {
+/// The series that moved whose metric name and labels `pick` accepts: the diagnosis knows no
+/// service's metric names, only what names of a kind look like (`*error*`, `*reload*`, an
+/// errno label).
+fn moved_where(obs: &Observed<'_>, pick: impl Fn(&str, &str) -> bool) -> Vec<String> {
     obs.metrics
         .iter()
         .filter(|m| m.moved())
         .filter(|m| {
-            names
-                .iter()
-                .any(|n| m.series == *n || m.series.starts_with(&format!("{n}{{")))
+            let (name, labels) = m.series.split_once('{').unwrap_or((&m.series, ""));
+            pick(name, labels)
         })
         .map(|m| format!("{} {} → {}", m.series, num(m.before), num(m.extreme)))
         .collect()
