@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::faults::Fault;
-use crate::labfile::{DepKind, Dependency, LabFile, Start};
+use crate::labfile::{DepKind, Dependency, HttpDep, LabFile, Start};
 use crate::scenario::{
     AlertExpectations, Contract, DataExpect, Expectations, Health, LatencyLimits, Learn, LoadSpec,
     PhaseExpect, Phases, Scenario, ScheduledFault, StatusExpect, StatusPattern,
@@ -94,6 +94,22 @@ fn dependency_causes(lab: &LabFile) -> Vec<Cause> {
                 )
             }),
         });
+        if matches!(dep, Dependency::Http(HttpDep::Canned(_))) {
+            out.push(Cause {
+                name: format!("{name}-errors"),
+                cause: "failing dependency".into(),
+                applies: mentioned.clone().and_then(|()| {
+                    scenario(
+                        lab,
+                        &format!("{name}-errors"),
+                        &format!("its HTTP dependency `{name}` answers every call with 503"),
+                        "failing dependency",
+                        dependency(name, "error", Some(503))?,
+                        true,
+                    )
+                }),
+            });
+        }
         if matches!(dep, Dependency::Postgres { .. } | Dependency::Tcp { .. }) {
             out.push(Cause {
                 name: format!("{name}-slow"),
@@ -347,6 +363,15 @@ fn network(dep: &str, fault: &str, latency: Option<&str>) -> Result<Fault, Strin
     Fault::from_table(table(&text)).map_err(|e| e.message)
 }
 
+fn dependency(dep: &str, behaviour: &str, status: Option<u16>) -> Result<Fault, String> {
+    let mut text =
+        format!("kind = \"dependency\"\ntarget = \"{dep}\"\nbehaviour = \"{behaviour}\"\n");
+    if let Some(s) = status {
+        text.push_str(&format!("status = {s}\n"));
+    }
+    Fault::from_table(table(&text)).map_err(|e| e.message)
+}
+
 fn statuses(list: &[&str]) -> Vec<StatusPattern> {
     list.iter()
         .filter_map(|s| StatusPattern::parse(s))
@@ -509,6 +534,21 @@ path = "/"
                 _ => {}
             }
         }
+    }
+
+    #[test]
+    fn an_http_dependency_the_lab_serves_gets_its_errors_cause_and_an_upstream_does_not() {
+        let text = STARTED
+            .replace("\"--port\", \"{port}\"]", "\"--port\", \"{port}\", \"{deps.pay.url}\", \"{deps.up.url}\"]")
+            .replace(
+                "[[request]]",
+                "[deps.pay]\nkind = \"http\"\n[[deps.pay.answer]]\nrequest = \"POST /charges\"\n[deps.up]\nkind = \"http\"\nupstream = \"http://127.0.0.1:9\"\n[[request]]",
+            );
+        let c = causes(&text);
+        assert_eq!(c["pay-errors"].as_deref(), Ok("dependency"));
+        assert_eq!(c["pay-down"].as_deref(), Ok("network"));
+        assert!(!c.contains_key("up-errors"), "{:?}", c.keys());
+        assert_eq!(c["up-down"].as_deref(), Ok("network"));
     }
 
     #[test]
