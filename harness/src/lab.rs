@@ -240,6 +240,16 @@ impl Lab {
         self.http_stubs.get(name)
     }
 
+    /// How long the running service took from its spawn to its first successful readiness
+    /// check, when the lab started it as a process: the part of the lab's start that is the
+    /// service's own.
+    pub fn service_ready_after(&self) -> Option<std::time::Duration> {
+        self.service
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(|s| s.ready_after))
+    }
+
     /// The service's Prometheus metrics, as text.
     pub async fn read_metrics(&self) -> Result<String, String> {
         let url = self

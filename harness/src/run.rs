@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::{self, CheckResult, Verdict};
-use crate::faults::{FaultError, Injected, Injector};
+use crate::faults::{Fault, FaultError, Injected, Injector};
 use crate::journal::{Journal, Resource};
 use crate::lab::{Lab, LabError, LabOptions};
 use crate::present::report::ScenarioReport;
@@ -282,7 +282,18 @@ impl Driver<'_> {
     /// A dependency the service never reached through its proxy cannot be faulted: say so
     /// rather than pass a fault that touched nothing.
     fn dependencies_used(&self, driven: &mut Driven) -> Option<()> {
-        let unused = self.lab.unused_dependencies();
+        // The dependencies a fault acts on through their proxy or their stub.
+        let faulted: Vec<&str> = self
+            .scenario
+            .faults
+            .iter()
+            .filter_map(|f| match &f.fault {
+                Fault::Network(n) => Some(n.target.0.as_str()),
+                Fault::Dependency(d) => Some(d.target.as_str()),
+                _ => None,
+            })
+            .collect();
+        let unused = self.lab.unused_dependencies(&faulted);
         if unused.is_empty() {
             return Some(());
         }

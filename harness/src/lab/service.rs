@@ -411,17 +411,19 @@ async fn start_service_monitoring(
 }
 
 impl Lab {
-    /// The lab-file service's dependencies that no connection ever came to through the lab's
-    /// proxy, with the proxy's address: a service that ignores the address it was given (a
-    /// hard-coded host, a config file the templates do not reach) would make every fault on
-    /// that dependency test nothing.
-    pub fn unused_dependencies(&self) -> Vec<(String, String)> {
+    /// Of the dependencies named in `faulted`, those that no connection ever came to through
+    /// the lab's proxy, with the proxy's address: a service that ignores the address it was
+    /// given (a hard-coded host, a config file the templates do not reach) would make every
+    /// fault on that dependency test nothing. A dependency no fault acts on may go unused (a
+    /// scenario whose requests never reach it).
+    pub fn unused_dependencies(&self, faulted: &[&str]) -> Vec<(String, String)> {
         if matches!(self.lab_file.service.start, Start::Url(_)) {
             return Vec::new();
         }
         self.lab_file
             .deps
             .keys()
+            .filter(|name| faulted.contains(&name.as_str()))
             .filter_map(|name| {
                 let proxy = self.proxies.get(name)?;
                 (proxy.stats().accepted == 0)
