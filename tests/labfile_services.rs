@@ -67,7 +67,7 @@ fn list_says_which_causes_a_lab_file_makes_possible_and_why_the_others_do_not_ap
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.lines()
-            .any(|l| l.starts_with("db-down") && l.contains("yes:")),
+            .any(|l| l.starts_with("database-down") && l.contains("yes:")),
         "{text}"
     );
 }
@@ -251,5 +251,85 @@ path = "/"
         stdout.contains("no fault was injected"),
         "{}",
         explain(&out)
+    );
+}
+
+/// A service's OpenAPI document reaches operations its load never sends: a small Python service
+/// whose `POST /items` (documented, never in the lab file's requests) answers 500 when the
+/// `name` it expects is not a string. The invalid-input cause finds it there and fails on it.
+#[test]
+fn invalid_input_reaches_an_operation_only_the_openapi_document_names() {
+    let run = Run::new();
+    let dir = run.reports.path().join("lab");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("app.py"),
+        r#"import http.server, json, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def reply(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def do_GET(self):
+        self.reply(200, {"ok": True})
+    def do_POST(self):
+        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        try:
+            body = json.loads(raw)
+            self.reply(201, {"name": body["name"].upper()})
+        except Exception as e:
+            self.reply(500, {"error": "internal"})
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("openapi.json"),
+        r#"{"openapi": "3.0.3", "info": {"title": "items", "version": "1"},
+  "paths": {
+    "/": {"get": {}},
+    "/items": {"post": {"requestBody": {"content": {"application/json": {"schema":
+      {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}}}}}
+  }}"#,
+    )
+    .unwrap();
+    let lab = dir.join("fivehundred.toml");
+    std::fs::write(
+        &lab,
+        "openapi = \"openapi.json\"\n[service]\ncommand = [\"python3\", \"app.py\", \"{port}\"]\nready = \"GET /\"\n[[request]]\npath = \"/\"\n",
+    )
+    .unwrap();
+    let out = run
+        .command(&[
+            "run",
+            "--lab",
+            lab.to_str().unwrap(),
+            "invalid-input",
+            "--seed",
+            "7",
+            "--report-dir",
+            run.reports.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(run.reports.path().join("report.json")).expect("report.json written"),
+    )
+    .unwrap();
+    let checks = report["scenarios"][0]["checks"].as_array().unwrap();
+    let check = checks
+        .iter()
+        .find(|c| c["name"] == "invalid-input")
+        .unwrap_or_else(|| panic!("no invalid-input check: {}", explain(&out)));
+    assert_eq!(check["verdict"], "fail", "{}", explain(&out));
+    assert!(
+        check.to_string().contains("/items"),
+        "the failing input is not the documented operation's: {check}"
     );
 }

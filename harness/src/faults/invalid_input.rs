@@ -131,7 +131,18 @@ impl FaultKind for InvalidInput {
         mix: &[MixEntry],
     ) -> Result<(), (&'static str, String)> {
         let named = self.requests.is_some();
-        let requests = self.requests.get_or_insert_with(|| mix.to_vec());
+        let requests = self.requests.get_or_insert_with(|| {
+            // The load's requests, and every operation the service documents that they do not
+            // already send.
+            let mut all = mix.to_vec();
+            all.extend(
+                lab.openapi
+                    .iter()
+                    .filter(|o| !mix.iter().any(|m| m.request == o.request))
+                    .cloned(),
+            );
+            all
+        });
         for m in requests.iter_mut() {
             *m = m.resolved(&lab.requests);
         }

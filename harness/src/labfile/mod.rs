@@ -23,6 +23,7 @@ use crate::load::MixEntry;
 pub use crate::located::Located as LabFileError;
 
 pub mod init;
+mod openapi;
 mod raw;
 pub mod service;
 pub mod template;
@@ -48,6 +49,9 @@ pub struct LabFile {
     pub load: LoadDefaults,
     /// The request mix, in the load generator's own terms.
     pub requests: Vec<MixEntry>,
+    /// Every operation of the service's OpenAPI document (`openapi`), as requests the
+    /// invalid-input cause starts from besides `requests`.
+    pub openapi: Vec<MixEntry>,
 }
 
 impl LabFile {

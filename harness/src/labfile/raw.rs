@@ -23,6 +23,8 @@ pub struct RawLabFile {
     #[serde(default)]
     pub alerts: Option<Str>,
     #[serde(default)]
+    pub openapi: Option<Str>,
+    #[serde(default)]
     pub load: Option<RawLoad>,
     #[serde(default)]
     pub request: Vec<Spanned<RawRequest>>,

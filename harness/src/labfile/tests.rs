@@ -630,3 +630,32 @@ fn a_config_reload_names_its_signal_and_series_and_a_bad_one_is_pointed_at() {
         .replace("successes", "succeses"));
     assert!(e.message.contains("succeses"), "{e}");
 }
+
+#[test]
+fn an_openapi_document_adds_its_operations_and_a_bad_one_is_pointed_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("openapi = \"api.json\"\n{GOOD}");
+    std::fs::write(
+        dir.path().join("api.json"),
+        r#"{"openapi": "3.0.0", "paths": {"/things/{id}": {"get": {}}}}"#,
+    )
+    .unwrap();
+    let lab = parse(&dir.path().join(FILE_NAME), &text).unwrap();
+    assert_eq!(lab.openapi.len(), 1);
+    assert_eq!(lab.openapi[0].request, "GET /things/{id}");
+
+    std::fs::write(
+        dir.path().join("api.json"),
+        "{\"openapi\": \"3.0.0\",\n  \"paths\": [}",
+    )
+    .unwrap();
+    let e = parse(&dir.path().join(FILE_NAME), &text).unwrap_err();
+    assert_eq!(e.line, Some(1), "{e}");
+    assert!(
+        e.message.contains("api.json") && e.message.contains("line 2"),
+        "{e}"
+    );
+    std::fs::remove_file(dir.path().join("api.json")).unwrap();
+    let e = parse(&dir.path().join(FILE_NAME), &text).unwrap_err();
+    assert!(e.message.contains("no OpenAPI document"), "{e}");
+}

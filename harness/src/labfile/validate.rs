@@ -154,6 +154,21 @@ impl Validator<'_> {
             .as_ref()
             .map(|a| self.existing(a, "alert rules file"))
             .transpose()?;
+        let openapi = match &raw.openapi {
+            None => Vec::new(),
+            Some(doc) => {
+                let file = self.existing(doc, "OpenAPI document")?;
+                let text = crate::textfile::read_capped(&file)
+                    .map_err(|e| self.err(doc.span(), format!("{}: {e}", file.display()), ""))?;
+                super::openapi::requests(&text).map_err(|e| {
+                    self.err(
+                        doc.span(),
+                        format!("{}: {e}", file.display()),
+                        "an OpenAPI 3 document in JSON, such as a service's /openapi.json",
+                    )
+                })?
+            }
+        };
         let load = self.load_defaults(raw.load.as_ref())?;
         let requests = self.requests(&raw.request, load.rate)?;
         for route in &expect.stale_routes {
@@ -174,6 +189,7 @@ impl Validator<'_> {
             alerts,
             load,
             requests,
+            openapi,
         })
     }
 

@@ -23,7 +23,7 @@ pub use terminal::{colour, terminal_width};
 
 use crate::checks::Verdict;
 use crate::digest::KeepRequests;
-use crate::exit::{EXIT_LAB, EXIT_USAGE};
+use crate::exit::EXIT_LAB;
 use crate::lab::LabOptions;
 use crate::present::report::{RunReport, ScenarioReport};
 use crate::progress::Progress;
@@ -238,15 +238,9 @@ pub async fn lab_options(
         );
     }
     // target-app's own lab file runs the binary built with this one (built first under
-    // `cargo run`); `--target-bin` replaces any lab file's program.
+    // `cargo run`), or `--target-bin`; a lab file's service is what its file says.
     let lab_file = match service {
-        Some(lab) => match target_bin {
-            Some(bin) => Arc::new(lab.with_program(bin).map_err(|e| {
-                eprintln!("error: {e}");
-                EXIT_USAGE
-            })?),
-            None => lab,
-        },
+        Some(lab) => lab,
         None => {
             let program =
                 tokio::task::block_in_place(|| locate_target_app(target_bin)).map_err(|e| {
