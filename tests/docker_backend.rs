@@ -85,6 +85,9 @@ fn a_docker_backend_run_killed_mid_fault_leaves_no_container_network_or_volume_a
             Instant::now() < deadline,
             "the run never injected its fault"
         );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before it injected its fault");
+        }
         let injected = journal_files(run.state.path())
             .into_iter()
             .any(|j| std::fs::read_to_string(j).is_ok_and(|t| t.contains("\"event\":\"inject\"")));
@@ -328,6 +331,9 @@ fn a_run_with_a_container_service_killed_mid_fault_leaves_nothing_after_recover(
             Instant::now() < deadline,
             "the run never injected its fault"
         );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before it injected its fault");
+        }
         let injected = journal_files(run.state.path())
             .into_iter()
             .any(|j| std::fs::read_to_string(j).is_ok_and(|t| t.contains("\"event\":\"inject\"")));

@@ -201,6 +201,9 @@ fn a_run_killed_with_sigkill_mid_fault_leaves_nothing_behind_after_recover() {
             Instant::now() < deadline,
             "the run never injected its fault"
         );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before it injected its fault");
+        }
         if let Some(j) = journal_files(run.state.path()).into_iter().next()
             && std::fs::read_to_string(&j)
                 .unwrap()
@@ -328,7 +331,7 @@ fn a_missing_monitoring_stack_stops_the_run_with_exit_code_3_naming_it() {
 #[test]
 fn sigterm_mid_fault_reverts_every_fault_and_tears_the_lab_down() {
     let run = Run::new();
-    let child = run
+    let mut child = run
         .command(&["run", "db-down", "--seed", "5"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -340,6 +343,9 @@ fn sigterm_mid_fault_reverts_every_fault_and_tears_the_lab_down() {
             Instant::now() < deadline,
             "the run never injected its fault"
         );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before it injected its fault");
+        }
         if let Some(j) = journal_files(run.state.path()).into_iter().next()
             && std::fs::read_to_string(&j)
                 .unwrap()
@@ -418,6 +424,9 @@ fn killed_mid_fault_then_recovered(
             Instant::now() < deadline,
             "the run never injected its fault"
         );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before it injected its fault");
+        }
         if let Some(j) = journal_files(run.state.path()).into_iter().next()
             && std::fs::read_to_string(&j)
                 .unwrap()
