@@ -165,11 +165,16 @@ impl Recording {
             .filter(move |r| self.request_phase(r) == phase)
     }
 
-    /// The log lines carrying `request_id`.
+    /// The log lines carrying `request_id` (in the field `request_id`).
     pub fn logs_for(&self, request_id: &str) -> Vec<&LogRecord> {
+        self.logs_with("request_id", request_id)
+    }
+
+    /// The log lines whose `field` is `request_id`.
+    pub fn logs_with(&self, field: &str, request_id: &str) -> Vec<&LogRecord> {
         self.logs
             .iter()
-            .filter(|l| l.field("request_id") == Some(request_id))
+            .filter(|l| l.field(field) == Some(request_id))
             .collect()
     }
 }

@@ -58,8 +58,9 @@ pub struct Scenario {
 pub struct Contract {
     /// Every 4xx/5xx is `application/problem+json` whose `status` is the HTTP status.
     pub problem_json: bool,
-    /// Every answer carries `x-request-id`, and every error has a log line with it.
-    pub request_id: bool,
+    /// Every answer carries a request id in this header, and every error has a log line with
+    /// it in this field (a lab file's JSON logs and `[service.logs]` names).
+    pub request_id: Option<RequestIds>,
     /// Every 503 says when to retry.
     pub retry_after: bool,
     /// What an answer acknowledges and where it must then be stored (the data-integrity check).
@@ -74,6 +75,23 @@ pub struct Contract {
     pub leak_patterns: Vec<String>,
 }
 
+/// Where a service puts the id of each request: a response header, and a field of its JSON
+/// log lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestIds {
+    pub header: String,
+    pub field: String,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds {
+            header: "x-request-id".into(),
+            field: "request_id".into(),
+        }
+    }
+}
+
 impl Contract {
     /// What the service a lab file describes promises: its `[expect]`, and request ids when it
     /// logs JSON (a line per error that names the request).
@@ -81,7 +99,10 @@ impl Contract {
         use crate::labfile::{ErrorFormat, LogFormat};
         Contract {
             problem_json: lab.expect.errors == ErrorFormat::ProblemJson,
-            request_id: lab.service.logs.format == LogFormat::Json,
+            request_id: (lab.service.logs.format == LogFormat::Json).then(|| RequestIds {
+                header: lab.service.logs.request_id_header.clone(),
+                field: lab.service.logs.request_id_field.clone(),
+            }),
             retry_after: lab.expect.retry_after,
             stored: lab.expect.stored.clone(),
             invariants: lab.expect.invariants.clone(),

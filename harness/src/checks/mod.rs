@@ -68,9 +68,9 @@ pub fn evaluate(scenario: &Scenario, rec: &Recording) -> Vec<CheckResult> {
             not_promised("problem-json", phase)
         });
         out.push(no_leaks_with(rec, phase, &reqs, &contract.leak_patterns));
-        out.push(match contract.request_id {
-            true => request_id(rec, phase, &reqs),
-            false => not_promised("request-id", phase),
+        out.push(match &contract.request_id {
+            Some(ids) => request_id(rec, phase, &reqs, ids),
+            None => not_promised("request-id", phase),
         });
         out.push(match contract.retry_after {
             true => retry_after(rec, phase, &reqs),

@@ -1,9 +1,13 @@
 //! The request-id check: every answer carries `x-request-id`, and every error answer has an
-//! ERROR or WARN log line with that id.
+//! ERROR or WARN log line with that id in the service's request-id field.
 
-use super::common::{MAX_EXAMPLES, errors, fail, pass, request_evidence};
+use super::common::{MAX_EXAMPLES, errors, fail, pass, request_evidence, skip};
 use crate::record::{LogRecord, Phase, Recording, RequestRecord};
+use crate::scenario::RequestIds;
 use crate::verdict::CheckResult;
+
+/// The header the load generator notes on every answer (the others are kept for errors only).
+const RECORDED: &str = "x-request-id";
 
 fn is_error_log(l: &LogRecord) -> bool {
     matches!(
@@ -12,8 +16,25 @@ fn is_error_log(l: &LogRecord) -> bool {
     )
 }
 
-/// Every answer carries `x-request-id`, and every 4xx/5xx has an error log line with that id.
-pub fn request_id(rec: &Recording, phase: Phase, reqs: &[&RequestRecord]) -> CheckResult {
+/// Every answer carries `x-request-id`, and every 4xx/5xx has an error log line with that id in
+/// `ids.field`. A service whose ids come in another header is skipped, saying so: the load
+/// generator notes only `x-request-id` on every answer.
+pub fn request_id(
+    rec: &Recording,
+    phase: Phase,
+    reqs: &[&RequestRecord],
+    ids: &RequestIds,
+) -> CheckResult {
+    if !ids.header.eq_ignore_ascii_case(RECORDED) {
+        return skip(
+            "request-id",
+            phase,
+            format!(
+                "the service's request ids come in `{}`; fivehundred records `{RECORDED}` on every answer, so this is not checked",
+                ids.header
+            ),
+        );
+    }
     let answered: Vec<&RequestRecord> = reqs
         .iter()
         .copied()
@@ -29,8 +50,11 @@ pub fn request_id(rec: &Recording, phase: Phase, reqs: &[&RequestRecord]) -> Che
         .iter()
         .copied()
         .filter(|r| {
-            r.header("x-request-id")
-                .is_some_and(|id| !rec.logs_for(id).iter().any(|l| is_error_log(l)))
+            r.header("x-request-id").is_some_and(|id| {
+                !rec.logs_with(&ids.field, id)
+                    .iter()
+                    .any(|l| is_error_log(l))
+            })
         })
         .collect();
     if missing.is_empty() && unlogged.is_empty() {

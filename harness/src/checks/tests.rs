@@ -8,8 +8,8 @@ use crate::record::{
     Event, EventKind, LogRecord, MetricsSample, Outcome, ProbeRecord, TransportError,
 };
 use crate::scenario::{
-    AlertExpect, AlertExpectations, Health, LatencyLimits, MetricExpect, PhaseExpect, StatusExpect,
-    StatusPattern,
+    AlertExpect, AlertExpectations, Health, LatencyLimits, MetricExpect, PhaseExpect, RequestIds,
+    StatusExpect, StatusPattern,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -239,19 +239,49 @@ fn no_leaks_fails_on_each_kind_of_internal_detail() {
 fn request_id_fails_without_the_header_or_without_a_matching_log_line() {
     let r = rec(vec![resp(1500.0, 200, &[], "")]);
     assert_eq!(
-        request_id(&r, Phase::Fault, &refs(&r)).verdict,
+        request_id(&r, Phase::Fault, &refs(&r), &RequestIds::default()).verdict,
         Verdict::Fail
     );
     let r = rec(vec![problem(500, "abc")]);
-    let c = request_id(&r, Phase::Fault, &refs(&r));
+    let c = request_id(&r, Phase::Fault, &refs(&r), &RequestIds::default());
     assert_eq!(c.verdict, Verdict::Fail);
     assert!(c.summary.contains("no error log line"));
     let mut r = rec(vec![problem(500, "abc")]);
     r.logs.push(error_log("abc"));
     assert_eq!(
-        request_id(&r, Phase::Fault, &refs(&r)).verdict,
+        request_id(&r, Phase::Fault, &refs(&r), &RequestIds::default()).verdict,
         Verdict::Pass
     );
+}
+
+#[test]
+fn request_ids_are_looked_for_in_the_services_own_log_field_and_another_header_is_a_named_skip() {
+    let mut r = rec(vec![problem(500, "abc")]);
+    r.logs.push(error_log("abc"));
+    let trace = RequestIds {
+        header: "X-Request-Id".into(),
+        field: "trace".into(),
+    };
+    // The line names the id under `request_id`, not under the service's `trace`.
+    let c = request_id(&r, Phase::Fault, &refs(&r), &trace);
+    assert_eq!(c.verdict, Verdict::Fail, "{}", c.summary);
+    let json = serde_json::json!({"level": "ERROR", "message": "failed", "trace": "abc"});
+    r.logs.push(crate::record::LogRecord {
+        at_ms: 0.0,
+        line: json.to_string(),
+        json: Some(json),
+    });
+    assert_eq!(
+        request_id(&r, Phase::Fault, &refs(&r), &trace).verdict,
+        Verdict::Pass
+    );
+    let other = RequestIds {
+        header: "x-correlation-id".into(),
+        field: "trace".into(),
+    };
+    let c = request_id(&r, Phase::Fault, &refs(&r), &other);
+    assert_eq!(c.verdict, Verdict::Skip);
+    assert!(c.summary.contains("x-correlation-id"), "{}", c.summary);
 }
 
 #[test]
