@@ -20,6 +20,9 @@ use crate::record::{EventKind, Recorder};
 use crate::stub::HttpStub;
 use crate::target::{TargetAdmin, TargetNeeds};
 
+/// Where the lab serves what it starts for the service, and where the service listens.
+const HOST: &str = "127.0.0.1";
+
 /// The lab could not be set up; the message says what to do. Exit code 3.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

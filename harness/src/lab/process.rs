@@ -112,9 +112,9 @@ impl Lab {
         let free = || crate::target::free_port();
         let port = free()?;
         let mut values = start.values.clone();
-        values.listen_on(super::service::HOST, port);
+        values.listen_on(super::HOST, port);
         for name in &start.spec.listeners {
-            values.listener(name, super::service::HOST, free()?);
+            values.listener(name, super::HOST, free()?);
         }
         let first = start
             .spec

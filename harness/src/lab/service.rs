@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::{Health, Lab, LabBase, LabError, LabOptions};
+use super::{HOST, Health, Lab, LabBase, LabError, LabOptions};
 use crate::journal::{Journal, Resource};
 use crate::labfile::service::{LineSink, Stream};
 use crate::labfile::{CommandSpec, DbAddress, Dependency, HttpDep, LabFile, Setup, Start, Values};
@@ -17,9 +17,6 @@ use crate::proxy::Proxy;
 use crate::record::Recorder;
 use crate::stub::HttpStub;
 use crate::target::{TargetAdmin, TargetNeeds};
-
-/// Where the lab serves what it starts for the service, and where the service listens.
-pub(super) const HOST: &str = "127.0.0.1";
 
 impl Lab {
     /// Starts the lab-file service on top of what every lab has (see [`Lab::start_with`]).
