@@ -327,6 +327,20 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether the process is alive and not merely a zombie waiting for its parent to reap it.
+fn still_running(pid: u32, start_time: Option<u64>) -> bool {
+    same_process_alive(pid, start_time)
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = s.get(s.rfind(')')? + 2..)?.to_string();
+                rest.split_whitespace()
+                    .next()
+                    .map(|st| st != "Z" && st != "X")
+            })
+            .unwrap_or(false)
+}
+
 fn same_process_alive(pid: u32, start_time: Option<u64>) -> bool {
     match (process_start_time(pid), start_time) {
         (Some(now), Some(then)) => now == then,
@@ -496,6 +510,7 @@ async fn recover_entries(rec: &mut Recovered, entries: &[Entry]) {
         })
         .collect();
     // Processes first (they may hold what the faults changed), then faults, then files.
+    let mut killed = Vec::new();
     for e in entries {
         if let Entry::Resource {
             resource:
@@ -508,10 +523,16 @@ async fn recover_entries(rec: &mut Recovered, entries: &[Entry]) {
         {
             match scope::process(*pid, *start_time) {
                 scope::Verdict::Act => {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(*pid as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
+                    let target = nix::unistd::Pid::from_raw(*pid as i32);
+                    // A service the lab started leads a process group of its own: its workers
+                    // go with it.
+                    let leads_group = nix::unistd::getpgid(Some(target)) == Ok(target);
+                    let _ = if leads_group {
+                        nix::sys::signal::killpg(target, nix::sys::signal::Signal::SIGKILL)
+                    } else {
+                        nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL)
+                    };
+                    killed.push((*pid, *start_time));
                     rec.actions
                         .push(format!("killed leftover {what} (pid {pid})"));
                 }
@@ -521,6 +542,14 @@ async fn recover_entries(rec: &mut Recovered, entries: &[Entry]) {
                     .push(format!("left {what} (pid {pid}) alone: {why}")),
             }
         }
+    }
+    // Dead before their files go: a process still writing into a directory being removed
+    // leaves it not empty.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while killed.iter().any(|(pid, t)| still_running(*pid, *t))
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     for e in entries.iter().rev() {
         if let Entry::Inject {
@@ -544,6 +573,22 @@ async fn recover_entries(rec: &mut Recovered, entries: &[Entry]) {
     for e in entries {
         if let Entry::Resource { resource } = e {
             recover_resource(rec, resource).await;
+        }
+    }
+}
+
+/// Removes a run's directory. std's remove_dir_all never follows a link inside the tree it
+/// removes. A file that appears meanwhile (a process of the run dying as it wrote) makes it
+/// try again, a few times.
+async fn remove_tree(path: &Path) -> std::io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir_all(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && tries < 5 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other,
         }
     }
 }
@@ -612,8 +657,7 @@ async fn recover_resource(rec: &mut Recovered, resource: &Resource) {
             }
         }
         Resource::Dir { path } => match scope::dir(path) {
-            scope::Verdict::Act => match std::fs::remove_dir_all(path) {
-                // std's remove_dir_all never follows a link inside the tree it removes.
+            scope::Verdict::Act => match remove_tree(path).await {
                 Ok(()) => rec.actions.push(format!("removed {}", path.display())),
                 Err(e) => rec
                     .problems
