@@ -2,7 +2,10 @@
 //! from Debian's packages on first use), behind the same fault proxy; a run killed with SIGKILL
 //! leaves no container, network or volume once `recover` has run. A lab file's service as a
 //! container (examples/target-app-docker): built from its Dockerfile, crashed and restarted,
-//! its dependency cut through the proxies it reaches from inside, and removed after.
+//! its dependency cut through the proxies it reaches from inside, and removed after. Every
+//! container fault on the database (`examples/container-faults`) passes with every protection on
+//! and fails on its check with its protection off; a run killed while the container is paused or
+//! cut from its network leaves nothing after `recover`.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -118,83 +121,143 @@ fn a_docker_backend_run_killed_mid_fault_leaves_no_container_network_or_volume_a
     assert!(after.is_empty(), "left after recover: {after:?}");
 }
 
-/// A container fault in a scenario file: the database's container paused for eight seconds
-/// (every PostgreSQL process frozen, every connection left open). target-app answers 503 instead
-/// of hanging, and serves again once the container is unpaused.
-#[test]
-fn a_paused_database_container_is_a_fault_a_scenario_can_name() {
-    let run = Run::new();
-    let file = run.reports.path().join("db-paused.toml");
-    std::fs::write(
-        &file,
-        r#"name = "db-paused"
-title = "The database's container is paused for eight seconds"
-cause = "database timeouts"
+/// The scenario files of `examples/container-faults`, one per action on the database's
+/// container.
+const CONTAINER_FAULTS: [&str; 6] = ["pause", "kill", "stop", "disconnect", "memory", "cpu"];
 
-[load]
-rate = 30
-mix = [
-  { weight = 5, request = "GET /products/{id}", params = { id = { uniform = [1, 5] } } },
-  { weight = 3, request = "POST /orders" },
-]
+fn container_fault_file(action: &str) -> String {
+    root()
+        .join(format!("examples/container-faults/db-{action}.toml"))
+        .display()
+        .to_string()
+}
 
-[phases]
-steady = "5s"
-fault = "8s"
-recovery = "10s"
+/// Runs the container-fault examples of `actions` in one `fivehundred run --backend docker
+/// --jobs 3`, `target_args` after `--`; the exit and report.json.
+fn run_container_faults(
+    run: &Run,
+    actions: &[&str],
+    target_args: &[&str],
+) -> (std::process::Output, serde_json::Value) {
+    let files: Vec<String> = actions.iter().map(|a| container_fault_file(a)).collect();
+    let reports = run.reports.path().to_str().unwrap().to_string();
+    let mut args: Vec<&str> = vec!["run"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend([
+        "--backend",
+        "docker",
+        "--seed",
+        "7",
+        "--jobs",
+        "3",
+        "--report-dir",
+        &reports,
+    ]);
+    if !target_args.is_empty() {
+        args.push("--");
+        args.extend_from_slice(target_args);
+    }
+    let out = run.command(&args).output().unwrap();
+    let report = std::fs::read_to_string(run.reports.path().join("report.json"))
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or_else(|e| panic!("no report.json ({e}): {}", explain(&out)));
+    (out, report)
+}
 
-[[fault]]
-kind = "container"
-target = "database"
-action = "pause"
-
-[expect.steady]
-allow = ["2xx"]
-
-[expect.fault]
-forbid = ["500"]
-require = ["503"]
-livez = "pass"
-
-[expect.recovery]
-forbid = ["500"]
-recover_within = "8s"
-readyz = "pass"
-
-[alerts]
-allow = ["DatabaseUnavailable", "DatabaseSlow", "CircuitOpen", "HighErrorRate", "OutboxBacklogGrowing"]
-"#,
-    )
-    .unwrap();
-    let out = run
-        .command(&[
-            "run",
-            file.to_str().unwrap(),
-            "--backend",
-            "docker",
-            "--seed",
-            "7",
-            "--report-dir",
-            run.reports.path().to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
-    let report: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(run.reports.path().join("report.json")).expect("report.json"),
-    )
-    .unwrap();
-    let events = report["scenarios"][0]["recording"]["events"]
+/// The scenario of `report` named `name`.
+fn scenario<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["scenarios"]
         .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert!(
-        events
-            .iter()
-            .any(|e| e["kind"] == "revert"
-                && e["detail"].as_str().unwrap_or("").contains("container")),
-        "{}",
-        explain(&out)
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no scenario {name} in the report"))
+}
+
+/// The failed checks of one scenario, as `name[phase]`.
+fn failed_in(scenario: &serde_json::Value) -> Vec<String> {
+    scenario["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["verdict"] == "fail")
+        .map(|c| match c["phase"].as_str() {
+            Some(p) => format!("{}[{p}]", c["name"].as_str().unwrap()),
+            None => c["name"].as_str().unwrap().to_string(),
+        })
+        .collect()
+}
+
+/// Every action on the database's container, each in its example scenario file, with every
+/// protection of target-app's on: each passes, and each fault was injected into the container
+/// and reverted (the recording's events say so); nothing is left in the engine after.
+#[test]
+fn every_container_fault_on_the_database_passes_with_every_protection_on_and_is_reverted() {
+    let before = ours();
+    let run = Run::new();
+    let (out, report) = run_container_faults(&run, &CONTAINER_FAULTS, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    for action in CONTAINER_FAULTS {
+        let s = scenario(&report, &format!("db-{action}"));
+        assert_eq!(s["verdict"], "pass", "db-{action}: {:?}", failed_in(s));
+        let events = s["recording"]["events"].as_array().unwrap();
+        for kind in ["inject", "revert"] {
+            assert!(
+                events.iter().any(|e| e["kind"] == kind
+                    && e["detail"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("the database's container")),
+                "db-{action}: no {kind} of the container fault in {events:?}"
+            );
+        }
+    }
+    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    assert!(after.is_empty(), "left in the engine: {after:?}");
+}
+
+/// The same files with one protection off: each fails, and on the check that shows what that
+/// protection is for.
+fn container_faults_fail_without(protection: &str, expected: &[(&str, &str)]) {
+    let before = ours();
+    let run = Run::new();
+    let actions: Vec<&str> = expected.iter().map(|(a, _)| *a).collect();
+    let without = format!("all,-{protection}");
+    let (out, report) = run_container_faults(&run, &actions, &["--protections", &without]);
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    for (action, check) in expected {
+        let s = scenario(&report, &format!("db-{action}"));
+        let failed = failed_in(s);
+        assert!(
+            failed.iter().any(|c| c == check),
+            "with {protection} off, db-{action} should fail on {check}; failed: {failed:?}"
+        );
+    }
+    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    assert!(after.is_empty(), "left in the engine: {after:?}");
+}
+
+/// Down-like: the server gone (killed, stopped) or cut from its network, which also takes the
+/// port the service connects through. Without the stale cache the catalogue answers 503.
+#[test]
+fn a_killed_stopped_or_cut_database_container_fails_on_status_when_the_stale_cache_is_off() {
+    container_faults_fail_without(
+        "stale-cache",
+        &[
+            ("kill", "status[fault]"),
+            ("stop", "status[fault]"),
+            ("disconnect", "status[fault]"),
+        ],
+    );
+}
+
+/// Frozen or starved: the server answers late or never. Without timeouts requests wait as
+/// long as the fault lasts.
+#[test]
+fn a_paused_or_throttled_database_container_fails_on_latency_when_timeouts_are_off() {
+    container_faults_fail_without(
+        "timeouts",
+        &[("pause", "latency[fault]"), ("cpu", "latency[fault]")],
     );
 }
 
@@ -359,4 +422,79 @@ fn a_run_with_a_container_service_killed_mid_fault_leaves_nothing_after_recover(
     assert!(out.status.success(), "{}", explain(&out));
     let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
     assert!(after.is_empty(), "left after recover: {after:?}");
+}
+
+/// `docker inspect -f FORMAT` of the run's database container (the one `ours()` did not list
+/// before), or None while there is none.
+fn database_container_state(before: &[String], format: &str) -> Option<String> {
+    let name = ours()
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .find_map(|n| {
+            n.strip_prefix("container ")
+                .filter(|c| c.ends_with("-postgres"))
+                .map(str::to_string)
+        })?;
+    let o = Command::new("docker")
+        .args(["inspect", "-f", format, &name])
+        .output()
+        .expect("the docker CLI runs");
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// A run killed with SIGKILL while its database's container is paused, or cut from the lab
+/// network: `recover` removes the paused container (a paused one only goes with force) and the
+/// network it was cut from, and nothing is left.
+#[test]
+fn a_run_killed_while_its_database_container_is_paused_or_cut_leaves_nothing_after_recover() {
+    for (action, format, faulted) in [
+        ("pause", "{{.State.Paused}}", "true"),
+        ("disconnect", "{{len .NetworkSettings.Networks}}", "0"),
+    ] {
+        let before = ours();
+        let run = Run::new();
+        let mut child = run
+            .command(&[
+                "run",
+                &container_fault_file(action),
+                "--backend",
+                "docker",
+                "--seed",
+                "7",
+            ])
+            .spawn()
+            .unwrap();
+        // Killed once the container is faulted (the journal has the fault before it is done).
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "{action}: the container was never faulted"
+            );
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("{action}: the run ended ({status}) before it faulted the container");
+            }
+            if database_container_state(&before, format).as_deref() == Some(faulted) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        child.wait().unwrap();
+        let out = run.command(&["recover"]).output().unwrap();
+        assert!(out.status.success(), "{action}: {}", explain(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("containers"),
+            "{action}: recover says what it removed: {}",
+            explain(&out)
+        );
+        let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+        assert!(after.is_empty(), "{action}: left after recover: {after:?}");
+    }
 }

@@ -198,6 +198,40 @@ fn a_scenario_that_is_a_symlink_to_dev_zero_is_refused_by_name() {
     assert!(text.contains("not a regular file"), "{text}");
 }
 
+/// `examples/container-faults`: one file per action on the database's container, each loads
+/// as it is, and each that names a protection names one target-app has.
+#[test]
+fn the_container_fault_examples_load_and_cover_every_action_once() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/container-faults");
+    let mut actions = Vec::new();
+    for file in catalogue_files(&dir) {
+        let s = load(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let [scheduled] = s.faults.as_slice() else {
+            panic!("{}: one fault, not {}", file.display(), s.faults.len());
+        };
+        let Fault::Container(c) = &scheduled.fault else {
+            panic!("{}: not a container fault", file.display());
+        };
+        let c = serde_json::to_value(c).unwrap();
+        assert_eq!(c["target"], "database", "{}", file.display());
+        let action = c["action"].as_str().unwrap().to_string();
+        assert_eq!(s.name, format!("db-{action}"), "{}", file.display());
+        if let Some(p) = &s.protection {
+            assert!(
+                ["timeouts", "stale-cache"].contains(&p.as_str()),
+                "{}: {p}",
+                file.display()
+            );
+        }
+        actions.push(action);
+    }
+    actions.sort();
+    assert_eq!(
+        actions,
+        ["cpu", "disconnect", "kill", "memory", "pause", "stop"]
+    );
+}
+
 /// The catalogue's files, as (file name, text), to mutate.
 fn catalogue_texts() -> Vec<(PathBuf, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
