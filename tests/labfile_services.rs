@@ -1,18 +1,23 @@
-//! A service nobody here wrote, described by a lab file alone: datasette from PyPI, installed into
-//! a venv under the build directory (once; later runs reuse it), runs its generic catalogue.
+//! Services nobody here wrote, described by a lab file alone: datasette and MLflow's tracking
+//! server from PyPI, each installed into a venv under the build directory (once; later runs reuse
+//! it), run their generic catalogue.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use super::{Run, explain, root};
 
-/// A venv with `package` installed, under the build directory; the path of its `bin/`.
-fn venv_with(package: &str, import: &str) -> PathBuf {
-    let dir = root().join("target/venvs").join(import);
+/// A venv named `name` under the build directory with `packages` (pip requirements) installed;
+/// the path of its `bin/`. Made once: a later call reuses it while it was made for the same
+/// packages and each of `imports` still imports.
+fn venv_with(name: &str, packages: &[&str], imports: &[&str]) -> PathBuf {
+    let dir = root().join("target/venvs").join(name);
     let python = dir.join("bin/python3");
-    let installed = python.exists()
+    let made_for = dir.join("fivehundred-requirements.txt");
+    let wanted = packages.join("\n");
+    let installed = std::fs::read_to_string(&made_for).is_ok_and(|r| r == wanted)
         && Command::new(&python)
-            .args(["-c", &format!("import {import}")])
+            .args(["-c", &format!("import {}", imports.join(", "))])
             .status()
             .is_ok_and(|s| s.success());
     if !installed {
@@ -28,14 +33,17 @@ fn venv_with(package: &str, import: &str) -> PathBuf {
             String::from_utf8_lossy(&made.stderr)
         );
         let pip = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", package])
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(packages)
             .output()
             .expect("pip runs");
         assert!(
             pip.status.success(),
-            "cannot install {package} from PyPI: {}",
+            "cannot install {} from PyPI: {}",
+            packages.join(" "),
             String::from_utf8_lossy(&pip.stderr)
         );
+        std::fs::write(&made_for, &wanted).unwrap();
     }
     dir.join("bin")
 }
@@ -65,6 +73,7 @@ fn list_says_which_causes_a_lab_file_makes_possible_and_why_the_others_do_not_ap
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
+    // Its PostgreSQL dependency is named `database`: its down cause is named after it.
     assert!(
         text.lines()
             .any(|l| l.starts_with("database-down") && l.contains("yes:")),
@@ -94,24 +103,27 @@ fn a_cause_that_does_not_apply_is_refused_naming_why() {
 
 #[test]
 fn datasette_from_pypi_runs_its_generic_catalogue_from_its_lab_file() {
-    let bin = venv_with("datasette", "datasette");
+    let bin = venv_with("datasette", &["datasette"], &["datasette"]);
     let run = Run::new();
-    let mut cmd = run.command(&[
-        "run",
-        "--lab",
-        "examples/datasette/fivehundred.toml",
-        "overload",
-        "fd-exhaustion",
-        "crash-restart",
-        "memory-pressure",
-        "disk-full",
-        "invalid-input",
-        "--jobs",
-        "2",
-        "--seed",
-        "7",
-        "--report-dir",
-    ]);
+    let mut cmd = own_program(
+        &run,
+        &[
+            "run",
+            "--lab",
+            "examples/datasette/fivehundred.toml",
+            "overload",
+            "fd-exhaustion",
+            "crash-restart",
+            "memory-pressure",
+            "disk-full",
+            "invalid-input",
+            "--jobs",
+            "2",
+            "--seed",
+            "7",
+            "--report-dir",
+        ],
+    );
     cmd.arg(run.reports.path());
     with_path(&mut cmd, &bin);
     let out = cmd.output().unwrap();
@@ -208,6 +220,190 @@ fn datasette_from_pypi_runs_its_generic_catalogue_from_its_lab_file() {
         "{}",
         explain(&out)
     );
+}
+
+/// MLflow's tracking server as examples/mlflow/README.md was measured with it, the PostgreSQL
+/// driver its store URL names, and the exporter `--expose-prometheus` imports.
+const MLFLOW: &[&str] = &[
+    "mlflow==3.17.2",
+    "psycopg2-binary",
+    "prometheus-flask-exporter",
+];
+
+/// The verdict of check `name` in `phase` of scenario `s`, if it ran.
+fn verdict<'a>(s: &'a serde_json::Value, name: &str, phase: &str) -> Option<&'a str> {
+    s["checks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name && c["phase"] == phase)
+        .and_then(|c| c["verdict"].as_str())
+}
+
+fn events(s: &serde_json::Value) -> Vec<(String, String)> {
+    s["recording"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or("").to_string(),
+                e["detail"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn mlflow_from_pypi_runs_its_generic_catalogue_from_its_lab_file() {
+    let bin = venv_with(
+        "mlflow",
+        MLFLOW,
+        &["mlflow", "psycopg2", "prometheus_flask_exporter"],
+    );
+    let run = Run::new();
+    // Its database through the lab's proxy, and its own process: killed, out of descriptors,
+    // out of disk. examples/mlflow/README.md shows this run's verdicts.
+    let causes = [
+        "db-down",
+        "db-slow",
+        "crash-restart",
+        "fd-exhaustion",
+        "disk-full",
+    ];
+    let mut cmd = run.command(&["run", "--lab", "examples/mlflow/fivehundred.toml"]);
+    cmd.args(causes)
+        .args(["--jobs", "2", "--seed", "7", "--report-dir"])
+        .arg(run.reports.path());
+    with_path(&mut cmd, &bin);
+    let out = cmd.output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(run.reports.path().join("report.json")).expect("report.json written"),
+    )
+    .unwrap();
+    let scenarios = report["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), causes.len(), "{}", explain(&out));
+    let scenario = |name: &str| {
+        scenarios
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} ran: {}", explain(&out)))
+    };
+    for s in scenarios {
+        let name = s["name"].as_str().unwrap();
+        // MLflow served its steady load, the fault went in and was taken out again (a fault
+        // that could not be injected or reverted leaves a note and no verdict).
+        assert_eq!(
+            verdict(s, "status", "steady"),
+            Some("pass"),
+            "{name}: {}",
+            explain(&out)
+        );
+        assert!(
+            s["note"].is_null(),
+            "{name}: {}: {}",
+            s["note"],
+            explain(&out)
+        );
+        let ev = events(s);
+        assert!(
+            ev.iter().any(|(k, _)| k == "inject")
+                && ev
+                    .iter()
+                    .any(|(k, d)| k == "revert" && !d.contains("after a failed injection")),
+            "{name}: {ev:?}"
+        );
+        // It connected to its database through the lab's proxy, not around it: a service
+        // that never does fails the `dependency` check and gets no fault.
+        assert_ne!(verdict(s, "dependency", "steady"), Some("fail"), "{name}");
+    }
+
+    // db-down refuses connections at the proxy only (the lab's PostgreSQL stays up), so
+    // MLflow's own answers naming a failed connection show it used the address it was given;
+    // none came before the fault.
+    let down = scenario("db-down");
+    let fault_began = down["recording"]["phases"]["fault"][0].as_f64().unwrap();
+    let db_errors: Vec<f64> = down["recording"]["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["outcome"]["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("psycopg2.OperationalError"))
+        })
+        .map(|r| r["at_ms"].as_f64().unwrap() + r["latency_ms"].as_f64().unwrap())
+        .collect();
+    assert!(!db_errors.is_empty(), "{}", explain(&out));
+    assert!(
+        db_errors.iter().all(|&answered| answered >= fault_began),
+        "{db_errors:?} before {fault_began}"
+    );
+    // db-slow delays every byte to and from the database by two seconds: a request that
+    // reaches it waits at least one round trip of four, longer than any in the steady phase.
+    let slow = scenario("db-slow");
+    let slowest = |phase: &str| {
+        slow["request_digest"]["seconds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["phase"] == phase)
+            .filter_map(|s| s["max_ms"].as_f64())
+            .fold(0.0, f64::max)
+    };
+    let (steady, fault) = (slowest("steady"), slowest("fault"));
+    assert!(
+        fault >= 4000.0 && fault > steady,
+        "db-slow: slowest {steady} ms steady, {fault} ms in the fault: {}",
+        explain(&out)
+    );
+
+    // The crash killed MLflow's whole process group and the lab started it again: nothing
+    // answered while it was gone, and the restart was verified alive (the revert above).
+    let crash = scenario("crash-restart");
+    assert_eq!(verdict(crash, "status", "fault"), Some("pass"));
+    assert!(
+        events(crash)
+            .iter()
+            .any(|(k, d)| k == "target_exit" && d.contains("SIGKILL")),
+        "{}",
+        explain(&out)
+    );
+    // The descriptor fault reached every process of MLflow's, not only the `mlflow server`
+    // launcher the lab started: the uvicorn server that answers is its child.
+    let noted = |name: &str, needle: &str| {
+        events(scenario(name))
+            .iter()
+            .filter(|(k, d)| k == "note" && d.contains(needle))
+            .count()
+    };
+    assert!(
+        noted("fd-exhaustion", "prlimit --nofile=") > 1,
+        "{:?}",
+        events(scenario("fd-exhaustion"))
+    );
+    // The disk fault filled its data directory.
+    assert_eq!(
+        noted("disk-full", "fails with ENOSPC"),
+        1,
+        "{}",
+        explain(&out)
+    );
+
+    // The exit code follows the checks. It is 1, as the README says: MLflow's answers while
+    // its database is down carry SQLAlchemy's error text.
+    let failed = scenarios
+        .iter()
+        .flat_map(|s| s["checks"].as_array().unwrap())
+        .any(|c| c["verdict"] == "fail");
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(failed)),
+        "{}",
+        explain(&out)
+    );
+    assert_eq!(verdict(down, "no-leaks", "fault"), Some("fail"));
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
 }
 
 /// A service that is handed a dependency's address and never uses it fails with a message that

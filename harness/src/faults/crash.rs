@@ -56,6 +56,13 @@ impl FaultKind for Crash {
         )
     }
 
+    /// The restart waits up to the service's `ready_within` for it to be ready again, as its
+    /// first start did: an attempt abandoned sooner would kill a service that is still
+    /// starting, as the lab file allows, and start it over.
+    fn revert_within(&self, lab: &crate::labfile::LabFile) -> Duration {
+        lab.service.ready_within + super::INJECT_TIMEOUT
+    }
+
     async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         let (killed, status) = lab
             .kill_service(self.signal())
@@ -122,6 +129,28 @@ async fn verify_alive(lab: &Lab, pid: u32) -> Result<(), FaultError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restart_may_take_as_long_as_the_lab_file_lets_the_service_start() {
+        let lab = |ready_within: &str| {
+            let text = format!(
+                "[service]\ncommand = [\"serve\", \"{{port}}\"]\nready_within = \"{ready_within}\"\n[[request]]\npath = \"/\"\n"
+            );
+            crate::labfile::parse(std::path::Path::new("/tmp/fivehundred.toml"), &text).unwrap()
+        };
+        let crash = crate::faults::Fault::Crash(Crash {
+            signal: "SIGKILL".into(),
+        });
+        let slow = lab("120s");
+        assert!(crash.revert_within(&slow) > Duration::from_secs(120));
+        assert!(crash.revert_within(&lab("1s")) >= crate::faults::INJECT_TIMEOUT);
+        // Other faults keep the usual deadline.
+        let other = crate::faults::Fault::from_table(
+            toml::from_str("kind = \"fd-limit\"").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(other.revert_within(&slow), crate::faults::INJECT_TIMEOUT);
+    }
 
     #[test]
     fn only_crash_signals_are_accepted() {

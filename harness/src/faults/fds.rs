@@ -1,8 +1,9 @@
-//! File-descriptor exhaustion: the running target's open-file limit (`RLIMIT_NOFILE`) is lowered
-//! to what it has open, plus an optional headroom, with `prlimit(2)`. Its next `open`, `accept`
-//! or `connect` fails with EMFILE, as in a service that leaks descriptors or was started with a
-//! low `LimitNOFILE`. Only the soft limit moves, so the revert needs no privilege; it restores
-//! the limit and verifies it in `/proc/<pid>/limits`.
+//! File-descriptor exhaustion: the open-file limit (`RLIMIT_NOFILE`) of each of the running
+//! target's processes (its process group: a pre-fork server's workers, the server a launcher
+//! started) is lowered to what that process has open, plus an optional headroom, with
+//! `prlimit(2)`. Its next `open`, `accept` or `connect` fails with EMFILE, as in a service that
+//! leaks descriptors or was started with a low `LimitNOFILE`. Only the soft limit moves, so the
+//! revert needs no privilege; it restores each limit and verifies it in `/proc/<pid>/limits`.
 //!
 //! The limit bounds descriptor *numbers*, not their count: a new descriptor takes the lowest
 //! free number and fails only if that number is at or above the limit. So the limit is set to
@@ -38,12 +39,21 @@ fn is_zero(n: &u32) -> bool {
 /// How often the limit follows the lowest free descriptor number down.
 const FOLLOW_EVERY: Duration = Duration::from_millis(10);
 
-/// What the fault holds until its revert: the limits to restore, and the task keeping the
-/// limit down (stopped before the limit is restored).
+/// What the fault holds until its revert: the limits to restore, process by process, and the
+/// task keeping them down (stopped before they are restored).
 pub struct Lowered {
+    procs: Vec<Limited>,
+    follower: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// One process of the service whose limit was lowered, and what its limit was.
+#[derive(Debug, Clone, Copy)]
+struct Limited {
+    pid: u32,
+    /// Its start time: a later process given the same pid is not it.
+    started: u64,
     soft: u64,
     hard: u64,
-    follower: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Lowered {
@@ -79,66 +89,32 @@ impl FaultKind for FdLimit {
         }
     }
 
+    /// Every process of the service gets the lowered limit: a pre-fork server's workers, or
+    /// the server a launcher started, are what accept and open, not only the process the lab
+    /// started.
     async fn inject(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
-        let pid = target_pid(lab)?;
-        // With the pid, names the process: a pid reused by another process after the target
-        // died has another start time, and no limit may land on it.
-        let started = crate::journal::process_start_time(pid)
-            .ok_or_else(|| FaultError::Failed(format!("the target (pid {pid}) is gone")))?;
-        let fds = Descriptors::read(pid).map_err(|e| {
-            FaultError::Failed(format!("cannot list the target's descriptors: {e}"))
-        })?;
-        let (soft, hard) = crate::sys::nofile_limit(pid)
-            .map_err(|e| FaultError::Failed(format!("prlimit on the target: {e}")))?;
+        let pids = service_pids(lab)?;
         let headroom = u64::from(self.headroom);
-        let mut floor = fds.reserve_floor();
-        let lowered = fds.limit(floor) + headroom;
-        if lowered >= soft {
-            return Err(FaultError::Failed(format!(
-                "the target's limit ({soft}) is already no more than the {lowered} it would be lowered to"
-            )));
-        }
-        // Kept (before the limit moves) for the revert: the limit to restore is whatever it was.
-        *held = Some(Lowered {
-                soft,
-                hard,
-                follower: None,
-            });
-        set_and_verify(pid, lowered, hard)?;
-        lab.recorder.event(
-            crate::record::EventKind::Note,
-            format!(
-                "prlimit --nofile={lowered}:{hard} on the target (was {soft}; {} open), following the lowest free descriptor down",
-                fds.open.len()
-            ),
-        );
-        let follower = tokio::spawn(async move {
-            let mut limit = lowered;
+        let lowered = held.insert(Lowered {
+            procs: Vec::new(),
+            follower: None,
+        });
+        let mut following = lower(&pids, headroom, lowered, |note| {
+            lab.recorder.event(crate::record::EventKind::Note, note)
+        })?;
+        lowered.follower = Some(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(FOLLOW_EVERY).await;
-                let Ok(fds) = Descriptors::read(pid) else {
+                following.retain_mut(|f| f.follow(headroom));
+                if following.is_empty() {
                     return; // the target is gone; the lab's checks will say so
-                };
-                floor = floor.max(fds.reserve_floor());
-                let want = fds.limit(floor) + headroom;
-                if want >= limit {
-                    continue;
-                }
-                if !same_process(pid, started) {
-                    return; // the target died and its pid went to another process
-                }
-                if crate::sys::set_nofile_limit(pid, want, hard).is_ok() {
-                    limit = want;
                 }
             }
-        });
-        if let Some(lowered) = held.as_mut() {
-            lowered.follower = Some(follower);
-        }
+        }));
         Ok(())
     }
 
-    async fn revert(&self, lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
+    async fn revert(&self, _lab: &Lab, held: &mut Option<Self::Held>) -> Result<(), FaultError> {
         let Some(lowered) = held.as_mut() else {
             return Ok(()); // never lowered
         };
@@ -146,14 +122,137 @@ impl FaultKind for FdLimit {
             task.abort();
             let _ = task.await; // no lowering may land after the restore
         }
-        let result =
-            target_pid(lab).and_then(|pid| set_and_verify(pid, lowered.soft, lowered.hard));
-        if result.is_ok() {
-            *held = None;
-        }
-        // On failure what the retry needs stays held.
-        result
+        restore(lowered)?;
+        *held = None;
+        Ok(())
     }
+}
+
+/// A process whose limit follows its lowest free descriptor number down.
+struct Following {
+    proc: Limited,
+    limit: u64,
+    floor: u64,
+}
+
+impl Following {
+    /// Lowers the limit to the lowest free number again if a descriptor closed below it;
+    /// false once the process is gone (or its pid went to another process).
+    fn follow(&mut self, headroom: u64) -> bool {
+        let Limited {
+            pid, started, hard, ..
+        } = self.proc;
+        let Ok(fds) = Descriptors::read(pid) else {
+            return false;
+        };
+        self.floor = self.floor.max(fds.reserve_floor());
+        let want = fds.limit(self.floor) + headroom;
+        if want >= self.limit {
+            return true;
+        }
+        if !same_process(pid, started) {
+            return false;
+        }
+        if crate::sys::set_nofile_limit(pid, want, hard).is_ok() {
+            self.limit = want;
+        }
+        true
+    }
+}
+
+/// Lowers the limit of each of `pids` to the lowest free descriptor number (plus `headroom`),
+/// each verified, recording each in `lowered` before it moves and telling `note` about it. A
+/// process that exits meanwhile is passed over; an error if none could be lowered.
+fn lower(
+    pids: &[u32],
+    headroom: u64,
+    lowered: &mut Lowered,
+    mut note: impl FnMut(String),
+) -> Result<Vec<Following>, FaultError> {
+    let mut following = Vec::new();
+    let mut already_low = None;
+    for &pid in pids {
+        // With the pid, names the process: a pid reused by another process after the target
+        // died has another start time, and no limit may land on it.
+        let Some(started) = crate::journal::process_start_time(pid) else {
+            continue; // a worker that exited meanwhile
+        };
+        // An error about a process that has exited meanwhile is no error: nothing to lower.
+        let failed = |what: String| {
+            same_process(pid, started).then_some(FaultError::Failed(what))
+        };
+        let fds = match Descriptors::read(pid) {
+            Ok(fds) => fds,
+            Err(e) => match failed(format!(
+                "cannot list the descriptors of the target's pid {pid}: {e}"
+            )) {
+                Some(e) => return Err(e),
+                None => continue,
+            },
+        };
+        let (soft, hard) = match crate::sys::nofile_limit(pid) {
+            Ok(limits) => limits,
+            Err(e) => match failed(format!("prlimit on the target's pid {pid}: {e}")) {
+                Some(e) => return Err(e),
+                None => continue,
+            },
+        };
+        let floor = fds.reserve_floor();
+        let limit = fds.limit(floor) + headroom;
+        if limit >= soft {
+            already_low = Some((soft, limit));
+            continue;
+        }
+        // Kept (before the limit moves) for the revert: the limit to restore is whatever it was.
+        let proc = Limited {
+            pid,
+            started,
+            soft,
+            hard,
+        };
+        lowered.procs.push(proc);
+        if let Err(e) = set_and_verify(pid, limit, hard) {
+            if same_process(pid, started) {
+                return Err(e);
+            }
+            lowered.procs.pop();
+            continue;
+        }
+        note(format!(
+            "prlimit --nofile={limit}:{hard} on the target's pid {pid} ({}; was {soft}, {} open), following the lowest free descriptor down",
+            command_name(pid),
+            fds.open.len()
+        ));
+        following.push(Following { proc, limit, floor });
+    }
+    if following.is_empty() {
+        return Err(FaultError::Failed(match already_low {
+            Some((soft, limit)) => format!(
+                "the target's limit ({soft}) is already no more than the {limit} it would be lowered to"
+            ),
+            None => "the target is not running".into(),
+        }));
+    }
+    Ok(following)
+}
+
+/// Restores each lowered process's limit, verified; a process that ended took its limit with
+/// it. On failure what a retry needs stays in `lowered`.
+fn restore(lowered: &mut Lowered) -> Result<(), FaultError> {
+    let mut failed = None;
+    lowered.procs.retain(|p| {
+        if !same_process(p.pid, p.started) {
+            return false;
+        }
+        match set_and_verify(p.pid, p.soft, p.hard) {
+            Ok(()) => false,
+            Err(e) => {
+                failed = Some(e);
+                true
+            }
+        }
+    });
+    failed.map_or(Ok(()), Err)
 }
 
 /// Whether `pid` is still the process that started at `started` (clock ticks since boot).
@@ -161,9 +260,22 @@ fn same_process(pid: u32, started: u64) -> bool {
     crate::journal::process_start_time(pid) == Some(started)
 }
 
-fn target_pid(lab: &Lab) -> Result<u32, FaultError> {
+/// The service's processes, the one the lab started first (a container's: its main process).
+fn service_pids(lab: &Lab) -> Result<Vec<u32>, FaultError> {
+    let pids = lab.service_pids();
+    if !pids.is_empty() {
+        return Ok(pids);
+    }
     lab.target_pid()
+        .map(|pid| vec![pid])
         .ok_or_else(|| FaultError::Failed("the target is not running".into()))
+}
+
+/// A process's command name (`/proc/<pid>/comm`), to tell a service's processes apart.
+fn command_name(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim_end().to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// A process's open descriptor numbers, and which of them are kept in reserve.
@@ -302,6 +414,52 @@ Max open files            37                   1048576              files     \n
             then.is_none_or(|t| !same_process(pid, t)),
             "a dead process passes"
         );
+    }
+
+    #[test]
+    fn every_process_given_is_lowered_and_restored_and_one_that_exited_is_passed_over() {
+        let spawn = || {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let (mut a, mut b) = (spawn(), spawn());
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let gone_pid = gone.id();
+        gone.wait().unwrap();
+        let before = crate::sys::nofile_limit(a.id()).unwrap();
+        let mut lowered = Lowered {
+            procs: Vec::new(),
+            follower: None,
+        };
+        let mut notes = Vec::new();
+        let following = lower(&[a.id(), gone_pid, b.id()], 0, &mut lowered, |n| {
+            notes.push(n)
+        })
+        .unwrap();
+        assert_eq!(following.len(), 2);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        for child in [&a, &b] {
+            // Down to the few descriptors `sleep` has, the hard limit untouched.
+            let (soft, hard) = crate::sys::nofile_limit(child.id()).unwrap();
+            assert!(soft <= 64 && soft < before.0, "pid {}: {soft}", child.id());
+            assert_eq!(hard, before.1);
+        }
+        restore(&mut lowered).unwrap();
+        assert!(lowered.procs.is_empty());
+        for child in [&a, &b] {
+            assert_eq!(crate::sys::nofile_limit(child.id()).unwrap(), before);
+        }
+        // None left to lower: the error says so.
+        let pids = [a.id(), b.id()];
+        for child in [&mut a, &mut b] {
+            let _ = child.kill();
+            child.wait().unwrap();
+        }
+        let none = lower(&pids, 0, &mut lowered, |_| {}).err().unwrap();
+        assert!(none.to_string().contains("not running"), "{none}");
     }
 
     #[test]

@@ -140,20 +140,23 @@ impl<'a> Injector<'a> {
     }
 
     /// Reverts an injected fault, trying up to `attempts` times (a revert is the one step that
-    /// must not be skipped). Once verified it is journalled as reverted and `text` recorded on
-    /// the timeline; a failure is recorded as a note and the fault stays journalled.
+    /// must not be skipped), each within the fault's own deadline (see
+    /// [`super::FaultKind::revert_within`]). Once verified it is journalled as reverted and
+    /// `text` recorded on the timeline; a failure is recorded as a note and the fault stays
+    /// journalled.
     pub async fn revert(
         &self,
         injected: &mut Injected,
         text: &str,
         attempts: u32,
     ) -> Result<(), String> {
+        let within = injected.fault.revert_within(&self.lab.lab_file);
         let mut last = String::new();
         for attempt in 0..attempts.max(1) {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
             }
-            match tokio::time::timeout(INJECT_TIMEOUT, injected.armed.revert(self.lab)).await {
+            match tokio::time::timeout(within, injected.armed.revert(self.lab)).await {
                 Ok(Ok(())) => {
                     self.record_reverted(injected.id, text);
                     return Ok(());
@@ -162,7 +165,7 @@ impl<'a> Injector<'a> {
                 Err(_) => {
                     last = format!(
                         "the revert did not finish within {}",
-                        humantime::format_duration(INJECT_TIMEOUT)
+                        humantime::format_duration(within)
                     )
                 }
             }

@@ -91,6 +91,13 @@ pub trait FaultKind:
         TargetNeeds::default()
     }
 
+    /// How long one attempt at `revert` may take before it is abandoned: [`INJECT_TIMEOUT`],
+    /// unless the revert waits for something the lab file gives a longer bound (a restarted
+    /// service's `ready_within`).
+    fn revert_within(&self, _lab: &crate::labfile::LabFile) -> std::time::Duration {
+        INJECT_TIMEOUT
+    }
+
     /// Injects the fault. What it creates goes into `held` as soon as it exists, so that a
     /// failed or abandoned injection is reverted like a finished one.
     fn inject(
@@ -170,6 +177,11 @@ macro_rules! kinds {
             /// What the fault needs from the way the target is started.
             pub fn target_needs(&self) -> TargetNeeds {
                 match self { $(Fault::$variant(f) => f.target_needs(),)* }
+            }
+
+            /// How long one revert attempt may take (see [`FaultKind::revert_within`]).
+            pub fn revert_within(&self, lab: &crate::labfile::LabFile) -> std::time::Duration {
+                match self { $(Fault::$variant(f) => f.revert_within(lab),)* }
             }
 
             /// Whether a scenario with this fault needs the machine to itself (see
