@@ -105,25 +105,22 @@ fn a_cause_that_does_not_apply_is_refused_naming_why() {
 fn datasette_from_pypi_runs_its_generic_catalogue_from_its_lab_file() {
     let bin = venv_with("datasette", &["datasette"], &["datasette"]);
     let run = Run::new();
-    let mut cmd = own_program(
-        &run,
-        &[
-            "run",
-            "--lab",
-            "examples/datasette/fivehundred.toml",
-            "overload",
-            "fd-exhaustion",
-            "crash-restart",
-            "memory-pressure",
-            "disk-full",
-            "invalid-input",
-            "--jobs",
-            "2",
-            "--seed",
-            "7",
-            "--report-dir",
-        ],
-    );
+    let mut cmd = run.command(&[
+        "run",
+        "--lab",
+        "examples/datasette/fivehundred.toml",
+        "overload",
+        "fd-exhaustion",
+        "crash-restart",
+        "memory-pressure",
+        "disk-full",
+        "invalid-input",
+        "--jobs",
+        "2",
+        "--seed",
+        "7",
+        "--report-dir",
+    ]);
     cmd.arg(run.reports.path());
     with_path(&mut cmd, &bin);
     let out = cmd.output().unwrap();
