@@ -686,20 +686,31 @@ async fn binary_out_of_descriptors(
     let mut args = binary_args(&db, &payments, &dir.path().join("data"));
     args.push(format!("--protections={protections}"));
     let bin = Binary::spawn(&args).await;
-    // The limit bounds descriptor *numbers*: at the lowest free one, no new descriptor fits.
-    let open: std::collections::BTreeSet<u64> =
-        std::fs::read_dir(format!("/proc/{}/fd", bin.pid()))
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
-    let lowest_free = (0..).find(|n| !open.contains(n)).unwrap();
-    match set_nofile(bin.pid(), &lowest_free.to_string()) {
-        Ok(()) => Some((bin, db, dir)),
-        Err(why) => {
+    // The limit bounds descriptor *numbers*: at the lowest free one, no new descriptor fits. The
+    // process may still be opening or closing some (its pool, a probe) as the limit is set: set
+    // it again until the lowest free descriptor holds still under it.
+    let lowest_free = || {
+        let open: std::collections::BTreeSet<u64> =
+            std::fs::read_dir(format!("/proc/{}/fd", bin.pid()))
+                .unwrap()
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect();
+        (0..).find(|n| !open.contains(n)).unwrap()
+    };
+    let mut limit = lowest_free();
+    for _ in 0..20 {
+        if let Err(why) = set_nofile(bin.pid(), &limit.to_string()) {
             eprintln!("SKIPPED: {why}");
-            None
+            return None;
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = lowest_free();
+        if now == limit {
+            return Some((bin, db, dir));
+        }
+        limit = now;
     }
+    panic!("the process's descriptors never held still long enough to set the limit at them");
 }
 
 fn set_nofile(pid: u32, soft: &str) -> Result<(), String> {
