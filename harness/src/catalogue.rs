@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::faults::Fault;
-use crate::labfile::{DepKind, Dependency, HttpDep, LabFile, Start};
+use crate::labfile::{DepKind, Dependency, LabFile, Start};
 use crate::scenario::{
     AlertExpectations, Contract, DataExpect, Expectations, Health, LatencyLimits, Learn, LoadSpec,
     PhaseExpect, Phases, Scenario, ScheduledFault, StatusExpect, StatusPattern,
@@ -94,7 +94,7 @@ fn dependency_causes(lab: &LabFile) -> Vec<Cause> {
                 )
             }),
         });
-        if matches!(dep, Dependency::Http(HttpDep::Canned(_))) {
+        if matches!(dep, Dependency::Http(_)) {
             out.push(Cause {
                 name: format!("{name}-errors"),
                 cause: "failing dependency".into(),
@@ -537,7 +537,7 @@ path = "/"
     }
 
     #[test]
-    fn an_http_dependency_the_lab_serves_gets_its_errors_cause_and_an_upstream_does_not() {
+    fn every_http_dependency_gets_its_errors_cause_canned_or_a_real_upstream() {
         let text = STARTED
             .replace("\"--port\", \"{port}\"]", "\"--port\", \"{port}\", \"{deps.pay.url}\", \"{deps.up.url}\"]")
             .replace(
@@ -547,7 +547,8 @@ path = "/"
         let c = causes(&text);
         assert_eq!(c["pay-errors"].as_deref(), Ok("dependency"));
         assert_eq!(c["pay-down"].as_deref(), Ok("network"));
-        assert!(!c.contains_key("up-errors"), "{:?}", c.keys());
+        // A real upstream is answered through the lab's stub too: it can fail the same way.
+        assert_eq!(c["up-errors"].as_deref(), Ok("dependency"));
         assert_eq!(c["up-down"].as_deref(), Ok("network"));
     }
 

@@ -1,7 +1,7 @@
-//! The HTTP dependencies the lab serves itself: a lab file's `http` dependency with canned
-//! answers (target-app's payments API is one), each answered by an [`HttpStub`] with a
-//! switchable [`Behaviour`] for the faults a real provider shows (errors, garbage, slowness,
-//! silence). The behaviours' names and rules live in `stub/behaviour.rs`, once: the scenario's
+//! The HTTP dependencies the lab stands in front of: a lab file's `http` dependency, answered
+//! by an [`HttpStub`] from its canned answers (target-app's payments API is one) or by passing
+//! each request on to its real upstream, with a switchable [`Behaviour`] for the faults a real
+//! provider shows (errors, garbage, slowness, silence). The behaviours' names and rules live in `stub/behaviour.rs`, once: the scenario's
 //! `dependency` fault uses both rather than its own.
 //!
 //! Network faults (refused, reset, stalled connections) are not its business: the lab puts a
@@ -40,6 +40,9 @@ pub enum StubError {
 
 struct Shared {
     answers: Vec<CannedAnswer>,
+    /// A real upstream (`http://host:port`) every request goes on to while healthy, instead of
+    /// the canned answers.
+    upstream: Option<(reqwest::Client, String)>,
     behaviour: watch::Sender<Behaviour>,
     /// Ends hanging and slow requests when the stub stops, so that shutdown is not held up.
     cancel: CancellationToken,
@@ -57,6 +60,24 @@ impl HttpStub {
     /// Serves `answers` on a free loopback port: each request gets the first answer whose
     /// method and path match it, a 404 when none does.
     pub async fn start(answers: Vec<CannedAnswer>) -> Result<HttpStub, StubError> {
+        HttpStub::serve(answers, None).await
+    }
+
+    /// Passes every request on to `upstream` (`http://host:port`) and its answer back, while
+    /// healthy; the behaviours act as they do on canned answers.
+    pub async fn forward(upstream: &str) -> Result<HttpStub, StubError> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| StubError::InvalidBehaviour(e.to_string()))?;
+        let base = upstream.trim_end_matches('/').to_string();
+        HttpStub::serve(Vec::new(), Some((client, base))).await
+    }
+
+    async fn serve(
+        answers: Vec<CannedAnswer>,
+        upstream: Option<(reqwest::Client, String)>,
+    ) -> Result<HttpStub, StubError> {
         let listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let bind_error = |source| StubError::Bind {
             addr: listen,
@@ -68,6 +89,7 @@ impl HttpStub {
         let addr = listener.local_addr().map_err(bind_error)?;
         let shared = Arc::new(Shared {
             answers,
+            upstream,
             behaviour: watch::Sender::new(Behaviour::Healthy),
             cancel: CancellationToken::new(),
         });
@@ -170,7 +192,76 @@ async fn answer(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         }
         Behaviour::Hang => unreachable!("settled_behaviour never returns Hang"),
     }
-    canned(&shared.answers, req.method().as_str(), req.uri().path())
+    match &shared.upstream {
+        Some((client, base)) => forward(client, base, req).await,
+        None => canned(&shared.answers, req.method().as_str(), req.uri().path()),
+    }
+}
+
+/// The largest request body passed on to an upstream.
+const MAX_BODY: usize = 16 << 20;
+
+/// `req` sent on to `base`, and its answer back: status, headers (but the hop-by-hop ones) and
+/// body. An upstream that cannot be reached is a 502 saying so.
+async fn forward(client: &reqwest::Client, base: &str, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is too large to pass on",
+        );
+    };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
+        .unwrap_or(reqwest::Method::GET);
+    let mut out = client.request(method, format!("{base}{path}")).body(body);
+    for (k, v) in &parts.headers {
+        if !hop_by_hop(k.as_str()) && k != header::HOST {
+            out = out.header(k.as_str(), v.as_bytes());
+        }
+    }
+    let answer = match out.send().await {
+        Ok(a) => a,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_GATEWAY,
+                &format!("the upstream {base} did not answer: {e}"),
+            );
+        }
+    };
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let headers: Vec<(String, Vec<u8>)> = answer
+        .headers()
+        .iter()
+        .filter(|(k, _)| !hop_by_hop(k.as_str()) && *k != reqwest::header::CONTENT_LENGTH)
+        .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let body = answer.bytes().await.unwrap_or_default();
+    let mut resp = Response::new(axum::body::Body::from(body));
+    *resp.status_mut() = status;
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_bytes(&v),
+        ) {
+            resp.headers_mut().append(k, v);
+        }
+    }
+    resp
+}
+
+/// Headers that belong to one connection, not to the request or answer passed on.
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+            | "trailer"
+    )
 }
 
 /// The behaviour to answer with: waits while it is `Hang`. `None` when the stub stops first.

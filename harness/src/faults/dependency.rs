@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{FaultError, FaultKind};
 use crate::lab::Lab;
-use crate::labfile::{Dependency as LabDependency, HttpDep, LabFile};
+use crate::labfile::{Dependency as LabDependency, LabFile};
 use crate::stub::{Behaviour as StubBehaviour, HttpStub, RawBehaviour};
 
 /// How the dependency answers while the fault is active, in the stub's own names.
@@ -61,11 +61,11 @@ impl FaultKind for Dependency {
         _mix: &[crate::load::MixEntry],
     ) -> Result<(), (&'static str, String)> {
         match lab.deps.get(&self.target) {
-            Some(LabDependency::Http(HttpDep::Canned(_))) => Ok(()),
+            Some(LabDependency::Http(_)) => Ok(()),
             Some(_) => Err((
                 "target",
                 format!(
-                    "`{}` is not an http dependency the lab serves from canned answers; a network fault breaks the path to it instead",
+                    "`{}` is not an http dependency; a network fault breaks the path to it instead",
                     self.target
                 ),
             )),
@@ -73,7 +73,7 @@ impl FaultKind for Dependency {
                 let served: Vec<&str> = lab
                     .deps
                     .iter()
-                    .filter(|(_, d)| matches!(d, LabDependency::Http(HttpDep::Canned(_))))
+                    .filter(|(_, d)| matches!(d, LabDependency::Http(_)))
                     .map(|(n, _)| n.as_str())
                     .collect();
                 Err((
@@ -82,7 +82,7 @@ impl FaultKind for Dependency {
                         "the lab file has no dependency `{}`; it serves {}",
                         self.target,
                         if served.is_empty() {
-                            "no http dependency from canned answers".to_string()
+                            "no http dependency".to_string()
                         } else {
                             served.join(", ")
                         }

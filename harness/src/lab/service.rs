@@ -278,15 +278,15 @@ async fn wire_dependencies(
                 values.tcp(name, &host, proxy.local_addr().port());
                 base.proxies.insert(name.clone(), proxy);
             }
-            Dependency::Http(HttpDep::Upstream(url)) => {
-                let proxy = proxy_to(&host_port(url), seed, name, listen).await?;
-                values.http(name, &host, proxy.local_addr().port());
-                base.proxies.insert(name.clone(), proxy);
-            }
-            Dependency::Http(HttpDep::Canned(answers)) => {
-                let stub = HttpStub::start(answers.clone()).await.map_err(|e| {
-                    LabError(format!("cannot serve the dependency {name}'s answers: {e}"))
-                })?;
+            Dependency::Http(http) => {
+                // The lab's stub answers for it (its canned answers, or its real upstream's
+                // passed on), so that a dependency fault can make it fail as HTTP does; the
+                // fault proxy in front breaks the path to it.
+                let stub = match http {
+                    HttpDep::Canned(answers) => HttpStub::start(answers.clone()).await,
+                    HttpDep::Upstream(url) => HttpStub::forward(url).await,
+                }
+                .map_err(|e| LabError(format!("cannot serve the dependency {name}: {e}")))?;
                 let proxy = proxy_to(&stub.addr().to_string(), seed, name, listen).await?;
                 stubs.insert(name.clone(), stub);
                 values.http(name, &host, proxy.local_addr().port());

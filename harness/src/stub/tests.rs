@@ -271,3 +271,40 @@ async fn a_fault_proxy_in_front_of_the_stub_adds_network_faults() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarding_stub_passes_requests_on_while_healthy_and_fails_them_as_told() {
+    timeout(LIMIT, async {
+        let upstream = stub().await;
+        let front = HttpStub::forward(&url(&upstream)).await.unwrap();
+        let r = client()
+            .get(format!("{}/charges/ch_9?x=1", url(&front)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(r.text().await.unwrap(), r#"{"id": "ch_1"}"#);
+        assert_eq!(charge(&url(&front)).await.unwrap().status(), 201);
+
+        front
+            .set_behaviour(Behaviour::Error { status: 503 })
+            .unwrap();
+        assert_eq!(charge(&url(&front)).await.unwrap().status(), 503);
+        front.set_behaviour(Behaviour::Garbage).unwrap();
+        let body = charge(&url(&front)).await.unwrap().bytes().await.unwrap();
+        assert!(serde_json::from_slice::<serde_json::Value>(&body).is_err());
+        front.set_behaviour(Behaviour::Healthy).unwrap();
+        assert_eq!(charge(&url(&front)).await.unwrap().status(), 201);
+
+        // The upstream gone: a 502 that says so.
+        let base = url(&upstream);
+        upstream.stop().await;
+        let r = charge(&url(&front)).await.unwrap();
+        assert_eq!(r.status(), 502);
+        assert!(r.text().await.unwrap().contains(&base));
+        front.stop().await;
+    })
+    .await
+    .unwrap();
+}
