@@ -70,7 +70,7 @@ impl Lab {
                 let rec = recorder.clone();
                 let sink: LineSink =
                     Arc::new(move |_: Stream, line: &str| rec.log_line(line.to_string()));
-                let start = super::process::ServiceStart {
+                let mut start = super::process::ServiceStart {
                     service: lab_file.service.clone(),
                     spec,
                     values,
@@ -80,10 +80,7 @@ impl Lab {
                     tmpfs: needs.data_tmpfs.map(|size| (base.data_dir.clone(), size)),
                     user,
                 };
-                let process = start
-                    .start(&base.run_dir, isolation)
-                    .await
-                    .map_err(|e| LabError(format!("the service did not start: {e}")))?;
+                let process = start_on_free_ports(&mut start, &base.run_dir, isolation).await?;
                 journal.resource(Resource::Process {
                     pid: process.pid(),
                     what: "service".into(),
@@ -143,6 +140,36 @@ impl Lab {
             resource_log: journal.resource_log().ok(),
             fault_checks: Mutex::new(Vec::new()),
         })
+    }
+}
+
+/// Starts the service. A port the lab picked can be taken by another process between the pick
+/// and the service's bind: a service that exits saying its address is in use is started again
+/// on new ports (when the lab file fixes none), twice at most.
+async fn start_on_free_ports(
+    start: &mut super::process::ServiceStart,
+    run_dir: &Path,
+    isolation: crate::sys::Isolation,
+) -> Result<crate::labfile::ServiceProcess, LabError> {
+    let mut tries = 0;
+    loop {
+        match start.start(run_dir, isolation.clone()).await {
+            Ok(p) => return Ok(p),
+            Err(e)
+                if tries < 2
+                    && start.spec.port.is_none()
+                    && e.to_string()
+                        .to_ascii_lowercase()
+                        .contains("address already in use") =>
+            {
+                tries += 1;
+                start.values.listen_on(HOST, free_port()?);
+                for name in start.spec.listeners.clone() {
+                    start.values.listener(&name, HOST, free_port()?);
+                }
+            }
+            Err(e) => return Err(LabError(format!("the service did not start: {e}"))),
+        }
     }
 }
 
