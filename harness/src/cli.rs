@@ -108,25 +108,8 @@ pub struct RunArgs {
     /// Count a skipped scenario (a fault this machine cannot inject) as a failure.
     #[arg(long)]
     pub strict: bool,
-    /// Use an existing PostgreSQL server (a fresh database is made per run and dropped after)
-    /// instead of an ephemeral cluster.
-    #[arg(long, env = "FIVEHUNDRED_DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// Where the lab's own PostgreSQL runs: `process` (a cluster from this machine's server
-    /// binaries) or `docker` (a container of the local Docker engine, its image built from
-    /// Debian's packages on first use; nothing is pulled).
-    #[arg(long, value_enum, default_value_t = crate::lab::Backend::Process, conflicts_with = "database_url")]
-    pub backend: crate::lab::Backend,
-    /// The target binary [default: target-app, built if needed].
-    #[arg(long, env = "FIVEHUNDRED_TARGET_BIN")]
-    pub target_bin: Option<PathBuf>,
-    /// Directory of scenario files [default: ./scenarios, else the built-in catalogue].
-    #[arg(long)]
-    pub scenarios_dir: Option<PathBuf>,
-    /// A lab file (fivehundred.toml) describing the service to test: runs its generic
-    /// catalogue (or the causes named) against that service instead of target-app.
-    #[arg(long, value_name = "PATH")]
-    pub lab: Option<PathBuf>,
+    #[command(flatten)]
+    pub lab: LabArgs,
     /// How many scenarios run at once, each in its own lab (labs are mostly idle: 30 requests
     /// a second). Labs start 3 s apart; a scenario that measures the machine (overload) runs
     /// alone whatever this says.
@@ -137,9 +120,38 @@ pub struct RunArgs {
     pub target_args: Vec<String>,
 }
 
+/// The lab a scenario runs in: the service (target-app, another build of it, or a lab file's)
+/// and where its PostgreSQL runs. `run` and `explain` take the same; [`LabArgs::options`]
+/// settles them for both.
+#[derive(Debug, clap::Args)]
+pub struct LabArgs {
+    /// Use an existing PostgreSQL server (a fresh database is made per run and dropped after)
+    /// instead of an ephemeral cluster.
+    #[arg(long, env = "FIVEHUNDRED_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Where the lab's own PostgreSQL runs: `process` (a cluster from this machine's server
+    /// binaries) or `docker` (a container of the local Docker engine, its image built from
+    /// Debian's packages on first use; nothing is pulled).
+    #[arg(long, value_enum, default_value_t = crate::lab::Backend::Process, conflicts_with = "database_url")]
+    pub backend: crate::lab::Backend,
+    /// The target binary [default: target-app, built if needed]; not used with --lab.
+    #[arg(long, env = "FIVEHUNDRED_TARGET_BIN")]
+    pub target_bin: Option<PathBuf>,
+    /// Directory of scenario files [default: ./scenarios, else the built-in catalogue]; not
+    /// used with --lab.
+    #[arg(long)]
+    pub scenarios_dir: Option<PathBuf>,
+    /// A lab file (fivehundred.toml) describing the service to test: its generic catalogue's
+    /// causes (by name) or scenario files (by path) run against that service instead of
+    /// target-app.
+    #[arg(long = "lab", value_name = "PATH")]
+    pub lab_file: Option<PathBuf>,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ExplainArgs {
-    /// A scenario name (from the catalogue) or a path to a scenario file.
+    /// A scenario name (from the catalogue, or with --lab from the lab file's) or a path to a
+    /// scenario file.
     pub scenario: String,
     /// Print the explanation only; run nothing.
     #[arg(long)]
@@ -151,15 +163,8 @@ pub struct ExplainArgs {
     /// directory under the system's temporary directory, printed at the end].
     #[arg(long)]
     pub report_dir: Option<PathBuf>,
-    /// Use an existing PostgreSQL server instead of an ephemeral cluster.
-    #[arg(long, env = "FIVEHUNDRED_DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// The target binary [default: target-app, built if needed].
-    #[arg(long, env = "FIVEHUNDRED_TARGET_BIN")]
-    pub target_bin: Option<PathBuf>,
-    /// Directory of scenario files [default: ./scenarios, else the built-in catalogue].
-    #[arg(long)]
-    pub scenarios_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub lab: LabArgs,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -239,12 +244,24 @@ fn load_all(specs: &[String], catalogue: &Path) -> Result<Vec<Scenario>, i32> {
     if bad { Err(EXIT_USAGE) } else { Ok(out) }
 }
 
-/// The scenarios of a lab file's generic catalogue: the causes named, or every one that applies.
-/// A cause named that does not apply is an error naming why; the others are listed as skipped.
+/// The scenarios for a lab file: the causes of its generic catalogue named, and scenario files
+/// (a spec that is a path, as [`scenario::resolve`] tells them apart) read against it; every
+/// cause that applies when nothing is named. A cause named that does not apply is an error
+/// naming why; the others are listed as skipped.
 fn lab_scenarios(lab: &crate::labfile::LabFile, names: &[String]) -> Result<Vec<Scenario>, i32> {
     let causes = crate::catalogue::catalogue(lab);
     let mut out = Vec::new();
     for name in names {
+        if name.ends_with(".toml") || name.contains('/') {
+            match scenario::load_for(Path::new(name), lab) {
+                Ok(s) => out.push(s),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Err(EXIT_USAGE);
+                }
+            }
+            continue;
+        }
         match causes.iter().find(|c| &c.name == name) {
             Some(c) => match &c.applies {
                 Ok(s) => out.push((**s).clone()),
@@ -258,7 +275,7 @@ fn lab_scenarios(lab: &crate::labfile::LabFile, names: &[String]) -> Result<Vec<
             },
             None => {
                 eprintln!(
-                    "error: no cause `{name}` for {}; its causes: {}",
+                    "error: no cause `{name}` for {} (a scenario file is named by its path); its causes: {}",
                     lab.file.display(),
                     causes
                         .iter()
@@ -442,47 +459,100 @@ async fn recover() -> i32 {
     code
 }
 
-/// `run`: the scenarios (of the catalogue, or of a lab file's generic catalogue) loaded and the
-/// lab's options settled here; [`suite::run`] runs them and reports.
+impl LabArgs {
+    /// The lab file `--lab` names, read and checked (exit 2 on an error, printed); `None` for
+    /// target-app's own.
+    fn load_lab_file(&self) -> Result<Option<Arc<crate::labfile::LabFile>>, i32> {
+        match &self.lab_file {
+            Some(path) => match crate::labfile::load(path) {
+                Ok(lab) => Ok(Some(Arc::new(lab))),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Err(EXIT_USAGE)
+                }
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// The scenarios `specs` name for this lab: with a lab file, its causes and scenario files
+    /// ([`lab_scenarios`]); otherwise the catalogue's names or scenario files. All of the
+    /// catalogue (or every cause that applies) when `specs` is empty.
+    fn scenarios(
+        &self,
+        lab: Option<&crate::labfile::LabFile>,
+        specs: &[String],
+    ) -> Result<Vec<Scenario>, i32> {
+        match lab {
+            Some(lab) => lab_scenarios(lab, specs),
+            None => load_all(
+                specs,
+                &self.scenarios_dir.clone().unwrap_or_else(default_catalogue),
+            ),
+        }
+    }
+
+    /// The lab's options: `lab` (target-app's own lab file when `None`), the database and the
+    /// backend, `target_args` after the service's command. Recovers what a killed run left
+    /// behind first (see [`lab_options`]).
+    async fn options(
+        &self,
+        lab: Option<Arc<crate::labfile::LabFile>>,
+        target_args: Vec<String>,
+        seed: u64,
+    ) -> Result<crate::lab::LabOptions, i32> {
+        lab_options(
+            self.target_bin.as_deref(),
+            self.database_url.clone(),
+            self.backend,
+            target_args,
+            seed,
+            lab,
+        )
+        .await
+    }
+
+    /// The flags that make the same lab again (`--database-url` stays out: it may hold a
+    /// password, and a report is shared).
+    fn reproduce(&self) -> Vec<String> {
+        let mut parts = Vec::new();
+        if let Some(lab) = &self.lab_file {
+            parts.push(format!("--lab {}", lab.display()));
+        }
+        if self.backend == crate::lab::Backend::Docker {
+            parts.push("--backend docker".into());
+        }
+        parts
+    }
+}
+
+/// `run`: the scenarios (of the catalogue, or of a lab file) loaded and the lab's options
+/// settled here; [`suite::run`] runs them and reports.
 async fn run(args: RunArgs) -> i32 {
-    let catalogue = args.scenarios_dir.clone().unwrap_or_else(default_catalogue);
-    let service = match &args.lab {
-        Some(path) => match crate::labfile::load(path) {
-            Ok(lab) => Some(Arc::new(lab)),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return EXIT_USAGE;
-            }
-        },
-        None => None,
-    };
-    let scenarios = match &service {
-        Some(lab) => match lab_scenarios(lab, &args.scenarios) {
-            Ok(s) => s,
-            Err(code) => return code,
-        },
-        None => match load_all(&args.scenarios, &catalogue) {
-            Ok(s) => s,
-            Err(code) => return code,
-        },
-    };
-    let seed = args.seed.unwrap_or_else(rand::random::<u64>);
-    let opts = match lab_options(
-        args.target_bin.as_deref(),
-        args.database_url.clone(),
-        args.target_args.clone(),
-        seed,
-        service,
-    )
-    .await
-    {
-        Ok(o) => crate::lab::LabOptions {
-            backend: args.backend,
-            ..o
-        },
+    let service = match args.lab.load_lab_file() {
+        Ok(s) => s,
         Err(code) => return code,
     };
-    let command = reproduce_command(&args, seed);
+    let scenarios = match args.lab.scenarios(service.as_deref(), &args.scenarios) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let seed = args.seed.unwrap_or_else(rand::random::<u64>);
+    let opts = match args
+        .lab
+        .options(service, args.target_args.clone(), seed)
+        .await
+    {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let command = reproduce_command(
+        &args.lab,
+        &args.scenarios,
+        seed,
+        &args.target_args,
+        args.strict,
+    );
     suite::run(Suite {
         scenarios,
         opts,
@@ -496,30 +566,45 @@ async fn run(args: RunArgs) -> i32 {
     .await
 }
 
-fn reproduce_command(args: &RunArgs, seed: u64) -> String {
+/// `fivehundred run` with what gives the same run again: the lab's flags, the scenarios, the
+/// seed, `--strict`, and the arguments after `--`.
+fn reproduce_command(
+    lab: &LabArgs,
+    scenarios: &[String],
+    seed: u64,
+    target_args: &[String],
+    strict: bool,
+) -> String {
     let mut parts = vec!["fivehundred".to_string(), "run".into()];
-    if let Some(lab) = &args.lab {
-        parts.push(format!("--lab {}", lab.display()));
-    }
-    parts.extend(args.scenarios.iter().cloned());
+    parts.extend(scenarios.iter().cloned());
+    parts.extend(lab.reproduce());
     parts.push(format!("--seed {seed}"));
-    if args.backend == crate::lab::Backend::Docker {
-        parts.push("--backend docker".into());
-    }
-    if args.strict {
+    if strict {
         parts.push("--strict".into());
     }
-    if !args.target_args.is_empty() {
+    if !target_args.is_empty() {
         parts.push("--".into());
-        parts.extend(args.target_args.iter().cloned());
+        parts.extend(target_args.iter().cloned());
     }
     parts.join(" ")
 }
 
+/// `explain`: one scenario, for the same labs `run` makes (the same options, settled the same
+/// way), run once per protection setting.
 async fn explain(args: ExplainArgs) -> i32 {
-    let catalogue = args.scenarios_dir.clone().unwrap_or_else(default_catalogue);
-    let scenario = match load_all(std::slice::from_ref(&args.scenario), &catalogue) {
-        Ok(mut s) => s.remove(0),
+    let service = match args.lab.load_lab_file() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let scenario = match args
+        .lab
+        .scenarios(service.as_deref(), std::slice::from_ref(&args.scenario))
+    {
+        Ok(mut s) if s.len() == 1 => s.remove(0),
+        Ok(_) => {
+            eprintln!("error: explain takes one scenario");
+            return EXIT_USAGE;
+        }
         Err(code) => return code,
     };
     let stdout = std::io::stdout();
@@ -532,15 +617,7 @@ async fn explain(args: ExplainArgs) -> i32 {
         return EXIT_OK;
     }
     let seed = args.seed.unwrap_or_else(rand::random::<u64>);
-    let opts = match lab_options(
-        args.target_bin.as_deref(),
-        args.database_url.clone(),
-        Vec::new(),
-        seed,
-        None,
-    )
-    .await
-    {
+    let opts = match args.lab.options(service, Vec::new(), seed).await {
         Ok(o) => o,
         Err(code) => return code,
     };
@@ -573,10 +650,21 @@ async fn explain(args: ExplainArgs) -> i32 {
     let bars = Bars::new();
     let total = scenario.phases.total();
     let name = scenario.name.clone();
+    // Each run's reproduce line: the same as `run`'s, with the variant's arguments.
+    let reproduce = |variant_args: &[String]| {
+        reproduce_command(
+            &args.lab,
+            std::slice::from_ref(&args.scenario),
+            seed,
+            variant_args,
+            false,
+        )
+    };
     let runs = crate::run::explain::run_variants(
         &scenario,
         &opts,
         &report_dir,
+        &reproduce,
         cancel.clone(),
         |label, progress| bars.start(&format!("{name} ({label})"), total, progress),
     )

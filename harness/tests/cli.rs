@@ -126,3 +126,123 @@ fn list_shows_each_scenario_with_its_cause_and_protection() {
         assert!(line.contains(cause) && line.contains(protection), "{line}");
     }
 }
+
+fn docker_example(file: &str) -> String {
+    format!(
+        "{}/../examples/target-app-docker/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// `explain` takes `run`'s lab options, with `run`'s rules: `--backend docker` and
+/// `--database-url` exclude each other, and `--lab` reads a lab file whose causes (by name)
+/// and scenario files (by path) it explains.
+#[test]
+fn explain_takes_the_lab_options_run_takes_and_refuses_what_run_refuses() {
+    let state = tempfile::tempdir().unwrap();
+    for command in ["run", "explain"] {
+        let out = fivehundred()
+            .args([
+                command,
+                "db-down",
+                "--backend",
+                "docker",
+                "--database-url",
+                "postgres://u@127.0.0.1:1/x",
+            ])
+            .env("FIVEHUNDRED_STATE_DIR", state.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--backend") && err.contains("--database-url"),
+            "{command}: the refusal names both flags: {err}"
+        );
+    }
+    // A lab file's generic cause, explained without running: its own title.
+    let lab = docker_example("fivehundred.toml");
+    let out = fivehundred()
+        .args([
+            "explain",
+            "--lab",
+            &lab,
+            "payments-down",
+            "--backend",
+            "docker",
+            "--no-run",
+        ])
+        .env("FIVEHUNDRED_STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("`payments` refuses every connection"),
+        "the lab file's cause is the one explained: {out:?}"
+    );
+    // A scenario file, read against the lab file (its target `db` is that file's dependency).
+    let out = fivehundred()
+        .args([
+            "explain",
+            "--lab",
+            &lab,
+            &docker_example("db-down.toml"),
+            "--no-run",
+        ])
+        .env("FIVEHUNDRED_STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("protection that guards it: stale-cache"),
+        "{out:?}"
+    );
+    // A cause the lab file does not have: exit 2, naming its causes, before anything starts.
+    let out = fivehundred()
+        .args(["explain", "--lab", &lab, "handler-panic", "--no-run"])
+        .env("FIVEHUNDRED_STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no cause `handler-panic`") && err.contains("db-down"),
+        "{err}"
+    );
+    assert!(!state.path().join("journals").exists(), "no run began");
+}
+
+/// With `--lab`, a scenario file is read against that lab file: a protection it does not list
+/// is an error at the scenario's line and column, and nothing runs.
+#[test]
+fn a_scenario_file_run_with_a_lab_file_is_checked_against_it() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lab = dir.path().join("fivehundred.toml");
+    // The example's lab file without its [service.protections].
+    let text = std::fs::read_to_string(docker_example("fivehundred.toml")).unwrap();
+    let start = text.find("[service.protections]").unwrap();
+    let end = text.find("[service.logs]").unwrap();
+    std::fs::write(&lab, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+    let scenario = docker_example("db-down.toml");
+    let line = std::fs::read_to_string(&scenario)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("protection ="))
+        .unwrap()
+        + 1;
+    let out = fivehundred()
+        .args(["run", "--lab", lab.to_str().unwrap(), &scenario])
+        .env("FIVEHUNDRED_STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("db-down.toml:{line}:")) && err.contains("unknown protection"),
+        "{err}"
+    );
+    assert!(err.contains("lists no protections"), "{err}");
+    assert!(!state.path().join("journals").exists(), "no run began");
+}

@@ -27,6 +27,75 @@ pub async fn require(engine: &Engine, image: &str) -> Result<String, DockerError
     }
 }
 
+/// What an image runs when a container of it is given no command: its `ENTRYPOINT` and its
+/// `CMD`, as `docker image inspect` shows them (Config.Entrypoint, Config.Cmd).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageCommand {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+}
+
+impl ImageCommand {
+    /// The command a container is given so that it runs the image's command with `args`
+    /// after it: the image's `CMD` followed by `args` (the `ENTRYPOINT` stays the image's, and
+    /// runs with that command after it). `docker run IMAGE ARGS` would replace `CMD` with
+    /// `ARGS`; appending keeps whatever the image's `CMD` already passes. Refused, saying why,
+    /// when the arguments could not reach a program: an image with no command at all, or one
+    /// whose command is a shell's `-c` string (the shell form of `ENTRYPOINT` or `CMD`), where
+    /// words after the string become the shell's `$0`, `$1`... and not the program's.
+    pub fn appended(&self, args: &[String]) -> Result<Vec<String>, String> {
+        let whole: Vec<&String> = self.entrypoint.iter().chain(&self.cmd).collect();
+        if whole.is_empty() {
+            return Err(
+                "the image has neither ENTRYPOINT nor CMD: there is no command to append the arguments after `--` to".into(),
+            );
+        }
+        // The shell form: what `ENTRYPOINT prog args` or, without an entrypoint,
+        // `CMD prog args` becomes.
+        let runs = if self.entrypoint.is_empty() {
+            &self.cmd
+        } else {
+            &self.entrypoint
+        };
+        if let [shell, dash_c, line, ..] = runs.as_slice()
+            && dash_c == "-c"
+            && matches!(
+                shell.rsplit('/').next(),
+                Some("sh" | "bash" | "dash" | "ash")
+            )
+        {
+            return Err(format!(
+                "the image runs its command through a shell (`{shell} -c \"{line}\"`, the shell form of {}): arguments after `--` would reach the shell, not the program; write it in the exec form, {} [\"program\", \"arg\"]",
+                if self.entrypoint.is_empty() {
+                    "CMD"
+                } else {
+                    "ENTRYPOINT"
+                },
+                if self.entrypoint.is_empty() {
+                    "CMD"
+                } else {
+                    "ENTRYPOINT"
+                },
+            ));
+        }
+        Ok(self.cmd.iter().chain(args).cloned().collect())
+    }
+}
+
+/// The `ENTRYPOINT` and `CMD` of `image`, which must be in the engine.
+pub async fn command(engine: &Engine, image: &str) -> Result<ImageCommand, DockerError> {
+    let inspected = engine
+        .api()
+        .inspect_image(image)
+        .await
+        .map_err(DockerError::api(format!("inspect image {image}")))?;
+    let config = inspected.config.unwrap_or_default();
+    Ok(ImageCommand {
+        entrypoint: config.entrypoint.unwrap_or_default(),
+        cmd: config.cmd.unwrap_or_default(),
+    })
+}
+
 /// Builds the image of `dockerfile` with its directory as the context, unless an image of the
 /// same context exists; returns its tag. Build steps go to `progress`.
 pub async fn ensure_dockerfile(
@@ -220,6 +289,78 @@ fn repo_part(dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn arguments_follow_the_images_cmd_and_its_entrypoint_stays() {
+        let extra = args(&["--protections", "all,-stale-cache"]);
+        // ENTRYPOINT ["/usr/local/bin/target-app"], no CMD: the arguments are the command.
+        let entry_only = ImageCommand {
+            entrypoint: args(&["/usr/local/bin/target-app"]),
+            cmd: vec![],
+        };
+        assert_eq!(entry_only.appended(&extra).unwrap(), extra);
+        // ENTRYPOINT and CMD: the CMD's arguments are kept, ours come after.
+        let both = ImageCommand {
+            entrypoint: args(&["/app"]),
+            cmd: args(&["--listen", "0.0.0.0:8080"]),
+        };
+        assert_eq!(
+            both.appended(&extra).unwrap(),
+            args(&[
+                "--listen",
+                "0.0.0.0:8080",
+                "--protections",
+                "all,-stale-cache"
+            ])
+        );
+        // CMD only (exec form): the program and its arguments, then ours.
+        let cmd_only = ImageCommand {
+            entrypoint: vec![],
+            cmd: args(&["python3", "-m", "http.server"]),
+        };
+        assert_eq!(
+            cmd_only.appended(&args(&["9000"])).unwrap(),
+            args(&["python3", "-m", "http.server", "9000"])
+        );
+    }
+
+    #[test]
+    fn arguments_are_refused_where_they_could_not_reach_a_program() {
+        let extra = args(&["--flag"]);
+        let none = ImageCommand::default();
+        assert!(
+            none.appended(&extra)
+                .unwrap_err()
+                .contains("neither ENTRYPOINT nor CMD")
+        );
+        let shell_cmd = ImageCommand {
+            entrypoint: vec![],
+            cmd: args(&["/bin/sh", "-c", "exec app --x"]),
+        };
+        let e = shell_cmd.appended(&extra).unwrap_err();
+        assert!(e.contains("shell form of CMD"), "{e}");
+        assert!(e.contains("exec app --x"), "{e}");
+        let shell_entry = ImageCommand {
+            entrypoint: args(&["/bin/bash", "-c", "app"]),
+            cmd: vec![],
+        };
+        let e = shell_entry.appended(&extra).unwrap_err();
+        assert!(e.contains("shell form of ENTRYPOINT"), "{e}");
+        // An exec-form ENTRYPOINT that is a shell script runs the script, not `-c`: allowed.
+        let script = ImageCommand {
+            entrypoint: args(&["/bin/sh", "/entrypoint.sh"]),
+            cmd: vec![],
+        };
+        assert_eq!(
+            script.appended(&extra).unwrap(),
+            extra,
+            "an entrypoint script takes the arguments"
+        );
+    }
 
     #[test]
     fn from_lines_name_the_images_to_check_but_not_stages_scratch_or_arguments() {

@@ -99,13 +99,15 @@ pub(crate) struct ServiceContainer {
 
 impl ServiceContainer {
     /// Creates and starts the container (`env` already rendered), follows its output into
-    /// `sink` and waits until it is ready. On any failure what was made is removed and the
-    /// error shows the container's last lines.
+    /// `sink` and waits until it is ready. `args` (`fivehundred run -- ARGS`) follow the
+    /// image's own command (see [`crate::docker::build::ImageCommand::appended`]). On any
+    /// failure what was made is removed and the error shows the container's last lines.
     pub async fn start(
         prepared: Prepared,
         service: &Service,
         spec: &crate::labfile::ContainerSpec,
         env: Vec<(String, String)>,
+        args: &[String],
         listener_ports: &[u16],
         sink: LineSink,
     ) -> Result<ServiceContainer, LabError> {
@@ -113,6 +115,15 @@ impl ServiceContainer {
             .port(spec.container_port)
             .network(&prepared.network, &[ALIAS]);
         cs.env = env;
+        if !args.is_empty() {
+            match command_with(&prepared, args).await {
+                Ok(cmd) => cs.cmd = cmd,
+                Err(e) => {
+                    prepared.discard().await;
+                    return Err(e);
+                }
+            }
+        }
         for p in listener_ports {
             cs = cs.same_port(*p);
         }
@@ -267,6 +278,20 @@ impl ServiceContainer {
         // Anything else of the run's, by its labels.
         let _ = crate::docker::cleanup::remove_by_label(&self.engine, &self.run).await;
     }
+}
+
+/// The container's command: the image's, with `args` after it.
+async fn command_with(prepared: &Prepared, args: &[String]) -> Result<Vec<String>, LabError> {
+    let image = crate::docker::build::command(&prepared.engine, &prepared.image)
+        .await
+        .map_err(|e| LabError(format!("the service's container: {e}")))?;
+    image.appended(args).map_err(|e| {
+        LabError(format!(
+            "the service's container ({}): cannot append `{}`: {e}",
+            prepared.image,
+            args.join(" ")
+        ))
+    })
 }
 
 /// How the container ended, if it is not running (or is gone).

@@ -35,15 +35,8 @@ impl Lab {
         let (service, base_url, values) = match &lab_file.service.start {
             Start::Url(url) => (None, url.trim_end_matches('/').to_string(), None),
             Start::Container(spec) => {
-                if !opts.extra_args.is_empty() {
-                    return Err(LabError(
-                        "arguments after `--` are appended to a service's command; a container service takes its settings from its `env`".into(),
-                    ));
-                }
-                let (c, lab_values) = start_container(
-                    lab_file, spec, opts.seed, &mut base, &mut stubs, journal, &recorder,
-                )
-                .await?;
+                let (c, lab_values) =
+                    start_container(spec, opts, &mut base, &mut stubs, journal, &recorder).await?;
                 let base_url = c.base_url.clone();
                 service_container = Some(c);
                 (None, base_url, Some(lab_values))
@@ -332,17 +325,17 @@ async fn wire_dependencies(
 
 /// The service as a container: its image and network first (journalled), the dependencies'
 /// proxies on the network's gateway, the container with its environment rendered for that
-/// side. Returns it and the values the lab's own URLs (metrics, failpoints) are filled with,
-/// which are its addresses on this machine.
+/// side and `opts.extra_args` after the image's command. Returns it and the values the lab's
+/// own URLs (metrics, failpoints) are filled with, which are its addresses on this machine.
 async fn start_container(
-    lab_file: &LabFile,
     spec: &crate::labfile::ContainerSpec,
-    seed: u64,
+    opts: &LabOptions,
     base: &mut LabBase,
     stubs: &mut BTreeMap<String, HttpStub>,
     journal: &Journal,
     recorder: &Arc<Recorder>,
 ) -> Result<(super::container::ServiceContainer, Values), LabError> {
+    let lab_file = &*opts.lab_file;
     let prepared = super::container::prepare(&spec.image, journal).await?;
     let gateway = IpAddr::V4(prepared.gateway());
     let wired = async {
@@ -360,7 +353,7 @@ async fn start_container(
             values.listener(name, "0.0.0.0", port);
             ports.push(port);
         }
-        wire_dependencies(lab_file, seed, base, &mut values, stubs, gateway).await?;
+        wire_dependencies(lab_file, opts.seed, base, &mut values, stubs, gateway).await?;
         let env = super::container::render_env(spec, &values)?;
         Ok::<_, LabError>((env, ports))
     }
@@ -379,10 +372,27 @@ async fn start_container(
         &lab_file.service,
         spec,
         env,
+        &opts.extra_args,
         &ports,
         sink,
     )
     .await?;
+    recorder.event(
+        crate::record::EventKind::TargetStart,
+        match (c.pid(), opts.extra_args.is_empty()) {
+            (Some(pid), true) => format!(
+                "service started (container {}, pid {pid})",
+                c.container.name
+            ),
+            (None, true) => format!("service started (container {})", c.container.name),
+            (pid, false) => format!(
+                "service started (container {}{}), `{}` after its image's command",
+                c.container.name,
+                pid.map(|p| format!(", pid {p}")).unwrap_or_default(),
+                opts.extra_args.join(" ")
+            ),
+        },
+    );
     let host_port = c
         .base_url
         .rsplit(':')

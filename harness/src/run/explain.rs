@@ -31,12 +31,14 @@ pub fn variants(s: &Scenario, lab: &LabFile) -> Vec<(String, Vec<String>)> {
 }
 
 /// Runs the scenario once per variant, one after the other, writing each run's reports under
-/// `report_dir/<protected|unprotected>/`. `on_start` is told each variant before it runs and
-/// returns something held while it runs (a progress display).
+/// `report_dir/<protected|unprotected>/`. `reproduce` makes the command line that repeats a run
+/// from the arguments appended to the service's command. `on_start` is told each variant
+/// before it runs and returns something held while it runs (a progress display).
 pub async fn run_variants<G>(
     scenario: &Scenario,
     base: &LabOptions,
     report_dir: &Path,
+    reproduce: &dyn Fn(&[String]) -> String,
     cancel: CancellationToken,
     mut on_start: impl FnMut(&str, Arc<Progress>) -> G,
 ) -> Result<Vec<Ran>, RunError> {
@@ -54,16 +56,7 @@ pub async fn run_variants<G>(
         let report = run_scenario(scenario, &opts, progress, cancel.clone()).await;
         drop(guard);
         let report = report?;
-        let command = format!(
-            "fivehundred run {} --seed {} -- {}",
-            scenario.name,
-            base.seed,
-            opts.extra_args
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        let command = reproduce(&opts.extra_args);
         let dir = report_dir.join(if i == 0 { "protected" } else { "unprotected" });
         let run = RunReport {
             tool: format!("fivehundred {}", env!("CARGO_PKG_VERSION")),

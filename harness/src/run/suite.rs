@@ -222,6 +222,7 @@ pub fn spawn_signal_handler(cancel: CancellationToken) {
 pub async fn lab_options(
     target_bin: Option<&Path>,
     database_url: Option<String>,
+    backend: crate::lab::Backend,
     target_args: Vec<String>,
     seed: u64,
     service: Option<Arc<crate::labfile::LabFile>>,
@@ -260,7 +261,7 @@ pub async fn lab_options(
         lab_file,
         extra_args: target_args,
         database_url,
-        backend: crate::lab::Backend::Process,
+        backend,
         seed,
     })
 }
