@@ -498,3 +498,104 @@ fn a_run_killed_while_its_database_container_is_paused_or_cut_leaves_nothing_aft
         assert!(after.is_empty(), "{action}: left after recover: {after:?}");
     }
 }
+
+/// target-app as a container with its database in another: `explain` runs the example's
+/// `db-down` (the catalogue's, read against this lab file) with every protection on, then with
+/// the stale cache off, each setting appended after the image's command. Protected it passes;
+/// unprotected it fails on `status[fault]`, where the host run fails too
+/// (`db_down_fails_on_status_when_the_stale_cache_is_off`): the catalogue answers 503 instead
+/// of serving stale.
+#[test]
+fn explain_on_the_docker_backend_fails_a_container_service_on_status_without_its_stale_cache() {
+    let before = ours();
+    let example = target_app_docker();
+    let lab = lab_file(&example);
+    let scenario_file = root()
+        .join("examples/target-app-docker/db-down.toml")
+        .display()
+        .to_string();
+    let run = Run::new();
+    let reports = run.reports.path().to_str().unwrap().to_string();
+    let out = run
+        .command(&[
+            "explain",
+            &scenario_file,
+            "--lab",
+            &lab,
+            "--backend",
+            "docker",
+            "--seed",
+            "7",
+            "--report-dir",
+            &reports,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let report = |which: &str| -> serde_json::Value {
+        let path = run.reports.path().join(which).join("report.json");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("no {} ({e}): {}", path.display(), explain(&out)));
+        serde_json::from_str(&text).unwrap()
+    };
+    let protected = report("protected");
+    let s = scenario(&protected, "db-down");
+    assert_eq!(s["verdict"], "pass", "protected: {:?}", failed_in(s));
+    let unprotected = report("unprotected");
+    let s = scenario(&unprotected, "db-down");
+    let failed = failed_in(s);
+    assert!(
+        failed.iter().any(|c| c == "status[fault]"),
+        "with the stale cache off, db-down fails on status[fault]; failed: {failed:?}"
+    );
+    // The setting reached the container's command, and the reproduce line gives the same lab.
+    let events = s["recording"]["events"].to_string();
+    assert!(
+        events.contains("`--protections all,-stale-cache` after its image's command"),
+        "{events}"
+    );
+    let command = unprotected["command"].as_str().unwrap_or_default();
+    for part in [
+        "--lab",
+        "--backend docker",
+        "--seed 7",
+        "-- --protections all,-stale-cache",
+    ] {
+        assert!(command.contains(part), "{part} in {command}");
+    }
+    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    assert!(after.is_empty(), "left in the engine: {after:?}");
+}
+
+/// `fivehundred run -- ARGS` appends to a container service's command as to a process's: a
+/// flag target-app does not know stops it at its start, and the lab says so with the
+/// container's own last lines (exit 3); nothing is left in the engine.
+#[test]
+fn arguments_after_the_double_dash_reach_a_container_services_command() {
+    let before = ours();
+    let example = target_app_docker();
+    let lab = lab_file(&example);
+    let run = Run::new();
+    let out = run
+        .command(&[
+            "run",
+            "--lab",
+            &lab,
+            "db-down",
+            "--seed",
+            "7",
+            "--",
+            "--no-such-flag",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", explain(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unexpected argument '--no-such-flag'"),
+        "target-app's own refusal of the flag is in the error: {}",
+        explain(&out)
+    );
+    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    assert!(after.is_empty(), "left in the engine: {after:?}");
+}
