@@ -71,6 +71,11 @@ impl std::fmt::Display for ProxyTarget {
     }
 }
 
+/// How long each part of a lab's start took, in the order they ran: the database, the
+/// service's image and network (a container), its dependencies' proxies, the service started
+/// and ready, monitoring. What `cargo bench` shows of where a lab's start goes.
+pub type StartParts = Vec<(&'static str, std::time::Duration)>;
+
 /// The paths the lab samples for health.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
@@ -88,6 +93,8 @@ pub(crate) struct LabBase {
     pub proxied_url: String,
     pub proxies: BTreeMap<String, Proxy>,
     pub admin_token: String,
+    /// How long each part took so far.
+    pub parts: StartParts,
 }
 
 impl LabBase {
@@ -103,8 +110,9 @@ impl LabBase {
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| LabError(format!("cannot create {}: {e}", data_dir.display())))?;
         let wants_db = opts.lab_file.deps_of(DepKind::Postgres).next().is_some();
+        let mut parts = StartParts::new();
         let (db, database_url, db_proxy) = if wants_db {
-            let (db, url, proxy) = start_database(opts, needs, journal).await?;
+            let (db, url, proxy) = start_database(opts, needs, journal, &mut parts).await?;
             (db, url, Some(proxy))
         } else {
             (Database::None, String::new(), None)
@@ -125,6 +133,7 @@ impl LabBase {
             proxied_url,
             proxies,
             admin_token: uuid::Uuid::new_v4().simple().to_string(),
+            parts,
         })
     }
 }
@@ -168,6 +177,8 @@ pub struct Lab {
     resource_log: Option<ResourceLog>,
     /// Checks that faults made of what they observed themselves, added to the scenario's.
     fault_checks: Mutex<Vec<crate::verdict::CheckResult>>,
+    /// How long each part of its start took.
+    start_parts: StartParts,
 }
 
 impl std::fmt::Debug for Lab {
@@ -241,6 +252,11 @@ impl Lab {
     /// The http dependency `name`'s stub, when the lab serves it.
     pub fn http_stub(&self, name: &str) -> Option<&HttpStub> {
         self.http_stubs.get(name)
+    }
+
+    /// How long each part of the lab's start took, in the order they ran.
+    pub fn start_parts(&self) -> &[(&'static str, std::time::Duration)] {
+        &self.start_parts
     }
 
     /// How long the running service took from its spawn to its first successful readiness

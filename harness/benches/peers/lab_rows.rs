@@ -20,9 +20,16 @@ use crate::tools;
 pub async fn rows(reps: usize, breakdown: bool) -> Vec<Row> {
     let mut rows = Vec::new();
     match target_app() {
-        Ok(program) => rows.extend(labs(reps, &program, breakdown).await),
+        Ok(program) => {
+            rows.extend(labs(reps, &program, breakdown).await);
+            rows.extend(crate::container_rows::rows(reps, &program).await);
+        }
         Err(e) => {
-            for row in ["lab start", "cost of protections"] {
+            for row in [
+                "lab start",
+                "cost of protections",
+                "lab start in containers",
+            ] {
                 rows.push(
                     Row::new(row, "", "", Better::Lower, "")
                         .note(format!("target-app not built: {e}")),
@@ -34,7 +41,7 @@ pub async fn rows(reps: usize, breakdown: bool) -> Vec<Row> {
     rows
 }
 
-fn workspace() -> PathBuf {
+pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the workspace")

@@ -19,6 +19,7 @@
 //! `--probe RATE SECONDS [MAX_IN_FLIGHT]` runs the load generator once against that server and prints what it
 //! saw: for looking into a figure by hand (and under `valgrind --tool=callgrind`).
 
+mod container_rows;
 mod crates;
 mod fault;
 mod lab_rows;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+mod container_rows;
 mod crates;
 mod fault;
 mod lab_rows;

@@ -41,6 +41,20 @@ impl PgContainer {
         image: &str,
         settings: &[String],
     ) -> Result<PgContainer, DockerError> {
+        Self::start_timed(engine, run, network, image, settings)
+            .await
+            .map(|(pg, _, _)| pg)
+    }
+
+    /// [`PgContainer::start_with`], with how long the container took to be created and started,
+    /// and then PostgreSQL to say it is ready.
+    pub async fn start_timed(
+        engine: &Engine,
+        run: &RunId,
+        network: &LabNetwork,
+        image: &str,
+        settings: &[String],
+    ) -> Result<(PgContainer, Duration, Duration), DockerError> {
         // Hex, so it needs no quoting anywhere; it goes to the container in its environment.
         let password = uuid::Uuid::new_v4().simple().to_string();
         let mut spec = ContainerSpec::new("postgres", image)
@@ -50,7 +64,9 @@ impl PgContainer {
         if !settings.is_empty() {
             spec = spec.cmd(settings.iter().flat_map(|s| ["-c".to_string(), s.clone()]));
         }
+        let started = std::time::Instant::now();
         let container = Container::start(engine, run, &spec).await?;
+        let created = started.elapsed();
         let pg = PgContainer {
             container,
             password,
@@ -59,7 +75,7 @@ impl PgContainer {
             let _ = pg.container.clone().remove().await;
             return Err(e);
         }
-        Ok(pg)
+        Ok((pg, created, started.elapsed() - created))
     }
 
     /// Waits until the server has said it is ready more than `seen` times: 0 at the first start;

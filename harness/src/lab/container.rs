@@ -34,7 +34,11 @@ pub(crate) struct Prepared {
 
 /// Finds or builds the service's image, then makes the run's network for it, journalled first
 /// so that `recover` removes it (and the container to come) if the harness is killed.
-pub(crate) async fn prepare(source: &ImageSource, journal: &Journal) -> Result<Prepared, LabError> {
+pub(crate) async fn prepare(
+    source: &ImageSource,
+    journal: &Journal,
+    parts: &mut super::StartParts,
+) -> Result<Prepared, LabError> {
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         LabError(format!("the service's container: {what}: {e}"))
     };
@@ -42,6 +46,7 @@ pub(crate) async fn prepare(source: &ImageSource, journal: &Journal) -> Result<P
         .await
         .map_err(|e| failed("no Docker engine", &e))?;
     let progress = |line: &str| eprintln!("  {line}");
+    let started = std::time::Instant::now();
     let image = match source {
         ImageSource::Image(name) => crate::docker::build::require(&engine, name)
             .await
@@ -52,13 +57,22 @@ pub(crate) async fn prepare(source: &ImageSource, journal: &Journal) -> Result<P
                 .map_err(|e| failed("cannot build its image", &e))?
         }
     };
+    parts.push((
+        match source {
+            ImageSource::Image(_) => "service image found",
+            ImageSource::Build(_) => "service image found (its build context hashed)",
+        },
+        started.elapsed(),
+    ));
     let run = RunId::generate();
     journal.resource(Resource::Containers {
         run: run.as_str().to_string(),
     });
+    let started = std::time::Instant::now();
     let network = LabNetwork::create(&engine, &run, "service")
         .await
         .map_err(|e| failed("cannot create its network", &e))?;
+    parts.push(("service network created", started.elapsed()));
     Ok(Prepared {
         engine,
         image,
@@ -95,6 +109,8 @@ pub(crate) struct ServiceContainer {
     logs: tokio::task::JoinHandle<()>,
     /// `http://127.0.0.1:<published port>`.
     pub base_url: String,
+    /// How long its first start took: the container created and started, then ready.
+    pub start_parts: [(&'static str, Duration); 2],
 }
 
 impl ServiceContainer {
@@ -111,6 +127,7 @@ impl ServiceContainer {
         listener_ports: &[u16],
         sink: LineSink,
     ) -> Result<ServiceContainer, LabError> {
+        let started = std::time::Instant::now();
         let mut cs = ContainerSpec::new("service", &prepared.image)
             .port(spec.container_port)
             .network(&prepared.network, &[ALIAS]);
@@ -136,6 +153,7 @@ impl ServiceContainer {
                 )));
             }
         };
+        let created_in = started.elapsed();
         let host_port = container.host_port(spec.container_port).unwrap_or(0);
         let logs = tokio::spawn(follow(container.clone(), sink));
         let Prepared {
@@ -144,7 +162,7 @@ impl ServiceContainer {
             network,
             ..
         } = prepared;
-        let service = ServiceContainer {
+        let mut service = ServiceContainer {
             engine,
             container,
             network,
@@ -156,12 +174,18 @@ impl ServiceContainer {
             pid: AtomicU32::new(0),
             logs,
             base_url: format!("http://127.0.0.1:{host_port}"),
+            start_parts: [
+                ("service container created and started", created_in),
+                ("service ready in its container", std::time::Duration::ZERO),
+            ],
         };
+        let started = std::time::Instant::now();
         if let Err(e) = service.wait_ready().await {
             let message = format!("the service did not start: {e}");
             service.remove().await;
             return Err(LabError(message));
         }
+        service.start_parts[1].1 = started.elapsed();
         Ok(service)
     }
 

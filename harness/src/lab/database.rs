@@ -30,8 +30,11 @@ pub(super) async fn start_database(
     opts: &LabOptions,
     needs: &TargetNeeds,
     journal: &Journal,
+    parts: &mut super::StartParts,
 ) -> Result<(Database, String, Proxy), LabError> {
     let db_name = format!("fivehundred_{}", uuid::Uuid::new_v4().simple());
+    let started = std::time::Instant::now();
+    let parts_before = parts.len();
     let (db, database_url, upstream_port) = match &opts.database_url {
         None if opts.backend == Backend::Docker => {
             let run = crate::docker::RunId::generate();
@@ -39,7 +42,7 @@ pub(super) async fn start_database(
             journal.resource(Resource::Containers {
                 run: run.as_str().to_string(),
             });
-            let (pg, engine) = start_container_database(&run, needs).await?;
+            let (pg, engine) = start_container_database(&run, needs, parts).await?;
             let url = pglab::create_database(&pg.url(), &db_name)
                 .await
                 .map_err(|e| LabError(format!("cannot create the run's database: {e}")))?;
@@ -59,9 +62,11 @@ pub(super) async fn start_database(
             if let Some(n) = needs.max_connections {
                 cluster_opts.max_connections = n;
             }
+            let started = std::time::Instant::now();
             let cluster = pglab::PgCluster::start_with(cluster_opts)
                 .await
                 .map_err(|e| LabError(format!("cannot start an ephemeral PostgreSQL: {e}")))?;
+            parts.push(("PostgreSQL cluster started and ready", started.elapsed()));
             journal.resource(Resource::Process {
                 pid: cluster.pid().unwrap_or(0),
                 what: "postgres".into(),
@@ -114,6 +119,12 @@ pub(super) async fn start_database(
     let db_proxy = Proxy::start("127.0.0.1:0".parse().expect("addr"), upstream, opts.seed)
         .await
         .map_err(|e| LabError(format!("cannot start the database proxy: {e}")))?;
+    // What the server's own start took is in the parts already.
+    let before: std::time::Duration = parts[parts_before..].iter().map(|(_, d)| *d).sum();
+    parts.push((
+        "the run's database created, its proxy started",
+        started.elapsed().saturating_sub(before),
+    ));
     Ok((db, database_url, db_proxy))
 }
 
@@ -121,6 +132,7 @@ pub(super) async fn start_database(
 async fn start_container_database(
     run: &crate::docker::RunId,
     needs: &TargetNeeds,
+    parts: &mut super::StartParts,
 ) -> Result<(crate::docker::postgres::PgContainer, crate::docker::Engine), LabError> {
     use crate::docker::{Engine, LabNetwork, image, postgres::PgContainer};
     let failed =
@@ -129,20 +141,24 @@ async fn start_container_database(
         .await
         .map_err(|e| failed("no Docker engine", &e))?;
     let progress = |line: &str| eprintln!("  {line}");
+    let started = std::time::Instant::now();
     let image = image::ensure_postgres(&engine, &progress)
         .await
         .map_err(|e| failed("cannot build the PostgreSQL image", &e))?;
     let network = LabNetwork::create(&engine, run, "lab")
         .await
         .map_err(|e| failed("cannot create the lab network", &e))?;
+    parts.push(("database image found, network created", started.elapsed()));
     let settings: Vec<String> = needs
         .max_connections
         .map(|n| format!("max_connections={n}"))
         .into_iter()
         .collect();
-    let pg = PgContainer::start_with(&engine, run, &network, &image, &settings)
+    let (pg, created, ready) = PgContainer::start_timed(&engine, run, &network, &image, &settings)
         .await
         .map_err(|e| failed("PostgreSQL did not start", &e))?;
+    parts.push(("database container created and started", created));
+    parts.push(("PostgreSQL ready in its container", ready));
     Ok((pg, engine))
 }
 

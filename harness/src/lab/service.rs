@@ -51,6 +51,7 @@ impl Lab {
                 }
                 let mut values = service_values(&spec, &base)?;
                 let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+                let wiring = std::time::Instant::now();
                 wire_dependencies(
                     lab_file,
                     opts.seed,
@@ -60,6 +61,8 @@ impl Lab {
                     loopback,
                 )
                 .await?;
+                base.parts
+                    .push(("dependencies' proxies started", wiring.elapsed()));
                 let rec = recorder.clone();
                 let sink: LineSink =
                     Arc::new(move |_: Stream, line: &str| rec.log_line(line.to_string()));
@@ -74,6 +77,8 @@ impl Lab {
                     user,
                 };
                 let process = start_on_free_ports(&mut start, &base.run_dir, isolation).await?;
+                base.parts
+                    .push(("service spawned and ready", process.ready_after));
                 journal.resource(Resource::Process {
                     pid: process.pid(),
                     what: "service".into(),
@@ -101,12 +106,20 @@ impl Lab {
             db,
             database_url,
             proxies,
+            mut parts,
             ..
         } = base;
         let metrics_url = service_metrics_url(lab_file, values.as_ref(), &base_url);
         let admin = failpoints_client(lab_file, values.as_ref())?;
+        let monitoring_started = std::time::Instant::now();
         let monitoring =
             start_service_monitoring(lab_file, metrics_url.as_deref(), &run_dir, &recorder).await?;
+        if monitoring.is_some() {
+            parts.push((
+                "Prometheus and Alertmanager started",
+                monitoring_started.elapsed(),
+            ));
+        }
         Ok(Lab {
             lab_file: opts.lab_file.clone(),
             run_dir,
@@ -132,6 +145,7 @@ impl Lab {
             seed: opts.seed,
             resource_log: journal.resource_log().ok(),
             fault_checks: Mutex::new(Vec::new()),
+            start_parts: parts,
         })
     }
 }
@@ -336,8 +350,9 @@ async fn start_container(
     recorder: &Arc<Recorder>,
 ) -> Result<(super::container::ServiceContainer, Values), LabError> {
     let lab_file = &*opts.lab_file;
-    let prepared = super::container::prepare(&spec.image, journal).await?;
+    let prepared = super::container::prepare(&spec.image, journal, &mut base.parts).await?;
     let gateway = IpAddr::V4(prepared.gateway());
+    let wiring = std::time::Instant::now();
     let wired = async {
         // Inside, the service listens on every address of its own: the published port reaches
         // it there. A further listener has the same port number inside and on 127.0.0.1.
@@ -365,6 +380,8 @@ async fn start_container(
             return Err(e);
         }
     };
+    base.parts
+        .push(("dependencies' proxies started", wiring.elapsed()));
     let rec = recorder.clone();
     let sink: LineSink = Arc::new(move |_: Stream, line: &str| rec.log_line(line.to_string()));
     let c = super::container::ServiceContainer::start(
@@ -377,6 +394,7 @@ async fn start_container(
         sink,
     )
     .await?;
+    base.parts.extend(c.start_parts);
     recorder.event(
         crate::record::EventKind::TargetStart,
         match (c.pid(), opts.extra_args.is_empty()) {
