@@ -3,6 +3,7 @@
 //! `fivehundred/lab-<directory>:<hash of the context>`, so that a second run with the same files
 //! reuses it. Nothing is pulled: every `FROM` must name an image the engine has (or an earlier
 //! stage), and `fivehundred/debian:bookworm`, the project's own base, is built when missing.
+//! [`ImageCommand`] is what an image runs, and where a run's `-- ARGS` go in it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

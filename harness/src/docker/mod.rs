@@ -10,7 +10,7 @@
 //!   with `debootstrap`, PostgreSQL on it, a service binary on it.
 //! - [`build`]: a user's image: one that must exist already, or a Dockerfile built with its
 //!   directory as the context, tagged by the context's hash (and never a pull, not even of its
-//!   `FROM`).
+//!   `FROM`); its command (`ENTRYPOINT` and `CMD`), with a run's arguments after it.
 //! - [`network`]: a lab network, and the address on it where the host's proxies listen.
 //! - [`container`]: a labelled container with ports published on loopback; [`postgres`] is the
 //!   lab's database as one.

@@ -1,7 +1,7 @@
 //! A lab-file service as a container of the local Docker engine (`image` or `build` in its lab
 //! file): its image found or built (never pulled), a lab network of its own whose gateway is
 //! where the lab's proxies listen for it, the container labelled with a run journalled before
-//! it exists, its port published on 127.0.0.1, its output followed into the recording across
+//! it exists, `-- ARGS` after its image's command, its port published on 127.0.0.1, its output followed into the recording across
 //! restarts, its readiness waited for, a crash as `docker kill` and `docker start`, and its
 //! removal at the lab's teardown.
 
