@@ -651,11 +651,31 @@ fn an_openapi_document_adds_its_operations_and_a_bad_one_is_pointed_at() {
     .unwrap();
     let e = parse(&dir.path().join(FILE_NAME), &text).unwrap_err();
     assert_eq!(e.line, Some(1), "{e}");
-    assert!(
-        e.message.contains("api.json") && e.message.contains("line 2"),
-        "{e}"
-    );
+    assert!(e.message.contains("api.json:2:13: not valid JSON: "), "{e}");
     std::fs::remove_file(dir.path().join("api.json")).unwrap();
     let e = parse(&dir.path().join(FILE_NAME), &text).unwrap_err();
     assert!(e.message.contains("no OpenAPI document"), "{e}");
+}
+
+#[test]
+fn an_openapi_document_in_yaml_adds_its_operations_and_a_bad_one_is_pointed_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("openapi = \"api.yml\"\n{GOOD}");
+    std::fs::write(
+        dir.path().join("api.yml"),
+        "openapi: 3.0.0\npaths:\n  /things/{id}:\n    get: {}\n",
+    )
+    .unwrap();
+    let lab = parse(&dir.path().join(FILE_NAME), &text).unwrap();
+    assert_eq!(lab.openapi.len(), 1);
+    assert_eq!(lab.openapi[0].request, "GET /things/{id}");
+
+    std::fs::write(
+        dir.path().join("api.yml"),
+        "openapi: 3.0.0\npaths:\n  /things/{id}:\n    get: {}\n   put: {}\n",
+    )
+    .unwrap();
+    let e = parse(&dir.path().join(FILE_NAME), &text).unwrap_err();
+    assert_eq!(e.line, Some(1), "{e}");
+    assert!(e.message.contains("api.yml:5:4: not valid YAML: "), "{e}");
 }
