@@ -68,8 +68,9 @@ pub fn evaluate(scenario: &Scenario, rec: &Recording) -> Vec<CheckResult> {
             not_promised("problem-json", phase)
         });
         out.push(no_leaks_with(rec, phase, &reqs, &contract.leak_patterns));
+        // The names are the recording's (the load noted its header): the same lab file's.
         out.push(match &contract.request_id {
-            Some(ids) => request_id(rec, phase, &reqs, ids),
+            Some(_) => request_id(rec, phase, &reqs),
             None => not_promised("request-id", phase),
         });
         out.push(match contract.retry_after {

@@ -115,7 +115,7 @@ fn contract_checks(rec: &Recording) -> Vec<CheckResult> {
         let reqs: Vec<_> = rec.requests_in(phase).collect();
         out.push(checks::problem_json(rec, phase, &reqs));
         out.push(checks::no_leaks(rec, phase, &reqs));
-        out.push(checks::request_id(rec, phase, &reqs, &Default::default()));
+        out.push(checks::request_id(rec, phase, &reqs));
         out.push(checks::retry_after(rec, phase, &reqs));
     }
     out.push(checks::no_restart(rec));
