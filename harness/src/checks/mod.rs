@@ -67,8 +67,9 @@ pub fn contract(
             not_promised("problem-json", phase)
         },
         no_leaks_with(rec, phase, reqs, &contract.leak_patterns),
+        // The names are the recording's (the load noted its header): the same lab file's.
         match &contract.request_id {
-            Some(ids) => request_id(rec, phase, reqs, ids),
+            Some(_) => request_id(rec, phase, reqs),
             None => not_promised("request-id", phase),
         },
         match contract.retry_after {

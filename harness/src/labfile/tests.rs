@@ -255,6 +255,30 @@ fn bad_readiness_signal_regex_and_error_format_are_each_rejected() {
 }
 
 #[test]
+fn the_request_id_header_is_kept_in_lower_case_and_a_framing_header_is_refused_where_written() {
+    let text = GOOD.replace(
+        "request_id_field = \"rid\"",
+        "request_id_field = \"rid\"\nrequest_id_header = \"X-Correlation-Id\"",
+    );
+    let lab = parse_at(&text).unwrap();
+    assert_eq!(lab.service.logs.request_id_header, "x-correlation-id");
+    assert_eq!(
+        lab.request_ids(),
+        crate::record::RequestIds {
+            header: "x-correlation-id".into(),
+            field: "rid".into()
+        }
+    );
+    let text = GOOD.replace(
+        "request_id_field = \"rid\"",
+        "request_id_field = \"rid\"\nrequest_id_header = \"Content-Length\"",
+    );
+    let e = err(&text);
+    assert!(e.message.contains("frames the answer"), "{e}");
+    assert_eq!(e.line, Some(line_of(&text, "\"Content-Length\"")), "{e}");
+}
+
+#[test]
 fn a_stop_signal_may_be_written_without_its_prefix() {
     let lab =
         parse_at(&GOOD.replace("[service.logs]", "stop_signal = \"int\"\n[service.logs]")).unwrap();
