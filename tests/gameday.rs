@@ -1153,3 +1153,139 @@ fn a_toxic_added_through_the_lab_s_toxiproxy_api_bites_shows_in_status_and_the_r
     // Nothing is left: no journal.
     assert!(journal_files(lab.run.state.path()).is_empty());
 }
+
+/// A small service nobody here wrote against: Python's standard library only. `GET /price` asks
+/// its `rates` dependency (an HTTP API at `RATES_URL`) and answers 503 with Retry-After when that
+/// fails; `/health` answers without it.
+const RATES_SERVICE: &str = r#"import json, os, sys, urllib.request
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+
+RATES = os.environ["RATES_URL"]
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/health":
+            return self.answer(200, {"ok": True})
+        try:
+            with urllib.request.urlopen(RATES + "/rates/eur", timeout=2) as r:
+                rate = json.load(r)["rate"]
+            self.answer(200, {"price": 10 * rate})
+        except Exception:
+            self.answer(503, {"error": "rates unavailable"}, retry_after=True)
+
+    def answer(self, code, body, retry_after=False):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("content-type", "application/json")
+        if retry_after:
+            self.send_header("retry-after", "1")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"#;
+
+/// `lab up --lab FILE`: a game day on a service described by a lab file, not target-app. Its
+/// requests are the load, its generic catalogue's causes are the named faults (`rates-errors`),
+/// a cause that does not apply is refused naming why, and the record names the lab file.
+#[test]
+fn a_game_day_on_a_lab_file_service_injects_its_causes_by_name_and_writes_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.py"), RATES_SERVICE).unwrap();
+    let lab_file = dir.path().join("fivehundred.toml");
+    std::fs::write(
+        &lab_file,
+        r#"[service]
+command = ["python3", "app.py", "{port}"]
+env = { RATES_URL = "{deps.rates.url}" }
+ready = "GET /health"
+
+[deps.rates]
+kind = "http"
+
+[[deps.rates.answer]]
+request = "GET /rates/{currency}"
+headers = { content-type = "application/json" }
+body = '{"rate": 1.5}'
+
+[[request]]
+path = "/price"
+
+[expect]
+errors = "json"
+error_fields = ["error"]
+"#,
+    )
+    .unwrap();
+    let lab_path = lab_file.to_str().unwrap().to_string();
+    let mut lab = LabUp::start(&["--lab", &lab_path, "--rate", "10"]);
+    let target = lab.status()["lab"]["target_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(http_status(&target, "/price"), 200, "{}", lab.output());
+
+    // A cause of the lab file's catalogue that does not apply is refused, saying why.
+    let refused = lab.cli(&["inject", "db-lock-contention"]);
+    assert!(!refused.status.success(), "{}", explain(&refused));
+    let said = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(
+        said.contains("db-lock-contention") && said.contains("no postgres dependency"),
+        "{}",
+        explain(&refused)
+    );
+    assert!(active(&lab.status()).is_empty(), "nothing was injected");
+
+    let out = lab.ok(&["inject", "rates-errors", "--for", "60s"]);
+    assert!(out.contains("injected #1"), "{out}");
+    assert_eq!(
+        http_status(&target, "/price"),
+        503,
+        "the service answers 503 while its dependency fails"
+    );
+    let s = lab.wait_for("errors in the live view", Duration::from_secs(30), |s| {
+        s["recent"]["error_rate"].as_f64().unwrap_or(0.0) > 0.0
+    });
+    assert_eq!(active(&s).len(), 1, "{s:#}");
+
+    let out = lab.ok(&["revert", "--all"]);
+    assert!(out.contains("reverted"), "{out}");
+    assert_eq!(http_status(&target, "/price"), 200, "{}", lab.output());
+
+    let (pids, dirs) = journalled(&lab);
+    assert_eq!(lab.down().code(), Some(0), "{}", lab.output());
+    // The record checks what the lab file promises (JSON errors with `error`, Retry-After on
+    // 503), not target-app's problem+json.
+    let report: Value = serde_json::from_str(&lab.record_file("report.json")).unwrap();
+    let checks = report["scenarios"][0]["checks"].as_array().unwrap().clone();
+    let verdict = |name: &str, phase: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"] == name && c["phase"] == phase)
+            .map(|c| c["verdict"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(
+        verdict("error-format", "fault").as_deref(),
+        Some("pass"),
+        "{checks:#?}"
+    );
+    assert_eq!(
+        verdict("retry-after", "fault").as_deref(),
+        Some("pass"),
+        "{checks:#?}"
+    );
+    assert_eq!(
+        report["command"].as_str(),
+        Some(format!("fivehundred lab up --lab {lab_path} --rate 10").as_str()),
+        "the record says how to start the same lab"
+    );
+    let gameday: Value = serde_json::from_str(&lab.record_file("gameday.json")).unwrap();
+    assert_eq!(gameday["faults"][0]["name"], "rates-errors", "{gameday:#}");
+    let pm = lab.record_file("postmortem.md");
+    assert!(pm.contains("rates API answers 503"), "{pm}");
+    assert_nothing_left(&pids, &dirs);
+}

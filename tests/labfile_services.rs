@@ -526,3 +526,150 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_foreve
         "the failing input is not the documented operation's: {check}"
     );
 }
+
+/// A small Python service whose request ids come in `X-Correlation-Id` and are logged under
+/// `correlation_id`: every answer carries the id (the client's, or one it makes), and every 404
+/// is logged as a WARN line with it. With `omit`, its error answers leave the header out.
+const CORRELATED: &str = r#"import http.server, json, sys, uuid
+omit = sys.argv[2:] == ["omit"]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        rid = self.headers.get("x-correlation-id") or uuid.uuid4().hex
+        status, body = (200, {"ok": True}) if self.path == "/" else (404, {"error": "not found"})
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        if status < 400 or not omit:
+            self.send_header("X-Correlation-Id", rid)
+        self.end_headers()
+        self.wfile.write(data)
+        if status >= 400:
+            line = {"level": "WARN", "message": "request failed", "status": status, "correlation_id": rid}
+            print(json.dumps(line), flush=True)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+/// The lab file of [`CORRELATED`], started with `args` after its port.
+fn correlated_lab(dir: &std::path::Path, args: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("app.py"), CORRELATED).unwrap();
+    let lab = dir.join("fivehundred.toml");
+    std::fs::write(
+        &lab,
+        format!(
+            r#"[service]
+command = ["python3", "app.py", "{{port}}"{args}]
+ready = "GET /"
+
+[service.logs]
+format = "json"
+request_id_header = "X-Correlation-Id"
+request_id_field = "correlation_id"
+
+[expect]
+errors = "json"
+error_fields = ["error"]
+
+[[request]]
+path = "/"
+weight = 3
+
+[[request]]
+path = "/missing"
+"#
+        ),
+    )
+    .unwrap();
+    lab
+}
+
+/// A service whose request ids come in `X-Correlation-Id`, not `x-request-id`: the request-id
+/// check reads that header of every answer and finds each error's log line by it. It passes
+/// while every answer carries it, and fails, naming the header, when error answers leave it out.
+#[test]
+fn the_request_id_check_reads_the_header_the_lab_file_names() {
+    let good = Run::new();
+    let bad = Run::new();
+    // Both labs at once: each is mostly idle.
+    let start = |run: &Run, args: &str| {
+        let lab = correlated_lab(&run.reports.path().join("lab"), args);
+        run.command(&[
+            "run",
+            "--lab",
+            lab.to_str().unwrap(),
+            "crash-restart",
+            "--seed",
+            "7",
+            "--report-dir",
+            run.reports.path().to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let good_child = start(&good, "");
+    let bad_child = start(&bad, r#", "omit""#);
+    let good_out = good_child.wait_with_output().unwrap();
+    let bad_out = bad_child.wait_with_output().unwrap();
+    let report = |run: &Run, out: &std::process::Output| -> serde_json::Value {
+        let text = std::fs::read_to_string(run.reports.path().join("report.json"))
+            .unwrap_or_else(|e| panic!("no report.json ({e}): {}", explain(out)));
+        serde_json::from_str(&text).unwrap()
+    };
+    let check = |s: &serde_json::Value, phase: &str| -> serde_json::Value {
+        s["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "request-id" && c["phase"] == phase)
+            .cloned()
+            .unwrap_or_else(|| panic!("no request-id[{phase}] check: {s}"))
+    };
+
+    let report_good = report(&good, &good_out);
+    let s = &report_good["scenarios"][0];
+    assert_eq!(
+        s["recording"]["request_ids"]["header"],
+        "x-correlation-id",
+        "{}",
+        explain(&good_out)
+    );
+    for phase in ["steady", "fault", "recovery"] {
+        let c = check(s, phase);
+        assert_eq!(c["verdict"], "pass", "{c}\n{}", explain(&good_out));
+        let summary = c["summary"].as_str().unwrap();
+        assert!(
+            summary.contains("answers carry x-correlation-id"),
+            "{summary}"
+        );
+    }
+    // Errors were there to check: the steady phase's 404s, each logged with its id.
+    let steady = check(s, "steady");
+    let summary = steady["summary"].as_str().unwrap();
+    assert!(
+        !summary.contains("all 0 errors") && summary.contains("`correlation_id`"),
+        "{summary}"
+    );
+
+    let report_bad = report(&bad, &bad_out);
+    let s = &report_bad["scenarios"][0];
+    assert_eq!(bad_out.status.code(), Some(1), "{}", explain(&bad_out));
+    let c = check(s, "steady");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    let summary = c["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("answers without x-correlation-id"),
+        "{summary}"
+    );
+    let evidence = c["evidence"].as_array().unwrap();
+    assert!(!evidence.is_empty(), "{c}");
+    for e in evidence {
+        assert_eq!(e["why"], "no x-correlation-id header", "{e}");
+        assert_eq!(e["request"]["outcome"]["status"], 404, "{e}");
+    }
+}

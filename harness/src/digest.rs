@@ -136,15 +136,16 @@ pub fn thin(recording: &Recording, keep: KeepRequests) -> Recording {
         .collect();
     let ids: std::collections::HashSet<&str> = requests
         .iter()
-        .filter_map(|r| r.header("x-request-id"))
+        .filter_map(|r| recording.request_id(r))
         .collect();
+    let field = recording.request_ids.field.as_str();
     let (mut warnings, mut other) = (0, 0);
     let logs = recording
         .logs
         .iter()
         .filter(|l| match &l.json {
-            Some(_) if l.field("request_id").is_some() => {
-                l.field("request_id").is_some_and(|id| ids.contains(id))
+            Some(_) if l.field(field).is_some() => {
+                l.field(field).is_some_and(|id| ids.contains(id))
             }
             Some(_) => {
                 let loud = matches!(l.field("level"), Some("WARN" | "ERROR"));
@@ -181,6 +182,7 @@ pub fn thin(recording: &Recording, keep: KeepRequests) -> Recording {
         phases: recording.phases.clone(),
         alerts: recording.alerts.clone(),
         production_detection_s: recording.production_detection_s.clone(),
+        request_ids: recording.request_ids.clone(),
     }
 }
 
@@ -436,5 +438,54 @@ mod tests {
             .map(|m| m.values.keys().map(String::as_str).collect())
             .collect();
         assert_eq!(changed, vec![vec!["a", "b"], vec![], vec!["a"]]);
+    }
+
+    /// A service whose ids come in `x-correlation-id` and are logged under `trace`: the kept
+    /// error's lines are found by those names, and the report says which they were.
+    #[test]
+    fn the_logs_of_kept_errors_are_found_by_the_services_own_header_and_field() {
+        let mut rec = recording();
+        rec.request_ids = crate::record::RequestIds {
+            header: "x-correlation-id".into(),
+            field: "trace".into(),
+        };
+        let mut failed = request(500, 2500.0, "GET /x", Some(503), 3.0);
+        if let Outcome::Response { headers, .. } = &mut failed.outcome {
+            headers.insert("x-correlation-id".into(), "c-1".into());
+            headers.insert("x-request-id".into(), "other".into());
+        }
+        rec.requests.push(failed);
+        for (at_ms, line) in [
+            (
+                2501.0,
+                r#"{"level":"ERROR","trace":"c-1","message":"request failed"}"#,
+            ),
+            (
+                2502.0,
+                r#"{"level":"ERROR","trace":"other","message":"request failed"}"#,
+            ),
+        ] {
+            rec.logs.push(LogRecord {
+                at_ms,
+                json: serde_json::from_str(line).ok(),
+                line: line.into(),
+            });
+        }
+        let kept = thin(&rec, KeepRequests::Errors);
+        let lines: Vec<&str> = kept.logs.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(
+            lines,
+            [r#"{"level":"ERROR","trace":"c-1","message":"request failed"}"#]
+        );
+        assert_eq!(kept.request_ids, rec.request_ids);
+        // Written and read back, and read as x-request-id from a report that predates it.
+        let json = serde_json::to_value(&kept).unwrap();
+        assert_eq!(json["request_ids"]["header"], "x-correlation-id");
+        let back: Recording = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.request_ids, rec.request_ids);
+        let mut old = json;
+        old.as_object_mut().unwrap().remove("request_ids");
+        let old: Recording = serde_json::from_value(old).unwrap();
+        assert_eq!(old.request_ids.header, "x-request-id");
     }
 }

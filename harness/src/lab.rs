@@ -211,6 +211,8 @@ impl Lab {
         journal: &Journal,
         recorder: Arc<Recorder>,
     ) -> Result<Lab, LabError> {
+        // What the load notes of every answer, and where readers of the recording look.
+        recorder.with(|r| r.request_ids = opts.lab_file.request_ids());
         let base = LabBase::start(opts, needs, run_dir, journal).await?;
         // Boxed as `dyn Future + Send`: the service's start holds closures over borrowed
         // values, and erasing its type here keeps callers' futures provably `Send`.

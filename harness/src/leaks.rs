@@ -36,6 +36,76 @@ const fn secret(name: &'static str, pattern: &'static str) -> Builtin {
     }
 }
 
+/// Every SQLSTATE PostgreSQL defines, as a regular expression's alternatives, by class, in
+/// order: the error code table of its manual (Appendix A, generated from `errcodes.txt`) as of
+/// release 15, with the codes added up to 18 (`10608`, `25P04`, `58P03`); a code a release
+/// drops stays, since older servers still send it. A macro, so that the SQLSTATE pattern below
+/// is one literal, compiled once with the others.
+macro_rules! postgres_sqlstates {
+    () => {
+        concat!(
+            "00000|",                                           // successful completion
+            "01000|01003|01004|01006|01007|01008|0100C|01P01|", // warning
+            "02000|02001|",                                     // no data
+            "03000|",                                           // statement not yet complete
+            "08000|08001|08003|08004|08006|08007|08P01|",       // connection exception
+            "09000|",                                           // triggered action exception
+            "0A000|",                                           // feature not supported
+            "0B000|",                                           // invalid transaction initiation
+            "0F000|0F001|",                                     // locator exception
+            "0L000|0LP01|",                                     // invalid grantor
+            "0P000|",                                           // invalid role specification
+            "0Z000|0Z002|",                                     // diagnostics exception
+            "10608|",                                           // XQuery error
+            "20000|",                                           // case not found
+            "21000|",                                           // cardinality violation
+            // data exception
+            "22000|22001|22002|22003|22004|22005|22007|22008|22009|2200B|2200C|2200D|2200F|",
+            "2200G|2200H|2200L|2200M|2200N|2200S|2200T|22010|22011|22012|22013|22014|22015|",
+            "22016|22018|22019|2201B|2201E|2201F|2201G|2201W|2201X|22021|22022|22023|22024|",
+            "22025|22026|22027|2202E|2202G|2202H|22030|22031|22032|22033|22034|22035|22036|",
+            "22037|22038|22039|2203A|2203B|2203C|2203D|2203E|2203F|2203G|22P01|22P02|22P03|",
+            "22P04|22P05|22P06|",
+            "23000|23001|23502|23503|23505|23514|23P01|", // integrity constraint violation
+            "24000|",                                     // invalid cursor state
+            // invalid transaction state
+            "25000|25001|25002|25003|25004|25005|25006|25007|25008|25P01|25P02|25P03|25P04|",
+            "26000|",                               // invalid statement name
+            "27000|",                               // triggered data change violation
+            "28000|28P01|",                         // invalid authorization
+            "2B000|2BP01|",                         // dependent privilege descriptors
+            "2D000|",                               // invalid transaction termination
+            "2F000|2F002|2F003|2F004|2F005|",       // SQL routine exception
+            "34000|",                               // invalid cursor name
+            "38000|38001|38002|38003|38004|",       // external routine exception
+            "39000|39001|39004|39P01|39P02|39P03|", // external routine invocation
+            "3B000|3B001|",                         // savepoint exception
+            "3D000|",                               // invalid catalog name
+            "3F000|",                               // invalid schema name
+            "40000|40001|40002|40003|40P01|",       // transaction rollback
+            // syntax error or access rule violation
+            "42000|42501|42601|42602|42611|42622|42701|42702|42703|42704|42710|42712|42723|",
+            "42725|42803|42804|42809|42830|42846|42883|428C9|42939|42P01|42P02|42P03|42P04|",
+            "42P05|42P06|42P07|42P08|42P09|42P10|42P11|42P12|42P13|42P14|42P15|42P16|42P17|",
+            "42P18|42P19|42P20|42P21|42P22|",
+            "44000|",                                     // WITH CHECK OPTION violation
+            "53000|53100|53200|53300|53400|",             // insufficient resources
+            "54000|54001|54011|54023|",                   // program limit exceeded
+            "55000|55006|55P02|55P03|55P04|",             // object not in prerequisite state
+            "57000|57014|57P01|57P02|57P03|57P04|57P05|", // operator intervention
+            "58000|58030|58P01|58P02|58P03|",             // system error
+            "72000|",                                     // snapshot failure
+            "F0000|F0001|",                               // configuration file error
+            // foreign data wrapper error
+            "HV000|HV001|HV002|HV004|HV005|HV006|HV007|HV008|HV009|HV00A|HV00B|HV00C|HV00D|",
+            "HV00J|HV00K|HV00L|HV00M|HV00N|HV00P|HV00Q|HV00R|HV010|HV014|HV021|HV024|HV090|",
+            "HV091|",
+            "P0000|P0001|P0002|P0003|P0004|", // PL/pgSQL error
+            "XX000|XX001|XX002",              // internal error
+        )
+    };
+}
+
 /// Every built-in pattern, first match wins (more specific ones first where two could match).
 const BUILTIN: &[Builtin] = &[
     // --- Rust -------------------------------------------------------------------------------
@@ -110,10 +180,15 @@ const BUILTIN: &[Builtin] = &[
     ),
     p(
         "SQLSTATE",
-        // A PostgreSQL SQLSTATE (its classes: 00-58, 72, F0, HV, P0, XX) after the word, or the
-        // word itself in text; not a JSON key of a service's own error classes (MLflow's
-        // `"sqlstate": "KAM00"`).
-        r#"(?i)sqlstate[\s:=("']{0,6}(?:[0-5][0-9A-Z]|72|F0|HV|P0|XX)[0-9A-Z]{3}\b|\bsqlstate(?:[^"'a-z0-9_]|$)|error returned from database|\bcode: "?[0-9A-Z]{5}\b"#,
+        // A SQLSTATE PostgreSQL defines after the word or after a driver's `code: ` (sqlx's
+        // `code: "42P01"`), or the word itself in text. Only PostgreSQL's own codes: a service's
+        // JSON key with its own error codes is not PostgreSQL's (MLflow's `"sqlstate": "KAM00"`
+        // and `"sqlstate": "XXM00"`, though class XX is PostgreSQL's).
+        concat!(
+            r#"(?i)(?:sqlstate[\s:=("']{0,6}|\bcode: "?)(?:"#,
+            postgres_sqlstates!(),
+            r#")\b|\bsqlstate(?:[^"'a-z0-9_]|$)|error returned from database"#
+        ),
     ),
     p(
         "connection string",
@@ -502,6 +577,67 @@ mod tests {
             "SQLSTATE",
             r#"{"error": "query failed", "sqlstate": "42P01"}"#,
             r#"{"error_code": "INVALID_PARAMETER_VALUE", "message": "Experiment ID must be a valid integer.", "sqlstate": "KAM00"}"#,
+        );
+        // MLflow's own code in PostgreSQL's class XX, which PostgreSQL does not define.
+        check(
+            "SQLSTATE",
+            r#"{"error": "internal", "sqlstate": "XX000"}"#,
+            r#"{"error_code": "INTERNAL_ERROR", "message": "Migration script directory was in unexpected state. Got 0 head database versions but expected only 1. Found versions: []", "sqlstate": "XXM00"}"#,
+        );
+        check(
+            "SQLSTATE",
+            r#"PgDatabaseError { severity: Error, code: "23505", message: "duplicate key" }"#,
+            r#"Rejected { code: "E1234", reason: "over the limit" }"#,
+        );
+    }
+
+    #[test]
+    fn only_the_sqlstates_postgresql_defines_match() {
+        let s = LeakScanner::builtin();
+        let leaks = |code: &str| {
+            [
+                format!(r#"{{"sqlstate": "{code}"}}"#),
+                format!(r#"{{"sqlstate":"{code}"}}"#),
+                format!("{{'sqlstate': '{code}'}}"),
+                format!(r#"{{code: "{code}"}}"#),
+            ]
+            .map(|body| s.find(&body).map(|l| l.kind).unwrap_or_default())
+        };
+        for code in [
+            "XX000", "XX001", "XX002", "42P01", "57P01", "23505", "40001", "53300", "00000",
+            "0LP01", "2203G", "HV00R", "P0004", "25P04", "58P03", "10608",
+        ] {
+            assert_eq!(leaks(code), ["SQLSTATE"; 4], "{code}");
+        }
+        for code in [
+            "XXM00", "XX003", "42Z99", "42P99", "KAM00", "59000", "22P08", "HV00Z",
+        ] {
+            assert_eq!(leaks(code), [""; 4], "{code}");
+        }
+        // A defined code inside a longer word is not one.
+        assert_eq!(s.find(r#"{"sqlstate": "42P01X"}"#), None);
+    }
+
+    #[test]
+    fn the_sqlstate_table_is_five_characters_each_once_in_order() {
+        let codes: Vec<&str> = postgres_sqlstates!().split('|').collect();
+        assert_eq!(codes.len(), 263);
+        for code in &codes {
+            assert!(
+                code.len() == 5
+                    && code
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()),
+                "`{code}` is not a SQLSTATE"
+            );
+        }
+        let mut sorted = codes.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), codes.len(), "a code is listed twice");
+        assert_eq!(
+            sorted, codes,
+            "the table is kept in order, so a code is easy to find"
         );
     }
 

@@ -58,6 +58,7 @@ use progress::Counters;
 pub use progress::{LoadOutcome, Progress};
 pub use sink::{LoadSummary, RecordSink};
 use sink::{Sink, Tally};
+pub(crate) use wire::frames_answers;
 
 /// Response bodies are kept up to this size (see [`Outcome::Response`](crate::record::Outcome::Response)).
 pub const BODY_LIMIT: usize = 16 * 1024;

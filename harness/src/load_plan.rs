@@ -34,6 +34,7 @@ pub fn plan(scenario: &Scenario, lab_file: &LabFile, base_url: &str, seed: u64) 
     plan.duration = Some(scenario.phases.total() + Duration::from_secs(60) + slow_revert);
     plan.timeout = scenario.load.timeout;
     plan.seed = seed;
+    plan.request_id_header = lab_file.request_ids().header;
     plan
 }
 
@@ -106,5 +107,28 @@ mod tests {
             Some(overload.phases.total() + Duration::from_secs(60))
         );
         assert!(lasts(&crash, &lab("1s")) <= Some(usual + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn the_load_notes_the_request_id_header_the_lab_file_names() {
+        let lab = |logs: &str| {
+            let text = format!(
+                "[service]\ncommand = [\"serve\", \"{{port}}\"]\n{logs}[[request]]\npath = \"/\"\n"
+            );
+            crate::labfile::parse(std::path::Path::new("/tmp/fivehundred.toml"), &text).unwrap()
+        };
+        let header = |lab: &LabFile| {
+            let s = crate::catalogue::catalogue(lab)
+                .into_iter()
+                .find(|c| c.name == "crash-restart")
+                .unwrap()
+                .applies
+                .unwrap();
+            plan(&s, lab, "http://127.0.0.1:1", 7).request_id_header
+        };
+        assert_eq!(header(&lab("")), "x-request-id");
+        let correlated =
+            lab("[service.logs]\nformat = \"json\"\nrequest_id_header = \"X-Correlation-Id\"\n");
+        assert_eq!(header(&correlated), "x-correlation-id");
     }
 }

@@ -127,6 +127,28 @@ pub struct Recording {
     /// shortest window), in seconds: the lab runs the same rules on a faster clock.
     #[serde(default)]
     pub production_detection_s: BTreeMap<String, f64>,
+    /// Where the service puts each request's id: the answer header the load noted on every
+    /// answer, and the field of its log lines. Reports written before it was recorded read as
+    /// target-app's (`x-request-id`, `request_id`).
+    #[serde(default)]
+    pub request_ids: RequestIds,
+}
+
+/// Where a service puts the id of each request: a response header (its lower-case name, the
+/// one records keep it under), and a field of its JSON log lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestIds {
+    pub header: String,
+    pub field: String,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds {
+            header: "x-request-id".into(),
+            field: "request_id".into(),
+        }
+    }
 }
 
 impl Recording {
@@ -165,9 +187,21 @@ impl Recording {
             .filter(move |r| self.request_phase(r) == phase)
     }
 
-    /// The log lines carrying `request_id` (in the field `request_id`).
+    /// The request id the service gave `r`, in the header [`Recording::request_ids`] names,
+    /// where the answer's headers were kept.
+    pub fn request_id<'a>(&self, r: &'a RequestRecord) -> Option<&'a str> {
+        r.header(&self.request_ids.header)
+    }
+
+    /// Whether the service answered `r` with a non-empty request id (also known of answers
+    /// whose headers were not kept: the load notes it on every answer).
+    pub fn carries_request_id(&self, r: &RequestRecord) -> bool {
+        r.carries_request_id(&self.request_ids.header)
+    }
+
+    /// The log lines carrying `request_id` in the service's request-id field.
     pub fn logs_for(&self, request_id: &str) -> Vec<&LogRecord> {
-        self.logs_with("request_id", request_id)
+        self.logs_with(&self.request_ids.field, request_id)
     }
 
     /// The log lines whose `field` is `request_id`.

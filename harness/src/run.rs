@@ -376,22 +376,88 @@ impl Driver<'_> {
         Some(fault_end)
     }
 
+    /// The recovery phase lasts as long as the scenario says at most, and ends sooner once its
+    /// answer is known: after [`SETTLE_AT_LEAST`], as soon as no request has failed for
+    /// [`SETTLE_QUIET`] and every check of the recovery phase (and the data's, where the
+    /// scenario has them) passes on what was recorded so far. A service that has not recovered
+    /// keeps the whole phase, so its evidence is complete. Requests sent before the end and
+    /// answered after it still count: the checks run once the load has drained.
     async fn recovery(&self, fault_end: f64, driven: &mut Driven) -> Option<()> {
         let rec = &self.lab.recorder;
-        let recovery = self.scenario.phases.recovery;
+        let longest = self.scenario.phases.recovery;
         rec.with(|r| {
             r.phases
-                .insert(Phase::Recovery, (fault_end, fault_end + ms(recovery)))
+                .insert(Phase::Recovery, (fault_end, fault_end + ms(longest)))
         });
         rec.event(EventKind::PhaseStart, "recovery");
         self.progress.set_phase("recovery");
-        if sleep_or_cancel(recovery, self.cancel).await {
-            driven.note = Some("interrupted during recovery".into());
-            return None;
+        let began = Instant::now();
+        let mut wait = SETTLE_AT_LEAST.min(longest);
+        loop {
+            if sleep_or_cancel(wait, self.cancel).await {
+                driven.note = Some("interrupted during recovery".into());
+                return None;
+            }
+            let elapsed = began.elapsed();
+            if elapsed >= longest {
+                return Some(());
+            }
+            if self.settled(fault_end).await {
+                let end = rec.now_ms();
+                rec.with(|r| r.phases.insert(Phase::Recovery, (fault_end, end)));
+                rec.event(
+                    EventKind::Note,
+                    format!(
+                        "recovery settled after {:.1}s of at most {:.0}s: no failure for {}s and every recovery check passes",
+                        elapsed.as_secs_f64(),
+                        longest.as_secs_f64(),
+                        SETTLE_QUIET.as_secs()
+                    ),
+                );
+                return Some(());
+            }
+            wait = SETTLE_EVERY.min(longest - elapsed);
         }
-        Some(())
+    }
+
+    /// Whether the recovery phase's answer is known already (see [`Driver::recovery`]).
+    async fn settled(&self, fault_end: f64) -> bool {
+        let now = self.lab.recorder.now_ms();
+        let mut snapshot = self.lab.recorder.snapshot();
+        // Answers to the last seconds' requests, and none of them a failure. (A request still
+        // in flight is not here yet; if it fails later it still counts against the phase.)
+        let quiet_from = now - ms(SETTLE_QUIET);
+        let (mut answered, mut failed) = (0usize, false);
+        for r in snapshot.requests.iter().filter(|r| r.at_ms >= quiet_from) {
+            answered += 1;
+            failed |= r.status().is_none_or(|s| s >= 500);
+        }
+        if failed || answered == 0 {
+            return false;
+        }
+        snapshot.phases.insert(Phase::Recovery, (fault_end, now));
+        let judged = checks::evaluate(self.scenario, &snapshot);
+        if judged
+            .iter()
+            .any(|c| c.phase == Some(Phase::Recovery) && c.verdict == Verdict::Fail)
+        {
+            return false;
+        }
+        if self.scenario.contract.checks_data() && !self.lab.database_url.is_empty() {
+            let data =
+                checks::data_integrity(&self.lab.database_url, self.scenario, &snapshot).await;
+            return data.verdict != Verdict::Fail;
+        }
+        true
     }
 }
+
+/// The shortest a recovery phase lasts before it may end early.
+const SETTLE_AT_LEAST: Duration = Duration::from_secs(4);
+/// How long no request may have failed before the recovery phase ends early.
+const SETTLE_QUIET: Duration = Duration::from_secs(2);
+/// How often the recovery phase asks whether it has settled.
+const SETTLE_EVERY: Duration = Duration::from_millis(500);
 
 /// When each fault is injected (`true`) and reverted, by index, in order; at the same moment
 /// a revert goes before an injection.

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::faults::Fault;
 use crate::load::MixEntry;
 use crate::record::Phase;
+pub use crate::record::RequestIds;
 
 mod expect;
 mod raw;
@@ -75,23 +76,6 @@ pub struct Contract {
     pub leak_patterns: Vec<String>,
 }
 
-/// Where a service puts the id of each request: a response header, and a field of its JSON
-/// log lines.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RequestIds {
-    pub header: String,
-    pub field: String,
-}
-
-impl Default for RequestIds {
-    fn default() -> Self {
-        RequestIds {
-            header: "x-request-id".into(),
-            field: "request_id".into(),
-        }
-    }
-}
-
 impl Contract {
     /// What the service a lab file describes promises: its `[expect]`, and request ids when it
     /// logs JSON (a line per error that names the request).
@@ -99,10 +83,7 @@ impl Contract {
         use crate::labfile::{ErrorFormat, LogFormat};
         Contract {
             problem_json: lab.expect.errors == ErrorFormat::ProblemJson,
-            request_id: (lab.service.logs.format == LogFormat::Json).then(|| RequestIds {
-                header: lab.service.logs.request_id_header.clone(),
-                field: lab.service.logs.request_id_field.clone(),
-            }),
+            request_id: (lab.service.logs.format == LogFormat::Json).then(|| lab.request_ids()),
             retry_after: lab.expect.retry_after,
             stored: lab.expect.stored.clone(),
             invariants: lab.expect.invariants.clone(),

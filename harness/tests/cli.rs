@@ -245,4 +245,50 @@ fn a_scenario_file_run_with_a_lab_file_is_checked_against_it() {
     );
     assert!(err.contains("lists no protections"), "{err}");
     assert!(!state.path().join("journals").exists(), "no run began");
+
+#[test]
+fn validate_lab_reads_an_openapi_document_in_yaml_and_points_into_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = dir.path().join("fivehundred.toml");
+    std::fs::write(
+        &lab,
+        "openapi = \"openapi.yaml\"\n[service]\ncommand = [\"python3\", \"app.py\", \"{port}\"]\nready = \"GET /\"\n[[request]]\npath = \"/\"\n",
+    )
+    .unwrap();
+    let doc = dir.path().join("openapi.yaml");
+    let validate = || {
+        fivehundred()
+            .args(["validate", "--lab"])
+            .arg(&lab)
+            .output()
+            .unwrap()
+    };
+    std::fs::write(
+        &doc,
+        "openapi: 3.0.3\ninfo: {title: items, version: \"1\"}\npaths:\n  /items:\n    post:\n      requestBody:\n        content:\n          application/json:\n            schema: &item\n              type: object\n              properties: {name: {type: string}}\n  /items/{id}:\n    put:\n      requestBody:\n        content:\n          application/json:\n            schema: *item\n",
+    )
+    .unwrap();
+    let out = validate();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: "));
+
+    // A key indented one space short on line 5: the error names the document, line and column.
+    std::fs::write(
+        &doc,
+        "openapi: 3.0.3\npaths:\n  /items:\n    get: {}\n   post: {}\n",
+    )
+    .unwrap();
+    let out = validate();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fivehundred.toml:1:11:")
+            && err.contains("openapi.yaml:5:4: not valid YAML: "),
+        "{err}"
+    );
 }

@@ -1564,7 +1564,9 @@ async fn a_panicking_receipt_worker_dies_silently_and_receipts_stop_with_catch_p
         dir.path()
             .join(format!("receipts/{}.json", order["id"].as_str().unwrap()))
     };
-    let first = place().await;
+    // The worker's next pass (within its 1 s interval) meets the failpoint and panics. Orders
+    // are placed only after that: one placed before could be read by a pass that had passed
+    // the failpoint just before it was set, and get its receipt.
     eventually(
         Duration::from_secs(10),
         "the panic reaches stderr",
@@ -1573,6 +1575,7 @@ async fn a_panicking_receipt_worker_dies_silently_and_receipts_stop_with_catch_p
     .await;
     // The failpoint fired once and is spent: a supervised worker would be back within its 1 s
     // retry interval and write both receipts.
+    let first = place().await;
     let second = place().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(

@@ -9,8 +9,8 @@ use crate::verdict::{CheckResult, Evidence, Verdict};
 pub(super) const MAX_EXAMPLES: usize = 3;
 
 pub(super) fn request_evidence(rec: &Recording, r: &RequestRecord, why: String) -> Evidence {
-    let logs = r
-        .header("x-request-id")
+    let logs = rec
+        .request_id(r)
         .map(|id| rec.logs_for(id).into_iter().cloned().collect())
         .unwrap_or_default();
     Evidence::Request {

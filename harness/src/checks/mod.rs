@@ -46,8 +46,38 @@ pub use status::status;
 
 use crate::record::{Phase, Recording, RequestRecord};
 pub use crate::record::{SeriesSelector, parse_series_selector};
-use crate::scenario::Scenario;
+use crate::scenario::{Contract, Scenario};
 pub use crate::verdict::{CheckResult, Evidence, Verdict};
+
+/// The checks of what the service promises whatever is broken (its [`Contract`]: error format,
+/// no leaks, request ids, Retry-After) in one phase; a promise it does not make is "not
+/// promised".
+pub fn contract(
+    rec: &Recording,
+    phase: Phase,
+    reqs: &[&RequestRecord],
+    contract: &Contract,
+) -> Vec<CheckResult> {
+    vec![
+        if contract.problem_json {
+            problem_json(rec, phase, reqs)
+        } else if let Some(fields) = &contract.json_errors {
+            json_errors(rec, phase, reqs, fields)
+        } else {
+            not_promised("problem-json", phase)
+        },
+        no_leaks_with(rec, phase, reqs, &contract.leak_patterns),
+        // The names are the recording's (the load noted its header): the same lab file's.
+        match &contract.request_id {
+            Some(_) => request_id(rec, phase, reqs),
+            None => not_promised("request-id", phase),
+        },
+        match contract.retry_after {
+            true => retry_after(rec, phase, reqs),
+            false => not_promised("retry-after", phase),
+        },
+    ]
+}
 
 /// Runs every recording-based check of a scenario.
 pub fn evaluate(scenario: &Scenario, rec: &Recording) -> Vec<CheckResult> {
@@ -59,23 +89,7 @@ pub fn evaluate(scenario: &Scenario, rec: &Recording) -> Vec<CheckResult> {
         if let Some(c) = latency(phase, &reqs, expect) {
             out.push(c);
         }
-        let contract = &scenario.contract;
-        out.push(if contract.problem_json {
-            problem_json(rec, phase, &reqs)
-        } else if let Some(fields) = &contract.json_errors {
-            json_errors(rec, phase, &reqs, fields)
-        } else {
-            not_promised("problem-json", phase)
-        });
-        out.push(no_leaks_with(rec, phase, &reqs, &contract.leak_patterns));
-        out.push(match &contract.request_id {
-            Some(ids) => request_id(rec, phase, &reqs, ids),
-            None => not_promised("request-id", phase),
-        });
-        out.push(match contract.retry_after {
-            true => retry_after(rec, phase, &reqs),
-            false => not_promised("retry-after", phase),
-        });
+        out.extend(contract(rec, phase, &reqs, &scenario.contract));
         for (name, want) in [("readyz", expect.readyz), ("livez", expect.livez)] {
             if let Some(want) = want {
                 out.push(health(rec, phase, name, want));

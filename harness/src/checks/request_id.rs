@@ -1,13 +1,9 @@
-//! The request-id check: every answer carries `x-request-id`, and every error answer has an
-//! ERROR or WARN log line with that id in the service's request-id field.
+//! The request-id check: every answer carries the service's request-id header, and every error
+//! answer has an ERROR or WARN log line with that id in the service's request-id field.
 
-use super::common::{MAX_EXAMPLES, errors, fail, pass, request_evidence, skip};
+use super::common::{MAX_EXAMPLES, errors, fail, pass, request_evidence};
 use crate::record::{LogRecord, Phase, Recording, RequestRecord};
-use crate::scenario::RequestIds;
 use crate::verdict::CheckResult;
-
-/// The header the load generator notes on every answer (the others are kept for errors only).
-const RECORDED: &str = "x-request-id";
 
 fn is_error_log(l: &LogRecord) -> bool {
     matches!(
@@ -16,25 +12,12 @@ fn is_error_log(l: &LogRecord) -> bool {
     )
 }
 
-/// Every answer carries `x-request-id`, and every 4xx/5xx has an error log line with that id in
-/// `ids.field`. A service whose ids come in another header is skipped, saying so: the load
-/// generator notes only `x-request-id` on every answer.
-pub fn request_id(
-    rec: &Recording,
-    phase: Phase,
-    reqs: &[&RequestRecord],
-    ids: &RequestIds,
-) -> CheckResult {
-    if !ids.header.eq_ignore_ascii_case(RECORDED) {
-        return skip(
-            "request-id",
-            phase,
-            format!(
-                "the service's request ids come in `{}`; fivehundred records `{RECORDED}` on every answer, so this is not checked",
-                ids.header
-            ),
-        );
-    }
+/// Every answer carries the header [`Recording::request_ids`] names (the lab file's
+/// `request_id_header`, which the load noted on every answer), and every 4xx/5xx has an error
+/// log line with that id in its `field`. Messages name the header.
+pub fn request_id(rec: &Recording, phase: Phase, reqs: &[&RequestRecord]) -> CheckResult {
+    let ids = &rec.request_ids;
+    let header = ids.header.as_str();
     let answered: Vec<&RequestRecord> = reqs
         .iter()
         .copied()
@@ -43,18 +26,15 @@ pub fn request_id(
     let missing: Vec<&RequestRecord> = answered
         .iter()
         .copied()
-        .filter(|r| !r.carries_request_id())
+        .filter(|r| !rec.carries_request_id(r))
         .collect();
     let errs: Vec<&RequestRecord> = errors(reqs).collect();
     let unlogged: Vec<&RequestRecord> = errs
         .iter()
         .copied()
         .filter(|r| {
-            r.header("x-request-id").is_some_and(|id| {
-                !rec.logs_with(&ids.field, id)
-                    .iter()
-                    .any(|l| is_error_log(l))
-            })
+            rec.request_id(r)
+                .is_some_and(|id| !rec.logs_for(id).iter().any(|l| is_error_log(l)))
         })
         .collect();
     if missing.is_empty() && unlogged.is_empty() {
@@ -62,30 +42,39 @@ pub fn request_id(
             "request-id",
             phase,
             format!(
-                "{} answers carry x-request-id; all {} errors are logged with it",
+                "{} answers carry {header}; all {} errors are logged with it (in `{}`)",
                 answered.len(),
-                errs.len()
+                errs.len(),
+                ids.field
             ),
         );
     }
     let mut parts = Vec::new();
     let mut evidence = Vec::new();
     if !missing.is_empty() {
-        parts.push(format!("{} answers without x-request-id", missing.len()));
+        parts.push(format!("{} answers without {header}", missing.len()));
         evidence.extend(
             missing
                 .iter()
                 .take(MAX_EXAMPLES)
-                .map(|r| request_evidence(rec, r, "no x-request-id header".into())),
+                .map(|r| request_evidence(rec, r, format!("no {header} header"))),
         );
     }
     if !unlogged.is_empty() {
         parts.push(format!(
-            "{} error answers with no error log line carrying their request id",
-            unlogged.len()
+            "{} error answers with no error log line carrying their {header} in `{}`",
+            unlogged.len(),
+            ids.field
         ));
         evidence.extend(unlogged.iter().take(MAX_EXAMPLES).map(|r| {
-            request_evidence(rec, r, "no ERROR/WARN log line has this request id".into())
+            request_evidence(
+                rec,
+                r,
+                format!(
+                    "no ERROR/WARN log line has this {header} in `{}`",
+                    ids.field
+                ),
+            )
         }));
     }
     fail("request-id", phase, parts.join("; ")).with(evidence)

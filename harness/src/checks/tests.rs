@@ -239,32 +239,33 @@ fn no_leaks_fails_on_each_kind_of_internal_detail() {
 fn request_id_fails_without_the_header_or_without_a_matching_log_line() {
     let r = rec(vec![resp(1500.0, 200, &[], "")]);
     assert_eq!(
-        request_id(&r, Phase::Fault, &refs(&r), &RequestIds::default()).verdict,
+        request_id(&r, Phase::Fault, &refs(&r)).verdict,
         Verdict::Fail
     );
     let r = rec(vec![problem(500, "abc")]);
-    let c = request_id(&r, Phase::Fault, &refs(&r), &RequestIds::default());
+    let c = request_id(&r, Phase::Fault, &refs(&r));
     assert_eq!(c.verdict, Verdict::Fail);
     assert!(c.summary.contains("no error log line"));
     let mut r = rec(vec![problem(500, "abc")]);
     r.logs.push(error_log("abc"));
     assert_eq!(
-        request_id(&r, Phase::Fault, &refs(&r), &RequestIds::default()).verdict,
+        request_id(&r, Phase::Fault, &refs(&r)).verdict,
         Verdict::Pass
     );
 }
 
 #[test]
-fn request_ids_are_looked_for_in_the_services_own_log_field_and_another_header_is_a_named_skip() {
+fn request_ids_are_looked_for_in_the_services_own_log_field() {
     let mut r = rec(vec![problem(500, "abc")]);
     r.logs.push(error_log("abc"));
-    let trace = RequestIds {
-        header: "X-Request-Id".into(),
+    r.request_ids = RequestIds {
+        header: "x-request-id".into(),
         field: "trace".into(),
     };
     // The line names the id under `request_id`, not under the service's `trace`.
-    let c = request_id(&r, Phase::Fault, &refs(&r), &trace);
+    let c = request_id(&r, Phase::Fault, &refs(&r));
     assert_eq!(c.verdict, Verdict::Fail, "{}", c.summary);
+    assert!(c.summary.contains("`trace`"), "{}", c.summary);
     let json = serde_json::json!({"level": "ERROR", "message": "failed", "trace": "abc"});
     r.logs.push(crate::record::LogRecord {
         at_ms: 0.0,
@@ -272,16 +273,96 @@ fn request_ids_are_looked_for_in_the_services_own_log_field_and_another_header_i
         json: Some(json),
     });
     assert_eq!(
-        request_id(&r, Phase::Fault, &refs(&r), &trace).verdict,
+        request_id(&r, Phase::Fault, &refs(&r)).verdict,
         Verdict::Pass
     );
-    let other = RequestIds {
+}
+
+/// A service whose ids come in `X-Correlation-Id`: its answers are judged by that header, a
+/// success by what the load noted of it, an error by the header it kept.
+#[test]
+fn request_ids_in_another_header_are_checked_by_that_header() {
+    let correlation = RequestIds {
+        header: "x-correlation-id".into(),
+        field: "request_id".into(),
+    };
+    // A success as the load records one: no header kept, the request id noted.
+    let noted = |seen: bool| RequestRecord {
+        outcome: Outcome::Response {
+            status: 200,
+            headers: crate::record::Headers::default().with_request_id_seen(seen),
+            body: None,
+        },
+        ..resp(1500.0, 200, &[], "")
+    };
+    let error = |header: &str| {
+        resp(
+            1500.0,
+            500,
+            &[("content-type", "application/problem+json"), (header, "c1")],
+            "{}",
+        )
+    };
+    let mut r = rec(vec![noted(true), error("x-correlation-id")]);
+    r.request_ids = correlation.clone();
+    r.logs.push(error_log("c1"));
+    let c = request_id(&r, Phase::Fault, &refs(&r));
+    assert_eq!(c.verdict, Verdict::Pass, "{}", c.summary);
+    assert!(
+        c.summary.contains("2 answers carry x-correlation-id"),
+        "{}",
+        c.summary
+    );
+
+    // A success it did not come with, and an error in `x-request-id`, which is not this
+    // service's header.
+    let mut r = rec(vec![noted(false), error("x-request-id")]);
+    r.request_ids = correlation;
+    r.logs.push(error_log("c1"));
+    let c = request_id(&r, Phase::Fault, &refs(&r));
+    assert_eq!(c.verdict, Verdict::Fail, "{}", c.summary);
+    assert!(
+        c.summary.contains("2 answers without x-correlation-id"),
+        "{}",
+        c.summary
+    );
+    assert_eq!(c.evidence.len(), 2);
+    for e in &c.evidence {
+        let Evidence::Request { why, .. } = e else {
+            panic!("not a request: {e:?}")
+        };
+        assert_eq!(why, "no x-correlation-id header");
+    }
+
+    // An error logged only at INFO: its id is read from its own header, and the line with it
+    // in the service's field comes as evidence.
+    let mut r = rec(vec![error("x-correlation-id")]);
+    r.request_ids = RequestIds {
         header: "x-correlation-id".into(),
         field: "trace".into(),
     };
-    let c = request_id(&r, Phase::Fault, &refs(&r), &other);
-    assert_eq!(c.verdict, Verdict::Skip);
-    assert!(c.summary.contains("x-correlation-id"), "{}", c.summary);
+    let json = serde_json::json!({"level": "INFO", "message": "answered", "trace": "c1"});
+    r.logs.push(LogRecord {
+        at_ms: 1500.0,
+        line: json.to_string(),
+        json: Some(json),
+    });
+    let c = request_id(&r, Phase::Fault, &refs(&r));
+    assert_eq!(c.verdict, Verdict::Fail, "{}", c.summary);
+    assert!(
+        c.summary.contains("their x-correlation-id in `trace`"),
+        "{}",
+        c.summary
+    );
+    let Some(Evidence::Request { logs, why, .. }) = c.evidence.first() else {
+        panic!("no request evidence: {:?}", c.evidence)
+    };
+    assert_eq!(
+        why,
+        "no ERROR/WARN log line has this x-correlation-id in `trace`"
+    );
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(logs[0].field("trace"), Some("c1"));
 }
 
 #[test]

@@ -235,13 +235,11 @@ impl InvalidInput {
                     request.show(),
                     failure(record).unwrap_or_default()
                 );
-                let logs = record
-                    .header("x-request-id")
-                    .map(|id| {
-                        lab.recorder
-                            .with(|r| r.logs_for(id).into_iter().cloned().collect())
-                    })
-                    .unwrap_or_default();
+                let logs = lab.recorder.with(|r| {
+                    r.request_id(record)
+                        .map(|id| r.logs_for(id).into_iter().cloned().collect())
+                        .unwrap_or_default()
+                });
                 evidence.push(Evidence::Request {
                     request: Box::new(record.clone()),
                     logs,

@@ -104,7 +104,9 @@ impl FaultKind for Overload {
         // Its own draws, from the run's seed and this fault, so that the scenario's load draws
         // the same requests with or without it.
         let seed = lab.seed ^ super::seed_for(&self.describe());
-        let plan = self.plan(&lab.base_url, seed);
+        let mut plan = self.plan(&lab.base_url, seed);
+        // Recorded with the scenario's load: the same request-id header is noted.
+        plan.request_id_header = lab.lab_file.request_ids().header;
         let recorder = lab.recorder.clone();
         let sink = move |r: RequestRecord| recorder.with(|rec| rec.requests.push(r));
         let cancel = CancellationToken::new();

@@ -25,7 +25,6 @@ mod toxics;
 
 pub use toxics::ToxicView;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -194,7 +193,7 @@ pub struct HaltOutcome {
 pub struct Settings {
     pub default_for: Duration,
     pub aborts: Vec<AbortCondition>,
-    pub catalogue: PathBuf,
+    pub catalogue: super::params::Catalogue,
     pub scenario: Option<Scenario>,
     pub rate: f64,
     pub mix: Vec<MixEntry>,

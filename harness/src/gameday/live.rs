@@ -181,11 +181,11 @@ impl Live {
                 .iter()
                 .rev()
                 .map(|req| {
-                    let request_id = req.header("x-request-id").map(String::from);
+                    let request_id = r.request_id(req).map(String::from);
                     let logs = match &request_id {
                         Some(id) => recent
                             .iter()
-                            .filter(|l| l.field("request_id") == Some(id.as_str()))
+                            .filter(|l| l.field(&r.request_ids.field) == Some(id.as_str()))
                             .map(|l| l.line.clone())
                             .collect(),
                         None => Vec::new(),

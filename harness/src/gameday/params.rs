@@ -7,11 +7,69 @@
 //! every value is text, so `0.5` becomes a float and `true` a boolean before the table is handed
 //! over, and a value that looks like a number but belongs in a string field is turned back.
 
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::faults::{Fault, FaultSpecError, KINDS};
-use crate::scenario;
+use crate::labfile::LabFile;
+use crate::scenario::{self, Scenario};
+
+/// Where a game day's named faults and its `--scenario` come from: the scenario files of a
+/// directory (target-app's catalogue, or a team's own), or the generic catalogue of a lab file
+/// (`lab up --lab`: `inject db-down` injects what `run --lab FILE db-down` does).
+#[derive(Debug, Clone)]
+pub enum Catalogue {
+    Dir(PathBuf),
+    Lab(Arc<LabFile>),
+}
+
+impl Catalogue {
+    /// The scenario `name`. `Err` says why there is none: unknown (with the names there are),
+    /// not applicable to the lab file (and why), or an invalid file.
+    pub fn scenario(&self, name: &str) -> Result<Scenario, FaultInputError> {
+        let unknown =
+            || FaultInputError::new(format!("unknown fault `{name}`"), Some(names_hint(self)));
+        match self {
+            Catalogue::Dir(dir) => {
+                let path = scenario::resolve(name, dir).map_err(|_| unknown())?;
+                scenario::load(&path).map_err(|e| {
+                    FaultInputError::new(
+                        format!(
+                            "the named fault `{name}` comes from a scenario that is invalid: {e}"
+                        ),
+                        None,
+                    )
+                })
+            }
+            Catalogue::Lab(lab) => {
+                let causes = crate::catalogue::catalogue(lab);
+                let cause = causes.iter().find(|c| c.name == name).ok_or_else(unknown)?;
+                match &cause.applies {
+                    Ok(s) => Ok((**s).clone()),
+                    Err(why) => Err(FaultInputError::new(
+                        format!("`{name}` does not apply to {}: {why}", lab.file.display()),
+                        Some(names_hint(self)),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Every scenario that can be had, in the catalogue's order (a lab file's causes that apply).
+    pub fn scenarios(&self) -> Vec<Scenario> {
+        match self {
+            Catalogue::Dir(dir) => scenario::catalogue_files(dir)
+                .into_iter()
+                .filter_map(|p| scenario::load(&p).ok())
+                .collect(),
+            Catalogue::Lab(lab) => crate::catalogue::catalogue(lab)
+                .into_iter()
+                .filter_map(|c| c.applies.ok().map(|s| *s))
+                .collect(),
+        }
+    }
+}
 
 /// A fault that could not be built from what was typed. Carries the same key and hint as a
 /// scenario file error.
@@ -210,7 +268,7 @@ impl FaultRequest {
     }
 
     /// Resolves the request to faults, with the named faults of `catalogue`.
-    pub fn resolve(&self, catalogue: &Path) -> Result<Vec<NamedFault>, FaultInputError> {
+    pub fn resolve(&self, catalogue: &Catalogue) -> Result<Vec<NamedFault>, FaultInputError> {
         let params = json_to_table(&self.params)?;
         match self.name.as_deref() {
             None => {
@@ -280,28 +338,19 @@ pub struct NamedFault {
 
 /// The faults of the scenario `name` in the catalogue: `inject db-down` injects what
 /// `scenarios/db-down.toml` injects.
-pub fn named_faults(name: &str, catalogue: &Path) -> Result<Vec<NamedFault>, FaultInputError> {
-    let unknown = || {
-        FaultInputError::new(
-            format!("unknown fault `{name}`"),
-            Some(names_hint(catalogue)),
-        )
-    };
+pub fn named_faults(name: &str, catalogue: &Catalogue) -> Result<Vec<NamedFault>, FaultInputError> {
     // A bare word only: a path would let the control API read files of the lab's choosing.
     if name.is_empty()
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(unknown());
+        return Err(FaultInputError::new(
+            format!("unknown fault `{name}`"),
+            Some(names_hint(catalogue)),
+        ));
     }
-    let path = scenario::resolve(name, catalogue).map_err(|_| unknown())?;
-    let s = scenario::load(&path).map_err(|e| {
-        FaultInputError::new(
-            format!("the named fault `{name}` comes from a scenario that is invalid: {e}"),
-            None,
-        )
-    })?;
+    let s = catalogue.scenario(name)?;
     if s.faults.is_empty() {
         return Err(FaultInputError::new(
             format!("the scenario `{name}` injects no fault"),
@@ -319,10 +368,10 @@ pub fn named_faults(name: &str, catalogue: &Path) -> Result<Vec<NamedFault>, Fau
 
 /// Every named fault in the catalogue with its faults, for the dashboard and hints. Scenarios
 /// that do not load are left out (`fivehundred validate` reports them).
-pub fn catalogue(catalogue: &Path) -> Vec<(String, String, Vec<Fault>)> {
-    scenario::catalogue_files(catalogue)
+pub fn catalogue(catalogue: &Catalogue) -> Vec<(String, String, Vec<Fault>)> {
+    catalogue
+        .scenarios()
         .into_iter()
-        .filter_map(|p| scenario::load(&p).ok())
         .filter(|s| !s.faults.is_empty())
         .map(|s| {
             let faults = s.faults.into_iter().map(|f| f.fault).collect();
@@ -331,7 +380,7 @@ pub fn catalogue(catalogue: &Path) -> Vec<(String, String, Vec<Fault>)> {
         .collect()
 }
 
-fn names_hint(dir: &Path) -> String {
+fn names_hint(dir: &Catalogue) -> String {
     let names: Vec<String> = catalogue(dir).into_iter().map(|(n, _, _)| n).collect();
     format!(
         "a fault is a kind with parameters ({} key=value...) or a named fault ({})",
@@ -394,8 +443,8 @@ mod tests {
         s.split_whitespace().map(String::from).collect()
     }
 
-    fn catalogue_dir() -> std::path::PathBuf {
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+    fn catalogue_dir() -> Catalogue {
+        Catalogue::Dir(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios"))
     }
 
     #[test]

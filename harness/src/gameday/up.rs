@@ -28,26 +28,20 @@ pub use args::LabUpArgs;
 
 use super::client::LabFile;
 use super::control::{GameDay, Settings};
+use super::params::Catalogue;
 use crate::exit::{EXIT_LAB, EXIT_USAGE};
 use crate::journal::{Journal, Resource};
 use crate::lab::dismantle;
 use crate::lab::{Lab, LabOptions};
-use crate::load::MixEntry;
 use crate::record::Recorder;
 use crate::scenario::Scenario;
-use crate::target::{TargetNeeds, locate_target_app};
+use crate::target::TargetNeeds;
 use record::teardown;
 use serve::{print_banner, serve};
 use takedown::take_down;
 
 /// The load when no scenario gives one: modest, so a laptop and a small CI runner keep up.
 pub const DEFAULT_RATE: f64 = 10.0;
-
-/// The mix when no scenario gives one: the requests of the lab's service, as its lab file
-/// describes them (target-app's: reads and writes).
-fn default_mix() -> Vec<MixEntry> {
-    crate::labfile::target_app().requests.clone()
-}
 
 /// Runs `lab up` until it is stopped; returns the exit code: 0, 1 when a check of the record
 /// failed, 2 bad usage, 3 the lab could not be set up or a fault could not be reverted.
@@ -116,32 +110,44 @@ pub async fn lab_up(args: LabUpArgs) -> i32 {
 }
 
 /// What `lab up` settles before it starts anything, each a reason to refuse at once: the
-/// scenario and the load's rate, no other lab up, the target program, the control address
-/// (bound), the record directory (made), what the target must be started with, the seed.
+/// service (a lab file, or target-app's) and where named faults come from, the scenario and the
+/// load's rate, no other lab up, the control address (bound), the record directory (made), what
+/// the target must be started with, the seed.
 struct Plan {
-    catalogue: PathBuf,
+    catalogue: Catalogue,
     scenario: Option<Scenario>,
     rate: f64,
-    program: PathBuf,
+    opts: LabOptions,
     listener: tokio::net::TcpListener,
     started_wall: chrono::DateTime<chrono::Utc>,
     record_dir: PathBuf,
     needs: TargetNeeds,
-    seed: u64,
 }
 
 /// Checks the options and the machine, and cleans up what a killed earlier run left behind.
 /// The error is the exit code, its message printed.
 async fn plan(args: &LabUpArgs) -> Result<Plan, i32> {
-    let catalogue = args
-        .scenarios_dir
-        .clone()
-        .unwrap_or_else(crate::run::default_catalogue);
+    let service = match &args.lab {
+        Some(path) => match crate::labfile::load(path) {
+            Ok(lab) => Some(Arc::new(lab)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(EXIT_USAGE);
+            }
+        },
+        None => None,
+    };
+    let catalogue = match &service {
+        Some(lab) => Catalogue::Lab(lab.clone()),
+        None => Catalogue::Dir(
+            args.scenarios_dir
+                .clone()
+                .unwrap_or_else(crate::run::default_catalogue),
+        ),
+    };
     let scenario = match &args.scenario {
         None => None,
-        Some(spec) => match crate::scenario::resolve(spec, &catalogue)
-            .and_then(|p| crate::scenario::load(&p).map_err(|e| e.to_string()))
-        {
+        Some(spec) => match scenario_named(spec, &catalogue) {
             Ok(s) => Some(s),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -166,28 +172,20 @@ async fn plan(args: &LabUpArgs) -> Result<Plan, i32> {
         }
         let _ = std::fs::remove_file(super::client::lab_file_path());
     }
-    let recovered = match crate::journal::recover().await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Err(EXIT_LAB);
-        }
+    let seed = args.seed.unwrap_or_else(rand::random::<u64>);
+    // Recovers what a killed earlier run left, and finds target-app when no lab file is given.
+    let opts = crate::run::suite::lab_options(
+        args.target_bin.as_deref(),
+        args.database_url.clone(),
+        args.target_args.clone(),
+        seed,
+        service,
+    )
+    .await?;
+    let opts = LabOptions {
+        backend: args.backend,
+        ..opts
     };
-    for r in recovered {
-        eprintln!(
-            "recovered what an earlier run left behind ({}): {}",
-            r.journal.display(),
-            r.actions.join("; ")
-        );
-    }
-    let program =
-        match tokio::task::block_in_place(|| locate_target_app(args.target_bin.as_deref())) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Err(EXIT_LAB);
-            }
-        };
     // Bound before anything starts: a bad --listen fails at once.
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
@@ -204,24 +202,27 @@ async fn plan(args: &LabUpArgs) -> Result<Plan, i32> {
             return Err(EXIT_USAGE);
         }
     };
-    let needs = match prepare(&args.prepare, scenario.as_ref(), &catalogue, &program) {
+    let needs = match prepare(
+        &args.prepare,
+        scenario.as_ref(),
+        &catalogue,
+        &opts.lab_file.program(),
+    ) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("error: {e}");
             return Err(EXIT_LAB);
         }
     };
-    let seed = args.seed.unwrap_or_else(rand::random::<u64>);
     Ok(Plan {
         catalogue,
         scenario,
         rate,
-        program,
+        opts,
         listener,
         started_wall,
         record_dir,
         needs,
-        seed,
     })
 }
 
@@ -236,28 +237,13 @@ async fn start(
         catalogue,
         scenario,
         rate,
-        program,
+        opts,
         listener,
         started_wall,
         record_dir,
         needs,
-        seed,
     } = plan;
-    let lab_file = match crate::labfile::target_app().with_program(&program) {
-        Ok(l) => Arc::new(l),
-        Err(e) => {
-            let _ = std::fs::remove_dir(&record_dir);
-            eprintln!("error: {e}");
-            return Err(EXIT_LAB);
-        }
-    };
-    let opts = LabOptions {
-        lab_file,
-        extra_args: args.target_args.clone(),
-        database_url: args.database_url.clone(),
-        backend: crate::lab::Backend::Process,
-        seed,
-    };
+    let seed = opts.seed;
     let journal = match Journal::create("game day") {
         Ok(j) => j,
         Err(e) => {
@@ -299,7 +285,8 @@ async fn start(
         };
     let (mix, load_timeout) = match &scenario {
         Some(s) => (s.load.mix.clone(), s.load.timeout),
-        None => (default_mix(), Duration::from_secs(5)),
+        // The requests of the lab's service, as its lab file describes them.
+        None => (opts.lab_file.requests.clone(), Duration::from_secs(5)),
     };
     let settings = Settings {
         default_for: args.default_for,
@@ -326,7 +313,7 @@ async fn start(
 fn prepare(
     names: &[String],
     scenario: Option<&Scenario>,
-    catalogue: &Path,
+    catalogue: &Catalogue,
     program: &Path,
 ) -> Result<TargetNeeds, String> {
     let mut needs = TargetNeeds::default();
@@ -359,6 +346,19 @@ fn prepare(
         }
     }
     Ok(needs)
+}
+
+/// `--scenario`: a scenario file, or a name in the catalogue (a lab file's cause).
+fn scenario_named(spec: &str, catalogue: &Catalogue) -> Result<Scenario, String> {
+    let as_file = Path::new(spec);
+    if as_file.is_file() {
+        return crate::scenario::load(as_file).map_err(|e| e.to_string());
+    }
+    match catalogue {
+        Catalogue::Dir(dir) => crate::scenario::resolve(spec, dir)
+            .and_then(|p| crate::scenario::load(&p).map_err(|e| e.to_string())),
+        Catalogue::Lab(_) => catalogue.scenario(spec).map_err(|e| e.to_string()),
+    }
 }
 
 /// `./gameday-<timestamp>` unless given; made now, so a bad path fails before the lab starts.

@@ -55,6 +55,15 @@ pub struct LabFile {
 }
 
 impl LabFile {
+    /// Where the service puts each request's id: `[service.logs]`'s header (lower case, as
+    /// records keep it) and log field.
+    pub fn request_ids(&self) -> crate::record::RequestIds {
+        crate::record::RequestIds {
+            header: self.service.logs.request_id_header.to_ascii_lowercase(),
+            field: self.service.logs.request_id_field.clone(),
+        }
+    }
+
     /// The service's program, for what the machine's checks need to know of it.
     pub fn program(&self) -> PathBuf {
         match &self.service.start {

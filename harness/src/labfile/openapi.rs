@@ -1,14 +1,20 @@
-//! An OpenAPI 3 document (JSON) read into requests for the invalid-input cause: each operation
-//! becomes a request the generator starts from (its path parameters drawn from their schemas,
-//! its required query parameters filled, its JSON body built from the body schema), so the
-//! hostile variants reach every operation the service documents, not only the ones the lab
+//! An OpenAPI 3 document (JSON or YAML) read into requests for the invalid-input cause: each
+//! operation becomes a request the generator starts from (its path parameters drawn from their
+//! schemas, its required query parameters filled, its JSON body built from the body schema), so
+//! the hostile variants reach every operation the service documents, not only the ones the lab
 //! file's load sends.
 //!
 //! Only what a valid request needs is read: `paths`, each operation's `parameters` (path and
 //! required query, with the path item's own), `requestBody`'s `application/json` schema, and
 //! `$ref`s into `#/components`. Anything else in the document is left alone.
+//!
+//! A document is JSON or YAML by its name (`.json`, `.yaml`, `.yml`); another name is read as
+//! JSON and, when that fails, as YAML. Either way it becomes one `serde_json::Value`, so the
+//! reading below does not know which it was. A syntax error names the document's line and
+//! column, `file:line:column:`.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -20,18 +26,109 @@ const MAX_DEPTH: usize = 6;
 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "patch"];
 
-/// The document's operations as requests, in path order. `Err` says what is wrong with it,
-/// with a JSON syntax error's line and column.
-pub fn requests(text: &str) -> Result<Vec<MixEntry>, String> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| {
+/// The operations of the document `text`, read from `path`, as requests, in path order. `Err`
+/// says what is wrong with it, beginning with the file's name (and a syntax error's line and
+/// column).
+pub fn requests(path: &Path, text: &str) -> Result<Vec<MixEntry>, String> {
+    let doc = parse(path, text)?;
+    operations(&doc).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// How a document is written, told by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Syntax {
+    Json,
+    Yaml,
+    /// Neither name: JSON is tried, then YAML.
+    Either,
+}
+
+impl Syntax {
+    fn of(path: &Path) -> Syntax {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if ext.eq_ignore_ascii_case("json") {
+            Syntax::Json
+        } else if ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml") {
+            Syntax::Yaml
+        } else {
+            Syntax::Either
+        }
+    }
+}
+
+/// The document as one JSON value, whichever it is written in.
+fn parse(path: &Path, text: &str) -> Result<Value, String> {
+    match Syntax::of(path) {
+        Syntax::Json => from_json(path, text, "not valid JSON: "),
+        Syntax::Yaml => from_yaml(path, text, "not valid YAML: "),
+        Syntax::Either => from_json(path, text, "").or_else(|as_json| {
+            from_yaml(path, text, "").map_err(|as_yaml| {
+                format!(
+                    "{} is neither JSON nor YAML (its name ends in none of .json, .yaml, .yml, \
+                     so both were tried): as JSON, {as_json}; as YAML, {as_yaml}",
+                    path.display()
+                )
+            })
+        }),
+    }
+}
+
+/// A JSON document, or `file:line:column: {label}what is wrong`.
+fn from_json(path: &Path, text: &str, label: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| {
+        let (line, column) = (e.line(), e.column());
         format!(
-            "not an OpenAPI document in JSON: {e} (a YAML document must be converted to JSON first)"
+            "{}:{line}:{column}: {label}{}",
+            path.display(),
+            without_position(e.to_string(), line, column)
         )
-    })?;
-    let version = doc.get("openapi").and_then(Value::as_str).unwrap_or("");
+    })
+}
+
+/// A YAML document with its aliases and merge keys (`<<: *base`) resolved, or
+/// `file:line:column: {label}what is wrong` (`file:` for an error without a position, such as a
+/// merge of a scalar). Expanding aliases stops at a limit, so an alias bomb is an error, not a
+/// hang.
+fn from_yaml(path: &Path, text: &str, label: &str) -> Result<Value, String> {
+    let error = |e: yaml_serde::Error| match e.location() {
+        Some(at) => format!(
+            "{}:{}:{}: {label}{}",
+            path.display(),
+            at.line(),
+            at.column(),
+            without_position(e.to_string(), at.line(), at.column())
+        ),
+        None => format!("{}: {label}{e}", path.display()),
+    };
+    let mut doc: yaml_serde::Value = yaml_serde::from_str(text).map_err(error)?;
+    doc.apply_merge().map_err(error)?;
+    // Keys that YAML reads as numbers or booleans (`201:` under `responses`) become strings.
+    serde_json::to_value(doc).map_err(|e| format!("{}: {label}{e}", path.display()))
+}
+
+/// A parser's message without the position the caller already puts in front (the position of
+/// its context, as in "while parsing a block mapping at line 2 column 3", stays).
+fn without_position(message: String, line: usize, column: usize) -> String {
+    message.replacen(&format!(" at line {line} column {column}"), "", 1)
+}
+
+/// The operations of a parsed document.
+fn operations(doc: &Value) -> Result<Vec<MixEntry>, String> {
+    if !doc.is_object() {
+        return Err(format!(
+            "not an OpenAPI document: it is {}, not a mapping with `openapi` and `paths`",
+            kind(doc)
+        ));
+    }
+    let version = match doc.get("openapi") {
+        Some(Value::String(s)) => s.clone(),
+        // YAML reads `openapi: 3.1` as a number.
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
     if !version.starts_with('3') {
         return Err(format!(
-            "`openapi` is {:?}: only OpenAPI 3 documents are read",
+            "`openapi` is {}: only OpenAPI 3 documents are read",
             doc.get("openapi").unwrap_or(&Value::Null)
         ));
     }
@@ -49,13 +146,25 @@ pub fn requests(text: &str) -> Result<Vec<MixEntry>, String> {
             let Some(op) = item.get(*method) else {
                 continue;
             };
-            out.push(operation(&doc, path, method, op, shared)?);
+            out.push(operation(doc, path, method, op, shared)?);
         }
     }
     if out.is_empty() {
         return Err("the document describes no operation".into());
     }
     Ok(out)
+}
+
+/// What a JSON value is, for a message.
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "empty",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
 }
 
 /// One operation as a request.
@@ -294,9 +403,77 @@ mod tests {
       }}
     }"##;
 
+    /// PETS in YAML, as such documents are usually written: block style, unquoted keys, a
+    /// response code as a key, comments.
+    const PETS_YAML: &str = r##"# the pets API
+openapi: 3.0.3
+info:
+  title: pets
+  version: "1"
+paths:
+  /pets:
+    get:
+      parameters:
+        - name: limit
+          in: query
+          required: true
+          schema: {type: integer, minimum: 1, maximum: 50}
+        - name: tag
+          in: query
+          schema:
+            type: string
+    post:
+      requestBody:
+        content:
+          application/json:
+            schema:
+              $ref: "#/components/schemas/NewPet"
+      responses:
+        201:
+          description: created
+  /pets/{pet-id}:
+    parameters:
+      - name: pet-id
+        in: path
+        required: true
+        schema:
+          type: integer
+    get: {}
+    delete: {}
+components:
+  schemas:
+    NewPet:
+      type: object
+      properties:
+        name: {type: string}
+        age: {type: integer, minimum: 0}
+        email: {type: string, format: email}
+        kind:
+          enum: [cat, dog]
+        tags:
+          type: array
+          items: {type: string}
+        owner:
+          $ref: '#/components/schemas/Owner'
+    Owner:
+      type: object
+      properties:
+        id:
+          type: integer
+          example: 7
+"##;
+
+    fn json(text: &str) -> Result<Vec<MixEntry>, String> {
+        requests(Path::new("/lab/api.json"), text)
+    }
+
+    fn yaml(text: &str) -> Result<Vec<MixEntry>, String> {
+        requests(Path::new("/lab/api.yaml"), text)
+    }
+
     #[test]
     fn each_operation_becomes_a_request_with_its_parameters_and_body() {
-        let r = requests(PETS).unwrap();
+        let r = json(PETS).unwrap();
         let lines: Vec<&str> = r.iter().map(|m| m.request.as_str()).collect();
         assert_eq!(
             lines,
@@ -321,22 +498,171 @@ mod tests {
     }
 
     #[test]
-    fn a_document_that_is_not_openapi_3_json_is_refused_saying_why() {
-        let e = requests("openapi: 3.0.0\n").unwrap_err();
-        assert!(e.contains("YAML") && e.contains("line 1"), "{e}");
-        let e = requests(r#"{"swagger": "2.0", "paths": {}}"#).unwrap_err();
+    fn the_same_document_in_yaml_and_in_json_gives_the_same_requests() {
+        let from_json = json(PETS).unwrap();
+        assert_eq!(yaml(PETS_YAML).unwrap(), from_json);
+        // `.yml` is YAML too, and a name that is neither is read by its content.
+        assert_eq!(
+            requests(Path::new("api.YML"), PETS_YAML).unwrap(),
+            from_json
+        );
+        assert_eq!(
+            requests(Path::new("openapi"), PETS_YAML).unwrap(),
+            from_json
+        );
+        assert_eq!(requests(Path::new("openapi"), PETS).unwrap(), from_json);
+        // JSON is YAML: a JSON document named .yaml reads the same.
+        assert_eq!(yaml(PETS).unwrap(), from_json);
+    }
+
+    #[test]
+    fn yaml_anchors_and_aliases_are_followed() {
+        let doc = r##"openapi: "3.1.0"
+x-shared:
+  id: &id
+    name: id
+    in: path
+    required: true
+    schema: {type: integer, minimum: 5, maximum: 9}
+  item: &item
+    type: object
+    properties:
+      name: {type: string, example: widget}
+paths:
+  /items/{id}:
+    parameters: [*id]
+    put:
+      requestBody:
+        content:
+          application/json:
+            schema: *item
+  /items/{id}/copy:
+    post:
+      parameters:
+        - *id
+      requestBody:
+        content:
+          application/json:
+            schema:
+              <<: *item
+              description: the same item, merged
+"##;
+        let r = yaml(doc).unwrap();
+        let lines: Vec<&str> = r.iter().map(|m| m.request.as_str()).collect();
+        assert_eq!(lines, ["PUT /items/{id}", "POST /items/{id}/copy"]);
+        for m in &r {
+            assert_eq!(m.params["id"], Param::Uniform([5, 9]), "{}", m.request);
+            assert_eq!(
+                m.body.as_deref(),
+                Some(r#"{"name":"widget"}"#),
+                "{}",
+                m.request
+            );
+        }
+    }
+
+    #[test]
+    fn a_yaml_syntax_error_names_the_documents_line_and_column() {
+        let e = yaml("openapi: 3.0.0\npaths:\n  /a:\n    get: {}\n   post: {}\n").unwrap_err();
+        assert!(e.starts_with("/lab/api.yaml:5:4: not valid YAML: "), "{e}");
+        // The position is given once, at the front.
+        assert!(!e.contains("line 5 column 4"), "{e}");
+        let e = yaml("openapi: 3.0.0\npaths: [\n").unwrap_err();
+        assert!(e.contains("/lab/api.yaml:3:1: "), "{e}");
+        let e = yaml("openapi: 3.0.0\npaths:\n  /a: *nowhere\n").unwrap_err();
+        assert!(
+            e.contains("/lab/api.yaml:3:7: ") && e.contains("unknown anchor"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_json_syntax_error_names_the_documents_line_and_column() {
+        let e = json("{\"openapi\": \"3.0.0\",\n  \"paths\": [}").unwrap_err();
+        assert!(e.starts_with("/lab/api.json:2:13: not valid JSON: "), "{e}");
+        assert!(!e.contains("line 2 column 13"), "{e}");
+        // A YAML document named .json is JSON's error, not read as YAML.
+        let e = json(PETS_YAML).unwrap_err();
+        assert!(e.starts_with("/lab/api.json:1:1: not valid JSON: "), "{e}");
+    }
+
+    #[test]
+    fn a_document_that_is_neither_json_nor_yaml_is_refused_saying_so() {
+        let e = requests(
+            Path::new("/lab/api.txt"),
+            "{\"openapi\": \"3.0.0\",\n  \"paths\": {]}",
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("/lab/api.txt is neither JSON nor YAML"),
+            "{e}"
+        );
+        assert!(
+            e.contains("as JSON, /lab/api.txt:2:13: ") && e.contains("as YAML, /lab/api.txt:2:"),
+            "{e}"
+        );
+        // YAML that is a plain string, not a mapping.
+        let e = requests(Path::new("/lab/api.txt"), "just some words\n").unwrap_err();
+        assert!(
+            e.contains("not an OpenAPI document: it is a string, not a mapping"),
+            "{e}"
+        );
+        let e = yaml("").unwrap_err();
+        assert!(
+            e.contains("/lab/api.yaml: not an OpenAPI document: it is empty"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_yaml_alias_bomb_is_refused_instead_of_expanded() {
+        // Nine levels of nine aliases each: 9^9 copies of "lol" if expanded.
+        let mut doc = String::from("openapi: 3.0.0\na: &a [lol]\n");
+        for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h", "i"]
+            .iter()
+            .zip(["b", "c", "d", "e", "f", "g", "h", "i", "j"])
+        {
+            doc.push_str(&format!(
+                "{name}: &{name} [{}]\n",
+                vec![format!("*{prev}"); 9].join(", ")
+            ));
+        }
+        doc.push_str("paths: {/x: {get: {}}}\n");
+        let started = std::time::Instant::now();
+        let e = yaml(&doc).unwrap_err();
+        assert!(e.contains("repetition limit exceeded"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_document_that_is_not_openapi_3_is_refused_saying_why() {
+        let e = json(r#"{"swagger": "2.0", "paths": {}}"#).unwrap_err();
         assert!(e.contains("only OpenAPI 3"), "{e}");
-        let e = requests(r#"{"openapi": "3.1.0", "paths": {}}"#).unwrap_err();
+        let e = yaml("swagger: \"2.0\"\npaths: {}\n").unwrap_err();
+        assert!(
+            e.starts_with("/lab/api.yaml: `openapi` is null: only OpenAPI 3"),
+            "{e}"
+        );
+        let e = json(r#"{"openapi": "3.1.0", "paths": {}}"#).unwrap_err();
         assert!(e.contains("no operation"), "{e}");
-        let e = requests(r#"{"openapi": "3.1.0", "paths": {"pets": {"get": {}}}}"#).unwrap_err();
+        let e = json(r#"{"openapi": "3.1.0", "paths": {"pets": {"get": {}}}}"#).unwrap_err();
         assert!(e.contains("does not start with /"), "{e}");
+        let e = json("[1, 2]").unwrap_err();
+        assert!(e.contains("it is a list, not a mapping"), "{e}");
+        // `openapi: 3.1` unquoted is a number in YAML: still version 3.
+        assert_eq!(
+            yaml("openapi: 3.1\npaths: {/x: {get: {}}}\n")
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
     fn a_recursive_schema_ends_instead_of_looping() {
         let doc = r##"{"openapi": "3.0.0", "paths": {"/t": {"post": {"requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Node"}}}}}}},
           "components": {"schemas": {"Node": {"type": "object", "properties": {"next": {"$ref": "#/components/schemas/Node"}}}}}}"##;
-        let r = requests(doc).unwrap();
+        let r = json(doc).unwrap();
         let body = r[0].body.as_deref().unwrap();
         let depth = body.matches("next").count();
         assert!((1..=MAX_DEPTH + 1).contains(&depth), "{body}");

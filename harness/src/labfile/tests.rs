@@ -255,6 +255,30 @@ fn bad_readiness_signal_regex_and_error_format_are_each_rejected() {
 }
 
 #[test]
+fn the_request_id_header_is_kept_in_lower_case_and_a_framing_header_is_refused_where_written() {
+    let text = GOOD.replace(
+        "request_id_field = \"rid\"",
+        "request_id_field = \"rid\"\nrequest_id_header = \"X-Correlation-Id\"",
+    );
+    let lab = parse_at(&text).unwrap();
+    assert_eq!(lab.service.logs.request_id_header, "x-correlation-id");
+    assert_eq!(
+        lab.request_ids(),
+        crate::record::RequestIds {
+            header: "x-correlation-id".into(),
+            field: "rid".into()
+        }
+    );
+    let text = GOOD.replace(
+        "request_id_field = \"rid\"",
+        "request_id_field = \"rid\"\nrequest_id_header = \"Content-Length\"",
+    );
+    let e = err(&text);
+    assert!(e.message.contains("frames the answer"), "{e}");
+    assert_eq!(e.line, Some(line_of(&text, "\"Content-Length\"")), "{e}");
+}
+
+#[test]
 fn a_stop_signal_may_be_written_without_its_prefix() {
     let lab =
         parse_at(&GOOD.replace("[service.logs]", "stop_signal = \"int\"\n[service.logs]")).unwrap();
@@ -651,11 +675,31 @@ fn an_openapi_document_adds_its_operations_and_a_bad_one_is_pointed_at() {
     .unwrap();
     let e = parse(&dir.path().join(FILE_NAME), &text).unwrap_err();
     assert_eq!(e.line, Some(1), "{e}");
-    assert!(
-        e.message.contains("api.json") && e.message.contains("line 2"),
-        "{e}"
-    );
+    assert!(e.message.contains("api.json:2:13: not valid JSON: "), "{e}");
     std::fs::remove_file(dir.path().join("api.json")).unwrap();
     let e = parse(&dir.path().join(FILE_NAME), &text).unwrap_err();
     assert!(e.message.contains("no OpenAPI document"), "{e}");
+}
+
+#[test]
+fn an_openapi_document_in_yaml_adds_its_operations_and_a_bad_one_is_pointed_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("openapi = \"api.yml\"\n{GOOD}");
+    std::fs::write(
+        dir.path().join("api.yml"),
+        "openapi: 3.0.0\npaths:\n  /things/{id}:\n    get: {}\n",
+    )
+    .unwrap();
+    let lab = parse(&dir.path().join(FILE_NAME), &text).unwrap();
+    assert_eq!(lab.openapi.len(), 1);
+    assert_eq!(lab.openapi[0].request, "GET /things/{id}");
+
+    std::fs::write(
+        dir.path().join("api.yml"),
+        "openapi: 3.0.0\npaths:\n  /things/{id}:\n    get: {}\n   put: {}\n",
+    )
+    .unwrap();
+    let e = parse(&dir.path().join(FILE_NAME), &text).unwrap_err();
+    assert_eq!(e.line, Some(1), "{e}");
+    assert!(e.message.contains("api.yml:5:4: not valid YAML: "), "{e}");
 }

@@ -160,11 +160,11 @@ impl Validator<'_> {
                 let file = self.existing(doc, "OpenAPI document")?;
                 let text = crate::textfile::read_capped(&file)
                     .map_err(|e| self.err(doc.span(), format!("{}: {e}", file.display()), ""))?;
-                super::openapi::requests(&text).map_err(|e| {
+                super::openapi::requests(&file, &text).map_err(|e| {
                     self.err(
                         doc.span(),
-                        format!("{}: {e}", file.display()),
-                        "an OpenAPI 3 document in JSON, such as a service's /openapi.json",
+                        e,
+                        "an OpenAPI 3 document in JSON or YAML, such as a service's /openapi.json",
                     )
                 })?
             }

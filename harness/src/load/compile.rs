@@ -30,6 +30,8 @@ pub(super) struct Compiled {
     pub(super) seed: u64,
     pub(super) max_in_flight: u64,
     pub(super) detail: crate::record::RecordDetail,
+    /// The request-id header to note on every answer, lower case.
+    pub(super) request_id_header: String,
     pub(super) entries: Vec<Entry>,
     /// Cumulative weights, for a weighted draw with one random number.
     pub(super) cumulative: Vec<u64>,
@@ -140,6 +142,19 @@ impl Compiled {
         if plan.mix.is_empty() {
             return Err(LoadError::Invalid("the mix has no requests".into()));
         }
+        let request_id_header = http::HeaderName::from_bytes(plan.request_id_header.as_bytes())
+            .map_err(|_| {
+                LoadError::Invalid(format!(
+                    "`{}` is not a header name (request_id_header)",
+                    plan.request_id_header
+                ))
+            })?;
+        if wire::frames_answers(request_id_header.as_str()) {
+            return Err(LoadError::Invalid(format!(
+                "`{}` frames the answer; it cannot carry request ids (request_id_header)",
+                plan.request_id_header
+            )));
+        }
         let mut entries = Vec::new();
         let mut cumulative = Vec::new();
         let mut total = 0u64;
@@ -166,6 +181,7 @@ impl Compiled {
             seed: plan.seed,
             max_in_flight: plan.max_in_flight,
             detail: plan.detail,
+            request_id_header: request_id_header.as_str().to_string(),
             entries,
             cumulative,
             pools,

@@ -33,6 +33,14 @@ pub struct LoadPlan {
     /// How much of each request is recorded: what checks read (the default), or everything.
     #[serde(default)]
     pub detail: crate::record::RecordDetail,
+    /// The header the service answers each request's id in (any case): whether it came is
+    /// noted on every answer, whatever else is kept (the request-id check reads it).
+    #[serde(default = "default_request_id_header")]
+    pub request_id_header: String,
+}
+
+fn default_request_id_header() -> String {
+    crate::record::RequestIds::default().header
 }
 
 fn default_timeout() -> Duration {
@@ -44,8 +52,8 @@ fn default_max_in_flight() -> u64 {
 }
 
 impl LoadPlan {
-    /// A plan with the defaults: 5 s timeout, seed 0, 10 000 requests in flight at most, and no
-    /// bound yet (set `duration` or `requests`).
+    /// A plan with the defaults: 5 s timeout, seed 0, 10 000 requests in flight at most,
+    /// request ids in `x-request-id`, and no bound yet (set `duration` or `requests`).
     pub fn new(base_url: impl Into<String>, rate: f64, mix: Vec<MixEntry>) -> LoadPlan {
         LoadPlan {
             base_url: base_url.into(),
@@ -57,6 +65,7 @@ impl LoadPlan {
             seed: 0,
             max_in_flight: default_max_in_flight(),
             detail: Default::default(),
+            request_id_header: default_request_id_header(),
         }
     }
 }

@@ -122,6 +122,10 @@ fn app(seen: Seen) -> Router {
         tokio::time::sleep(Duration::from_secs(2)).await;
         "late"
     }
+    async fn correlated(State(seen): State<Seen>, headers: HeaderMap) -> impl IntoResponse {
+        seen.note("/correlated".into(), &headers);
+        ([("X-Correlation-Id", "c-1")], "ok")
+    }
     async fn hang(State(seen): State<Seen>, headers: HeaderMap) -> &'static str {
         seen.note("/hang".into(), &headers);
         std::future::pending::<()>().await;
@@ -134,6 +138,7 @@ fn app(seen: Seen) -> Router {
         .route("/orders/{id}", get(read_order))
         .route("/slow", get(slow))
         .route("/hang", get(hang))
+        .route("/correlated", get(correlated))
         .with_state(seen)
 }
 
@@ -349,7 +354,10 @@ async fn error_bodies_and_answers_to_writes_are_recorded() {
         assert_eq!(r.status(), Some(200));
         assert_eq!(r.body(), None, "bodies of successful reads are not kept");
         assert_eq!(r.header("x-request-id"), None, "nor their headers");
-        assert!(r.carries_request_id(), "but that an x-request-id came is");
+        assert!(
+            r.carries_request_id("x-request-id"),
+            "but that an x-request-id came is"
+        );
     }
     for r in &orders {
         assert_eq!(r.status(), Some(201));
@@ -725,4 +733,42 @@ fn plans_are_read_from_toml() {
         )
         .is_err()
     );
+}
+
+/// A service whose ids come in `X-Correlation-Id`: the plan names it, and the generator notes it
+/// on every answer (and not `x-request-id`), keeping no header of a success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plans_request_id_header_is_noted_on_every_answer() {
+    let (base, _) = server().await;
+    let mix = vec![
+        MixEntry::new(1, "GET /correlated"),
+        MixEntry::new(1, "GET /products"),
+    ];
+    let mut p = plan(&base, 200.0, 20, mix);
+    p.request_id_header = "X-Correlation-Id".into();
+    let (_, records) = run_collect(&p).await;
+    let (correlated, products): (Vec<_>, Vec<_>) =
+        records.iter().partition(|r| &*r.path == "/correlated");
+    assert!(!correlated.is_empty() && !products.is_empty());
+    for r in &correlated {
+        assert_eq!(r.status(), Some(200));
+        assert!(r.carries_request_id("x-correlation-id"), "{r:?}");
+        assert_eq!(
+            r.header("x-correlation-id"),
+            None,
+            "a success keeps no header"
+        );
+    }
+    for r in &products {
+        assert_eq!(r.status(), Some(200));
+        assert!(
+            !r.carries_request_id("x-correlation-id"),
+            "x-request-id is not this service's header: {r:?}"
+        );
+    }
+
+    // A header that frames the answer cannot be the one.
+    p.request_id_header = "Content-Length".into();
+    let e = p.preview(1).unwrap_err().to_string();
+    assert!(e.contains("frames the answer"), "{e}");
 }

@@ -87,9 +87,9 @@ fn classify(e: &io::Error) -> TransportError {
     }
 }
 
-/// What of an answer is kept.
+/// What of an answer is kept, and noted.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Keep {
+pub(super) struct Keep<'a> {
     /// The headers of an answer >= 400 (all of them; see [`Known`]).
     pub headers: bool,
     /// The headers of any other answer too (without the framing ones).
@@ -100,6 +100,9 @@ pub(super) struct Keep {
     pub success_body: bool,
     /// Up to this many bytes of a kept body.
     pub body_limit: usize,
+    /// The service's request-id header (lower case): whether it came is noted on every answer,
+    /// and it is kept wherever headers are (see [`Known`]).
+    pub request_id: &'a str,
 }
 
 /// A complete answer.
@@ -107,8 +110,8 @@ pub(super) struct Keep {
 pub(super) struct Answer {
     pub status: u16,
     pub headers: BTreeMap<String, String>,
-    /// Whether the answer carried a non-empty `x-request-id` (known even where the headers
-    /// are not kept: the request-id check reads it of every answer).
+    /// Whether the answer carried a non-empty [`Keep::request_id`] header (known even where the
+    /// headers are not kept: the request-id check reads it of every answer).
     pub request_id: bool,
     pub body: Option<String>,
     /// From the request's first write to the answer's last byte, as wrk times a request.
@@ -170,7 +173,7 @@ impl Conn {
         &mut self,
         request: &[u8],
         head_request: bool,
-        keep: Keep,
+        keep: Keep<'_>,
     ) -> Result<(Answer, bool), Failure> {
         self.buf.clear();
         let written_at = Instant::now();
@@ -183,7 +186,7 @@ impl Conn {
             // Nothing read yet: nothing to parse.
             let parsed = match self.buf.pending() {
                 [] => Ok(None),
-                pending => parse_head(pending, keep.headers, keep.success_headers),
+                pending => parse_head(pending, keep),
             };
             if let Some(head) = parsed.map_err(Failure::invalid)? {
                 // 1xx answers are interim (101 switches protocols: nothing more for us).
@@ -394,7 +397,7 @@ struct Head {
     persistent: bool,
     /// The headers recorded: lower-case names, repeated headers joined with ", ".
     headers: BTreeMap<String, String>,
-    /// Whether a non-empty `x-request-id` came with it.
+    /// Whether a non-empty request-id header came with it.
     request_id: bool,
 }
 
@@ -411,28 +414,47 @@ enum Known {
     Connection,
     /// Other framing headers (`date`, `keep-alive`): only recorded for errors.
     Framing,
-    /// `x-request-id`: whether it is there is noted for every answer.
+    /// The service's request-id header ([`Keep::request_id`], `x-request-id` unless its lab
+    /// file names another): whether it is there is noted for every answer.
     RequestId,
     Other,
 }
 
-fn known(name: &str) -> Known {
+/// What `name` is to the parser; `request_id` is the service's request-id header. A framing
+/// header is never taken for it (a lab file cannot name one, see [`frames_answers`]).
+fn known(name: &str, request_id: &str) -> Known {
+    match framing(name) {
+        // Lengths first: most headers cost one comparison of two numbers here.
+        Known::Other if name.len() == request_id.len() && name.eq_ignore_ascii_case(request_id) => {
+            Known::RequestId
+        }
+        kind => kind,
+    }
+}
+
+fn framing(name: &str) -> Known {
     let is = |n: &str| name.eq_ignore_ascii_case(n);
     match name.len() {
         4 if is("date") => Known::Framing,
         10 if is("connection") => Known::Connection,
         10 if is("keep-alive") => Known::Framing,
-        12 if is("x-request-id") => Known::RequestId,
         14 if is("content-length") => Known::ContentLength,
         17 if is("transfer-encoding") => Known::TransferEncoding,
         _ => Known::Other,
     }
 }
 
-/// Parses an answer's head; `None` while it is incomplete. With `record`, the headers of an
-/// error are collected, and with `record_success` those of other answers too (see [`Known`]
-/// for which).
-fn parse_head(bytes: &[u8], record: bool, record_success: bool) -> Result<Option<Head>, String> {
+/// Whether `name` is a header that frames an answer or says when it was sent (`content-length`,
+/// `date`, ...): never a service's own, so never its request-id header.
+pub(crate) fn frames_answers(name: &str) -> bool {
+    framing(name) != Known::Other
+}
+
+/// Parses an answer's head; `None` while it is incomplete. With `keep.headers`, the headers of
+/// an error are collected, and with `keep.success_headers` those of other answers too (see
+/// [`Known`] for which); whether `keep.request_id` came is noted whatever is kept.
+fn parse_head(bytes: &[u8], keep: Keep<'_>) -> Result<Option<Head>, String> {
+    let (record, record_success) = (keep.headers, keep.success_headers);
     // Uninitialised slots: initialising a hundred headers for every answer cost more than
     // parsing it.
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -459,7 +481,7 @@ fn parse_head(bytes: &[u8], record: bool, record_success: bool) -> Result<Option
     let mut request_id = false;
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     for h in response.headers.iter() {
-        let kind = known(h.name);
+        let kind = known(h.name, keep.request_id);
         match kind {
             Known::ContentLength => {
                 let n = std::str::from_utf8(h.value)
@@ -592,7 +614,7 @@ mod tests {
     use super::*;
 
     fn head(text: &str) -> Head {
-        parse_head(text.as_bytes(), true, true).unwrap().unwrap()
+        parse_head(text.as_bytes(), KEEP).unwrap().unwrap()
     }
 
     #[test]
@@ -611,17 +633,16 @@ mod tests {
         let h = head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\ncontent-length: 0\r\n\r\n");
         assert!(h.persistent);
         assert_eq!(
-            parse_head(b"HTTP/1.1 200 OK\r\ncontent-", true, true)
+            parse_head(b"HTTP/1.1 200 OK\r\ncontent-", KEEP)
                 .unwrap()
                 .map(|h| h.len),
             None
         );
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", true, true).is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", KEEP).is_err());
         assert!(
             parse_head(
                 b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
-                true,
-                true
+                KEEP
             )
             .is_err()
         );
@@ -641,6 +662,47 @@ mod tests {
             err.headers.keys().collect::<Vec<_>>(),
             ["content-length", "date", "vary", "x-request-id"]
         );
+    }
+
+    #[test]
+    fn the_services_own_request_id_header_is_noted_on_a_success_that_keeps_no_header() {
+        let correlation = Keep {
+            success_headers: false,
+            request_id: "x-correlation-id",
+            ..KEEP
+        };
+        let parse = |text: &str, keep| {
+            parse_head(text.as_bytes(), keep)
+                .unwrap()
+                .expect("a whole head")
+        };
+        let both =
+            "Content-Length: 0\r\nX-Correlation-Id: c1\r\nX-Request-Id: r1\r\nVary: a\r\n\r\n";
+        let ok = parse(&format!("HTTP/1.1 200 OK\r\n{both}"), correlation);
+        assert!(ok.request_id, "X-Correlation-Id came and was not noted");
+        assert!(ok.headers.is_empty(), "{:?}", ok.headers);
+        // x-request-id is just another header to a service whose ids come in another one.
+        let other = "Content-Length: 0\r\nX-Request-Id: r1\r\n\r\n";
+        assert!(!parse(&format!("HTTP/1.1 200 OK\r\n{other}"), correlation).request_id);
+        let blank = "Content-Length: 0\r\nx-correlation-id:  \r\n\r\n";
+        assert!(!parse(&format!("HTTP/1.1 200 OK\r\n{blank}"), correlation).request_id);
+        // An error keeps it with the rest, under its lower-case name.
+        let err = parse(&format!("HTTP/1.1 500 Oops\r\n{both}"), correlation);
+        assert!(err.request_id);
+        assert_eq!(err.headers["x-correlation-id"], "c1");
+        assert_eq!(err.headers["x-request-id"], "r1");
+    }
+
+    #[test]
+    fn a_framing_header_is_never_taken_for_the_request_id() {
+        assert!(frames_answers("Content-Length") && frames_answers("date"));
+        assert!(!frames_answers("x-request-id") && !frames_answers("x-correlation-id"));
+        assert_eq!(
+            known("Content-Length", "content-length"),
+            Known::ContentLength
+        );
+        assert_eq!(known("X-Trace", "x-trace"), Known::RequestId);
+        assert_eq!(known("X-Tracy", "x-trace"), Known::Other);
     }
 
     /// Serves each of `answers` (raw bytes, written in pieces to exercise partial reads) to one
@@ -664,12 +726,13 @@ mod tests {
         addr
     }
 
-    const KEEP: Keep = Keep {
+    const KEEP: Keep<'static> = Keep {
         headers: true,
         success_headers: true,
         error_body: true,
         success_body: true,
         body_limit: 10,
+        request_id: "x-request-id",
     };
 
     #[tokio::test]

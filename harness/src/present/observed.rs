@@ -84,10 +84,10 @@ pub fn observe(s: &ScenarioReport) -> Observed<'_> {
     let rec = &s.recording;
     let fault: Vec<&RequestRecord> = rec.requests_in(Phase::Fault).collect();
     let fault_errors = fault.iter().filter(|r| is_error(r)).count();
-    let error_response = representative_error(&fault)
-        .or_else(|| representative_error(&rec.requests.iter().collect::<Vec<_>>()));
+    let error_response = representative_error(rec, &fault)
+        .or_else(|| representative_error(rec, &rec.requests.iter().collect::<Vec<_>>()));
     let error_log = error_response
-        .and_then(|r| r.header("x-request-id"))
+        .and_then(|r| rec.request_id(r))
         .and_then(|id| {
             rec.logs_for(id)
                 .into_iter()
@@ -117,7 +117,10 @@ pub fn is_error(r: &RequestRecord) -> bool {
     r.status().is_none_or(|s| s >= 400)
 }
 
-fn representative_error<'a>(reqs: &[&'a RequestRecord]) -> Option<&'a RequestRecord> {
+fn representative_error<'a>(
+    rec: &Recording,
+    reqs: &[&'a RequestRecord],
+) -> Option<&'a RequestRecord> {
     let mut counts: BTreeMap<Option<u16>, usize> = BTreeMap::new();
     for r in reqs.iter().filter(|r| is_error(r)) {
         *counts.entry(r.status()).or_default() += 1;
@@ -130,7 +133,7 @@ fn representative_error<'a>(reqs: &[&'a RequestRecord]) -> Option<&'a RequestRec
     let same = || reqs.iter().copied().filter(move |r| r.status() == status);
     // Prefer one whose body was kept and whose request id has a log line: the most to show.
     same()
-        .find(|r| r.body().is_some() && r.header("x-request-id").is_some())
+        .find(|r| r.body().is_some() && rec.request_id(r).is_some())
         .or_else(|| same().next())
 }
 
@@ -590,8 +593,12 @@ mod tests {
             request(5.0, Some(500)),
         ];
         let refs: Vec<&RequestRecord> = reqs.iter().collect();
-        assert_eq!(representative_error(&refs).unwrap().status(), Some(503));
-        assert!(representative_error(&refs[..1]).is_none());
+        let rec = Recording::default();
+        assert_eq!(
+            representative_error(&rec, &refs).unwrap().status(),
+            Some(503)
+        );
+        assert!(representative_error(&rec, &refs[..1]).is_none());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! [`Headers`]: the header names and values a request record keeps, as small as the records
-//! need: the empty set is one null pointer, and "an `x-request-id` came with it" is one shared
-//! set rather than an allocation per record.
+//! need: the empty set is one null pointer, and "the service's request-id header came with it"
+//! is one shared set rather than an allocation per record.
 
 use std::collections::BTreeMap;
 
@@ -8,19 +8,20 @@ use serde::{Deserialize, Serialize};
 
 /// Header names (lower case) and values. Most records keep none, so the empty set is one null
 /// pointer and a set is allocated only when it holds something. A success's headers are not
-/// kept, but whether it carried an `x-request-id` is (the request-id check reads that of every
-/// answer): that is one shared set, counted, not allocated per record.
+/// kept, but whether it carried the service's request-id header (the one its lab file names,
+/// [`crate::record::RequestIds`]) is: the request-id check reads that of every answer. That is
+/// one shared set, counted, not allocated per record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers(Option<std::sync::Arc<HeaderSet>>);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct HeaderSet {
     map: BTreeMap<String, String>,
-    /// A non-empty `x-request-id` came with the answer, whether or not it is in `map`.
+    /// A non-empty request-id header came with the answer, whether or not it is in `map`.
     request_id_seen: bool,
 }
 
-/// The headers of every success that carried an `x-request-id` and kept no header.
+/// The headers of every success that carried a request-id header and kept no header.
 static REQUEST_ID_SEEN: std::sync::LazyLock<std::sync::Arc<HeaderSet>> =
     std::sync::LazyLock::new(|| {
         std::sync::Arc::new(HeaderSet {
@@ -33,7 +34,8 @@ impl Headers {
     /// No header, for a `static`.
     pub(super) const NONE: Headers = Headers(None);
 
-    /// These headers, noting whether a non-empty `x-request-id` came with them.
+    /// These headers, noting whether a non-empty request-id header (the one the load was told
+    /// to note) came with them.
     pub fn with_request_id_seen(mut self, seen: bool) -> Headers {
         match (&mut self.0, seen) {
             (None, true) => self.0 = Some(REQUEST_ID_SEEN.clone()),
@@ -43,12 +45,11 @@ impl Headers {
         self
     }
 
-    /// Whether a non-empty `x-request-id` came with the answer (kept or not).
-    pub fn has_request_id(&self) -> bool {
+    /// Whether a non-empty request id came with the answer (kept or not): noted by the load,
+    /// or kept under `header` (a lower-case name).
+    pub fn has_request_id(&self, header: &str) -> bool {
         self.0.as_ref().is_some_and(|s| s.request_id_seen)
-            || self
-                .get("x-request-id")
-                .is_some_and(|v| !v.trim().is_empty())
+            || self.get(header).is_some_and(|v| !v.trim().is_empty())
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -63,9 +64,6 @@ impl Headers {
     pub fn remove(&mut self, name: &str) -> Option<String> {
         let set = std::sync::Arc::make_mut(self.0.as_mut()?);
         let removed = set.map.remove(name);
-        if name == "x-request-id" {
-            set.request_id_seen = false;
-        }
         if set.map.is_empty() && !set.request_id_seen {
             self.0 = None;
         }

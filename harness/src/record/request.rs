@@ -187,11 +187,13 @@ impl RequestRecord {
         }
     }
 
-    /// Whether the target answered with a non-empty `x-request-id` (also known of answers whose
-    /// headers were not kept).
-    pub fn carries_request_id(&self) -> bool {
+    /// Whether the target answered with a non-empty request id in `header` (a lower-case name;
+    /// also known of answers whose headers were not kept: the load notes the header of its
+    /// plan on every answer). [`crate::record::Recording::carries_request_id`] asks with the
+    /// header its service uses.
+    pub fn carries_request_id(&self, header: &str) -> bool {
         match &self.outcome {
-            Outcome::Response { headers, .. } => headers.has_request_id(),
+            Outcome::Response { headers, .. } => headers.has_request_id(header),
             Outcome::Error { .. } => false,
         }
     }

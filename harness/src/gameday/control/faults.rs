@@ -30,9 +30,9 @@ impl GameDay {
             .resolve(&self.settings.catalogue)
             .map_err(ControlError::Invalid)?;
         for nf in &mut faults {
-            // The game day's lab is target-app's (its lab file describes its requests).
+            // Checked against the lab's own file: its dependencies, its requests.
             nf.fault
-                .fit(crate::labfile::target_app(), &self.settings.mix)
+                .fit(&self.lab.lab_file, &self.settings.mix)
                 .map_err(|e| {
                     ControlError::Invalid(crate::gameday::params::FaultInputError {
                         message: e.message,

@@ -26,6 +26,7 @@ impl GameDay {
         plan.duration = Some(Duration::from_secs(7 * 24 * 3600));
         plan.timeout = self.settings.load_timeout;
         plan.seed = self.settings.seed.wrapping_add(load.started);
+        plan.request_id_header = self.lab.lab_file.request_ids().header;
         load.started += 1;
         let rec = self.lab.recorder.clone();
         let start = rec.start;

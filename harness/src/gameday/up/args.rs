@@ -40,12 +40,19 @@ pub struct LabUpArgs {
     /// Use an existing PostgreSQL server instead of an ephemeral cluster.
     #[arg(long, env = "FIVEHUNDRED_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// The target binary [default: target-app, built if needed].
+    /// Where the lab's own PostgreSQL runs: `process` or `docker` (as for `run`).
+    #[arg(long, value_enum, default_value_t = crate::lab::Backend::Process, conflicts_with = "database_url")]
+    pub backend: crate::lab::Backend,
+    /// The target binary [default: target-app, built if needed]; not used with --lab.
     #[arg(long, env = "FIVEHUNDRED_TARGET_BIN")]
     pub target_bin: Option<PathBuf>,
+    /// A lab file (fivehundred.toml): the game day runs that service, its requests are the
+    /// load, and its generic catalogue's causes are the named faults (`inject db-down`).
+    #[arg(long, value_name = "PATH")]
+    pub lab: Option<PathBuf>,
     /// Directory of scenario files, for --scenario and named faults [default: ./scenarios, else
     /// the built-in catalogue].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "lab")]
     pub scenarios_dir: Option<PathBuf>,
     /// Start the target so that this named fault can be injected (some faults need the target
     /// started a certain way: its data directory on a tmpfs, as an unprivileged user, with a
@@ -58,13 +65,13 @@ pub struct LabUpArgs {
     pub target_args: Vec<String>,
 }
 
-/// The target as the postmortem names it: the binary and its extra arguments.
+/// The target as the postmortem names it: the lab file or the binary, and its extra arguments.
 pub(super) fn target_line(args: &LabUpArgs) -> String {
-    let mut s = args
-        .target_bin
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "target-app".into());
+    let mut s = match (&args.lab, &args.target_bin) {
+        (Some(lab), _) => format!("the service of {}", lab.display()),
+        (None, Some(bin)) => bin.display().to_string(),
+        (None, None) => "target-app".into(),
+    };
     for a in &args.target_args {
         s.push(' ');
         s.push_str(a);
@@ -75,6 +82,12 @@ pub(super) fn target_line(args: &LabUpArgs) -> String {
 /// The command line that starts a lab like this one again, as the report shows it.
 pub(super) fn reproduce(args: &LabUpArgs) -> String {
     let mut parts = vec!["fivehundred lab up".to_string()];
+    if let Some(lab) = &args.lab {
+        parts.push(format!("--lab {}", lab.display()));
+    }
+    if args.backend == crate::lab::Backend::Docker {
+        parts.push("--backend docker".into());
+    }
     if let Some(s) = &args.scenario {
         parts.push(format!("--scenario {s}"));
     }

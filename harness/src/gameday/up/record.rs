@@ -98,25 +98,22 @@ fn effective_scenario(
             faults,
             expect: Expectations::default(),
             alerts: AlertExpectations::default(),
-            contract: crate::scenario::Contract::of(crate::labfile::target_app()),
+            contract: crate::scenario::Contract::of(&gd.lab.lab_file),
             file: PathBuf::from("(game day)"),
         },
     }
 }
 
-/// Without a scenario: the contract every target keeps whatever is broken (DESIGN.md's
-/// defaults), per phase. Status codes, latency and alerts have no expectation to check.
-fn contract_checks(rec: &Recording) -> Vec<CheckResult> {
+/// Without a scenario: what the lab's service promises whatever is broken (its lab file's
+/// contract), per phase. Status codes, latency and alerts have no expectation to check.
+fn contract_checks(rec: &Recording, contract: &crate::scenario::Contract) -> Vec<CheckResult> {
     let mut out = Vec::new();
     for phase in Phase::ALL {
         if !rec.phases.contains_key(&phase) {
             continue;
         }
         let reqs: Vec<_> = rec.requests_in(phase).collect();
-        out.push(checks::problem_json(rec, phase, &reqs));
-        out.push(checks::no_leaks(rec, phase, &reqs));
-        out.push(checks::request_id(rec, phase, &reqs, &Default::default()));
-        out.push(checks::retry_after(rec, phase, &reqs));
+        out.extend(checks::contract(rec, phase, &reqs, contract));
     }
     out.push(checks::no_restart(rec));
     out
@@ -146,7 +143,7 @@ async fn evaluate(
             c.push(checks::data_integrity(&gd.lab.database_url, &scenario, &recording).await);
             c
         }
-        None => contract_checks(&recording),
+        None => contract_checks(&recording, &scenario.contract),
     };
     if windows.is_empty() {
         checks.retain(|c| c.phase.is_none_or(|p| p == Phase::Steady));

@@ -231,17 +231,32 @@ impl Validator<'_> {
                 *slot = v.get_ref().clone();
             }
         }
-        if http::HeaderName::from_str(&logs.request_id_header).is_err() {
-            let span = l
-                .request_id_header
+        let header_span = || {
+            l.request_id_header
                 .as_ref()
                 .map(|h| h.span())
-                .unwrap_or(0..0);
-            return Err(self.err(
-                span,
-                format!("`{}` is not a header name", logs.request_id_header),
-                "",
-            ));
+                .unwrap_or(0..0)
+        };
+        match http::HeaderName::from_str(&logs.request_id_header) {
+            Err(_) => {
+                return Err(self.err(
+                    header_span(),
+                    format!("`{}` is not a header name", logs.request_id_header),
+                    "",
+                ));
+            }
+            Ok(name) if crate::load::frames_answers(name.as_str()) => {
+                return Err(self.err(
+                    header_span(),
+                    format!(
+                        "`{}` frames the answer; it cannot carry request ids",
+                        logs.request_id_header
+                    ),
+                    "the header the service puts each request's id in, e.g. \"x-correlation-id\"",
+                ));
+            }
+            // Header names are case-insensitive: kept in lower case, as records keep headers.
+            Ok(name) => logs.request_id_header = name.as_str().to_string(),
         }
         if logs.format == LogFormat::Text
             && let Some(f) = l

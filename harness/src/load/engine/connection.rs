@@ -128,6 +128,7 @@ impl Engine {
             error_body: records,
             success_body: (entry.keep_success_body && records) || !entry.captures.is_empty(),
             body_limit: BODY_LIMIT,
+            request_id: &plan.request_id_header,
         };
         let head = entry.method == Method::HEAD;
         let result = tokio::select! {
@@ -238,7 +239,7 @@ async fn exchange(
     dest: &Dest,
     request: &[u8],
     head: bool,
-    keep: Keep,
+    keep: Keep<'_>,
     opened: &std::sync::atomic::AtomicU64,
 ) -> Result<Answer, Failure> {
     if conn.as_ref().is_some_and(Conn::is_stale) {

@@ -34,17 +34,17 @@ pub fn diagnosis(scenario: &Scenario, runs: &[Ran], style: Style) -> String {
         s: &main.report,
         obs: observed::observe(&main.report),
     };
+    let read_logs = format!(
+        "Take the request id the client got ({}) and find its log line: it carries the internal cause.",
+        case.s.recording.request_ids.header
+    );
     let steps: [(&str, &str, String); 7] = [
         (
             "reproduce",
             "Make it happen again on purpose, with the same seed: the same requests, the same fault.",
             case.reproduce(),
         ),
-        (
-            "read logs",
-            "Take the request id the client got (x-request-id) and find its log line: it carries the internal cause.",
-            case.read_logs(),
-        ),
+        ("read logs", &read_logs, case.read_logs()),
         (
             "correlate metrics",
             "Line the error rate up with the metrics and the alerts: what moves first is closest to the cause.",
@@ -146,7 +146,7 @@ impl Case<'_> {
     fn read_logs(&self) -> String {
         match (self.obs.error_response, self.obs.error_log) {
             (Some(r), Some(l)) => {
-                let id = r.header("x-request-id").unwrap_or("(no request id)");
+                let id = self.s.recording.request_id(r).unwrap_or("(no request id)");
                 format!(
                     "request {} → {}\n{}",
                     short_id(id),
@@ -163,7 +163,7 @@ impl Case<'_> {
             ),
             (Some(r), None) => format!(
                 "request {} got {}, and no log line carries its id: the log does not explain it",
-                short_id(r.header("x-request-id").unwrap_or("(none)")),
+                short_id(self.s.recording.request_id(r).unwrap_or("(none)")),
                 answer(r)
             ),
             (None, None) => "no error answer and no error log line in this run".into(),
@@ -358,7 +358,9 @@ fn moved_where(obs: &Observed<'_>, pick: impl Fn(&str, &str) -> bool) -> Vec<Str
 fn evidence_location(s: &ScenarioReport, request_id: &str) -> Option<String> {
     let has = |c: &crate::checks::CheckResult| {
         c.evidence.iter().any(|e| match e {
-            Evidence::Request { request, .. } => request.header("x-request-id") == Some(request_id),
+            Evidence::Request { request, .. } => {
+                s.recording.request_id(request) == Some(request_id)
+            }
             _ => false,
         })
     };

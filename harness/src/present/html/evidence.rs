@@ -19,7 +19,8 @@ pub(super) fn verdict_label(v: Verdict) -> (&'static str, &'static str) {
     }
 }
 
-pub(super) fn checks_list(h: &mut String, checks: &[CheckResult]) {
+/// The checks with their evidence; `rec` is the run's recording (where its request ids are).
+pub(super) fn checks_list(h: &mut String, checks: &[CheckResult], rec: &Recording) {
     let failed = checks.iter().filter(|c| c.verdict == Verdict::Fail).count();
     let _ = writeln!(
         h,
@@ -59,7 +60,7 @@ pub(super) fn checks_list(h: &mut String, checks: &[CheckResult]) {
                 c.evidence.len()
             );
             for e in &c.evidence {
-                evidence_block(h, e);
+                evidence_block(h, e, rec);
             }
             h.push_str("</details>");
         }
@@ -68,13 +69,13 @@ pub(super) fn checks_list(h: &mut String, checks: &[CheckResult]) {
     h.push_str("</div>\n");
 }
 
-fn evidence_block(h: &mut String, e: &Evidence) {
+fn evidence_block(h: &mut String, e: &Evidence, rec: &Recording) {
     h.push_str("<div class=\"ev\">");
     match e {
         Evidence::Request { request, logs, why } => {
             let _ = write!(h, "<p class=\"why\">{}</p>", esc(why));
             request_block(h, request);
-            match request.header("x-request-id") {
+            match rec.request_id(request) {
                 Some(id) if logs.is_empty() => {
                     let _ = write!(
                         h,

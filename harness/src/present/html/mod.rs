@@ -169,7 +169,7 @@ fn scenario_section(h: &mut String, report: &RunReport, i: usize, s: &ScenarioRe
     h.push_str("<h3>Timeline</h3>\n");
     timeline_svg(h, &s.recording, &anchor(i, s));
     shows_up(h, s, &obs);
-    checks_list(h, &s.checks);
+    checks_list(h, &s.checks, &s.recording);
     events_table(h, &s.recording);
     h.push_str("</section>\n");
 }

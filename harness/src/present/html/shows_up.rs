@@ -178,7 +178,7 @@ fn readiness_expected(s: &ScenarioReport) -> &'static str {
 fn diagnose(s: &ScenarioReport, obs: &Observed<'_>) -> String {
     let mut diag = String::new();
     if let Some(r) = obs.error_response
-        && let Some(id) = r.header("x-request-id")
+        && let Some(id) = s.recording.request_id(r)
     {
         let _ = write!(
             diag,
