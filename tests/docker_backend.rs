@@ -503,7 +503,7 @@ fn a_run_killed_while_its_database_container_is_paused_or_cut_leaves_nothing_aft
 /// `db-down` (the catalogue's, read against this lab file) with every protection on, then with
 /// the stale cache off, each setting appended after the image's command. Protected it passes;
 /// unprotected it fails on `status[fault]`, where the host run fails too
-/// (`db_down_fails_on_status_when_the_stale_cache_is_off`): the catalogue answers 503 instead
+/// (`each_scenario_fails_on_its_check_with_its_own_protection_off`): the catalogue answers 503 instead
 /// of serving stale.
 #[test]
 fn explain_on_the_docker_backend_fails_a_container_service_on_status_without_its_stale_cache() {

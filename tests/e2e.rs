@@ -103,28 +103,145 @@ fn explain(out: &Output) -> String {
     )
 }
 
-fn passes_with_all_protections(scenario: &str) {
-    let run = Run::new();
-    let (out, report) = run.scenarios(&[scenario], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
-    assert!(failed_checks(&report).is_empty());
-    assert_eq!(report["seed"], 7);
-    let s = &report["scenarios"][0];
-    assert_eq!(s["verdict"], "pass");
-    // The timeline shows the injection and its revert, and requests were recorded in every phase.
-    let events: Vec<&str> = s["recording"]["events"]
+/// The catalogue's scenarios that need root (a tmpfs, a cgroup, another user): skipped by the
+/// harness, and named here, when the tests do not run as root.
+const AS_ROOT: &[&str] = &["disk-full", "memory-pressure", "permission-flip"];
+
+fn scenario_named<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["scenarios"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
-    assert!(
-        events.contains(&"inject") && events.contains(&"revert"),
-        "{events:?}"
-    );
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is in the report"))
+}
+
+/// Every scenario of the catalogue passes against target-app with every protection on: the
+/// whole catalogue as a user runs it (`fivehundred run`, labs side by side), each scenario's
+/// timeline showing its injection and revert, and junit.xml naming each without a failure.
+#[test]
+fn the_whole_catalogue_passes_with_every_protection_on() {
+    let run = Run::new();
+    let (out, report) = run.scenarios(&[], &[]);
+    let root = nix::unistd::geteuid().is_root();
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert!(failed_checks(&report).is_empty());
+    assert_eq!(report["seed"], 7);
     let junit = std::fs::read_to_string(run.reports.path().join("junit.xml")).unwrap();
-    assert!(junit.contains("<testsuite name=\"") && junit.contains(scenario));
+    assert!(junit.contains("<testsuite name=\""));
     assert!(!junit.contains("<failure"), "{junit}");
+    for name in CATALOGUE {
+        let s = scenario_named(&report, name);
+        if !root && AS_ROOT.contains(name) {
+            eprintln!("SKIPPED {name}: needs root, as the scenario does");
+            assert_eq!(s["verdict"], "skip", "{name}");
+            continue;
+        }
+        assert_eq!(s["verdict"], "pass", "{name}");
+        let events: Vec<&str> = s["recording"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert!(
+            events.contains(&"inject") && events.contains(&"revert"),
+            "{name}: {events:?}"
+        );
+        assert!(junit.contains(name), "{name} in junit.xml");
+    }
+}
+
+/// The scenarios of the catalogue, and the check each fails on with its own protection off
+/// (`run --unprotected`): what shows that the check catches what the protection prevents.
+const CATALOGUE: &[&str] = &[
+    "bad-config",
+    "bad-migration",
+    "crash-restart",
+    "db-connection-exhaustion",
+    "db-down",
+    "db-latency",
+    "db-lock-contention",
+    "dependency-failure",
+    "disk-full",
+    "fd-exhaustion",
+    "handler-panic",
+    "invalid-input",
+    "memory-pressure",
+    "overload",
+    "permission-flip",
+    "task-panic",
+];
+
+const FAILS_UNPROTECTED_ON: &[(&str, &str)] = &[
+    ("bad-migration", "readyz[fault]"),
+    ("crash-restart", "data-integrity"),
+    ("db-connection-exhaustion", "latency[fault]"),
+    ("db-down", "status[fault]"),
+    ("db-latency", "latency[fault]"),
+    ("db-lock-contention", "latency[fault]"),
+    ("dependency-failure", "latency[fault]"),
+    ("disk-full", "status[fault]"),
+    ("fd-exhaustion", "status[fault]"),
+    ("handler-panic", "status[fault]"),
+    ("invalid-input", "invalid-input[fault]"),
+    ("memory-pressure", "status[fault]"),
+    ("overload", "latency[fault]"),
+    ("permission-flip", "status[fault]"),
+    ("task-panic", "data-integrity"),
+];
+
+/// `run --unprotected`: each scenario with the protection it exercises off fails, on the check
+/// that protection keeps green; bad-config, which names no protection, is skipped saying so
+/// (its failing side is a service that ignores its config file, below).
+#[test]
+fn each_scenario_fails_on_its_check_with_its_own_protection_off() {
+    let run = Run::new();
+    let dir = run.reports.path().to_str().unwrap().to_string();
+    let out = run
+        .command(&["run", "--unprotected", "--seed", "7", "--report-dir", &dir])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.reports.path().join("report.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        report["command"]
+            .as_str()
+            .unwrap()
+            .contains("--unprotected"),
+        "the report says how to run the same again: {}",
+        report["command"]
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let root = nix::unistd::geteuid().is_root();
+    let bad_config = scenario_named(&report, "bad-config");
+    assert_eq!(bad_config["verdict"], "skip");
+    assert!(
+        bad_config["note"]
+            .as_str()
+            .unwrap_or("")
+            .contains("names no protection"),
+        "{bad_config}"
+    );
+    for (name, check) in FAILS_UNPROTECTED_ON {
+        let s = scenario_named(&report, name);
+        if !root && AS_ROOT.contains(name) {
+            eprintln!("SKIPPED {name} unprotected: needs root, as the scenario does");
+            continue;
+        }
+        let failed = failed_checks(&serde_json::json!({ "scenarios": [s] }));
+        assert!(
+            failed.iter().any(|c| c == check),
+            "with its protection off, {name} should fail on {check}; failed: {failed:?}"
+        );
+        assert!(
+            stdout.contains(check),
+            "the summary names the failing check {check}: {stdout}"
+        );
+    }
 }
 
 fn fails_on(scenario: &str, protection: &str, check: &str) {
@@ -142,36 +259,6 @@ fn fails_on(scenario: &str, protection: &str, check: &str) {
         stdout.contains(check),
         "the summary names the failing check: {stdout}"
     );
-}
-
-#[test]
-fn handler_panic_passes_with_every_protection_on() {
-    passes_with_all_protections("handler-panic");
-}
-
-#[test]
-fn handler_panic_fails_on_status_when_catch_panic_is_off() {
-    fails_on("handler-panic", "catch-panic", "status[fault]");
-}
-
-#[test]
-fn db_latency_passes_with_every_protection_on() {
-    passes_with_all_protections("db-latency");
-}
-
-#[test]
-fn db_latency_fails_on_latency_when_timeouts_are_off() {
-    fails_on("db-latency", "timeouts", "latency[fault]");
-}
-
-#[test]
-fn db_down_passes_with_every_protection_on() {
-    passes_with_all_protections("db-down");
-}
-
-#[test]
-fn db_down_fails_on_status_when_the_stale_cache_is_off() {
-    fails_on("db-down", "stale-cache", "status[fault]");
 }
 
 fn journal_files(state: &Path) -> Vec<PathBuf> {
@@ -382,16 +469,6 @@ fn sigterm_mid_fault_reverts_every_fault_and_tears_the_lab_down() {
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"));
 }
 
-#[test]
-fn dependency_failure_passes_with_every_protection_on() {
-    passes_with_all_protections("dependency-failure");
-}
-
-#[test]
-fn dependency_failure_fails_on_latency_when_the_circuit_breaker_is_off() {
-    fails_on("dependency-failure", "circuit-breaker", "latency[fault]");
-}
-
 // --- the OS-level scenarios: disk, memory, permissions, descriptors, configuration -------------
 
 /// The OS-level faults need root (a tmpfs in a mount namespace, another user, cgroups); without
@@ -506,20 +583,6 @@ fn host_mounts_under(dir: &str) -> Vec<String> {
 }
 
 #[test]
-fn disk_full_passes_with_every_protection_on() {
-    if as_root("disk_full") {
-        passes_with_all_protections("disk-full");
-    }
-}
-
-#[test]
-fn disk_full_fails_on_status_when_the_outbox_is_off() {
-    if as_root("disk_full") {
-        fails_on("disk-full", "outbox", "status[fault]");
-    }
-}
-
-#[test]
 fn a_run_killed_mid_disk_full_never_had_anything_mounted_on_the_host() {
     if !as_root("disk_full") {
         return;
@@ -535,52 +598,6 @@ fn a_run_killed_mid_disk_full_never_had_anything_mounted_on_the_host() {
 }
 
 #[test]
-fn db_lock_contention_passes_with_every_protection_on() {
-    passes_with_all_protections("db-lock-contention");
-}
-
-#[test]
-fn db_lock_contention_fails_on_latency_when_timeouts_are_off() {
-    fails_on("db-lock-contention", "timeouts", "latency[fault]");
-}
-
-#[test]
-fn task_panic_passes_with_every_protection_on() {
-    passes_with_all_protections("task-panic");
-}
-
-#[test]
-fn task_panic_fails_on_data_integrity_when_catch_panic_is_off() {
-    // Unsupervised, the worker dies at its first panic: the receipts queued after it are never
-    // written, and nothing counts or alerts on it.
-    fails_on("task-panic", "catch-panic", "data-integrity");
-}
-
-#[test]
-fn db_connection_exhaustion_passes_with_every_protection_on() {
-    passes_with_all_protections("db-connection-exhaustion");
-}
-
-#[test]
-fn db_connection_exhaustion_fails_on_latency_when_timeouts_are_off() {
-    fails_on("db-connection-exhaustion", "timeouts", "latency[fault]");
-}
-
-#[test]
-fn permission_flip_passes_with_every_protection_on() {
-    if as_root("permission_flip") {
-        passes_with_all_protections("permission-flip");
-    }
-}
-
-#[test]
-fn permission_flip_fails_on_status_when_the_outbox_is_off() {
-    if as_root("permission_flip") {
-        fails_on("permission-flip", "outbox", "status[fault]");
-    }
-}
-
-#[test]
 fn a_run_killed_mid_permission_flip_leaves_no_run_directory_after_recover() {
     if !as_root("permission_flip") {
         return;
@@ -589,11 +606,6 @@ fn a_run_killed_mid_permission_flip_leaves_no_run_directory_after_recover() {
     // removes the whole of it (checked by the helper), whatever its modes and owners.
     let entries = killed_mid_fault_then_recovered("permission-flip", |_| {});
     assert!(entries.iter().any(|e| e["fault"]["kind"] == "permission"));
-}
-
-#[test]
-fn bad_config_passes_with_every_protection_on() {
-    passes_with_all_protections("bad-config");
 }
 
 /// No protection switch covers configuration handling, so the failing side is a service with a
@@ -638,44 +650,10 @@ fn bad_config_fails_on_its_own_checks_when_the_service_ignores_its_config_file()
 }
 
 #[test]
-fn bad_migration_passes_with_every_protection_on() {
-    passes_with_all_protections("bad-migration");
-}
-
-#[test]
-fn bad_migration_fails_on_readyz_when_the_schema_check_is_off() {
-    fails_on("bad-migration", "schema-check", "readyz[fault]");
-}
-
-#[test]
 fn bad_migration_fails_on_no_leaks_when_safe_errors_are_off() {
     // The failing writes are 500s by nature (the schema, not the request, is wrong): without
     // safe-errors their bodies quote PostgreSQL.
     fails_on("bad-migration", "safe-errors", "no-leaks[fault]");
-}
-
-#[test]
-fn crash_restart_passes_with_every_protection_on() {
-    passes_with_all_protections("crash-restart");
-}
-
-#[test]
-fn crash_restart_fails_on_data_integrity_when_idempotency_is_off() {
-    fails_on("crash-restart", "idempotency", "data-integrity");
-}
-
-#[test]
-fn memory_pressure_passes_with_every_protection_on() {
-    if as_root("memory_pressure") {
-        passes_with_all_protections("memory-pressure");
-    }
-}
-
-#[test]
-fn memory_pressure_fails_on_status_when_load_shed_is_off() {
-    if as_root("memory_pressure") {
-        fails_on("memory-pressure", "load-shed", "status[fault]");
-    }
 }
 
 #[test]
@@ -704,36 +682,6 @@ fn a_run_killed_mid_memory_pressure_leaves_no_cgroup_and_no_hog_after_recover() 
         "the hog is journalled"
     );
     assert!(!Path::new(&cgroup).exists());
-}
-
-#[test]
-fn overload_passes_with_every_protection_on() {
-    passes_with_all_protections("overload");
-}
-
-#[test]
-fn overload_fails_on_latency_when_load_shedding_is_off() {
-    fails_on("overload", "load-shed", "latency[fault]");
-}
-
-#[test]
-fn invalid_input_passes_with_every_protection_on() {
-    passes_with_all_protections("invalid-input");
-}
-
-#[test]
-fn invalid_input_fails_on_the_smallest_failing_request_when_validation_is_off() {
-    fails_on("invalid-input", "validation", "invalid-input[fault]");
-}
-
-#[test]
-fn fd_exhaustion_passes_with_every_protection_on() {
-    passes_with_all_protections("fd-exhaustion");
-}
-
-#[test]
-fn fd_exhaustion_fails_on_status_when_the_outbox_is_off() {
-    fails_on("fd-exhaustion", "outbox", "status[fault]");
 }
 
 /// Runs `fivehundred ARGS` until its journal records a line containing `marker` (an injection,

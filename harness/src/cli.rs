@@ -115,6 +115,11 @@ pub struct RunArgs {
     /// alone whatever this says.
     #[arg(long, short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub jobs: u16,
+    /// Run each scenario with the protection it exercises turned off (its `protection`, through
+    /// the lab file's `[service.protections]`), to show that its checks catch what the
+    /// protection prevents: each should fail. A scenario that names none is skipped.
+    #[arg(long)]
+    pub unprotected: bool,
     /// Arguments appended to the target's command line, e.g. `-- --protections none`.
     #[arg(last = true)]
     pub target_args: Vec<String>,
@@ -546,17 +551,19 @@ async fn run(args: RunArgs) -> i32 {
         Ok(o) => o,
         Err(code) => return code,
     };
-    let command = reproduce_command(
-        &args.lab,
-        &args.scenarios,
-        seed,
-        &args.target_args,
-        args.strict,
-    );
+    let flags: Vec<&str> = [
+        (args.strict, "--strict"),
+        (args.unprotected, "--unprotected"),
+    ]
+    .into_iter()
+    .filter_map(|(on, flag)| on.then_some(flag))
+    .collect();
+    let command = reproduce_command(&args.lab, &args.scenarios, seed, &args.target_args, &flags);
     suite::run(Suite {
         scenarios,
         opts,
         jobs: args.jobs,
+        unprotected: args.unprotected,
         strict: args.strict,
         json: args.json,
         record: args.record,
@@ -567,21 +574,19 @@ async fn run(args: RunArgs) -> i32 {
 }
 
 /// `fivehundred run` with what gives the same run again: the lab's flags, the scenarios, the
-/// seed, `--strict`, and the arguments after `--`.
+/// seed, `flags` (`--strict`, `--unprotected`), and the arguments after `--`.
 fn reproduce_command(
     lab: &LabArgs,
     scenarios: &[String],
     seed: u64,
     target_args: &[String],
-    strict: bool,
+    flags: &[&str],
 ) -> String {
     let mut parts = vec!["fivehundred".to_string(), "run".into()];
     parts.extend(scenarios.iter().cloned());
     parts.extend(lab.reproduce());
     parts.push(format!("--seed {seed}"));
-    if strict {
-        parts.push("--strict".into());
-    }
+    parts.extend(flags.iter().map(|f| f.to_string()));
     if !target_args.is_empty() {
         parts.push("--".into());
         parts.extend(target_args.iter().cloned());
@@ -657,7 +662,7 @@ async fn explain(args: ExplainArgs) -> i32 {
             std::slice::from_ref(&args.scenario),
             seed,
             variant_args,
-            false,
+            &[],
         )
     };
     let runs = crate::run::explain::run_variants(

@@ -245,6 +245,7 @@ fn a_scenario_file_run_with_a_lab_file_is_checked_against_it() {
     );
     assert!(err.contains("lists no protections"), "{err}");
     assert!(!state.path().join("journals").exists(), "no run began");
+}
 
 #[test]
 fn validate_lab_reads_an_openapi_document_in_yaml_and_points_into_a_bad_one() {

@@ -177,15 +177,12 @@ async fn plan(args: &LabUpArgs) -> Result<Plan, i32> {
     let opts = crate::run::suite::lab_options(
         args.target_bin.as_deref(),
         args.database_url.clone(),
+        args.backend,
         args.target_args.clone(),
         seed,
         service,
     )
     .await?;
-    let opts = LabOptions {
-        backend: args.backend,
-        ..opts
-    };
     // Bound before anything starts: a bad --listen fails at once.
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,

@@ -39,6 +39,8 @@ pub struct Suite {
     pub opts: LabOptions,
     /// How many scenarios run at once, each in its own lab.
     pub jobs: u16,
+    /// Each scenario with the protection it exercises turned off.
+    pub unprotected: bool,
     /// Count a skipped scenario as a failure.
     pub strict: bool,
     /// Print the whole report as JSON on stdout instead of the summary.
@@ -71,7 +73,15 @@ pub async fn run(mut suite: Suite) -> i32 {
     let bars = Bars::new();
     let started_at = chrono::Utc::now().to_rfc3339();
     let scenarios = std::mem::take(&mut suite.scenarios);
-    let (reports, lab_error) = run_all(scenarios, &suite.opts, suite.jobs, &bars, &cancel).await;
+    let (reports, lab_error) = run_all(
+        scenarios,
+        &suite.opts,
+        suite.jobs,
+        suite.unprotected,
+        &bars,
+        &cancel,
+    )
+    .await;
     let report = RunReport {
         tool: format!("fivehundred {}", env!("CARGO_PKG_VERSION")),
         seed,
@@ -99,6 +109,7 @@ async fn run_all(
     scenarios: Vec<Scenario>,
     opts: &LabOptions,
     jobs: u16,
+    unprotected: bool,
     bars: &Bars,
     cancel: &CancellationToken,
 ) -> (Vec<ScenarioReport>, Option<String>) {
@@ -118,6 +129,21 @@ async fn run_all(
             u32::from(jobs)
         } else {
             1
+        };
+        let opts = match unprotected.then(|| without_its_protection(&s, &opts)) {
+            None => opts,
+            Some(Ok(o)) => o,
+            Some(Err(why)) => {
+                let skipped = ScenarioReport::from_checks(
+                    &s,
+                    Vec::new(),
+                    Default::default(),
+                    0.0,
+                    Some(format!("skipped: {why}")),
+                );
+                handles.push((i, tokio::spawn(async move { Some(Ok(skipped)) })));
+                continue;
+            }
         };
         let handle = tokio::spawn(async move {
             let _permit = sem.acquire_many_owned(slots).await.ok();
@@ -167,6 +193,23 @@ async fn run_all(
         }
     }
     (reports, lab_error)
+}
+
+/// The lab options that run `s` with the protection it exercises off (`--unprotected`): the
+/// lab file's arguments for it go last, after any the user gave, so they win.
+fn without_its_protection(s: &Scenario, opts: &LabOptions) -> Result<LabOptions, String> {
+    let Some(name) = &s.protection else {
+        return Err("--unprotected: the scenario names no protection to turn off".into());
+    };
+    let Some(protections) = &opts.lab_file.service.protections else {
+        return Err(format!(
+            "--unprotected: {} says no way to turn a protection off (`[service.protections]`)",
+            opts.lab_file.file.display()
+        ));
+    };
+    let mut o = opts.clone();
+    o.extra_args.extend(protections.off_args(name));
+    Ok(o)
 }
 
 /// How long after one lab started its run the next one may start (with `--jobs` above 1).
