@@ -47,6 +47,40 @@ impl FaultKind for Network {
         self.raw().check().map_err(|e| e.located("fault"))
     }
 
+    /// The target must be a proxy the lab will have for this lab file: one per `tcp` and
+    /// `http` dependency, and one for the run's database under the first `postgres`
+    /// dependency's name (every postgres dependency is that database).
+    fn fit(
+        &mut self,
+        lab: &crate::labfile::LabFile,
+        _mix: &[crate::load::MixEntry],
+    ) -> Result<(), (&'static str, String)> {
+        let proxied = proxied_dependencies(lab);
+        if proxied.contains(&self.target.0.as_str()) {
+            return Ok(());
+        }
+        let first_postgres = lab.deps_of(crate::labfile::DepKind::Postgres).next();
+        Err((
+            "target",
+            match first_postgres {
+                Some(db) if lab.deps.contains_key(&self.target.0) => format!(
+                    "`{}` is the run's database, whose proxy is named after the first postgres dependency: target `{db}`",
+                    self.target
+                ),
+                _ if proxied.is_empty() => format!(
+                    "{} has no dependency the lab proxies, so no network fault applies",
+                    lab.file.display()
+                ),
+                _ => format!(
+                    "{} has no dependency `{}`; its proxied dependencies: {}",
+                    lab.file.display(),
+                    self.target,
+                    proxied.join(", ")
+                ),
+            },
+        ))
+    }
+
     fn describe(&self) -> String {
         let target = &self.target;
         let what = match self.fault {
@@ -91,6 +125,17 @@ impl FaultKind for Network {
     }
 }
 
+/// The names of the lab's proxies for `lab`'s dependencies.
+fn proxied_dependencies(lab: &crate::labfile::LabFile) -> Vec<&str> {
+    let mut names: Vec<&str> = lab
+        .deps_of(crate::labfile::DepKind::Postgres)
+        .take(1)
+        .collect();
+    names.extend(lab.deps_of(crate::labfile::DepKind::Tcp));
+    names.extend(lab.deps_of(crate::labfile::DepKind::Http));
+    names
+}
+
 impl Network {
     fn proxy<'a>(&self, lab: &'a Lab) -> Result<&'a crate::proxy::Proxy, FaultError> {
         lab.proxy(&self.target).ok_or_else(|| {
@@ -130,6 +175,35 @@ mod tests {
         Fault::from_table(toml::from_str(&text).unwrap())
             .err()
             .map(|e| e.key.unwrap_or_default())
+    }
+
+    #[test]
+    fn a_network_fault_targets_a_dependency_the_lab_proxies() {
+        let lab = crate::labfile::parse(
+            std::path::Path::new("/tmp/fivehundred.toml"),
+            "[service]\ncommand = [\"serve\", \"{port}\"]\nenv = { A = \"{deps.db.url}\", B = \"{deps.replica.url}\", C = \"{deps.cache.addr}\" }\n[deps.db]\nkind = \"postgres\"\n[deps.replica]\nkind = \"postgres\"\n[deps.cache]\nkind = \"tcp\"\nupstream = \"127.0.0.1:6379\"\n[[request]]\npath = \"/\"\n",
+        )
+        .unwrap();
+        let fit = |target: &str| {
+            let text = format!("kind = \"network\"\ntarget = \"{target}\"\nfault = \"down\"");
+            Fault::from_table(toml::from_str(&text).unwrap())
+                .unwrap()
+                .fit(&lab, &[])
+        };
+        assert!(fit("db").is_ok());
+        assert!(fit("cache").is_ok());
+        let e = fit("database").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("target"));
+        assert!(e.message.contains("db, cache"), "{}", e.message);
+        let e = fit("replica").unwrap_err();
+        assert!(e.message.contains("target `db`"), "{}", e.message);
+        // target-app's own: the catalogue's targets.
+        let app = crate::labfile::target_app();
+        for target in ["database", "payments"] {
+            let text = format!("kind = \"network\"\ntarget = \"{target}\"\nfault = \"down\"");
+            let mut f = Fault::from_table(toml::from_str(&text).unwrap()).unwrap();
+            assert!(f.fit(app, &[]).is_ok(), "{target}");
+        }
     }
 
     #[test]
