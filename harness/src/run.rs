@@ -4,6 +4,8 @@
 
 /// The runs behind `fivehundred explain`: a scenario with its protection on, then off.
 pub mod explain;
+/// Which lab a command runs in: the options `run`, `explain` and `lab up` share.
+pub mod lab_args;
 /// The suite runner: scenarios one after another or side by side, their progress, the summary.
 pub mod suite;
 

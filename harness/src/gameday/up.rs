@@ -127,33 +127,23 @@ struct Plan {
 /// Checks the options and the machine, and cleans up what a killed earlier run left behind.
 /// The error is the exit code, its message printed.
 async fn plan(args: &LabUpArgs) -> Result<Plan, i32> {
-    let service = match &args.lab {
-        Some(path) => match crate::labfile::load(path) {
-            Ok(lab) => Some(Arc::new(lab)),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Err(EXIT_USAGE);
-            }
-        },
-        None => None,
-    };
+    let service = args.lab.load_lab_file()?;
     let catalogue = match &service {
         Some(lab) => Catalogue::Lab(lab.clone()),
         None => Catalogue::Dir(
-            args.scenarios_dir
+            args.lab
+                .scenarios_dir
                 .clone()
                 .unwrap_or_else(crate::run::default_catalogue),
         ),
     };
     let scenario = match &args.scenario {
         None => None,
-        Some(spec) => match scenario_named(spec, &catalogue) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Err(EXIT_USAGE);
-            }
-        },
+        Some(spec) => Some(
+            args.lab
+                .scenarios(service.as_deref(), std::slice::from_ref(spec))?
+                .remove(0),
+        ),
     };
     let rate = args
         .rate
@@ -174,15 +164,10 @@ async fn plan(args: &LabUpArgs) -> Result<Plan, i32> {
     }
     let seed = args.seed.unwrap_or_else(rand::random::<u64>);
     // Recovers what a killed earlier run left, and finds target-app when no lab file is given.
-    let opts = crate::run::suite::lab_options(
-        args.target_bin.as_deref(),
-        args.database_url.clone(),
-        args.backend,
-        args.target_args.clone(),
-        seed,
-        service,
-    )
-    .await?;
+    let opts = args
+        .lab
+        .options(service, args.target_args.clone(), seed)
+        .await?;
     // Bound before anything starts: a bad --listen fails at once.
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
@@ -343,19 +328,6 @@ fn prepare(
         }
     }
     Ok(needs)
-}
-
-/// `--scenario`: a scenario file, or a name in the catalogue (a lab file's cause).
-fn scenario_named(spec: &str, catalogue: &Catalogue) -> Result<Scenario, String> {
-    let as_file = Path::new(spec);
-    if as_file.is_file() {
-        return crate::scenario::load(as_file).map_err(|e| e.to_string());
-    }
-    match catalogue {
-        Catalogue::Dir(dir) => crate::scenario::resolve(spec, dir)
-            .and_then(|p| crate::scenario::load(&p).map_err(|e| e.to_string())),
-        Catalogue::Lab(_) => catalogue.scenario(spec).map_err(|e| e.to_string()),
-    }
 }
 
 /// `./gameday-<timestamp>` unless given; made now, so a bad path fails before the lab starts.

@@ -37,23 +37,10 @@ pub struct LabUpArgs {
     /// Seed for the load [default: random, printed].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Use an existing PostgreSQL server instead of an ephemeral cluster.
-    #[arg(long, env = "FIVEHUNDRED_DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// Where the lab's own PostgreSQL runs: `process` or `docker` (as for `run`).
-    #[arg(long, value_enum, default_value_t = crate::lab::Backend::Process, conflicts_with = "database_url")]
-    pub backend: crate::lab::Backend,
-    /// The target binary [default: target-app, built if needed]; not used with --lab.
-    #[arg(long, env = "FIVEHUNDRED_TARGET_BIN")]
-    pub target_bin: Option<PathBuf>,
-    /// A lab file (fivehundred.toml): the game day runs that service, its requests are the
-    /// load, and its generic catalogue's causes are the named faults (`inject db-down`).
-    #[arg(long, value_name = "PATH")]
-    pub lab: Option<PathBuf>,
-    /// Directory of scenario files, for --scenario and named faults [default: ./scenarios, else
-    /// the built-in catalogue].
-    #[arg(long, conflicts_with = "lab")]
-    pub scenarios_dir: Option<PathBuf>,
+    /// Which lab: the service (`--lab`, `--target-bin`), where its PostgreSQL runs, where named
+    /// faults come from (`--scenarios-dir`, or the lab file's causes), as for `run`.
+    #[command(flatten)]
+    pub lab: crate::run::lab_args::LabArgs,
     /// Start the target so that this named fault can be injected (some faults need the target
     /// started a certain way: its data directory on a tmpfs, as an unprivileged user, with a
     /// config file). `all`: every named fault this machine supports. Repeatable; the
@@ -67,7 +54,7 @@ pub struct LabUpArgs {
 
 /// The target as the postmortem names it: the lab file or the binary, and its extra arguments.
 pub(super) fn target_line(args: &LabUpArgs) -> String {
-    let mut s = match (&args.lab, &args.target_bin) {
+    let mut s = match (&args.lab.lab_file, &args.lab.target_bin) {
         (Some(lab), _) => format!("the service of {}", lab.display()),
         (None, Some(bin)) => bin.display().to_string(),
         (None, None) => "target-app".into(),
@@ -82,12 +69,7 @@ pub(super) fn target_line(args: &LabUpArgs) -> String {
 /// The command line that starts a lab like this one again, as the report shows it.
 pub(super) fn reproduce(args: &LabUpArgs) -> String {
     let mut parts = vec!["fivehundred lab up".to_string()];
-    if let Some(lab) = &args.lab {
-        parts.push(format!("--lab {}", lab.display()));
-    }
-    if args.backend == crate::lab::Backend::Docker {
-        parts.push("--backend docker".into());
-    }
+    parts.extend(args.lab.reproduce());
     if let Some(s) = &args.scenario {
         parts.push(format!("--scenario {s}"));
     }
