@@ -30,6 +30,7 @@
 
 pub mod build;
 pub mod cleanup;
+pub mod compose;
 pub mod container;
 pub mod engine;
 pub mod faults;
