@@ -786,3 +786,29 @@ fn a_compose_run_killed_mid_fault_leaves_nothing_labelled_after_recover() {
         let _ = Command::new("docker").args(["rmi", &image]).output();
     }
 }
+
+#[test]
+fn a_compose_lab_without_a_compose_tool_exits_3_in_one_line() {
+    let example = target_app_compose();
+    let lab = example
+        .path()
+        .join("fivehundred.toml")
+        .display()
+        .to_string();
+    let run = Run::new();
+    // A PATH with neither `docker` nor `docker-compose` on it.
+    let empty = tempfile::tempdir().unwrap();
+    let out = run
+        .command(&["run", "--lab", &lab, "crash-restart"])
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", explain(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("compose.yaml") && lines[0].contains("no compose tool"),
+        "{stderr}"
+    );
+}

@@ -158,7 +158,7 @@ fn compose_causes(lab: &LabFile) -> Vec<Cause> {
                     scenario(
                         lab,
                         &name,
-                        &format!("the compose service `{dep}` {what} for eight seconds"),
+                        &format!("the compose service `{dep}` {what}"),
                         "failing dependency",
                         f,
                         true,
