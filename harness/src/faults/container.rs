@@ -3,8 +3,9 @@
 //! stopped (and started again), cut from its network (a real disconnect, not through the
 //! proxy), its memory limit lowered, or its CPU throttled. The mechanisms and their reverts are
 //! the container backend's own ([`crate::docker::faults`]); this kind aims them at the lab's
-//! database container (`target = "database"`) or at a lab-file service's own container
-//! (`target = "service"`) and waits, after a restart, until it serves again.
+//! database container (`target = "database"`), at a lab-file service's own container
+//! (`target = "service"`) and waits, after a restart, until it serves again, or at another
+//! service of the lab file's compose file by its name there (`target = "db"`).
 
 use serde::{Deserialize, Serialize};
 
