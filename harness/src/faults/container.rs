@@ -88,7 +88,7 @@ pub struct Held {
 const PERIOD_US: i64 = 100_000;
 
 impl FaultKind for Container {
-    const HINT: &'static str = "a container fault takes target = \"database\" | \"service\" | a service of the lab file's compose file, and action = \"pause\" | \"kill\" | \"stop\" | \"disconnect\" | \"memory\" (with memory = \"64MiB\") | \"cpu\" (with cpus = 0.1); the database must run in Docker (--backend docker), the service from a lab file's `image` or `build`";
+    const HINT: &'static str = "a container fault takes target = \"database\" | \"service\" | a service of the lab file's compose file, and action = \"pause\" | \"kill\" | \"stop\" | \"disconnect\" | \"memory\" (with memory = \"64MiB\") | \"cpu\" (with cpus = 0.1); the database must run in Docker (--backend docker), the service from a lab file's `image`, `build` or `compose`";
     const ORPHAN: &'static str = "nothing to undo: the run's containers are removed with its other resources";
     type Held = Held;
 
@@ -128,6 +128,12 @@ impl FaultKind for Container {
             _ => None,
         };
         match (&self.target, compose) {
+            // The service under test by its compose name: the lab's own service, whose crash
+            // and restart it records and waits for.
+            (ContainerTarget::Compose(name), Some(source)) if *name == source.service => {
+                self.target = ContainerTarget::Service;
+                Ok(())
+            }
             (ContainerTarget::Compose(name), Some(source)) if source.services.contains(name) => {
                 Ok(())
             }
@@ -214,7 +220,7 @@ impl FaultKind for Container {
                 compose = service
                     .compose_service(name)
                     .await
-                    .map_err(FaultError::Unsupported)?;
+                    .map_err(FaultError::Failed)?;
                 (
                     &service.engine,
                     compose.0.id.clone(),
@@ -385,6 +391,10 @@ mod tests {
         };
         assert!(fit(&compose, "db").is_ok());
         assert!(fit(&compose, "service").is_ok());
+        // The service under test by its compose name is the lab's service.
+        let mut web = parse("target = \"web\"\naction = \"kill\"").unwrap();
+        assert!(web.fit(&compose, &[]).is_ok());
+        assert_eq!(web.target, ContainerTarget::Service);
         let (key, e) = fit(&compose, "cache").unwrap_err();
         assert_eq!(key, "target");
         assert!(e.contains("no service `cache`") && e.contains("db, web"), "{e}");
