@@ -3,7 +3,8 @@
 //! where the lab's proxies listen for it, the container labelled with a run journalled before
 //! it exists, `-- ARGS` after its image's command, its port published on 127.0.0.1, its output followed into the recording across
 //! restarts, its readiness waited for, a crash as `docker kill` and `docker start`, and its
-//! removal at the lab's teardown.
+//! removal at the lab's teardown. A service of a compose file (`compose`) is the same once its
+//! project is up: the project started by [`crate::docker::compose`], taken down at teardown.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -205,7 +206,6 @@ impl ServiceContainer {
         listener_ports: &[u16],
         run_dir: &std::path::Path,
         journal: &Journal,
-        parts: &mut super::StartParts,
         sink: LineSink,
     ) -> Result<ServiceContainer, LabError> {
         let failed =
@@ -265,7 +265,6 @@ impl ServiceContainer {
                 return Err(failed(&e));
             }
         };
-        parts.push(("compose project up", started.elapsed()));
         let parts = Parts {
             engine,
             container,

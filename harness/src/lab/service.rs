@@ -468,7 +468,6 @@ async fn start_compose(
         &ports,
         &base.run_dir,
         journal,
-        &mut base.parts,
         sink,
     )
     .await?;
