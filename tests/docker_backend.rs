@@ -599,3 +599,216 @@ fn arguments_after_the_double_dash_reach_a_container_services_command() {
     let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
     assert!(after.is_empty(), "left in the engine: {after:?}");
 }
+
+/// examples/target-app-compose in a directory of its own, with the Dockerfile of
+/// examples/target-app-docker and the target-app binary next to the compose file.
+fn target_app_compose() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let example = root().join("examples/target-app-compose");
+    for file in ["fivehundred.toml", "compose.yaml"] {
+        std::fs::copy(example.join(file), tmp.path().join(file)).unwrap();
+    }
+    std::fs::copy(
+        root().join("examples/target-app-docker/Dockerfile"),
+        tmp.path().join("Dockerfile"),
+    )
+    .unwrap();
+    std::fs::copy(binary("target-app"), tmp.path().join("target-app")).unwrap();
+    tmp
+}
+
+/// The images a compose project of the lab built (`fivehundred-<run>-compose_web`, or with `-`
+/// for the plugin), which its teardown removes.
+fn compose_images() -> Vec<String> {
+    let o = Command::new("docker")
+        .args(["images", "--format", "{{.Repository}}"])
+        .output()
+        .expect("the docker CLI runs");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|r| r.starts_with("fivehundred-") && r.contains("-compose"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_compose_service_survives_its_database_paused_and_a_crash_and_the_project_is_taken_down() {
+    let before = ours();
+    let images_before = compose_images();
+    let example = target_app_compose();
+    let lab = example
+        .path()
+        .join("fivehundred.toml")
+        .display()
+        .to_string();
+    let run = Run::new();
+    let list = run.command(&["list", "--lab", &lab]).output().unwrap();
+    assert!(list.status.success(), "{}", explain(&list));
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    for cause in [
+        "db-pause",
+        "db-stop",
+        "crash-restart",
+        "overload",
+        "invalid-input",
+    ] {
+        assert!(listed.contains(cause), "{cause} is listed: {listed}");
+    }
+    assert!(
+        !listed.contains("web-pause"),
+        "the service under test is no dependency: {listed}"
+    );
+    let reports = run.reports.path().to_str().unwrap().to_string();
+    let out = run
+        .command(&[
+            "run",
+            "--lab",
+            &lab,
+            "db-pause",
+            "crash-restart",
+            "--backend",
+            "docker",
+            "--seed",
+            "7",
+            "--report-dir",
+            &reports,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.reports.path().join("report.json")).unwrap(),
+    )
+    .unwrap();
+    let scenarios = report["scenarios"].as_array().unwrap();
+    let named = |name: &str| {
+        scenarios
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in the report"))
+    };
+    let pause = named("db-pause");
+    assert_eq!(pause["verdict"], "pass", "{}", pause["checks"]);
+    // The paused database showed: readiness was checked to fail while it was paused.
+    let readyz = pause["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "readyz" && c["phase"] == "fault")
+        .unwrap_or_else(|| panic!("a readyz check in the fault phase: {}", pause["checks"]));
+    assert_eq!(readyz["verdict"], "pass", "{readyz}");
+    // The service's own output reached the recording from its compose container.
+    let logs = pause["request_digest"]["logs"].as_u64().unwrap_or(0);
+    assert!(
+        logs >= 1,
+        "{logs} lines of the container's in the recording"
+    );
+    let crash = named("crash-restart")["recording"]["events"].to_string();
+    assert!(
+        crash.contains("exit code 137"),
+        "the service's container was killed (SIGKILL): {crash}"
+    );
+    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    assert!(after.is_empty(), "left in the engine: {after:?}");
+    let images: Vec<String> = compose_images()
+        .into_iter()
+        .filter(|i| !images_before.contains(i))
+        .collect();
+    assert!(
+        images.is_empty(),
+        "images the project built are left: {images:?}"
+    );
+}
+
+#[test]
+fn a_compose_run_killed_mid_fault_leaves_nothing_labelled_after_recover() {
+    let before = ours();
+    let images_before = compose_images();
+    let example = target_app_compose();
+    let lab = example
+        .path()
+        .join("fivehundred.toml")
+        .display()
+        .to_string();
+    let run = Run::new();
+    let mut child = run
+        .command(&[
+            "run",
+            "--lab",
+            &lab,
+            "db-pause",
+            "--backend",
+            "docker",
+            "--seed",
+            "7",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the run never injected its fault"
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before it injected its fault");
+        }
+        let injected = journal_files(run.state.path())
+            .into_iter()
+            .any(|j| std::fs::read_to_string(j).is_ok_and(|t| t.contains("\"event\":\"inject\"")));
+        if injected {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let running: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    for what in ["container ", "network ", "volume "] {
+        assert!(
+            running.iter().any(|n| n.starts_with(what)),
+            "the project's {what}carries the run's labels: {running:?}"
+        );
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    let out = run.command(&["recover"]).output().unwrap();
+    assert!(out.status.success(), "{}", explain(&out));
+    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    assert!(after.is_empty(), "left after recover: {after:?}");
+    // The image the killed run's project built is not labelled: removed here, not by recover.
+    for image in compose_images()
+        .into_iter()
+        .filter(|i| !images_before.contains(i))
+    {
+        let _ = Command::new("docker").args(["rmi", &image]).output();
+    }
+}
+
+#[test]
+fn a_compose_lab_without_a_compose_tool_exits_3_in_one_line() {
+    let example = target_app_compose();
+    let lab = example
+        .path()
+        .join("fivehundred.toml")
+        .display()
+        .to_string();
+    let run = Run::new();
+    // A PATH with neither `docker` nor `docker-compose` on it.
+    let empty = tempfile::tempdir().unwrap();
+    let out = run
+        .command(&["run", "--lab", &lab, "crash-restart"])
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", explain(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("compose.yaml") && lines[0].contains("no compose tool"),
+        "{stderr}"
+    );
+}

@@ -52,6 +52,7 @@ pub fn catalogue(lab: &LabFile) -> Vec<Cause> {
         _ => process.clone(),
     };
     let mut out = dependency_causes(lab);
+    out.extend(compose_causes(lab));
     out.extend(database_causes(lab));
     out.push(overload_cause(lab));
     out.extend(process_causes(lab, &process, &host_process));
@@ -130,10 +131,75 @@ fn dependency_causes(lab: &LabFile) -> Vec<Cause> {
     out
 }
 
+/// Each dependency of a compose file's service paused (every process frozen, its connections
+/// left open) and stopped (then started again), by the container fault.
+fn compose_causes(lab: &LabFile) -> Vec<Cause> {
+    let Some(source) = compose_source(lab) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for dep in source.dependencies() {
+        for (action, what) in [
+            (
+                "pause",
+                "is paused (every process frozen, its connections left open)",
+            ),
+            ("stop", "is stopped, and started again"),
+        ] {
+            let name = format!("{dep}-{action}");
+            let fault = Fault::from_table(table(&format!(
+                "kind = \"container\"\ntarget = \"{dep}\"\naction = \"{action}\"\n"
+            )))
+            .map_err(|e| e.message);
+            out.push(Cause {
+                name: name.clone(),
+                cause: "failing dependency".into(),
+                applies: fault.and_then(|f| {
+                    scenario(
+                        lab,
+                        &name,
+                        &format!("the compose service `{dep}` {what}"),
+                        "failing dependency",
+                        f,
+                        true,
+                    )
+                }),
+            });
+        }
+    }
+    out
+}
+
+/// The compose file the lab file's service comes from, if it does.
+fn compose_source(lab: &LabFile) -> Option<&crate::labfile::ComposeSource> {
+    match &lab.service.start {
+        Start::Container(c) => match &c.image {
+            crate::labfile::ImageSource::Compose(source) => Some(source),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// The database causes that need the service's own tables: never from a lab file alone.
 fn database_causes(lab: &LabFile) -> Vec<Cause> {
     let mut out = Vec::new();
-    if lab.deps_of(DepKind::Postgres).next().is_none() {
+    if let Some(source) = compose_source(lab) {
+        for (name, cause) in [
+            ("db-lock-contention", "database timeouts under load"),
+            ("db-connection-exhaustion", "database connectivity failures"),
+            ("bad-migration", "schema changes, bad deployments"),
+        ] {
+            out.push(not_applicable(
+                name,
+                cause,
+                &format!(
+                    "the service's database is a service of {}, whose tables the lab does not know: write a scenario file",
+                    source.file.display()
+                ),
+            ));
+        }
+    } else if lab.deps_of(DepKind::Postgres).next().is_none() {
         for (name, cause) in [
             ("db-lock-contention", "database timeouts under load"),
             ("db-connection-exhaustion", "database connectivity failures"),
@@ -515,6 +581,54 @@ path = "/"
         // Root ignores file modes: the flip would test nothing.
         let why = c["permission-flip"].clone().unwrap_err();
         assert!(why.contains("`user`"), "{why}");
+    }
+
+    #[test]
+    fn a_compose_service_gets_each_dependency_paused_and_stopped_and_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("compose.yaml"),
+            "services:\n  web:\n    build: .\n  db:\n    image: pg\n  cache:\n    image: redis\n",
+        )
+        .unwrap();
+        let lab = crate::labfile::parse(
+            &dir.path().join("fivehundred.toml"),
+            "[service]\ncompose = \"compose.yaml\"\ncompose_service = \"web\"\nport = 8080\nreadiness = \"/readyz\"\n[[request]]\npath = \"/\"\n",
+        )
+        .unwrap();
+        let all = catalogue(&lab);
+        let c: BTreeMap<_, _> = all
+            .iter()
+            .map(|c| (c.name.as_str(), c.applies.as_ref()))
+            .collect();
+        for dep in ["db", "cache"] {
+            for action in ["pause", "stop"] {
+                let s = c[format!("{dep}-{action}").as_str()].expect("applies");
+                let fault = &s.faults[0].fault;
+                assert_eq!(fault.kind(), "container");
+                assert!(
+                    fault
+                        .describe()
+                        .contains(&format!("compose service `{dep}`")),
+                    "{}",
+                    fault.describe()
+                );
+                assert_eq!(s.expect.fault.readyz, Some(Health::Fail), "{dep}-{action}");
+            }
+        }
+        assert!(
+            !c.contains_key("web-pause"),
+            "the service under test is no dependency"
+        );
+        for applies in ["crash-restart", "overload", "invalid-input"] {
+            assert!(c[applies].is_ok(), "{applies}");
+        }
+        for host in ["fd-exhaustion", "memory-pressure", "disk-full"] {
+            let why = c[host].unwrap_err();
+            assert!(why.contains("container"), "{host}: {why}");
+        }
+        let why = c["db-lock-contention"].unwrap_err();
+        assert!(why.contains("compose.yaml"), "{why}");
     }
 
     #[test]

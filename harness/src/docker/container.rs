@@ -155,6 +155,56 @@ impl Container {
         Ok(container)
     }
 
+    /// A container made by another tool (a compose project), by id: its name and the ports it
+    /// publishes on the host, as the engine reports them.
+    pub async fn adopt(engine: &Engine, id: &str) -> Result<Container, DockerError> {
+        let inspected = engine
+            .api()
+            .inspect_container(id, None)
+            .await
+            .map_err(DockerError::api(format!("inspect container {id}")))?;
+        let ports = inspected
+            .network_settings
+            .and_then(|n| n.ports)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(key, bindings)| {
+                let inside = key.split('/').next()?.parse::<u16>().ok()?;
+                let host = bindings?
+                    .into_iter()
+                    .find_map(|b| b.host_port?.parse::<u16>().ok())?;
+                Some((inside, host))
+            })
+            .collect();
+        Ok(Container {
+            engine: engine.clone(),
+            id: inspected.id.unwrap_or_else(|| id.to_owned()),
+            name: inspected
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_owned(),
+            ports,
+        })
+    }
+
+    /// The names of the networks the container is attached to.
+    pub async fn networks(&self) -> Result<Vec<String>, DockerError> {
+        let inspected = self
+            .engine
+            .api()
+            .inspect_container(&self.id, None)
+            .await
+            .map_err(DockerError::api(format!("inspect container {}", self.name)))?;
+        let mut names: Vec<String> = inspected
+            .network_settings
+            .and_then(|s| s.networks)
+            .map(|n| n.into_keys().collect())
+            .unwrap_or_default();
+        names.sort();
+        Ok(names)
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }

@@ -11,6 +11,9 @@
 //! - [`build`]: a user's image: one that must exist already, or a Dockerfile built with its
 //!   directory as the context, tagged by the context's hash (and never a pull, not even of its
 //!   `FROM`); its command (`ENTRYPOINT` and `CMD`), with a run's arguments after it.
+//! - [`compose`]: a user's compose project, run with an override file of the lab's (the run's
+//!   labels on everything, the service under test published on loopback), never pulling, and
+//!   taken down with its volumes.
 //! - [`network`]: a lab network, and the address on it where the host's proxies listen.
 //! - [`container`]: a labelled container with ports published on loopback; [`postgres`] is the
 //!   lab's database as one.
@@ -30,6 +33,7 @@
 
 pub mod build;
 pub mod cleanup;
+pub mod compose;
 pub mod container;
 pub mod engine;
 pub mod faults;

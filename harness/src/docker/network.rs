@@ -36,11 +36,18 @@ impl LabNetwork {
             })
             .await
             .map_err(DockerError::api(format!("create network {name}")))?;
-        let id = created.id;
-        let inspected = api
-            .inspect_network(&id, None)
+        LabNetwork::find(engine, &created.id, &name).await
+    }
+
+    /// The network `id` (made by the lab or by a compose project), named `name`.
+    pub async fn find(engine: &Engine, id: &str, name: &str) -> Result<LabNetwork, DockerError> {
+        let name = name.to_owned();
+        let inspected = engine
+            .api()
+            .inspect_network(id, None)
             .await
             .map_err(DockerError::api(format!("inspect network {name}")))?;
+        let id = inspected.id.clone().unwrap_or_else(|| id.to_owned());
         let found = inspected
             .ipam
             .and_then(|ipam| ipam.config)

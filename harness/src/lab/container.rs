@@ -3,7 +3,8 @@
 //! where the lab's proxies listen for it, the container labelled with a run journalled before
 //! it exists, `-- ARGS` after its image's command, its port published on 127.0.0.1, its output followed into the recording across
 //! restarts, its readiness waited for, a crash as `docker kill` and `docker start`, and its
-//! removal at the lab's teardown.
+//! removal at the lab's teardown. A service of a compose file (`compose`) is the same once its
+//! project is up: the project started by [`crate::docker::compose`], taken down at teardown.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,10 +13,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 
 use super::LabError;
+use crate::docker::compose::{Project, Tool};
 use crate::docker::{Container, ContainerSpec, Engine, LabNetwork, RunId};
 use crate::journal::{Journal, Resource};
 use crate::labfile::service::{LineSink, StartError, Stream, wait_ready};
-use crate::labfile::{ImageSource, Ready, Service};
+use crate::labfile::{ComposeSource, ImageSource, Ready, Service};
 
 /// How many of the last output lines a start error shows.
 const TAIL: usize = 12;
@@ -56,11 +58,19 @@ pub(crate) async fn prepare(
                 .await
                 .map_err(|e| failed("cannot build its image", &e))?
         }
+        ImageSource::Compose(c) => {
+            return Err(failed(
+                "it comes from a compose file",
+                &format!("{} starts it", c.file.display()),
+            ));
+        }
     };
     parts.push((
         match source {
             ImageSource::Image(_) => "service image found",
-            ImageSource::Build(_) => "service image found (its build context hashed)",
+            ImageSource::Build(_) | ImageSource::Compose(_) => {
+                "service image found (its build context hashed)"
+            }
         },
         started.elapsed(),
     ));
@@ -93,12 +103,24 @@ impl Prepared {
     }
 }
 
+/// A started container, before it is known to be ready.
+struct Parts {
+    engine: Engine,
+    container: Container,
+    network: LabNetwork,
+    run: RunId,
+    compose: Option<Project>,
+    created_in: Duration,
+}
+
 /// The running service's container.
 pub(crate) struct ServiceContainer {
     pub engine: Engine,
     pub container: Container,
     pub network: LabNetwork,
     run: RunId,
+    /// The compose project it belongs to, when it comes from a compose file.
+    compose: Option<Project>,
     container_port: u16,
     ready: Ready,
     ready_within: Duration,
@@ -154,19 +176,130 @@ impl ServiceContainer {
             }
         };
         let created_in = started.elapsed();
-        let host_port = container.host_port(spec.container_port).unwrap_or(0);
-        let logs = tokio::spawn(follow(container.clone(), sink));
         let Prepared {
             engine,
             run,
             network,
             ..
         } = prepared;
+        let parts = Parts {
+            engine,
+            container,
+            network,
+            run,
+            compose: None,
+            created_in,
+        };
+        ServiceContainer::ready_after_start(parts, service, spec, sink).await
+    }
+
+    /// The service as a service of its compose file (`compose` in its lab file): the project
+    /// started under a name of the run's own (journalled first, by the run's labels, which the
+    /// override file puts on everything the project makes), its `env` over the file's, and
+    /// `args` refused (a compose service's command is its file's). Taken down on any failure.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn compose_up(
+        service: &Service,
+        spec: &crate::labfile::ContainerSpec,
+        source: &ComposeSource,
+        env: Vec<(String, String)>,
+        listener_ports: &[u16],
+        run_dir: &std::path::Path,
+        journal: &Journal,
+        sink: LineSink,
+    ) -> Result<ServiceContainer, LabError> {
+        let failed =
+            |e: &dyn std::fmt::Display| LabError(format!("the service's compose project: {e}"));
+        let engine = Engine::connect().await.map_err(|e| failed(&e))?;
+        let tool = Tool::find().await.map_err(|e| failed(&e))?;
+        let run = RunId::generate();
+        journal.resource(Resource::Containers {
+            run: run.as_str().to_string(),
+        });
+        let started = std::time::Instant::now();
+        let text = crate::docker::compose::override_file(
+            source,
+            &run,
+            spec.container_port,
+            listener_ports,
+            &env,
+        );
+        let path = run_dir.join("compose.override.json");
+        let project = match Project::up(&engine, tool, &run, source, &path, &text).await {
+            Ok(p) => p,
+            Err((project, e)) => {
+                let _ = project.down().await;
+                let _ = crate::docker::cleanup::remove_by_label(&engine, &run).await;
+                return Err(failed(&e));
+            }
+        };
+        let found = async {
+            let container = project.container(&engine, &source.service).await?;
+            let networks = container.networks().await?;
+            let default = format!("{}_default", project.name);
+            let Some(name) = networks
+                .iter()
+                .find(|n| **n == default)
+                .or_else(|| networks.first())
+            else {
+                return Err(crate::docker::DockerError::Invalid(format!(
+                    "service `{}` is on no network",
+                    source.service
+                )));
+            };
+            let network = LabNetwork::find(&engine, name, name).await?;
+            if container.host_port(spec.container_port).is_none() {
+                return Err(crate::docker::DockerError::Invalid(format!(
+                    "service `{}` does not publish port {}",
+                    source.service, spec.container_port
+                )));
+            }
+            Ok((container, network))
+        }
+        .await;
+        let (container, network) = match found {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = project.down().await;
+                let _ = crate::docker::cleanup::remove_by_label(&engine, &run).await;
+                return Err(failed(&e));
+            }
+        };
+        let parts = Parts {
+            engine,
+            container,
+            network,
+            run,
+            compose: Some(project),
+            created_in: started.elapsed(),
+        };
+        ServiceContainer::ready_after_start(parts, service, spec, sink).await
+    }
+
+    /// Follows the started container's output and waits until it is ready; removes what the
+    /// run made if it is not.
+    async fn ready_after_start(
+        parts: Parts,
+        service: &Service,
+        spec: &crate::labfile::ContainerSpec,
+        sink: LineSink,
+    ) -> Result<ServiceContainer, LabError> {
+        let Parts {
+            engine,
+            container,
+            network,
+            run,
+            compose,
+            created_in,
+        } = parts;
+        let host_port = container.host_port(spec.container_port).unwrap_or(0);
+        let logs = tokio::spawn(follow(container.clone(), sink));
         let mut service = ServiceContainer {
             engine,
             container,
             network,
             run,
+            compose,
             container_port: spec.container_port,
             ready: service.ready.clone(),
             ready_within: service.ready_within,
@@ -187,6 +320,26 @@ impl ServiceContainer {
         }
         service.start_parts[1].1 = started.elapsed();
         Ok(service)
+    }
+
+    /// The container of the compose service `name`, when the service came from a compose
+    /// file, with the name of the network it is on (the project's default one when it is on it).
+    pub async fn compose_service(&self, name: &str) -> Result<(Container, String), String> {
+        let Some(project) = &self.compose else {
+            return Err("the service does not come from a compose file".into());
+        };
+        let container = project
+            .container(&self.engine, name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let networks = container.networks().await.map_err(|e| e.to_string())?;
+        let default = format!("{}_default", project.name);
+        let network = if networks.contains(&default) {
+            default
+        } else {
+            networks.into_iter().next().unwrap_or_default()
+        };
+        Ok((container, network))
     }
 
     /// Waits until the (started) container is ready, and notes its main process's pid.
@@ -297,6 +450,13 @@ impl ServiceContainer {
 
     async fn remove(self) {
         self.logs.abort();
+        if let Some(project) = &self.compose {
+            if let Err(e) = project.down().await {
+                eprintln!("fivehundred: {e}; removing the project's containers by label");
+            }
+            let _ = crate::docker::cleanup::remove_by_label(&self.engine, &self.run).await;
+            return;
+        }
         let _ = self.container.clone().remove().await;
         let _ = self.network.remove(&self.engine).await;
         // Anything else of the run's, by its labels.

@@ -350,6 +350,9 @@ async fn start_container(
     recorder: &Arc<Recorder>,
 ) -> Result<(super::container::ServiceContainer, Values), LabError> {
     let lab_file = &*opts.lab_file;
+    if let crate::labfile::ImageSource::Compose(source) = &spec.image {
+        return start_compose(spec, source, opts, base, journal, recorder).await;
+    }
     let prepared = super::container::prepare(&spec.image, journal, &mut base.parts).await?;
     let gateway = IpAddr::V4(prepared.gateway());
     let wiring = std::time::Instant::now();
@@ -410,6 +413,71 @@ async fn start_container(
                 opts.extra_args.join(" ")
             ),
         },
+    );
+    let host_port = c
+        .base_url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let mut lab_values = Values::new(HOST, host_port, &base.data_dir, &base.admin_token);
+    for (name, port) in spec.listeners.iter().zip(&ports) {
+        lab_values.listener(name, HOST, *port);
+    }
+    Ok((c, lab_values))
+}
+
+/// The service as a service of its compose file, with the rest of the project: its `env`
+/// rendered for the inside of its container (it has no dependencies of the lab's: the compose
+/// file has them). Returns it and the values the lab's own URLs are filled with.
+async fn start_compose(
+    spec: &crate::labfile::ContainerSpec,
+    source: &crate::labfile::ComposeSource,
+    opts: &LabOptions,
+    base: &mut LabBase,
+    journal: &Journal,
+    recorder: &Arc<Recorder>,
+) -> Result<(super::container::ServiceContainer, Values), LabError> {
+    if !opts.extra_args.is_empty() {
+        return Err(LabError(format!(
+            "`{}` cannot be appended to a compose service's command: {} says it",
+            opts.extra_args.join(" "),
+            source.file.display()
+        )));
+    }
+    let mut values = Values::new(
+        "0.0.0.0",
+        spec.container_port,
+        &base.data_dir,
+        &base.admin_token,
+    );
+    let mut ports = Vec::new();
+    for name in &spec.listeners {
+        let port = free_port()?;
+        values.listener(name, "0.0.0.0", port);
+        ports.push(port);
+    }
+    let env = super::container::render_env(spec, &values)?;
+    let rec = recorder.clone();
+    let sink: LineSink = Arc::new(move |_: Stream, line: &str| rec.log_line(line.to_string()));
+    let c = super::container::ServiceContainer::compose_up(
+        &opts.lab_file.service,
+        spec,
+        source,
+        env,
+        &ports,
+        &base.run_dir,
+        journal,
+        sink,
+    )
+    .await?;
+    base.parts.extend(c.start_parts);
+    recorder.event(
+        crate::record::EventKind::TargetStart,
+        format!(
+            "service started (compose service `{}`, container {})",
+            source.service, c.container.name
+        ),
     );
     let host_port = c
         .base_url

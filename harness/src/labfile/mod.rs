@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::load::MixEntry;
 pub use crate::located::Located as LabFileError;
 
+mod compose;
 pub mod init;
 mod openapi;
 mod raw;
@@ -214,6 +215,36 @@ pub enum ImageSource {
     /// A Dockerfile (absolute), built with its directory as the context and tagged by the
     /// context's content hash.
     Build(PathBuf),
+    /// A service of a compose file, started with the rest of its project.
+    Compose(ComposeSource),
+}
+
+/// A compose file as the lab reads it: the service under test and the names the lab's override
+/// file labels (every service, and the networks and volumes the file declares itself).
+#[derive(Debug, Clone, Serialize)]
+pub struct ComposeSource {
+    /// Absolute; its directory is the project directory.
+    pub file: PathBuf,
+    /// The service under test (`compose_service`).
+    pub service: String,
+    /// Every service of the file, by name.
+    pub services: Vec<String>,
+    /// The networks the file declares that are not `external`.
+    pub networks: Vec<String>,
+    /// The named volumes the file declares that are not `external`.
+    pub volumes: Vec<String>,
+    /// Its `version`, when it has one (an override file must say the same).
+    pub version: Option<String>,
+}
+
+impl ComposeSource {
+    /// The services other than the one under test: its dependencies.
+    pub fn dependencies(&self) -> impl Iterator<Item = &str> {
+        self.services
+            .iter()
+            .filter(|s| **s != self.service)
+            .map(String::as_str)
+    }
 }
 
 /// The port a container service listens on when the lab file names none.

@@ -89,7 +89,7 @@ fn from_json(path: &Path, text: &str, label: &str) -> Result<Value, String> {
 /// `file:line:column: {label}what is wrong` (`file:` for an error without a position, such as a
 /// merge of a scalar). Expanding aliases stops at a limit, so an alias bomb is an error, not a
 /// hang.
-fn from_yaml(path: &Path, text: &str, label: &str) -> Result<Value, String> {
+pub(super) fn from_yaml(path: &Path, text: &str, label: &str) -> Result<Value, String> {
     let error = |e: yaml_serde::Error| match e.location() {
         Some(at) => format!(
             "{}:{}:{}: {label}{}",

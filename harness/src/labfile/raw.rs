@@ -42,6 +42,10 @@ pub struct RawService {
     #[serde(default)]
     pub build: Option<Str>,
     #[serde(default)]
+    pub compose: Option<Str>,
+    #[serde(default)]
+    pub compose_service: Option<Str>,
+    #[serde(default)]
     pub container_port: Option<Spanned<u16>>,
     #[serde(default)]
     pub cwd: Option<Str>,

@@ -703,3 +703,61 @@ fn an_openapi_document_in_yaml_adds_its_operations_and_a_bad_one_is_pointed_at()
     assert_eq!(e.line, Some(1), "{e}");
     assert!(e.message.contains("api.yml:5:4: not valid YAML: "), "{e}");
 }
+
+#[test]
+fn a_compose_service_names_its_file_and_a_service_in_it_each_error_where_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fivehundred.toml");
+    let text = "[service]\ncompose = \"compose.yaml\"\ncompose_service = \"web\"\nport = 8080\nenv = { A = \"{listen}\" }\n[[request]]\npath = \"/\"\n";
+    let e = parse(&file, text).unwrap_err();
+    assert_eq!((e.line, e.column), (Some(2), Some(11)), "{e}");
+    assert!(e.message.contains("no compose file at"), "{e}");
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  api:\n    build: .\n  db:\n    image: pg\n",
+    )
+    .unwrap();
+    let e = parse(&file, text).unwrap_err();
+    assert_eq!((e.line, e.column), (Some(3), Some(19)), "{e}");
+    assert!(
+        e.message.contains("no service `web`") && e.message.contains("api, db"),
+        "{e}"
+    );
+    let text = text.replace("\"web\"", "\"api\"");
+    let lab = parse(&file, &text).unwrap();
+    let Start::Container(c) = &lab.service.start else {
+        panic!()
+    };
+    let ImageSource::Compose(source) = &c.image else {
+        panic!()
+    };
+    assert_eq!(source.service, "api");
+    assert_eq!(source.services, ["api", "db"]);
+    assert_eq!(c.container_port, 8080);
+    // Without the service's name; a service's name without a file; both with [deps].
+    let e = parse(&file, &text.replace("compose_service = \"api\"\n", "")).unwrap_err();
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.message.contains("needs `compose_service`"), "{e}");
+    let e = parse(
+        &file,
+        &text.replace(
+            "compose = \"compose.yaml\"",
+            "command = [\"x\", \"{port}\"]",
+        ),
+    )
+    .unwrap_err();
+    assert_eq!(e.line, Some(3), "{e}");
+    assert!(e.message.contains("`compose_service`"), "{e}");
+    let e = parse(
+        &file,
+        &text.replace("[[request]]", "[deps.db]\nkind = \"postgres\"\n[[request]]"),
+    )
+    .unwrap_err();
+    assert_eq!(e.line, Some(6), "{e}");
+    assert!(e.message.contains("dependencies there"), "{e}");
+    // A compose file the YAML parser refuses: its own line and column in the message.
+    std::fs::write(dir.path().join("compose.yaml"), "services:\n  api: [\n").unwrap();
+    let e = parse(&file, &text).unwrap_err();
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.message.contains("compose.yaml:"), "{e}");
+}

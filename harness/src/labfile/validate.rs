@@ -143,6 +143,19 @@ impl Validator<'_> {
                 "give [service] a `command` so the lab starts it with the dependencies' addresses, or remove [deps]",
             ));
         }
+        if let Start::Container(c) = &service.start
+            && let crate::labfile::ImageSource::Compose(compose) = &c.image
+            && let Some((name, _)) = raw.deps.iter().next()
+        {
+            return Err(self.err(
+                name.span(),
+                format!(
+                    "a service from a compose file has its dependencies there: {} starts them",
+                    compose.file.display()
+                ),
+                "remove [deps]; container faults name the compose services (target = \"db\")",
+            ));
+        }
         let mut deps = BTreeMap::new();
         for (name, dep) in raw.deps {
             let d = self.dependency(name.get_ref(), dep)?;
@@ -218,7 +231,8 @@ impl Validator<'_> {
             self.scope.deps.insert(name.get_ref().clone(), kind);
         }
         let service = raw.service.get_ref();
-        self.scope.container = service.image.is_some() || service.build.is_some();
+        self.scope.container =
+            service.image.is_some() || service.build.is_some() || service.compose.is_some();
         for l in &service.listeners {
             if !is_name(l.get_ref()) {
                 return Err(self.err(

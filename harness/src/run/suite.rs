@@ -300,6 +300,15 @@ pub async fn lab_options(
             Arc::new(lab)
         }
     };
+    // A compose file needs its tool: said in one line before any lab starts.
+    if let crate::labfile::Start::Container(c) = &lab_file.service.start
+        && let crate::labfile::ImageSource::Compose(source) = &c.image
+    {
+        crate::docker::compose::Tool::find().await.map_err(|e| {
+            eprintln!("error: {}: {e}", source.file.display());
+            EXIT_LAB
+        })?;
+    }
     Ok(LabOptions {
         lab_file,
         extra_args: target_args,

@@ -56,6 +56,8 @@ impl Validator<'_> {
                 ));
             }
             ImageSource::Build(path)
+        } else if let Some(file) = &s.compose {
+            ImageSource::Compose(self.compose(file, s)?)
         } else {
             return Err(self.err(
                 0..0,
@@ -107,6 +109,33 @@ impl Validator<'_> {
                 .map(|d| self.duration(d))
                 .transpose()?
                 .unwrap_or(Duration::from_secs(10)),
+        })
+    }
+
+    /// The compose file and the service under test in it (`compose_service`).
+    fn compose(
+        &self,
+        file: &Str,
+        s: &RawService,
+    ) -> Result<crate::labfile::ComposeSource, LabFileError> {
+        let path = self.existing(file, "compose file")?;
+        let Some(service) = &s.compose_service else {
+            return Err(self.err(
+                file.span(),
+                "a service from a compose file needs `compose_service`: which of its services is the one under test",
+                "compose_service = \"web\"",
+            ));
+        };
+        let text = crate::textfile::read_capped(&path)
+            .map_err(|e| self.err(file.span(), format!("{}: {e}", path.display()), ""))?;
+        crate::labfile::compose::read(&path, &text, service.get_ref()).map_err(|e| {
+            // An unknown service is the lab file's mistake; anything else the compose file's.
+            let at = if e.contains(": no service `") {
+                service.span()
+            } else {
+                file.span()
+            };
+            self.err(at, e, "")
         })
     }
 

@@ -121,6 +121,7 @@ impl Validator<'_> {
             ("url", s.url.as_ref().map(|v| v.span())),
             ("image", s.image.as_ref().map(|v| v.span())),
             ("build", s.build.as_ref().map(|v| v.span())),
+            ("compose", s.compose.as_ref().map(|v| v.span())),
         ]
         .into_iter()
         .filter_map(|(k, at)| Some((k, at?)))
@@ -130,21 +131,34 @@ impl Validator<'_> {
                 return Err(self.err(
                     span,
                     "[service] says neither how to start it nor where it runs",
-                    "add command = [\"program\", \"arg\"], url = \"http://127.0.0.1:8000\", image = \"name:tag\" or build = \"Dockerfile\"",
+                    "add command = [\"program\", \"arg\"], url = \"http://127.0.0.1:8000\", image = \"name:tag\", build = \"Dockerfile\" or compose = \"compose.yaml\"",
                 ));
             }
             [(first, _), (second, at), ..] => {
                 return Err(self.err(
                     at.clone(),
                     format!(
-                        "a service has one of `command`, `url`, `image` and `build`, not both `{first}` and `{second}`"
+                        "a service has one of `command`, `url`, `image`, `build` and `compose`, not both `{first}` and `{second}`"
                     ),
-                    "`command` for a process the lab starts, `url` for one already running, `image` or `build` for a container",
+                    "`command` for a process the lab starts, `url` for one already running, `image` or `build` for a container, `compose` for a service of a compose file",
                 ));
             }
             [_] => {}
         }
-        if s.container_port.is_some() && s.image.is_none() && s.build.is_none() {
+        if s.compose.is_none()
+            && let Some(name) = &s.compose_service
+        {
+            return Err(self.err(
+                name.span(),
+                "`compose_service` names a service of the compose file in `compose`",
+                "add compose = \"compose.yaml\", or remove it",
+            ));
+        }
+        if s.container_port.is_some()
+            && s.image.is_none()
+            && s.build.is_none()
+            && s.compose.is_none()
+        {
             let at = s.container_port.as_ref().map(|p| p.span()).unwrap_or(span);
             return Err(self.err(
                 at,
