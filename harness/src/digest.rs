@@ -448,6 +448,7 @@ mod tests {
         rec.request_ids = crate::record::RequestIds {
             header: "x-correlation-id".into(),
             field: "trace".into(),
+            ..Default::default()
         };
         let mut failed = request(500, 2500.0, "GET /x", Some(503), 3.0);
         if let Outcome::Response { headers, .. } = &mut failed.outcome {

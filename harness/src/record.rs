@@ -135,11 +135,18 @@ pub struct Recording {
 }
 
 /// Where a service puts the id of each request: a response header (its lower-case name, the
-/// one records keep it under), and a field of its JSON log lines.
+/// one records keep it under), and a field of its JSON log lines; and the field that gives a
+/// line's level (an error must be logged at ERROR or WARN).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestIds {
     pub header: String,
     pub field: String,
+    #[serde(default = "level_field")]
+    pub level: String,
+}
+
+fn level_field() -> String {
+    "level".into()
 }
 
 impl Default for RequestIds {
@@ -147,6 +154,7 @@ impl Default for RequestIds {
         RequestIds {
             header: "x-request-id".into(),
             field: "request_id".into(),
+            level: level_field(),
         }
     }
 }

@@ -5,10 +5,11 @@ use super::common::{MAX_EXAMPLES, errors, fail, pass, request_evidence};
 use crate::record::{LogRecord, Phase, Recording, RequestRecord};
 use crate::verdict::CheckResult;
 
-fn is_error_log(l: &LogRecord) -> bool {
+/// Logged at ERROR or WARN, in the service's level field (`level_field`).
+fn is_error_log(l: &LogRecord, level: &str) -> bool {
     matches!(
-        l.field("level").map(str::to_ascii_uppercase).as_deref(),
-        Some("ERROR" | "WARN")
+        l.field(level).map(str::to_ascii_uppercase).as_deref(),
+        Some("ERROR" | "WARN" | "WARNING")
     )
 }
 
@@ -33,8 +34,11 @@ pub fn request_id(rec: &Recording, phase: Phase, reqs: &[&RequestRecord]) -> Che
         .iter()
         .copied()
         .filter(|r| {
-            rec.request_id(r)
-                .is_some_and(|id| !rec.logs_for(id).iter().any(|l| is_error_log(l)))
+            rec.request_id(r).is_some_and(|id| {
+                !rec.logs_for(id)
+                    .iter()
+                    .any(|l| is_error_log(l, &rec.request_ids.level))
+            })
         })
         .collect();
     if missing.is_empty() && unlogged.is_empty() {

@@ -261,6 +261,7 @@ fn request_ids_are_looked_for_in_the_services_own_log_field() {
     r.request_ids = RequestIds {
         header: "x-request-id".into(),
         field: "trace".into(),
+        ..Default::default()
     };
     // The line names the id under `request_id`, not under the service's `trace`.
     let c = request_id(&r, Phase::Fault, &refs(&r));
@@ -285,6 +286,7 @@ fn request_ids_in_another_header_are_checked_by_that_header() {
     let correlation = RequestIds {
         header: "x-correlation-id".into(),
         field: "request_id".into(),
+        ..Default::default()
     };
     // A success as the load records one: no header kept, the request id noted.
     let noted = |seen: bool| RequestRecord {
@@ -340,6 +342,7 @@ fn request_ids_in_another_header_are_checked_by_that_header() {
     r.request_ids = RequestIds {
         header: "x-correlation-id".into(),
         field: "trace".into(),
+        ..Default::default()
     };
     let json = serde_json::json!({"level": "INFO", "message": "answered", "trace": "c1"});
     r.logs.push(LogRecord {
@@ -749,4 +752,23 @@ fn a_lab_file_s_leak_patterns_fail_no_leaks_where_the_built_in_ones_do_not() {
     let c = no_leaks_with(&r, Phase::Fault, &refs(&r), &own);
     assert_eq!(c.verdict, Verdict::Fail);
     assert!(c.summary.contains("db-primary-7"), "{}", c.summary);
+}
+
+/// A service that logs its level under `severity` (the lab file's `level_field`): its error
+/// lines are found there, Python's `WARNING` counts as a warning, and without the setting the
+/// same lines are not taken for error lines.
+#[test]
+fn error_lines_are_read_from_the_services_own_level_field() {
+    let mut r = rec(vec![problem(500, "abc")]);
+    let json = serde_json::json!({"severity": "WARNING", "message": "failed", "request_id": "abc"});
+    r.logs.push(LogRecord {
+        at_ms: 0.0,
+        line: json.to_string(),
+        json: Some(json),
+    });
+    let c = request_id(&r, Phase::Fault, &refs(&r));
+    assert_eq!(c.verdict, Verdict::Fail, "no `level` field: {}", c.summary);
+    r.request_ids.level = "severity".into();
+    let c = request_id(&r, Phase::Fault, &refs(&r));
+    assert_eq!(c.verdict, Verdict::Pass, "{}", c.summary);
 }

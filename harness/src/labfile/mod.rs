@@ -62,6 +62,7 @@ impl LabFile {
         crate::record::RequestIds {
             header: self.service.logs.request_id_header.to_ascii_lowercase(),
             field: self.service.logs.request_id_field.clone(),
+            level: self.service.logs.level_field.clone(),
         }
     }
 

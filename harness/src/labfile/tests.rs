@@ -266,7 +266,8 @@ fn the_request_id_header_is_kept_in_lower_case_and_a_framing_header_is_refused_w
         lab.request_ids(),
         crate::record::RequestIds {
             header: "x-correlation-id".into(),
-            field: "rid".into()
+            field: "rid".into(),
+            level: "level".into(),
         }
     );
     let text = GOOD.replace(
