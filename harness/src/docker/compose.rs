@@ -148,16 +148,30 @@ pub fn override_file(
     serde_json::to_string_pretty(&Value::Object(top)).unwrap_or_default()
 }
 
-/// The images the compose file names for services without a `build:` section: they must be in
-/// the engine already (nothing is pulled). Read from the tool's own rendering of the files.
-async fn required_images(project: &Project) -> Result<Vec<(String, String)>, DockerError> {
+/// What a project needs of the engine before `up`: each service's `image:` that no `build:`
+/// section makes (by service), and the Dockerfile of each `build:` section.
+async fn required_images(
+    project: &Project,
+) -> Result<(Vec<(String, String)>, Vec<PathBuf>), DockerError> {
     let out = project.run(&["config"], Duration::from_secs(60)).await?;
     let doc: yaml_serde::Value = yaml_serde::from_str(&out)
         .map_err(|e| DockerError::Invalid(format!("compose config: {e}")))?;
     let mut images = Vec::new();
+    let mut dockerfiles = Vec::new();
     if let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) {
         for (name, s) in services {
-            if s.get("build").is_some() {
+            if let Some(build) = s.get("build") {
+                // `build: DIR`, or `build: {context: DIR, dockerfile: FILE}`.
+                let (context, file) = match build.as_str() {
+                    Some(dir) => (Some(dir), None),
+                    None => (
+                        build.get("context").and_then(|c| c.as_str()),
+                        build.get("dockerfile").and_then(|f| f.as_str()),
+                    ),
+                };
+                if let Some(context) = context {
+                    dockerfiles.push(Path::new(context).join(file.unwrap_or("Dockerfile")));
+                }
                 continue;
             }
             if let (Some(name), Some(image)) =
@@ -167,7 +181,23 @@ async fn required_images(project: &Project) -> Result<Vec<(String, String)>, Doc
             }
         }
     }
-    Ok(images)
+    Ok((images, dockerfiles))
+}
+
+/// Builds the project's own images a compose file names, as `--backend docker` does on first
+/// use (nothing is pulled): `fivehundred/postgres:15` by `image:`, the Debian base under a
+/// `build:` section's `FROM`. Whether `image` is one of them.
+async fn ensure_own(engine: &Engine, image: &str) -> Result<bool, DockerError> {
+    let progress = |line: &str| eprintln!("  {line}");
+    if image == super::image::POSTGRES_IMAGE {
+        super::image::ensure_postgres(engine, &progress).await?;
+        Ok(true)
+    } else if image == super::image::base_image() {
+        super::image::ensure_base(engine, &progress).await?;
+        Ok(true)
+    } else {
+        Ok(false)
+    }
 }
 
 impl Project {
@@ -194,11 +224,29 @@ impl Project {
                 DockerError::io(format!("write {}", override_path.display()))(e),
             ));
         }
-        let images = match required_images(&project).await {
+        let (images, dockerfiles) = match required_images(&project).await {
             Ok(i) => i,
             Err(e) => return Err((project, e)),
         };
+        // A Dockerfile on the project's own Debian base gets the base built first.
+        for file in &dockerfiles {
+            let from_base = std::fs::read_to_string(file).is_ok_and(|text| {
+                text.lines().any(|l| {
+                    let mut words = l.split_whitespace();
+                    words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
+                        && words.next() == Some(super::image::base_image().as_str())
+                })
+            });
+            if from_base && let Err(e) = ensure_own(engine, &super::image::base_image()).await {
+                return Err((project, e));
+            }
+        }
         for (service, image) in images {
+            match ensure_own(engine, &image).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => return Err((project, e)),
+            }
             match engine.api().inspect_image(&image).await {
                 Ok(_) => {}
                 Err(e) if super::is_not_found(&e) => {
