@@ -134,7 +134,7 @@ impl Parts {
 /// target-app), and the same file with target-app as a process: `command` in place of `build`
 /// and `container_port`. Both are read and checked like any lab file.
 fn lab_files(dir: &Path, program: &Path) -> Result<(Arc<LabFile>, Arc<LabFile>), String> {
-    let example = crate::lab_rows::workspace().join("examples/target-app-docker");
+    let example = crate::tools::workspace().join("examples/target-app-docker");
     let context = dir.join("target-app-docker");
     std::fs::create_dir_all(&context).map_err(|e| e.to_string())?;
     for file in ["fivehundred.toml", "Dockerfile"] {

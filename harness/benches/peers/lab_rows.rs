@@ -15,7 +15,7 @@ use fivehundred::monitoring::{AlertStatus, Monitoring, MonitoringOptions};
 use fivehundred::record::Recorder;
 
 use crate::table::{Better, Row};
-use crate::tools;
+use crate::tools::{self, workspace};
 
 pub async fn rows(reps: usize, breakdown: bool) -> Vec<Row> {
     let mut rows = Vec::new();
@@ -39,13 +39,6 @@ pub async fn rows(reps: usize, breakdown: bool) -> Vec<Row> {
     }
     rows.push(time_to_detect(reps).await);
     rows
-}
-
-pub fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace")
-        .to_path_buf()
 }
 
 /// Builds target-app in release mode (cargo bench builds only this package) and returns it.

@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 use fivehundred::install::{self, Need};
 
 /// Whether the peer can run; `Err` names what is missing, for its row.
+/// The workspace's root (the checkout).
+pub fn workspace() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace")
+        .to_path_buf()
+}
+
 pub fn available(needs: &[Need]) -> Result<(), String> {
     install::ensure(needs)
 }

@@ -414,17 +414,29 @@ async fn start_container(
             ),
         },
     );
+    let lab_values = host_values(&c, spec, &ports, base);
+    Ok((c, lab_values))
+}
+
+/// The values the lab's own URLs are filled with for a container service: its published port
+/// and listeners on this machine.
+fn host_values(
+    c: &super::container::ServiceContainer,
+    spec: &crate::labfile::ContainerSpec,
+    ports: &[u16],
+    base: &LabBase,
+) -> Values {
     let host_port = c
         .base_url
         .rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
-    let mut lab_values = Values::new(HOST, host_port, &base.data_dir, &base.admin_token);
-    for (name, port) in spec.listeners.iter().zip(&ports) {
-        lab_values.listener(name, HOST, *port);
+    let mut values = Values::new(HOST, host_port, &base.data_dir, &base.admin_token);
+    for (name, port) in spec.listeners.iter().zip(ports) {
+        values.listener(name, HOST, *port);
     }
-    Ok((c, lab_values))
+    values
 }
 
 /// The service as a service of its compose file, with the rest of the project: its `env`
@@ -479,16 +491,7 @@ async fn start_compose(
             source.service, c.container.name
         ),
     );
-    let host_port = c
-        .base_url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    let mut lab_values = Values::new(HOST, host_port, &base.data_dir, &base.admin_token);
-    for (name, port) in spec.listeners.iter().zip(&ports) {
-        lab_values.listener(name, HOST, *port);
-    }
+    let lab_values = host_values(&c, spec, &ports, base);
     Ok((c, lab_values))
 }
 
