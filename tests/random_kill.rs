@@ -3,8 +3,9 @@
 //! `RANDOM_KILL_SEED` to replay), `recover` runs, and nothing of the run may remain: no process,
 //! no mount in any namespace, no cgroup, no changed file mode, no directory, no state.
 //!
-//! One kill per scenario keeps the test bounded (16 kills, a few minutes); it takes both cores,
-//! so nextest runs it alone (`.config/nextest.toml`, group `machine-alone`).
+//! One kill per scenario keeps the test bounded (16 kills, three runs at a time, about two
+//! minutes); it takes both cores, so nextest gives it every slot and starts it first
+//! (`.config/nextest.toml`).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -175,6 +176,68 @@ fn leftovers(run: &Run, controller: u32, seen: &[serde_json::Value]) -> Vec<Stri
     left
 }
 
+/// How many runs are in flight at once: each is a lab killed within half a minute, mostly idle
+/// while it lives, so three side by side keep two cores busy without starving each other.
+const AT_ONCE: usize = 3;
+
+/// One scenario's run, killed at `at` (unless it ended first), then `recover`. Returns whether it
+/// was killed, and what it left behind (empty when nothing).
+fn kill_and_recover(scenario: &str, at: Duration, seed: u64) -> (bool, Vec<String>) {
+    let run = Run::new();
+    let mut child = run
+        .command(&["run", scenario, "--seed", &seed.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let controller = child.id();
+    let start = Instant::now();
+    // The journal is read up to the kill: a run that ends normally deletes it.
+    let mut seen = Vec::new();
+    let exited = loop {
+        let now = entries(run.state.path());
+        if now.len() >= seen.len() {
+            seen = now;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() >= at {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if exited.is_none() {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(controller as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        child.wait().unwrap();
+    }
+    let now = entries(run.state.path());
+    if now.len() >= seen.len() {
+        seen = now;
+    }
+    let out = run.command(&["recover"]).output().unwrap();
+    if !out.status.success() {
+        return (
+            exited.is_none(),
+            vec![format!("recover failed: {}", explain(&out))],
+        );
+    }
+    // What died with the controller is reaped by the kernel in a moment, not at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let left = loop {
+        let left = leftovers(&run, controller, &seen);
+        if left.is_empty() || Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    (exited.is_none(), left)
+}
+
 #[test]
 fn sixteen_runs_killed_at_random_moments_leave_nothing_behind_after_recover() {
     assert!(
@@ -189,91 +252,50 @@ fn sixteen_runs_killed_at_random_moments_leave_nothing_behind_after_recover() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let only = std::env::var("RANDOM_KILL_ONLY").ok();
     let before = modes();
-    let (mut killed, mut finished) = (0, 0);
-    let mut failures = Vec::new();
-    for scenario in catalogue() {
-        // Drawn for every scenario, so a filter replays the same moments.
-        let at = rng.random_range(Duration::from_millis(200)..LATEST_KILL);
-        if only
-            .as_deref()
-            .is_some_and(|o| !o.split(',').any(|n| n == scenario))
-        {
-            continue;
+    // A moment is drawn for every scenario, so a filter replays the same moments.
+    let runs: Vec<(String, Duration)> = catalogue()
+        .into_iter()
+        .map(|s| {
+            let at = rng.random_range(Duration::from_millis(200)..LATEST_KILL);
+            (s, at)
+        })
+        .filter(|(s, _)| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|n| n == s))
+        })
+        .collect();
+    let queue = std::sync::Mutex::new(runs.into_iter());
+    let outcomes = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..AT_ONCE {
+            scope.spawn(|| {
+                loop {
+                    let Some((scenario, at)) = queue.lock().unwrap().next() else {
+                        break;
+                    };
+                    let (killed, left) = kill_and_recover(&scenario, at, seed);
+                    eprintln!(
+                        "{scenario}: {} at {at:?}, recovered{}",
+                        if killed { "killed" } else { "finished before its kill" },
+                        if left.is_empty() { "" } else { ", with leftovers" }
+                    );
+                    outcomes.lock().unwrap().push((scenario, at, killed, left));
+                }
+            });
         }
-        let run = Run::new();
-        let mut child = run
-            .command(&["run", &scenario, "--seed", &seed.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let controller = child.id();
-        let start = Instant::now();
-        // The journal is read up to the kill: a run that ends normally deletes it.
-        let mut seen = Vec::new();
-        let exited = loop {
-            let now = entries(run.state.path());
-            if now.len() >= seen.len() {
-                seen = now;
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                break Some(status);
-            }
-            if start.elapsed() >= at {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        match exited {
-            Some(_) => finished += 1,
-            None => {
-                nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(controller as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                )
-                .unwrap();
-                child.wait().unwrap();
-                killed += 1;
-            }
-        }
-        let now = entries(run.state.path());
-        if now.len() >= seen.len() {
-            seen = now;
-        }
-        let out = run.command(&["recover"]).output().unwrap();
-        if !out.status.success() {
-            failures.push(format!(
-                "{scenario} (killed at {at:?}): recover failed: {}",
-                explain(&out)
-            ));
-            continue;
-        }
-        // What died with the controller is reaped by the kernel in a moment, not at once.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let left = loop {
-            let left = leftovers(&run, controller, &seen);
-            if left.is_empty() || Instant::now() > deadline {
-                break left;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        if !left.is_empty() {
-            failures.push(format!("{scenario} (killed at {at:?}) left: {left:?}"));
-        }
-        let after = modes();
-        if after != before {
-            failures.push(format!(
-                "{scenario}: file modes changed: {before:?} -> {after:?}"
-            ));
-        }
-        eprintln!(
-            "{scenario}: {} at {at:?}, recovered",
-            if exited.is_some() {
-                "finished before its kill"
-            } else {
-                "killed"
-            }
-        );
+    });
+    let outcomes = outcomes.into_inner().unwrap();
+    let killed = outcomes.iter().filter(|o| o.2).count();
+    let finished = outcomes.len() - killed;
+    let mut failures: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !o.3.is_empty())
+        .map(|(scenario, at, _, left)| format!("{scenario} (killed at {at:?}) left: {left:?}"))
+        .collect();
+    // Checked once all runs are over: a mode a run changed stays changed, whichever run it was.
+    let after = modes();
+    if after != before {
+        failures.push(format!("file modes changed: {before:?} -> {after:?}"));
     }
     eprintln!(
         "random-kill seed {seed}: {killed} kills survived, {finished} runs finished before their moment, {} failures",

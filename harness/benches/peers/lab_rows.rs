@@ -1,9 +1,9 @@
-//! Lab rows: how long a lab takes to start, what target-app's protections cost, how fast an
-//! alert reaches the harness, and how long the whole catalogue takes.
+//! Lab rows: how long a lab takes to start, what target-app's protections cost, and how fast an
+//! alert reaches the harness.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -42,7 +42,7 @@ pub async fn rows(reps: usize, breakdown: bool) -> Vec<Row> {
 }
 
 /// Builds target-app in release mode (cargo bench builds only this package) and returns it.
-fn target_app() -> Result<PathBuf, String> {
+pub fn target_app() -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args([
@@ -260,109 +260,6 @@ async fn labs(reps: usize, program: &Path, breakdown: bool) -> Vec<Row> {
         });
     }
     rows
-}
-
-/// `fivehundred run` over the catalogue, one lab at a time and then two at a time: the second
-/// row's ratio is how far the suite's time comes down when labs run in parallel.
-pub fn suite_rows() -> Vec<Row> {
-    let measure =
-        |jobs: u16| format!("`fivehundred run --jobs {jobs}`, whole catalogue, wall time");
-    let program = match target_app() {
-        Ok(p) => p,
-        Err(e) => {
-            return vec![
-                Row::new("suite time", &measure(1), "s", Better::Lower, "report")
-                    .note(format!("target-app not built: {e}")),
-            ];
-        }
-    };
-    let mut rows: Vec<Row> = Vec::new();
-    let mut by_part: Vec<Row> = Vec::new();
-    for jobs in [1u16, 2] {
-        eprintln!("bench: the whole catalogue, --jobs {jobs} (minutes)…");
-        let reports = tempfile::tempdir().expect("a temporary directory");
-        let started = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_fivehundred"))
-            .args(["run", "--jobs", &jobs.to_string(), "--target-bin"])
-            .arg(&program)
-            .arg("--report-dir")
-            .arg(reports.path())
-            .current_dir(workspace())
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output();
-        let took = started.elapsed().as_secs_f64();
-        // The first row, one lab at a time, is what the second is compared with.
-        let one_lab = rows.first().and_then(|r| r.ours.as_ref()).map(|s| s.median);
-        let goal = if one_lab.is_some() {
-            "below one lab at a time"
-        } else {
-            "report"
-        };
-        let row = Row::new("suite time", &measure(jobs), "s", Better::Lower, goal);
-        let row = match out {
-            Ok(out) => {
-                // A run that failed a check still took its time; the note names what failed.
-                let failed: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("FAIL"))
-                    .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
-                    .collect();
-                let verdict = match out.status.code() {
-                    Some(0) => "every scenario passed".to_string(),
-                    Some(1) => format!("failed: {}", failed.join(", ")),
-                    other => format!("exit code {}", other.unwrap_or(-1)),
-                };
-                // Where the time went, summed over the scenarios (with two labs at a time the
-                // sum exceeds the wall time).
-                let parts = match crate::phases::catalogue_parts(reports.path()) {
-                    Ok((sums, n)) => {
-                        if jobs == 1 {
-                            by_part = part_rows(&sums, took);
-                        }
-                        format!("{n} scenarios: {}", crate::phases::describe(&sums))
-                    }
-                    Err(e) => format!("no breakdown: {e}"),
-                };
-                let row = row.ours(&[took]).note(verdict).note(parts);
-                match one_lab {
-                    Some(t) => {
-                        let row = row.peer("`--jobs 1`", &[t]);
-                        let met = row.ratio.map(|r| r < 1.0);
-                        Row { met, ..row }
-                    }
-                    None => row,
-                }
-            }
-            Err(e) => row.note(format!("cannot run fivehundred: {e}")),
-        };
-        rows.push(row);
-    }
-    rows.extend(by_part);
-    rows
-}
-
-/// One row per part of a scenario's run, summed over the catalogue run one lab at a time, with
-/// its share of the wall time.
-fn part_rows(sums: &std::collections::BTreeMap<&'static str, f64>, wall: f64) -> Vec<Row> {
-    crate::phases::PARTS
-        .iter()
-        .map(|part| {
-            let secs = sums.get(part).copied().unwrap_or(0.0);
-            Row::new(
-                "suite time by part",
-                &format!("{part}, summed over the catalogue, `--jobs 1`"),
-                "s",
-                Better::Lower,
-                "report",
-            )
-            .ours(&[secs])
-            .note(format!(
-                "{:.0} % of the wall time",
-                100.0 * secs / wall.max(1e-9)
-            ))
-        })
-        .collect()
 }
 
 /// An alert's notification delay, measured on the lab's real Prometheus and Alertmanager with a

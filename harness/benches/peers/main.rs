@@ -11,7 +11,8 @@
 //! Arguments (after `cargo bench -p fivehundred --bench peers --`):
 //! - `--reps N`: repetitions per figure (default 5);
 //! - `--only GROUP[,GROUP]`: some of the groups `proxy`, `load`, `lab` and `suite` (the whole
-//!   catalogue run twice, about a quarter of an hour on 2 cores); all of them by default;
+//!   catalogue with its defaults, with its protections off, and one lab at a time, about ten
+//!   minutes on 2 cores); all of them by default;
 //! - `--protections-breakdown`: also measure target-app with one protection on at a time.
 //!
 //! The bench runs itself as helper processes: `--serve-http` (the HTTP server every load
@@ -28,6 +29,7 @@ mod oha;
 mod phases;
 mod proxy_rows;
 mod server;
+mod suite_rows;
 mod table;
 mod tools;
 
@@ -131,7 +133,7 @@ fn main() {
     if wants("suite") {
         // Child processes only: no runtime needed.
         eprintln!("bench: suite rows…");
-        rows.extend(lab_rows::suite_rows());
+        rows.extend(suite_rows::rows());
     }
     let table = table::markdown(&rows);
     let machine = machine();

@@ -80,12 +80,13 @@ pub fn project_name(run: &RunId) -> String {
 
 /// The override file (JSON, which compose reads as YAML): the run's labels on every service,
 /// network (the default one too) and volume the file makes; on the service under test its
-/// environment (`env`, over the file's) and its port published on an ephemeral port of
-/// 127.0.0.1, and each of `same_ports` on the same port number there.
+/// environment (`env`, over the file's) and its port published on `host_port` of 127.0.0.1 (a
+/// port chosen up front, not an ephemeral one: the engine would choose another when the crash
+/// fault starts the container again), and each of `same_ports` on the same port number there.
 pub fn override_file(
     source: &ComposeSource,
     run: &RunId,
-    container_port: u16,
+    (container_port, host_port): (u16, u16),
     same_ports: &[u16],
     env: &[(String, String)],
 ) -> String {
@@ -101,7 +102,9 @@ pub fn override_file(
         let mut s = Map::new();
         s.insert("labels".into(), Value::Object(labels.clone()));
         if *name == source.service {
-            let mut ports = vec![Value::String(format!("127.0.0.1::{container_port}"))];
+            let mut ports = vec![Value::String(format!(
+                "127.0.0.1:{host_port}:{container_port}"
+            ))];
             ports.extend(
                 same_ports
                     .iter()
@@ -384,7 +387,7 @@ mod tests {
         let text = override_file(
             &source(),
             &run,
-            8080,
+            (8080, 41234),
             &[9091],
             &[("APP_LISTEN".into(), "0.0.0.0:8080".into())],
         );
@@ -404,7 +407,7 @@ mod tests {
         }
         assert_eq!(
             doc["services"]["web"]["ports"],
-            json!(["127.0.0.1::8080", "127.0.0.1:9091:9091"])
+            json!(["127.0.0.1:41234:8080", "127.0.0.1:9091:9091"])
         );
         assert_eq!(
             doc["services"]["web"]["environment"]["APP_LISTEN"],
@@ -431,7 +434,7 @@ mod tests {
         s.version = None;
         s.volumes.clear();
         let run = RunId::new("r1").unwrap();
-        let doc: Value = serde_json::from_str(&override_file(&s, &run, 80, &[], &[])).unwrap();
+        let doc: Value = serde_json::from_str(&override_file(&s, &run, (80, 41234), &[], &[])).unwrap();
         assert!(doc.get("version").is_none());
         assert!(doc.get("volumes").is_none());
         assert!(doc["services"]["web"].get("environment").is_none());

@@ -475,7 +475,7 @@ fn create_body(run: &RunId, spec: &ContainerSpec, ports: &[(u16, u16)]) -> Conta
 
 /// Free ports on 127.0.0.1, chosen by the kernel. Chosen here rather than by the engine because
 /// the engine picks a new one at each restart, and a fault restarts containers.
-fn free_ports(n: usize) -> Result<Vec<u16>, DockerError> {
+pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>, DockerError> {
     // All bound at once so the kernel cannot hand out the same port twice.
     let listeners = (0..n)
         .map(|_| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))

@@ -217,10 +217,14 @@ impl ServiceContainer {
             run: run.as_str().to_string(),
         });
         let started = std::time::Instant::now();
+        let host_port = match crate::docker::container::free_ports(1) {
+            Ok(p) => p[0],
+            Err(e) => return Err(failed(&e)),
+        };
         let text = crate::docker::compose::override_file(
             source,
             &run,
-            spec.container_port,
+            (spec.container_port, host_port),
             listener_ports,
             &env,
         );
