@@ -4,7 +4,7 @@
 //! no mount in any namespace, no cgroup, no changed file mode, no directory, no state.
 //!
 //! One kill per scenario keeps the test bounded (16 kills, three runs at a time, about two
-//! minutes); it takes both cores, so nextest gives it every slot and starts it first
+//! minutes); three labs load both cores, so nextest counts it as two tests and starts it early
 //! (`.config/nextest.toml`).
 
 use std::collections::BTreeMap;
@@ -259,10 +259,7 @@ fn sixteen_runs_killed_at_random_moments_leave_nothing_behind_after_recover() {
             let at = rng.random_range(Duration::from_millis(200)..LATEST_KILL);
             (s, at)
         })
-        .filter(|(s, _)| {
-            only.as_deref()
-                .is_none_or(|o| o.split(',').any(|n| n == s))
-        })
+        .filter(|(s, _)| only.as_deref().is_none_or(|o| o.split(',').any(|n| n == s)))
         .collect();
     let queue = std::sync::Mutex::new(runs.into_iter());
     let outcomes = std::sync::Mutex::new(Vec::new());
@@ -276,8 +273,16 @@ fn sixteen_runs_killed_at_random_moments_leave_nothing_behind_after_recover() {
                     let (killed, left) = kill_and_recover(&scenario, at, seed);
                     eprintln!(
                         "{scenario}: {} at {at:?}, recovered{}",
-                        if killed { "killed" } else { "finished before its kill" },
-                        if left.is_empty() { "" } else { ", with leftovers" }
+                        if killed {
+                            "killed"
+                        } else {
+                            "finished before its kill"
+                        },
+                        if left.is_empty() {
+                            ""
+                        } else {
+                            ", with leftovers"
+                        }
                     );
                     outcomes.lock().unwrap().push((scenario, at, killed, left));
                 }

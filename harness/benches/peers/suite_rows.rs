@@ -54,11 +54,10 @@ impl SuiteRun {
                 .ok()
                 .map(|m| m.len() as f64 / 1e6)
         };
-        let report: serde_json::Value =
-            std::fs::read_to_string(reports.path().join("report.json"))
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or_default();
+        let report: serde_json::Value = std::fs::read_to_string(reports.path().join("report.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
         let verdicts = report["scenarios"]
             .as_array()
             .into_iter()
@@ -106,7 +105,8 @@ impl SuiteRun {
         format!(
             "{}; exit code {}",
             parts.join(", "),
-            self.code.map_or("none (a signal)".into(), |c| c.to_string())
+            self.code
+                .map_or("none (a signal)".into(), |c| c.to_string())
         )
     }
 }
@@ -117,9 +117,8 @@ pub fn rows() -> Vec<Row> {
         Ok(p) => p,
         Err(e) => {
             return vec![
-                Row::new("suite time", default, "s", Better::Lower, "").note(format!(
-                    "target-app not built: {e}"
-                )),
+                Row::new("suite time", default, "s", Better::Lower, "")
+                    .note(format!("target-app not built: {e}")),
             ];
         }
     };
@@ -168,9 +167,11 @@ pub fn rows() -> Vec<Row> {
                     "{:.0} % of the scenarios' time",
                     100.0 * secs / total.max(1e-9)
                 ));
-                if let Ok((peer_sums, _)) = one_at_a_time.as_ref().map_err(|_| ()).and_then(|r| {
-                    r.parts.as_ref().map_err(|_| ())
-                }) {
+                if let Ok((peer_sums, _)) = one_at_a_time
+                    .as_ref()
+                    .map_err(|_| ())
+                    .and_then(|r| r.parts.as_ref().map_err(|_| ()))
+                {
                     row = row.peer(peer, &[peer_sums.get(part).copied().unwrap_or(0.0)]);
                 }
                 rows.push(row);
@@ -223,9 +224,9 @@ pub fn rows() -> Vec<Row> {
         Ok(r) => {
             let failed = r.named("fail").len();
             let with_protection = r.verdicts.len() - r.named("skip").len();
-            let mut row = row
-                .ours(&[failed as f64])
-                .note(format!("{:.0} s; {}", r.secs, r.verdict_note()));
+            let mut row =
+                row.ours(&[failed as f64])
+                    .note(format!("{:.0} s; {}", r.secs, r.verdict_note()));
             row.met = Some(with_protection > 0 && failed == with_protection);
             row
         }

@@ -434,7 +434,8 @@ mod tests {
         s.version = None;
         s.volumes.clear();
         let run = RunId::new("r1").unwrap();
-        let doc: Value = serde_json::from_str(&override_file(&s, &run, (80, 41234), &[], &[])).unwrap();
+        let doc: Value =
+            serde_json::from_str(&override_file(&s, &run, (80, 41234), &[], &[])).unwrap();
         assert!(doc.get("version").is_none());
         assert!(doc.get("volumes").is_none());
         assert!(doc["services"]["web"].get("environment").is_none());
