@@ -140,6 +140,12 @@ pub fn rows() -> Vec<Row> {
         Err(e) => return vec![time.note(e)],
     };
     let mut time = time.ours(&[ours.secs]).note(ours.verdict_note());
+    if let Ok((sums, n)) = &ours.parts {
+        time = time.note(format!(
+            "summed over {n} scenarios: {}",
+            crate::phases::describe(sums)
+        ));
+    }
     if let Ok(peer_run) = &one_at_a_time {
         time = time
             .peer(peer, &[peer_run.secs])
