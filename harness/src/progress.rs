@@ -11,7 +11,17 @@ pub struct Progress {
     phase: std::sync::Mutex<String>,
 }
 
+/// The phase a run reports while it waits for its alerts to resolve, its load over.
+pub const ALERTS_RESOLVING: &str = "waiting for alerts to resolve";
+/// The phase a run reports while its lab is taken down.
+pub const TEARING_DOWN: &str = "tearing down";
+
 impl Progress {
+    /// Whether the run's load is over: it waits for alerts or tears its lab down.
+    pub fn load_over(&self) -> bool {
+        [ALERTS_RESOLVING, TEARING_DOWN].contains(&self.phase().as_str())
+    }
+
     pub fn phase(&self) -> String {
         self.phase.lock().map(|p| p.clone()).unwrap_or_default()
     }

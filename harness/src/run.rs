@@ -97,7 +97,7 @@ pub async fn run_scenario(
             checks.push(checks::data_integrity(&lab.database_url, scenario, &recording).await);
         }
     }
-    progress.set_phase("tearing down");
+    progress.set_phase(crate::progress::TEARING_DOWN);
     // Marks where the run's time goes (the bench sums it per phase over the catalogue).
     recorder.event(EventKind::PhaseStart, "teardown");
     crate::lab::dismantle(Some(lab), &run_dir, journal, !result.unreverted).await;
@@ -492,9 +492,9 @@ async fn wait_for_resolutions(
     else {
         return;
     };
-    progress.set_phase("waiting for alerts to resolve");
+    progress.set_phase(crate::progress::ALERTS_RESOLVING);
     lab.recorder
-        .event(EventKind::PhaseStart, "waiting for alerts to resolve");
+        .event(EventKind::PhaseStart, crate::progress::ALERTS_RESOLVING);
     let deadline = revert_ms + ms(longest) + 1000.0;
     loop {
         lab.collect_alerts();

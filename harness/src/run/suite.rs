@@ -146,7 +146,7 @@ async fn run_all(
             }
         };
         let handle = tokio::spawn(async move {
-            let _permit = sem.acquire_many_owned(slots).await.ok();
+            let mut permit = sem.acquire_many_owned(slots).await.ok();
             if cancel.is_cancelled() {
                 return None;
             }
@@ -156,8 +156,17 @@ async fn run_all(
                 *at = tokio::time::Instant::now() + LAB_START_GAP;
             }
             let progress = Arc::new(Progress::default());
+            // A scenario that took every slot gives back all but its own once its load is
+            // over: the wait for alerts to resolve and the teardown measure nothing.
+            let giving_back = permit
+                .as_mut()
+                .and_then(|p| p.split(p.num_permits().saturating_sub(1)))
+                .map(|extra| tokio::spawn(give_back_after_load(extra, progress.clone())));
             let view = bars.start(&s.name, s.phases.total(), progress.clone());
             let r = run_scenario(&s, &opts, progress, cancel).await;
+            if let Some(g) = giving_back {
+                g.abort();
+            }
             view.finish().await;
             Some(r)
         });
@@ -210,6 +219,16 @@ fn without_its_protection(s: &Scenario, opts: &LabOptions) -> Result<LabOptions,
     let mut o = opts.clone();
     o.extra_args.extend(protections.off_args(name));
     Ok(o)
+}
+
+/// Holds `extra` (the slots a scenario that needs the machine to itself took beyond its own)
+/// until its load is over, as its progress says: then other labs may start while it waits for
+/// its alerts to resolve and tears down.
+async fn give_back_after_load(extra: tokio::sync::OwnedSemaphorePermit, progress: Arc<Progress>) {
+    while !progress.load_over() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(extra);
 }
 
 /// How long after one lab started its run the next one may start (with `--jobs` above 1).
@@ -316,4 +335,26 @@ pub async fn lab_options(
         backend,
         seed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_scenario_alone_gives_back_the_other_slots_once_its_load_is_over() {
+        let sem = Arc::new(tokio::sync::Semaphore::new(4));
+        let mut permit = sem.clone().acquire_many_owned(4).await.unwrap();
+        let extra = permit.split(3).unwrap();
+        let progress = Arc::new(Progress::default());
+        progress.set_phase("recovery");
+        let giving_back = tokio::spawn(give_back_after_load(extra, progress.clone()));
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(sem.available_permits(), 0, "held through the load");
+        progress.set_phase(crate::progress::ALERTS_RESOLVING);
+        giving_back.await.unwrap();
+        assert_eq!(sem.available_permits(), 3, "all but its own given back");
+        drop(permit);
+        assert_eq!(sem.available_permits(), 4);
+    }
 }
