@@ -110,9 +110,10 @@ pub struct RunArgs {
     pub strict: bool,
     #[command(flatten)]
     pub lab: LabArgs,
-    /// How many scenarios run at once, each in its own lab (labs are mostly idle: 30 requests
-    /// a second). Labs start 3 s apart; a scenario that measures the machine (overload) runs
-    /// alone whatever this says.
+    /// How many scenarios drive load at once, each in its own lab (labs are mostly idle: 30
+    /// requests a second); a lab whose load is over (waiting for its alerts to resolve, tearing
+    /// down) no longer counts. Labs start 3 s apart; a scenario that measures the machine
+    /// (overload) drives its load alone whatever this says.
     #[arg(long, short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub jobs: u16,
     /// Run each scenario with the protection it exercises turned off (its `protection`, through
