@@ -56,8 +56,18 @@ pub async fn rows(reps: usize) -> Vec<Row> {
     rows.extend(
         crate::oha::rows(reps, &format!("http://{addr}"), reference, SUSTAINED_P99_MS).await,
     );
-    rows.extend(recording(addr).await);
     rows
+}
+
+/// The recording-cost rows, against a server of their own.
+pub async fn recording_rows() -> Vec<Row> {
+    match server::spawn() {
+        Ok((_server, addr)) => recording(addr).await,
+        Err(e) => vec![
+            Row::new("recording cost", "", "", Better::Lower, "")
+                .note(format!("no HTTP server: {e}")),
+        ],
+    }
 }
 
 fn read_plan(base: &str, rate: f64, duration: Duration) -> LoadPlan {

@@ -10,7 +10,7 @@
 //!
 //! Arguments (after `cargo bench -p fivehundred --bench peers --`):
 //! - `--reps N`: repetitions per figure (default 5);
-//! - `--only GROUP[,GROUP]`: some of the groups `proxy`, `load`, `lab` and `suite` (the whole
+//! - `--only GROUP[,GROUP]`: some of the groups `proxy`, `load`, `recording`, `lab` and `suite` (the whole
 //!   catalogue with its defaults, with its protections off, and one lab at a time, about ten
 //!   minutes on 2 cores); all of them by default;
 //! - `--protections-breakdown`: also measure target-app with one protection on at a time.
@@ -45,7 +45,7 @@ struct Args {
     breakdown: bool,
 }
 
-const GROUPS: [&str; 4] = ["proxy", "load", "lab", "suite"];
+const GROUPS: [&str; 5] = ["proxy", "load", "recording", "lab", "suite"];
 
 fn args() -> Args {
     let mut a = Args {
@@ -124,6 +124,10 @@ fn main() {
         if wants("load") {
             eprintln!("bench: load generator rows…");
             rows.extend(load_rows::rows(args.reps).await);
+        }
+        if wants("recording") {
+            eprintln!("bench: recording cost rows…");
+            rows.extend(load_rows::recording_rows().await);
         }
         if wants("lab") {
             eprintln!("bench: lab rows…");
