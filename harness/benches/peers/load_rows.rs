@@ -472,14 +472,20 @@ pub fn record_main(n: u64, addr: &str, rate: f64) {
         .expect("a runtime");
     let baseline = peak_kib();
     let recorder = Arc::new(Recorder::new(std::time::Instant::now()));
-    let mut plan = LoadPlan::new(
-        format!("http://{addr}"),
-        rate,
-        vec![
-            MixEntry::new(8, "GET /products/{id}"),
-            MixEntry::new(2, "POST /orders"),
-        ],
+    // As target-app's lab file describes them: products by id, orders with a JSON body and an
+    // idempotency key.
+    let mut product = MixEntry::new(8, "GET /products/{id}");
+    product
+        .params
+        .insert("id".into(), fivehundred::load::Param::Uniform([1, 20]));
+    let mut order = MixEntry::new(2, "POST /orders");
+    order.params.insert(
+        "product_id".into(),
+        fivehundred::load::Param::Uniform([1, 20]),
     );
+    order.body = Some(r#"{"product_id": {product_id}, "quantity": 1}"#.into());
+    order.idempotency_key = Some(true);
+    let mut plan = LoadPlan::new(format!("http://{addr}"), rate, vec![product, order]);
     plan.requests = Some(n);
     let rec = Arc::clone(&recorder);
     let sink = move |r: RequestRecord| rec.with(|recording| recording.requests.push(r));
