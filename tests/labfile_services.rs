@@ -157,16 +157,7 @@ fn datasette(causes: &[&str]) -> (std::process::Output, Vec<serde_json::Value>) 
         );
     }
     // The verdict is datasette's own, whatever it is: the exit code follows the checks.
-    let failed = scenarios
-        .iter()
-        .flat_map(|s| s["checks"].as_array().unwrap())
-        .any(|c| c["verdict"] == "fail");
-    assert_eq!(
-        out.status.code(),
-        Some(i32::from(failed)),
-        "{}",
-        explain(&out)
-    );
+    assert_exit_code_follows_checks(&out, &scenarios);
     (out, scenarios)
 }
 
@@ -255,6 +246,20 @@ fn datasette_from_pypi_runs_its_generic_catalogue_from_its_lab_file() {
         explain(&out)
     );
     assert!(note("disk-full", "fails with ENOSPC"), "{}", explain(&out));
+}
+
+/// The run's exit code is 1 when any check of `scenarios` failed, else 0.
+fn assert_exit_code_follows_checks(out: &std::process::Output, scenarios: &[serde_json::Value]) {
+    let failed = scenarios
+        .iter()
+        .flat_map(|s| s["checks"].as_array().unwrap())
+        .any(|c| c["verdict"] == "fail");
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(failed)),
+        "{}",
+        explain(out)
+    );
 }
 
 /// MLflow's tracking server as examples/mlflow/README.md was measured with it, the PostgreSQL
@@ -429,16 +434,7 @@ fn mlflow_from_pypi_runs_its_generic_catalogue_from_its_lab_file() {
 
     // The exit code follows the checks. It is 1, as the README says: MLflow's answers while
     // its database is down carry SQLAlchemy's error text.
-    let failed = scenarios
-        .iter()
-        .flat_map(|s| s["checks"].as_array().unwrap())
-        .any(|c| c["verdict"] == "fail");
-    assert_eq!(
-        out.status.code(),
-        Some(i32::from(failed)),
-        "{}",
-        explain(&out)
-    );
+    assert_exit_code_follows_checks(&out, scenarios);
     assert_eq!(verdict(down, "no-leaks", "fault"), Some("fail"));
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
 }
