@@ -103,6 +103,69 @@ fn explain(out: &Output) -> String {
     )
 }
 
+/// [`explain`] and, for each scenario that did not pass, what its report saw: the failed
+/// checks' notes, the timeline's events, the service's error counters that moved, and its WARN
+/// and ERROR log lines by message. A failure on a machine nobody can look at again says why.
+fn explain_run(out: &Output, report: &serde_json::Value) -> String {
+    use std::collections::BTreeMap;
+    use std::fmt::Write as _;
+    let mut text = explain(out);
+    let empty = Vec::new();
+    let list = |v: &serde_json::Value| v.as_array().unwrap_or(&empty).clone();
+    for s in list(&report["scenarios"]) {
+        if s["verdict"] == "pass" {
+            continue;
+        }
+        let _ = writeln!(text, "\n--- {} ({}) ---", s["name"], s["verdict"]);
+        for c in list(&s["checks"]).iter().filter(|c| c["verdict"] == "fail") {
+            let _ = writeln!(
+                text,
+                "failed {}[{}]: {}",
+                c["name"], c["phase"], c["summary"]
+            );
+            for e in list(&c["evidence"]).iter().filter(|e| e["type"] == "note") {
+                let _ = writeln!(text, "  {}", e["text"]);
+            }
+        }
+        let rec = &s["recording"];
+        for e in list(&rec["events"]) {
+            let at = e["at_ms"].as_f64().unwrap_or(0.0);
+            let _ = writeln!(text, "event {at:>6.0} ms {} {}", e["kind"], e["detail"]);
+        }
+        // Counters only rise: the highest value of each is where it ended.
+        let mut highest: BTreeMap<String, f64> = BTreeMap::new();
+        for sample in list(&rec["metrics"]) {
+            for (series, v) in sample["values"].as_object().into_iter().flatten() {
+                let top = highest.entry(series.clone()).or_insert(0.0);
+                *top = top.max(v.as_f64().unwrap_or(0.0));
+            }
+        }
+        let words = ["error", "timeout", "circuit", "shed", "panic"];
+        for (series, v) in highest {
+            if v > 0.0 && words.iter().any(|w| series.contains(w)) {
+                let _ = writeln!(text, "highest: {series} = {v}");
+            }
+        }
+        let mut by_message: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+        for l in list(&rec["logs"]) {
+            let line = l["line"].as_str().unwrap_or("");
+            let Ok(json) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let level = json["level"].as_str().unwrap_or("");
+            if level == "WARN" || level == "ERROR" {
+                let key = format!("{level} {} {}", json["message"], json["error"]);
+                let at = l["at_ms"].as_f64().unwrap_or(0.0);
+                by_message.entry(key).or_insert((0, at)).0 += 1;
+            }
+        }
+        for (key, (n, first)) in by_message {
+            let _ = writeln!(text, "log ×{n} from {first:.0} ms: {key}");
+        }
+    }
+    text
+}
+
 /// The catalogue's scenarios that need root (a tmpfs, a cgroup, another user): skipped by the
 /// harness, and named here, when the tests do not run as root.
 const AS_ROOT: &[&str] = &["disk-full", "memory-pressure", "permission-flip"];
@@ -126,7 +189,7 @@ fn the_catalogue_passes_side_by_side_with_every_protection_on() {
     let run = Run::new();
     let (out, report) = run.scenarios(SIDE_BY_SIDE, &[]);
     let root = nix::unistd::geteuid().is_root();
-    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", explain_run(&out, &report));
     assert!(failed_checks(&report).is_empty());
     assert_eq!(report["seed"], 7);
     let junit = std::fs::read_to_string(run.reports.path().join("junit.xml")).unwrap();
@@ -254,7 +317,7 @@ fn each_scenario_fails_on_its_check_with_its_own_protection_off() {
 fn overload_passes_with_every_protection_on() {
     let run = Run::new();
     let (out, report) = run.scenarios(&["overload"], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", explain_run(&out, &report));
     assert_eq!(report["scenarios"][0]["verdict"], "pass");
 }
 

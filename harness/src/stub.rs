@@ -194,7 +194,7 @@ async fn answer(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     }
     match &shared.upstream {
         Some((client, base)) => forward(client, base, req).await,
-        None => canned(&shared.answers, req.method().as_str(), req.uri().path()),
+        None => canned(&shared, req.method().as_str(), req.uri().path()).await,
     }
 }
 
@@ -280,13 +280,22 @@ async fn settled_behaviour(shared: &Shared) -> Option<Behaviour> {
 }
 
 /// The first canned answer for `method` `path`, or a 404 saying there is none.
-fn canned(answers: &[CannedAnswer], method: &str, path: &str) -> Response {
-    let Some(a) = answers.iter().find(|a| a.matches(method, path)) else {
+/// It is sent after the answer's `delay`, as a real provider takes its time.
+async fn canned(shared: &Shared, method: &str, path: &str) -> Response {
+    let Some(a) = shared.answers.iter().find(|a| a.matches(method, path)) else {
         return problem(
             StatusCode::NOT_FOUND,
             &format!("no canned answer for {method} {path}"),
         );
     };
+    if !a.delay.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(a.delay) => {}
+            _ = shared.cancel.cancelled() => {
+                return problem(StatusCode::SERVICE_UNAVAILABLE, "the dependency is shutting down");
+            }
+        }
+    }
     let mut resp = Response::new(axum::body::Body::from(a.body.clone()));
     *resp.status_mut() =
         StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

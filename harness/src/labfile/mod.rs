@@ -429,6 +429,8 @@ pub struct CannedAnswer {
     pub status: u16,
     pub headers: BTreeMap<String, String>,
     pub body: String,
+    /// How long the lab waits before it answers: a real provider's own time.
+    pub delay: Duration,
 }
 
 impl CannedAnswer {

@@ -169,6 +169,8 @@ pub struct RawAnswer {
     pub headers: BTreeMap<Str, Str>,
     #[serde(default)]
     pub body: Option<Str>,
+    #[serde(default)]
+    pub delay: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

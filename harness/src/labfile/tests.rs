@@ -143,6 +143,20 @@ fn an_unknown_key_is_reported_at_its_line_and_column() {
 }
 
 #[test]
+fn a_canned_answer_waits_its_delay_and_a_bad_one_is_reported_where_it_was_written() {
+    let text = GOOD.replace("status = 201\n", "status = 201\ndelay = \"15ms\"\n");
+    let lab = parse_at(&text).unwrap();
+    assert!(
+        matches!(&lab.deps["pay"], Dependency::Http(HttpDep::Canned(a)) if a[0].delay == Duration::from_millis(15))
+    );
+    let text = GOOD.replace("status = 201\n", "status = 201\ndelay = \"soon\"\n");
+    let e = err(&text);
+    assert_eq!(e.line, Some(line_of(&text, "delay = \"soon\"")), "{e}");
+    assert_eq!(e.column, Some(9), "{e}");
+    assert!(e.message.contains("`soon` is not a duration"), "{e}");
+}
+
+#[test]
 fn a_bad_type_is_reported_where_it_was_written() {
     let text = GOOD.replace("rate = 50", "rate = \"fast\"");
     let e = err(&text);
@@ -332,6 +346,7 @@ fn canned_answers_match_segments_and_a_final_star() {
         status: 200,
         headers: Default::default(),
         body: String::new(),
+        delay: Duration::ZERO,
     };
     assert!(a.matches("post", "/charges/42/refund?x=1"));
     assert!(!a.matches("POST", "/charges//refund"));

@@ -25,6 +25,7 @@ async fn stub() -> HttpStub {
         status,
         headers: BTreeMap::from([("content-type".into(), "application/json".into())]),
         body: body.into(),
+        delay: Duration::ZERO,
     };
     HttpStub::start(vec![
         answer(
@@ -79,6 +80,25 @@ async fn a_healthy_stub_gives_each_request_its_canned_answer() {
             .contains("no canned answer for DELETE /charges/ch_9")
     );
     stub.stop().await;
+}
+
+#[tokio::test]
+async fn a_canned_answer_with_a_delay_is_sent_after_it() {
+    let delay = Duration::from_millis(300);
+    let stub = HttpStub::start(vec![CannedAnswer {
+        method: "POST".into(),
+        path: "/charges".into(),
+        status: 201,
+        headers: BTreeMap::new(),
+        body: "{}".into(),
+        delay,
+    }])
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let r = timeout(LIMIT, charge(&url(&stub))).await.unwrap().unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(started.elapsed() >= delay, "{:?}", started.elapsed());
 }
 
 #[tokio::test]

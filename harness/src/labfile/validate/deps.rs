@@ -245,6 +245,12 @@ impl Validator<'_> {
                 .as_ref()
                 .map(|b| b.get_ref().clone())
                 .unwrap_or_default(),
+            delay: r
+                .delay
+                .as_ref()
+                .map(|d| self.duration(d))
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 }
