@@ -12,40 +12,23 @@ use std::time::{Duration, Instant};
 
 use super::{Run, binary, explain, journal_files, root};
 
-/// Names of everything of fivehundred's the engine holds: containers, networks, volumes.
-fn ours() -> Vec<String> {
+/// Names of everything the engine holds that `run` made (its state directory is on each of
+/// them): containers, networks, volumes. Other tests' runs, side by side, are not in it.
+fn ours(run: &Run) -> Vec<String> {
+    let state = format!("label=fivehundred.state={}", run.state.path().display());
     let mut out = Vec::new();
-    for args in [
-        &[
-            "ps",
-            "-a",
-            "--filter",
-            "label=fivehundred.owner",
-            "--format",
-            "container {{.Names}}",
-        ][..],
-        &[
-            "network",
-            "ls",
-            "--filter",
-            "label=fivehundred.owner",
-            "--format",
-            "network {{.Name}}",
-        ],
-        &[
-            "volume",
-            "ls",
-            "--filter",
-            "label=fivehundred.owner",
-            "--format",
-            "volume {{.Name}}",
-        ],
+    for (what, format) in [
+        (&["ps", "-a"][..], "container {{.Names}}"),
+        (&["network", "ls"], "network {{.Name}}"),
+        (&["volume", "ls"], "volume {{.Name}}"),
     ] {
         let o = Command::new("docker")
-            .args(args)
+            .args(what)
+            .args(["--filter", "label=fivehundred.owner", "--filter", &state])
+            .args(["--format", format])
             .output()
             .expect("the docker CLI runs");
-        assert!(o.status.success(), "docker {args:?}: {o:?}");
+        assert!(o.status.success(), "docker {what:?}: {o:?}");
         out.extend(
             String::from_utf8_lossy(&o.stdout)
                 .lines()
@@ -57,7 +40,6 @@ fn ours() -> Vec<String> {
 
 #[test]
 fn db_down_passes_with_the_database_in_a_container_and_nothing_is_left_after() {
-    let before = ours();
     let run = Run::new();
     let out = run
         .command(&["run", "db-down", "--backend", "docker", "--seed", "7"])
@@ -69,13 +51,12 @@ fn db_down_passes_with_the_database_in_a_container_and_nothing_is_left_after() {
         "the reproduce line names the backend: {}",
         explain(&out)
     );
-    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    let after: Vec<String> = ours(&run);
     assert!(after.is_empty(), "left in the engine: {after:?}");
 }
 
 #[test]
 fn a_docker_backend_run_killed_mid_fault_leaves_no_container_network_or_volume_after_recover() {
-    let before = ours();
     let run = Run::new();
     let mut child = run
         .command(&["run", "db-down", "--backend", "docker", "--seed", "7"])
@@ -99,7 +80,7 @@ fn a_docker_backend_run_killed_mid_fault_leaves_no_container_network_or_volume_a
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let left_running: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    let left_running: Vec<String> = ours(&run);
     assert!(
         left_running.iter().any(|n| n.starts_with("container ")),
         "no container while the run ran: {left_running:?}"
@@ -117,7 +98,7 @@ fn a_docker_backend_run_killed_mid_fault_leaves_no_container_network_or_volume_a
         "recover says what it removed: {}",
         explain(&out)
     );
-    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    let after: Vec<String> = ours(&run);
     assert!(after.is_empty(), "left after recover: {after:?}");
 }
 
@@ -193,7 +174,6 @@ fn failed_in(scenario: &serde_json::Value) -> Vec<String> {
 /// and reverted (the recording's events say so); nothing is left in the engine after.
 #[test]
 fn every_container_fault_on_the_database_passes_with_every_protection_on_and_is_reverted() {
-    let before = ours();
     let run = Run::new();
     let (out, report) = run_container_faults(&run, &CONTAINER_FAULTS, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
@@ -212,14 +192,13 @@ fn every_container_fault_on_the_database_passes_with_every_protection_on_and_is_
             );
         }
     }
-    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    let after: Vec<String> = ours(&run);
     assert!(after.is_empty(), "left in the engine: {after:?}");
 }
 
 /// The same files with one protection off: each fails, and on the check that shows what that
 /// protection is for.
 fn container_faults_fail_without(protection: &str, expected: &[(&str, &str)]) {
-    let before = ours();
     let run = Run::new();
     let actions: Vec<&str> = expected.iter().map(|(a, _)| *a).collect();
     let without = format!("all,-{protection}");
@@ -233,7 +212,7 @@ fn container_faults_fail_without(protection: &str, expected: &[(&str, &str)]) {
             "with {protection} off, db-{action} should fail on {check}; failed: {failed:?}"
         );
     }
-    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    let after: Vec<String> = ours(&run);
     assert!(after.is_empty(), "left in the engine: {after:?}");
 }
 
@@ -310,7 +289,6 @@ fn lab_file(tmp: &tempfile::TempDir) -> String {
 
 #[test]
 fn a_service_built_from_a_dockerfile_survives_db_down_and_a_crash_and_nothing_is_left_after() {
-    let before = ours();
     let example = target_app_docker();
     let lab = lab_file(&example);
     let run = Run::new();
@@ -364,13 +342,12 @@ fn a_service_built_from_a_dockerfile_survives_db_down_and_a_crash_and_nothing_is
         logs >= 2,
         "{logs} lines of the container's in the recording"
     );
-    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    let after: Vec<String> = ours(&run);
     assert!(after.is_empty(), "left in the engine: {after:?}");
 }
 
 #[test]
 fn a_run_with_a_container_service_killed_mid_fault_leaves_nothing_after_recover() {
-    let before = ours();
     let example = target_app_docker();
     let lab = lab_file(&example);
     let run = Run::new();
@@ -405,7 +382,7 @@ fn a_run_with_a_container_service_killed_mid_fault_leaves_nothing_after_recover(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let running: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    let running: Vec<String> = ours(&run);
     assert!(
         running
             .iter()
@@ -420,21 +397,17 @@ fn a_run_with_a_container_service_killed_mid_fault_leaves_nothing_after_recover(
     child.wait().unwrap();
     let out = run.command(&["recover"]).output().unwrap();
     assert!(out.status.success(), "{}", explain(&out));
-    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    let after: Vec<String> = ours(&run);
     assert!(after.is_empty(), "left after recover: {after:?}");
 }
 
-/// `docker inspect -f FORMAT` of the run's database container (the one `ours()` did not list
-/// before), or None while there is none.
-fn database_container_state(before: &[String], format: &str) -> Option<String> {
-    let name = ours()
-        .into_iter()
-        .filter(|n| !before.contains(n))
-        .find_map(|n| {
-            n.strip_prefix("container ")
-                .filter(|c| c.ends_with("-postgres"))
-                .map(str::to_string)
-        })?;
+/// `docker inspect -f FORMAT` of the run's database container, or None while there is none.
+fn database_container_state(run: &Run, format: &str) -> Option<String> {
+    let name = ours(run).into_iter().find_map(|n| {
+        n.strip_prefix("container ")
+            .filter(|c| c.ends_with("-postgres"))
+            .map(str::to_string)
+    })?;
     let o = Command::new("docker")
         .args(["inspect", "-f", format, &name])
         .output()
@@ -453,7 +426,6 @@ fn a_run_killed_while_its_database_container_is_paused_or_cut_leaves_nothing_aft
         ("pause", "{{.State.Paused}}", "true"),
         ("disconnect", "{{len .NetworkSettings.Networks}}", "0"),
     ] {
-        let before = ours();
         let run = Run::new();
         let mut child = run
             .command(&[
@@ -476,7 +448,7 @@ fn a_run_killed_while_its_database_container_is_paused_or_cut_leaves_nothing_aft
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("{action}: the run ended ({status}) before it faulted the container");
             }
-            if database_container_state(&before, format).as_deref() == Some(faulted) {
+            if database_container_state(&run, format).as_deref() == Some(faulted) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -494,7 +466,7 @@ fn a_run_killed_while_its_database_container_is_paused_or_cut_leaves_nothing_aft
             "{action}: recover says what it removed: {}",
             explain(&out)
         );
-        let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+        let after: Vec<String> = ours(&run);
         assert!(after.is_empty(), "{action}: left after recover: {after:?}");
     }
 }
@@ -507,7 +479,6 @@ fn a_run_killed_while_its_database_container_is_paused_or_cut_leaves_nothing_aft
 /// of serving stale.
 #[test]
 fn explain_on_the_docker_backend_fails_a_container_service_on_status_without_its_stale_cache() {
-    let before = ours();
     let example = target_app_docker();
     let lab = lab_file(&example);
     let scenario_file = root()
@@ -563,7 +534,7 @@ fn explain_on_the_docker_backend_fails_a_container_service_on_status_without_its
     ] {
         assert!(command.contains(part), "{part} in {command}");
     }
-    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    let after: Vec<String> = ours(&run);
     assert!(after.is_empty(), "left in the engine: {after:?}");
 }
 
@@ -572,7 +543,6 @@ fn explain_on_the_docker_backend_fails_a_container_service_on_status_without_its
 /// container's own last lines (exit 3); nothing is left in the engine.
 #[test]
 fn arguments_after_the_double_dash_reach_a_container_services_command() {
-    let before = ours();
     let example = target_app_docker();
     let lab = lab_file(&example);
     let run = Run::new();
@@ -596,7 +566,7 @@ fn arguments_after_the_double_dash_reach_a_container_services_command() {
         "target-app's own refusal of the flag is in the error: {}",
         explain(&out)
     );
-    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    let after: Vec<String> = ours(&run);
     assert!(after.is_empty(), "left in the engine: {after:?}");
 }
 
@@ -633,7 +603,6 @@ fn compose_images() -> Vec<String> {
 
 #[test]
 fn a_compose_service_survives_its_database_paused_and_a_crash_and_the_project_is_taken_down() {
-    let before = ours();
     let images_before = compose_images();
     let example = target_app_compose();
     let lab = example
@@ -716,7 +685,7 @@ fn a_compose_service_survives_its_database_paused_and_a_crash_and_the_project_is
         crash.contains("exit code 137"),
         "the service's container was killed (SIGKILL): {crash}"
     );
-    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    let after: Vec<String> = ours(&run);
     assert!(after.is_empty(), "left in the engine: {after:?}");
     let images: Vec<String> = compose_images()
         .into_iter()
@@ -730,7 +699,6 @@ fn a_compose_service_survives_its_database_paused_and_a_crash_and_the_project_is
 
 #[test]
 fn a_compose_run_killed_mid_fault_leaves_nothing_labelled_after_recover() {
-    let before = ours();
     let images_before = compose_images();
     let example = target_app_compose();
     let lab = example
@@ -769,7 +737,7 @@ fn a_compose_run_killed_mid_fault_leaves_nothing_labelled_after_recover() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let running: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    let running: Vec<String> = ours(&run);
     for what in ["container ", "network ", "volume "] {
         assert!(
             running.iter().any(|n| n.starts_with(what)),
@@ -784,7 +752,7 @@ fn a_compose_run_killed_mid_fault_leaves_nothing_labelled_after_recover() {
     child.wait().unwrap();
     let out = run.command(&["recover"]).output().unwrap();
     assert!(out.status.success(), "{}", explain(&out));
-    let after: Vec<String> = ours().into_iter().filter(|n| !before.contains(n)).collect();
+    let after: Vec<String> = ours(&run);
     assert!(after.is_empty(), "left after recover: {after:?}");
     // The image the killed run's project built is not labelled: removed here, not by recover.
     for image in compose_images()

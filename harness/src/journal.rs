@@ -23,6 +23,7 @@ use nix::fcntl::{Flock, FlockArg, OFlag};
 use serde::{Deserialize, Serialize};
 
 use crate::safefs::{Dir, SafeFsError};
+use crate::statedir::state_dir;
 
 /// Journals are named `<time>-<pid>-<id>.jsonl`; one being created is `.jsonl.new` until its
 /// first entry is written and its lock taken.
@@ -32,21 +33,6 @@ const NEW_EXT: &str = ".jsonl.new";
 /// Held by `recover` while it acts, so two at once (two `run`s starting together) never act
 /// on the same journal.
 const RECOVER_LOCK: &str = "recover.lock";
-
-/// Where journals live: `$FIVEHUNDRED_STATE_DIR`, else `$XDG_STATE_HOME/fivehundred`, else
-/// `~/.local/state/fivehundred`.
-pub fn state_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("FIVEHUNDRED_STATE_DIR") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
-        return PathBuf::from(d).join("fivehundred");
-    }
-    match std::env::var_os("HOME") {
-        Some(h) => PathBuf::from(h).join(".local/state/fivehundred"),
-        None => std::env::temp_dir().join("fivehundred-state"),
-    }
-}
 
 /// Opens the state directory (see [`state_dir`]): created 0700 if missing, and refused if it is
 /// a link, another user's, or writable by others (a `/tmp/fivehundred-state` made by someone

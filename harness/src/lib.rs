@@ -20,7 +20,7 @@
 //! - [`docker`]: the container backend's mechanisms (engine, images, containers, their faults).
 //! - [`verdict`], [`progress`], [`exit`]: leaf vocabularies (a check's result, live counters,
 //!   exit codes); `layers` (a test) keeps the modules free of import circles.
-//! - [`journal`]: the on-disk fault journal and `recover`.
+//! - [`journal`]: the on-disk fault journal and `recover`; [`statedir`], where it lives.
 //! - [`gameday`]: `lab up`, `inject`, `revert`, `halt`, `status`: a lab that stays up, faults by
 //!   hand with deadlines, a live dashboard, and a written record.
 //! - [`safefs`]: file operations as root that no symlink can redirect (descriptors, `openat`
@@ -75,6 +75,7 @@ pub mod record;
 pub mod run;
 pub mod safefs;
 pub mod scenario;
+pub mod statedir;
 pub mod stub;
 pub mod sys;
 pub mod target;

@@ -63,7 +63,7 @@ pub async fn run_scenario(
     let journal = Journal::create(&format!("scenario {}", scenario.name)).map_err(|e| {
         LabError(format!(
             "cannot write the fault journal in {}: {e}",
-            crate::journal::state_dir().display()
+            crate::statedir::state_dir().display()
         ))
     })?;
     let run_dir = tempfile::Builder::new()

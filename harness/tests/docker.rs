@@ -1,7 +1,8 @@
 //! The container backend against the real Docker engine: images built from Debian's packages,
 //! PostgreSQL and target-app as containers, each container fault and its revert, and cleanup by
-//! label. The first test to run builds the images (a few minutes); the rest reuse them. These
-//! tests form one nextest group that runs one test at a time (`.config/nextest.toml`).
+//! label. The first test to run builds the images (a few minutes, one build at a time on a lock
+//! file); the rest reuse them. Each test looks only at its own run's labels, so the nextest group
+//! they form runs two at a time (`.config/nextest.toml`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};

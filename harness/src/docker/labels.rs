@@ -9,6 +9,8 @@ pub const OWNER_LABEL: &str = "fivehundred.owner";
 pub const OWNER: &str = "fivehundred";
 /// Names the run a container, network or volume belongs to.
 pub const RUN_LABEL: &str = "fivehundred.run";
+/// The state directory of the run that made it ([`crate::statedir`]): the journals that know it.
+pub const STATE_LABEL: &str = "fivehundred.state";
 /// On images: the hash of the recipe the image was built from (a changed recipe rebuilds it).
 pub const RECIPE_LABEL: &str = "fivehundred.recipe";
 
@@ -48,6 +50,10 @@ impl RunId {
         HashMap::from([
             (OWNER_LABEL.to_owned(), OWNER.to_owned()),
             (RUN_LABEL.to_owned(), self.0.clone()),
+            (
+                STATE_LABEL.to_owned(),
+                crate::statedir::state_dir().display().to_string(),
+            ),
         ])
     }
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::journal::{open_state_dir, process_start_time, refused, state_dir};
+use crate::journal::{open_state_dir, process_start_time, refused};
+use crate::statedir::state_dir;
 
 /// What the running lab tells the other commands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -232,7 +232,7 @@ async fn start(
             let _ = std::fs::remove_dir(&record_dir);
             eprintln!(
                 "error: cannot write the fault journal in {}: {e}",
-                crate::journal::state_dir().display()
+                crate::statedir::state_dir().display()
             );
             return Err(EXIT_LAB);
         }
