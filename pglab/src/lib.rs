@@ -48,6 +48,10 @@ pub enum Error {
     NotReady(Duration, String),
     #[error("database statement failed: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error(
+        "refusing the template data directory {path}: {why}; remove it and the next cluster makes its own"
+    )]
+    Untrusted { path: PathBuf, why: String },
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
@@ -158,6 +162,46 @@ fn run(cmd: &mut Command) -> Result<(), Error> {
 
 /// Makes (once) and returns the template data directory for this PostgreSQL version and user.
 fn template(bin: &Path, user: &Option<nix::unistd::User>) -> Result<PathBuf, Error> {
+    template_in(&std::env::temp_dir(), bin, user)
+}
+
+/// Whether `path` holds a template this user can trust: none yet is `Ok(false)`. The temporary
+/// directory is everyone's, so a template is used only if it is a real directory (a link is
+/// never followed) owned by `uid` that no one else can write: one planted by another user
+/// (a `postgresql.conf` of theirs, run by our server) is refused.
+fn trusted_template(path: &Path, uid: u32) -> Result<bool, Error> {
+    use std::os::unix::fs::MetadataExt;
+    let m = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(format!("inspecting {}", path.display()))(e)),
+    };
+    let why = if !m.file_type().is_dir() {
+        Some("it is not a directory (a link is never followed)".to_string())
+    } else if m.uid() != uid {
+        Some(format!("it is owned by uid {}, not {uid}", m.uid()))
+    } else if m.mode() & 0o022 != 0 {
+        Some(format!(
+            "others can write to it (mode {:o})",
+            m.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(Error::Untrusted {
+            path: path.to_path_buf(),
+            why,
+        }),
+        None => Ok(path.join("PG_VERSION").exists()),
+    }
+}
+
+fn template_in(
+    base: &Path,
+    bin: &Path,
+    user: &Option<nix::unistd::User>,
+) -> Result<PathBuf, Error> {
     let version = bin
         .parent()
         .and_then(|p| p.file_name())
@@ -167,16 +211,15 @@ fn template(bin: &Path, user: &Option<nix::unistd::User>) -> Result<PathBuf, Err
         .as_ref()
         .map(|u| u.uid.as_raw())
         .unwrap_or_else(|| nix::unistd::geteuid().as_raw());
-    let base = std::env::temp_dir();
     let path = base.join(format!("pglab-template-{version}-{uid}"));
-    if path.join("PG_VERSION").exists() {
+    if trusted_template(&path, uid)? {
         return Ok(path);
     }
     // Initialise in a private directory, then rename: concurrent first users race on the
     // rename, and whoever loses simply uses the winner's template.
     let scratch = tempfile::Builder::new()
         .prefix("pglab-initdb-")
-        .tempdir_in(&base)
+        .tempdir_in(base)
         .map_err(io_err("creating a scratch directory"))?;
     fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o755))
         .map_err(io_err("chmod scratch directory"))?;
@@ -201,7 +244,7 @@ fn template(bin: &Path, user: &Option<nix::unistd::User>) -> Result<PathBuf, Err
     run(&mut initdb)?;
     match fs::rename(&data, &path) {
         Ok(()) => Ok(path),
-        Err(_) if path.join("PG_VERSION").exists() => Ok(path),
+        Err(_) if trusted_template(&path, uid)? => Ok(path),
         Err(e) => Err(Error::Io {
             what: format!("moving the template to {}", path.display()),
             source: e,
@@ -458,6 +501,38 @@ mod tests {
             replace_host_port("postgres://h:5/db", "a:1"),
             "postgres://a:1/db"
         );
+    }
+
+    #[test]
+    fn a_template_planted_by_someone_else_is_refused_and_never_followed() {
+        let base = tempfile::tempdir().unwrap();
+        let bin = Path::new("/nowhere/99/bin");
+        let me = nix::unistd::geteuid().as_raw();
+        let path = base.path().join(format!("pglab-template-99-{me}"));
+        // A link to a data directory of someone else's choosing.
+        let theirs = tempfile::tempdir().unwrap();
+        fs::write(theirs.path().join("PG_VERSION"), "99\n").unwrap();
+        std::os::unix::fs::symlink(theirs.path(), &path).unwrap();
+        let e = template_in(base.path(), bin, &None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a directory (a link is never followed)"),
+            "{e}"
+        );
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        // A real directory that others may write to.
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("PG_VERSION"), "99\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o777)).unwrap();
+        let e = template_in(base.path(), bin, &None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("others can write to it (mode 777)"), "{e}");
+        // Ours, and no one else's to change: used as it is.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(template_in(base.path(), bin, &None).unwrap(), path);
     }
 
     #[test]
