@@ -115,7 +115,12 @@ async fn oha_blocking(oha: &Path, url: &str, rate: f64) -> Result<OhaRun, String
         .map_err(|e| e.to_string())?
 }
 
-/// The highest step sustained, searching upwards until the first that is not.
+/// The lowest fraction of the reference tried when even the lowest step is not sustained.
+const FLOOR: f64 = 1.0 / 64.0;
+
+/// The highest step sustained, searching upwards until the first that is not. A generator that
+/// keeps not even the lowest step is tried at half of it, and half again (down to [`FLOOR`]),
+/// so its figure is a rate it kept rather than a zero beside a ratio that left it out.
 async fn top_rate<F, Fut>(reference: f64, p99_ms: f64, mut one: F) -> f64
 where
     F: FnMut(f64) -> Fut,
@@ -128,6 +133,14 @@ where
             Ok(r) if sustained(&r, rate, p99_ms) => best = rate,
             _ => break,
         }
+    }
+    let mut f = STEPS[0] / 2.0;
+    while best == 0.0 && f >= FLOOR {
+        let rate = (reference * f).round();
+        if matches!(one(rate).await, Ok(r) if sustained(&r, rate, p99_ms)) {
+            best = rate;
+        }
+        f /= 2.0;
     }
     best
 }
@@ -193,7 +206,7 @@ pub async fn rows(reps: usize, base: &str, reference: f64, p99_ms: f64) -> Vec<R
     vec![
         judged(
             top.ours(&our_top).peer(&peer, &oha_top).note(format!(
-                "steps of {reference:.0}/s × {STEPS:?}, {SECONDS} s each; sustained = achieved ≥ 99 % of the plan, all 200, p99 ≤ {p99_ms} ms from the due time"
+                "steps of {reference:.0}/s × {STEPS:?} (halved below the lowest until one is sustained), {SECONDS} s each; sustained = achieved ≥ 99 % of the plan, all 200, p99 ≤ {p99_ms} ms from the due time; per repetition: ours {our_top:?}, oha {oha_top:?}"
             )),
             |x| x >= 1.0,
         ),
@@ -244,6 +257,28 @@ fn not_measured(why: &str) -> Vec<Row> {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn the_top_rate_is_the_highest_step_kept_and_below_the_lowest_a_halved_one_never_zero() {
+        use super::{OhaRun, top_rate};
+        // A generator that keeps every rate up to `limit`.
+        fn up_to(limit: f64) -> impl FnMut(f64) -> std::future::Ready<Result<OhaRun, String>> {
+            move |rate| {
+                std::future::ready(Ok(OhaRun {
+                    rate,
+                    p50_ms: 0.1,
+                    p99_ms: if rate <= limit { 1.0 } else { 500.0 },
+                    all_ok: true,
+                }))
+            }
+        }
+        // Steps of 1000: 500, 700, 850, 1000 kept; 1150 not.
+        assert_eq!(top_rate(1000.0, 50.0, up_to(1100.0)).await, 1000.0);
+        // Not even 40000 (half of 80000): 20000 is not kept either, 10000 is.
+        assert_eq!(top_rate(80000.0, 50.0, up_to(15000.0)).await, 10000.0);
+        // Nothing down to a 64th: zero, and said so by the row's note.
+        assert_eq!(top_rate(80000.0, 50.0, up_to(10.0)).await, 0.0);
+    }
+
     #[test]
     fn oha_json_is_read_in_milliseconds_and_any_error_spoils_the_run() {
         let text = r#"{"summary":{"successRate":1.0,"requestsPerSec":1999.5},
