@@ -51,7 +51,7 @@ fn db_down_passes_with_the_database_in_a_container_and_nothing_is_left_after() {
         "the reproduce line names the backend: {}",
         explain(&out)
     );
-    let after: Vec<String> = ours(&run);
+    let after = ours(&run);
     assert!(after.is_empty(), "left in the engine: {after:?}");
 }
 
@@ -80,7 +80,7 @@ fn a_docker_backend_run_killed_mid_fault_leaves_no_container_network_or_volume_a
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let left_running: Vec<String> = ours(&run);
+    let left_running = ours(&run);
     assert!(
         left_running.iter().any(|n| n.starts_with("container ")),
         "no container while the run ran: {left_running:?}"
@@ -98,7 +98,7 @@ fn a_docker_backend_run_killed_mid_fault_leaves_no_container_network_or_volume_a
         "recover says what it removed: {}",
         explain(&out)
     );
-    let after: Vec<String> = ours(&run);
+    let after = ours(&run);
     assert!(after.is_empty(), "left after recover: {after:?}");
 }
 
@@ -192,7 +192,7 @@ fn every_container_fault_on_the_database_passes_with_every_protection_on_and_is_
             );
         }
     }
-    let after: Vec<String> = ours(&run);
+    let after = ours(&run);
     assert!(after.is_empty(), "left in the engine: {after:?}");
 }
 
@@ -212,7 +212,7 @@ fn container_faults_fail_without(protection: &str, expected: &[(&str, &str)]) {
             "with {protection} off, db-{action} should fail on {check}; failed: {failed:?}"
         );
     }
-    let after: Vec<String> = ours(&run);
+    let after = ours(&run);
     assert!(after.is_empty(), "left in the engine: {after:?}");
 }
 
@@ -342,7 +342,7 @@ fn a_service_built_from_a_dockerfile_survives_db_down_and_a_crash_and_nothing_is
         logs >= 2,
         "{logs} lines of the container's in the recording"
     );
-    let after: Vec<String> = ours(&run);
+    let after = ours(&run);
     assert!(after.is_empty(), "left in the engine: {after:?}");
 }
 
@@ -382,7 +382,7 @@ fn a_run_with_a_container_service_killed_mid_fault_leaves_nothing_after_recover(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let running: Vec<String> = ours(&run);
+    let running = ours(&run);
     assert!(
         running
             .iter()
@@ -397,7 +397,7 @@ fn a_run_with_a_container_service_killed_mid_fault_leaves_nothing_after_recover(
     child.wait().unwrap();
     let out = run.command(&["recover"]).output().unwrap();
     assert!(out.status.success(), "{}", explain(&out));
-    let after: Vec<String> = ours(&run);
+    let after = ours(&run);
     assert!(after.is_empty(), "left after recover: {after:?}");
 }
 
@@ -466,7 +466,7 @@ fn a_run_killed_while_its_database_container_is_paused_or_cut_leaves_nothing_aft
             "{action}: recover says what it removed: {}",
             explain(&out)
         );
-        let after: Vec<String> = ours(&run);
+        let after = ours(&run);
         assert!(after.is_empty(), "{action}: left after recover: {after:?}");
     }
 }
@@ -534,7 +534,7 @@ fn explain_on_the_docker_backend_fails_a_container_service_on_status_without_its
     ] {
         assert!(command.contains(part), "{part} in {command}");
     }
-    let after: Vec<String> = ours(&run);
+    let after = ours(&run);
     assert!(after.is_empty(), "left in the engine: {after:?}");
 }
 
@@ -566,7 +566,7 @@ fn arguments_after_the_double_dash_reach_a_container_services_command() {
         "target-app's own refusal of the flag is in the error: {}",
         explain(&out)
     );
-    let after: Vec<String> = ours(&run);
+    let after = ours(&run);
     assert!(after.is_empty(), "left in the engine: {after:?}");
 }
 
@@ -685,7 +685,7 @@ fn a_compose_service_survives_its_database_paused_and_a_crash_and_the_project_is
         crash.contains("exit code 137"),
         "the service's container was killed (SIGKILL): {crash}"
     );
-    let after: Vec<String> = ours(&run);
+    let after = ours(&run);
     assert!(after.is_empty(), "left in the engine: {after:?}");
     let images: Vec<String> = compose_images()
         .into_iter()
@@ -737,7 +737,7 @@ fn a_compose_run_killed_mid_fault_leaves_nothing_labelled_after_recover() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let running: Vec<String> = ours(&run);
+    let running = ours(&run);
     for what in ["container ", "network ", "volume "] {
         assert!(
             running.iter().any(|n| n.starts_with(what)),
@@ -752,7 +752,7 @@ fn a_compose_run_killed_mid_fault_leaves_nothing_labelled_after_recover() {
     child.wait().unwrap();
     let out = run.command(&["recover"]).output().unwrap();
     assert!(out.status.success(), "{}", explain(&out));
-    let after: Vec<String> = ours(&run);
+    let after = ours(&run);
     assert!(after.is_empty(), "left after recover: {after:?}");
     // The image the killed run's project built is not labelled: removed here, not by recover.
     for image in compose_images()

@@ -154,10 +154,7 @@ impl Drop for HttpStub {
 
 async fn answer(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let Some(behaviour) = settled_behaviour(&shared).await else {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the dependency is shutting down",
-        );
+        return shutting_down();
     };
     match behaviour {
         Behaviour::Healthy => {}
@@ -183,11 +180,8 @@ async fn answer(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 .into_response();
         }
         Behaviour::Slow { delay } => {
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shared.cancel.cancelled() => {
-                    return problem(StatusCode::SERVICE_UNAVAILABLE, "the dependency is shutting down");
-                }
+            if let Err(stopped) = take_time(&shared, delay).await {
+                return stopped;
             }
         }
         Behaviour::Hang => unreachable!("settled_behaviour never returns Hang"),
@@ -288,13 +282,8 @@ async fn canned(shared: &Shared, method: &str, path: &str) -> Response {
             &format!("no canned answer for {method} {path}"),
         );
     };
-    if !a.delay.is_zero() {
-        tokio::select! {
-            _ = tokio::time::sleep(a.delay) => {}
-            _ = shared.cancel.cancelled() => {
-                return problem(StatusCode::SERVICE_UNAVAILABLE, "the dependency is shutting down");
-            }
-        }
+    if let Err(stopped) = take_time(shared, a.delay).await {
+        return stopped;
     }
     let mut resp = Response::new(axum::body::Body::from(a.body.clone()));
     *resp.status_mut() =
@@ -308,6 +297,23 @@ async fn canned(shared: &Shared, method: &str, path: &str) -> Response {
         }
     }
     resp
+}
+
+/// Waits `delay` before answering, or gives the [`shutting_down`] answer if the stub stops
+/// first, so that shutdown is not held up.
+async fn take_time(shared: &Shared, delay: Duration) -> Result<(), Response> {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => Ok(()),
+        _ = shared.cancel.cancelled() => Err(shutting_down()),
+    }
+}
+
+/// The answer to a request that arrives or waits while the stub stops.
+fn shutting_down() -> Response {
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the dependency is shutting down",
+    )
 }
 
 /// An RFC 9457 problem+json response, like the ones a real provider sends.

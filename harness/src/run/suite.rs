@@ -103,9 +103,8 @@ pub async fn run(mut suite: Suite) -> i32 {
 }
 
 /// Runs every scenario, each in its own lab, at most `jobs` of them under load at once, and
-/// collects their reports
-/// in the suite's order. A lab that cannot be set up (or a runner task that crashed) cancels the rest and is
-/// returned as the error to print.
+/// collects their reports in the suite's order. A lab that cannot be set up (or a runner task
+/// that crashed) cancels the rest and is returned as the error to print.
 async fn run_all(
     scenarios: Vec<Scenario>,
     opts: &LabOptions,
